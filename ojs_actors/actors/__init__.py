@@ -1,0 +1,12 @@
+"""The actor runtime: actors with bounded mailboxes, supervised OTP-style on trio."""
+
+from ._actor import Actor, ActorCell, ActorRef, SnapshotStore
+from ._errors import ActorCrashed, ActorError, ActorStopped, MailboxFull, SupervisorEscalation
+from ._mailbox import Envelope, Mailbox, Reply
+from ._supervisor import ActorKilled, ChildSpec, Restart, Strategy, Supervisor
+
+__all__ = [
+    "Actor", "ActorCell", "ActorCrashed", "ActorError", "ActorKilled", "ActorRef", "ActorStopped",
+    "ChildSpec", "Envelope", "Mailbox", "MailboxFull", "Reply", "Restart", "SnapshotStore",
+    "Strategy", "Supervisor", "SupervisorEscalation",
+]  # fmt: skip

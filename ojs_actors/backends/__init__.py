@@ -1,0 +1,24 @@
+"""Backends behind one protocol (:class:`Backend`); :func:`create_backend` picks one by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core import InvalidRequest
+from .base import Backend, EventFilter, timers_of
+from .memory import MemoryBackend
+
+BACKENDS = ("memory",)
+
+
+def create_backend(name: str, **options: Any) -> Backend:
+    """A backend by its ``--backend`` name; options are backend-specific (URLs, paths)."""
+    if name == "memory":
+        return MemoryBackend()
+    raise InvalidRequest(
+        f"Unknown backend {name!r}; this build has: {', '.join(BACKENDS)}.",
+        details={"backend": name, "available": list(BACKENDS)},
+    )
+
+
+__all__ = ["BACKENDS", "Backend", "EventFilter", "MemoryBackend", "create_backend", "timers_of"]

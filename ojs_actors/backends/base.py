@@ -1,0 +1,130 @@
+"""The one protocol every backend implements.
+
+The backend is the authority: several server processes may share one
+(networked) backend, each running its own actors over it, so every method is
+atomic on its own and safe against concurrent callers in other processes.
+Actors keep caches, batch calls and keep timers; they never hold the truth.
+
+Conventions every implementation follows:
+
+* Operations take and return batches (``Sequence``) so an actor that drained
+  many mailbox messages makes one call; each element is atomic on its own.
+* Jobs change only by compare-and-set: :meth:`Backend.update_jobs` stores a
+  job only if the stored version is the ``expected_version`` given with it.
+* The backend derives its indexes (per-queue ready order, timers, dead
+  letter) from each stored job's state; callers never maintain them.
+* Ready order within a queue: higher ``priority`` first, then FIFO by ``seq``,
+  which the backend assigns each time a job becomes ``available``.
+* Timers: for every stored job version the backend can report when it next
+  needs attention (``scheduled_at``, ``next_attempt_at``, the lease deadline,
+  the execution timeout, ``expires_at``); :meth:`Backend.due_jobs` returns jobs
+  whose current version has such a time ``<= now``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from ..core import Job, OJSError, State
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    types: frozenset[str] = frozenset()
+    queues: frozenset[str] = frozenset()
+    job_types: frozenset[str] = frozenset()
+    after: str | None = None
+    limit: int = 100
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    async def start(self) -> None:
+        """Connect; raise :class:`~ojs_actors.core.BackendUnavailable` if impossible."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> float:
+        """Round-trip latency in milliseconds; raises if the backend is unreachable."""
+
+    # -- jobs -------------------------------------------------------------------
+
+    async def insert_jobs(self, jobs: Sequence[Job]) -> list[Job | OJSError]:
+        """Store new jobs. Per job: the stored job, or :class:`Duplicate` if the id exists."""
+
+    async def get_jobs(self, job_ids: Sequence[str]) -> list[Job | None]: ...
+
+    async def update_jobs(self, updates: Sequence[tuple[Job, int]]) -> list[bool]:
+        """Compare-and-set: store each job if the stored version equals the paired
+        expected version; ``False`` where it did not (changed meanwhile, or gone)."""
+
+    async def claim(
+        self, queue: str, count: int, now: int, worker_id: str | None, visibility_ms: int | None
+    ) -> tuple[list[Job], list[Job]]:
+        """Atomically move up to ``count`` ready jobs of ``queue`` to ``active``, in ready
+        order. Jobs found past ``expires_at`` are discarded instead, never delivered.
+        Returns ``(claimed, expired)``."""
+
+    async def due_jobs(self, now: int, limit: int) -> list[Job]:
+        """Jobs whose current version has a timer due at or before ``now``."""
+
+    async def next_due_at(self) -> int | None:
+        """The earliest pending timer, if any."""
+
+    async def count_jobs(self, queue: str) -> dict[State, int]: ...
+
+    # -- dead letter ----------------------------------------------------------------
+
+    async def list_dead_letter(
+        self, queue: str | None, limit: int, offset: int
+    ) -> tuple[list[Job], int]:
+        """A page of dead-lettered jobs (oldest first) and the total count."""
+
+    async def delete_dead_letter(self, job_id: str) -> bool:
+        """Remove a dead-lettered job for good; ``False`` if it is not in the dead letter queue."""
+
+    # -- actor snapshots (also the queue registry: keys ``queue:<name>``) --------
+
+    async def load_snapshot(self, key: str) -> dict[str, Any] | None: ...
+
+    async def save_snapshot(self, key: str, state: dict[str, Any]) -> None: ...
+
+    async def list_snapshots(self, prefix: str) -> dict[str, dict[str, Any]]: ...
+
+    # -- events ---------------------------------------------------------------
+
+    async def append_events(self, events: Sequence[dict[str, Any]]) -> None: ...
+
+    async def read_events(self, query: EventFilter) -> list[dict[str, Any]]: ...
+
+    # -- administration -------------------------------------------------------------
+
+    async def reset(self) -> None:
+        """Delete everything (the conformance runner's reset between tests)."""
+
+
+def timers_of(job: Job) -> list[int]:
+    """When the given job version next needs the scheduler's attention."""
+    due: list[int] = []
+    state = job.state
+    if state is State.SCHEDULED and job.scheduled_at is not None:
+        due.append(job.scheduled_at)
+    elif state is State.RETRYABLE and job.next_attempt_at is not None:
+        due.append(job.next_attempt_at)
+    elif state is State.ACTIVE:
+        if job.lease_expires_at is not None:
+            due.append(job.lease_expires_at)
+        if job.timeout_at is not None:
+            due.append(job.timeout_at)
+    if job.expires_at is not None and state in (
+        State.SCHEDULED,
+        State.RETRYABLE,
+        State.AVAILABLE,
+        State.PENDING,
+    ):
+        due.append(job.expires_at)
+    return due

@@ -1,0 +1,202 @@
+"""The zero-configuration in-process backend.
+
+Everything lives in this process's memory; every method runs without an
+``await`` in its body, so each call is atomic under trio's cooperative
+scheduling. Indexes use lazy deletion: heap entries carry the job version they
+were made for and are dropped when that version is no longer current.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Sequence
+from itertools import count
+from typing import Any
+
+from ..core import Duplicate, Job, OJSError, State, lifecycle
+from .base import EventFilter, timers_of
+
+EVENT_LOG_SIZE = 10_000
+
+
+class MemoryBackend:
+    name = "memory"
+
+    def __init__(self, *, event_log_size: int = EVENT_LOG_SIZE) -> None:
+        self._event_log_size = event_log_size
+        self._clear()
+
+    def _clear(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._ready: dict[str, list[tuple[int, int, str]]] = {}
+        self._timers: list[tuple[int, str, int]] = []
+        self._dead_letter: dict[str, None] = {}
+        self._counts: dict[str, dict[State, int]] = {}
+        self._snapshots: dict[str, dict[str, Any]] = {}
+        self._events: deque[dict[str, Any]] = deque(maxlen=self._event_log_size)
+        self._seq = count(1)
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def ping(self) -> float:
+        return 0.0
+
+    # -- indexing ----------------------------------------------------------------
+
+    def _store(self, job: Job, previous: Job | None) -> None:
+        counts = self._counts.setdefault(job.queue, {})
+        if previous is not None:
+            counts[previous.state] -= 1
+            if previous.state is State.DISCARDED and previous.dead_letter:
+                self._dead_letter.pop(job.id, None)
+        counts[job.state] = counts.get(job.state, 0) + 1
+        if job.state is State.AVAILABLE:
+            job.seq = next(self._seq)
+            heapq.heappush(self._ready.setdefault(job.queue, []), (-job.priority, job.seq, job.id))
+        for due in timers_of(job):
+            heapq.heappush(self._timers, (due, job.id, job.version))
+        if job.state is State.DISCARDED and job.dead_letter:
+            self._dead_letter[job.id] = None
+        self._jobs[job.id] = job
+
+    def _timer_is_current(self, job_id: str, version: int) -> bool:
+        job = self._jobs.get(job_id)
+        return job is not None and job.version == version
+
+    # -- jobs ----------------------------------------------------------------------
+
+    async def insert_jobs(self, jobs: Sequence[Job]) -> list[Job | OJSError]:
+        results: list[Job | OJSError] = []
+        for job in jobs:
+            if job.id in self._jobs:
+                results.append(
+                    Duplicate(f"A job with id {job.id} already exists.", details={"job_id": job.id})
+                )
+                continue
+            self._store(job, None)
+            results.append(job)
+        return results
+
+    async def get_jobs(self, job_ids: Sequence[str]) -> list[Job | None]:
+        return [self._jobs.get(job_id) for job_id in job_ids]
+
+    async def update_jobs(self, updates: Sequence[tuple[Job, int]]) -> list[bool]:
+        results = []
+        for job, expected_version in updates:
+            current = self._jobs.get(job.id)
+            if current is None or current.version != expected_version:
+                results.append(False)
+                continue
+            self._store(job, current)
+            results.append(True)
+        return results
+
+    async def claim(
+        self, queue: str, count: int, now: int, worker_id: str | None, visibility_ms: int | None
+    ) -> tuple[list[Job], list[Job]]:
+        ready = self._ready.get(queue)
+        claimed: list[Job] = []
+        expired: list[Job] = []
+        while ready and len(claimed) < count:
+            _, seq, job_id = heapq.heappop(ready)
+            job = self._jobs.get(job_id)
+            if job is None or job.state is not State.AVAILABLE or job.seq != seq:
+                continue
+            if job.expires_at is not None and job.expires_at <= now:
+                gone = lifecycle.expire(job, now)
+                self._store(gone, job)
+                expired.append(gone)
+                continue
+            active = lifecycle.claim(job, now, worker_id, visibility_ms)
+            self._store(active, job)
+            claimed.append(active)
+        return claimed, expired
+
+    async def due_jobs(self, now: int, limit: int) -> list[Job]:
+        due: list[Job] = []
+        keep: list[tuple[int, str, int]] = []
+        seen: set[str] = set()
+        timers = self._timers
+        while timers and timers[0][0] <= now and len(due) < limit:
+            entry = heapq.heappop(timers)
+            _, job_id, version = entry
+            if not self._timer_is_current(job_id, version):
+                continue
+            keep.append(entry)
+            if job_id not in seen:
+                seen.add(job_id)
+                due.append(self._jobs[job_id])
+        for entry in keep:
+            heapq.heappush(timers, entry)
+        return due
+
+    async def next_due_at(self) -> int | None:
+        timers = self._timers
+        while timers and not self._timer_is_current(timers[0][1], timers[0][2]):
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    async def count_jobs(self, queue: str) -> dict[State, int]:
+        return {state: n for state, n in self._counts.get(queue, {}).items() if n}
+
+    # -- dead letter ----------------------------------------------------------------
+
+    async def list_dead_letter(
+        self, queue: str | None, limit: int, offset: int
+    ) -> tuple[list[Job], int]:
+        jobs = [self._jobs[job_id] for job_id in self._dead_letter]
+        if queue is not None:
+            jobs = [job for job in jobs if job.queue == queue]
+        return jobs[offset : offset + limit], len(jobs)
+
+    async def delete_dead_letter(self, job_id: str) -> bool:
+        if job_id not in self._dead_letter:
+            return False
+        del self._dead_letter[job_id]
+        job = self._jobs.pop(job_id)
+        self._counts[job.queue][job.state] -= 1
+        return True
+
+    # -- snapshots ------------------------------------------------------------------
+
+    async def load_snapshot(self, key: str) -> dict[str, Any] | None:
+        state = self._snapshots.get(key)
+        return dict(state) if state is not None else None
+
+    async def save_snapshot(self, key: str, state: dict[str, Any]) -> None:
+        self._snapshots[key] = dict(state)
+
+    async def list_snapshots(self, prefix: str) -> dict[str, dict[str, Any]]:
+        return {key: dict(v) for key, v in self._snapshots.items() if key.startswith(prefix)}
+
+    # -- events -----------------------------------------------------------------------
+
+    async def append_events(self, events: Sequence[dict[str, Any]]) -> None:
+        self._events.extend(events)
+
+    async def read_events(self, query: EventFilter) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        started = query.after is None
+        for event in self._events:
+            if not started:
+                started = event["id"] == query.after
+                continue
+            data = event.get("data", {})
+            if query.types and event["type"] not in query.types:
+                continue
+            if query.queues and data.get("queue") not in query.queues:
+                continue
+            if query.job_types and data.get("job_type") not in query.job_types:
+                continue
+            found.append(event)
+            if len(found) >= query.limit:
+                break
+        return found
+
+    async def reset(self) -> None:
+        self._clear()

@@ -1,0 +1,88 @@
+"""``ojs-actors serve``: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from .backends import BACKENDS
+from .http import HttpSettings, ServeConfig, serve
+from .http.app import DEFAULT_MAX_BODY_BYTES
+from .system import Settings
+
+
+def _env_bool(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ojs-actors", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="serve the OJS HTTP API")
+    run.add_argument(
+        "--backend",
+        default=os.environ.get("OJS_BACKEND", "memory"),
+        choices=BACKENDS,
+        help="storage backend (env OJS_BACKEND; default memory)",
+    )
+    run.add_argument(
+        "--host",
+        default=os.environ.get("OJS_HOST", "127.0.0.1"),
+        help="bind address (env OJS_HOST)",
+    )
+    run.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("OJS_PORT", "8080")),
+        help="port (env OJS_PORT)",
+    )
+    run.add_argument(
+        "--allow-reset",
+        action="store_true",
+        default=_env_bool("OJS_ALLOW_RESET"),
+        help="enable POST /ojs/v1/admin/reset and the conformance test hooks (env OJS_ALLOW_RESET)",
+    )
+    run.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=int(os.environ.get("OJS_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
+        help="largest accepted request body (env OJS_MAX_BODY_BYTES; default 1 MiB)",
+    )
+    run.add_argument(
+        "--poll-interval",
+        type=float,
+        default=float(os.environ.get("OJS_POLL_INTERVAL", "1.0")),
+        help="seconds between backend polls by timers and waiting fetches (env OJS_POLL_INTERVAL)",
+    )
+    run.add_argument("--access-log", action="store_true", help="log every request")
+    run.add_argument("--log-level", default=os.environ.get("OJS_LOG_LEVEL", "INFO"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = ServeConfig(
+        backend=args.backend,
+        host=args.host,
+        port=args.port,
+        http=HttpSettings(allow_reset=args.allow_reset, max_body_bytes=args.max_body_bytes),
+        system=Settings(poll_interval=args.poll_interval, test_hooks=args.allow_reset),
+        access_log=args.access_log,
+    )
+    try:
+        trio.run(serve, config)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""The OJS error vocabulary: one exception type per wire error code.
+
+Every error that can reach a client is an :class:`OJSError`. It carries the
+wire ``code``, the HTTP status of the HTTP binding, whether the client may
+retry, and structured ``details``. The HTTP layer renders it; the embedded
+API raises it as is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+DOCS_BASE = "https://openjobspec.org/spec/v1"
+
+
+class OJSError(Exception):
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+    retryable: ClassVar[bool] = True
+    docs: ClassVar[str] = "ojs-http-binding#16-errors"
+    default_hint: ClassVar[str] = "Retry the request; if it keeps failing, check the server logs."
+
+    def __init__(
+        self, message: str, *, details: dict[str, Any] | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+        self.hint = hint or self.default_hint
+
+    def to_wire(self, request_id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "code": self.code,
+            "type": self.code,
+            "message": self.message,
+            "retryable": self.retryable,
+            "hint": self.hint,
+            "docs_url": f"{DOCS_BASE}/{self.docs}",
+        }
+        if self.details:
+            body["details"] = self.details
+        if request_id is not None:
+            body["request_id"] = request_id
+        return {"error": body}
+
+
+class InvalidRequest(OJSError):
+    """Malformed request: wrong JSON types, missing fields, bad formats."""
+
+    code = "invalid_request"
+    status = 400
+    retryable = False
+    docs = "ojs-core#5-job-envelope"
+    default_hint = "Fix the request as described in 'details' and send it again."
+
+
+class InvalidPayload(InvalidRequest):
+    """The body is not a JSON object at all."""
+
+    code = "invalid_payload"
+    default_hint = "Send a JSON object encoded as UTF-8."
+
+
+class ValidationFailed(OJSError):
+    """Well-formed request whose values break a rule (ranges, retry policy rules)."""
+
+    code = "validation_error"
+    status = 422
+    retryable = False
+    docs = "ojs-retry#11-retry-policy-validation"
+    default_hint = "Change the offending value to one the rule in 'details' allows."
+
+
+class PayloadTooLarge(OJSError):
+    code = "envelope_too_large"
+    status = 413
+    retryable = False
+    docs = "ojs-json-format#8-size-limits-and-recommendations"
+    default_hint = "Keep envelopes small: pass references to data, not the data itself."
+
+
+class UnsupportedMediaType(InvalidRequest):
+    default_hint = "Send 'Content-Type: application/openjobspec+json' (or application/json)."
+
+
+class NotFound(OJSError):
+    code = "not_found"
+    status = 404
+    retryable = False
+    docs = "ojs-http-binding#9-job-endpoints"
+    default_hint = "Check the identifier; jobs removed by a reset or a dead-letter delete are gone."
+
+
+class Duplicate(OJSError):
+    code = "duplicate"
+    status = 409
+    retryable = False
+    docs = "ojs-unique-jobs"
+    default_hint = "A job with this id already exists; fetch it with GET /ojs/v1/jobs/{id}."
+
+
+class Conflict(OJSError):
+    """An operation the job's current state does not allow (illegal transition)."""
+
+    code = "conflict"
+    status = 409
+    retryable = False
+    docs = "ojs-core#6-job-lifecycle-state-machine"
+    default_hint = "Read the job's current state with GET /ojs/v1/jobs/{id} before acting on it."
+
+
+class QueuePaused(OJSError):
+    code = "queue_paused"
+    status = 422
+    retryable = True
+    docs = "ojs-http-binding#113-pause-queue"
+    default_hint = "Resume the queue with POST /ojs/v1/queues/{name}/resume."
+
+
+class Unsupported(OJSError):
+    code = "unsupported"
+    status = 422
+    retryable = False
+    docs = "ojs-conformance"
+    default_hint = "This server does not implement that feature; see GET /ojs/manifest."
+
+
+class BackendUnavailable(OJSError):
+    code = "backend_unavailable"
+    status = 503
+    retryable = True
+    docs = "ojs-http-binding#81-health-check"
+    default_hint = "The storage backend is unreachable; retry with backoff."
+
+
+class ServiceRestarting(OJSError):
+    """The actor handling the request crashed or stopped before it answered."""
+
+    code = "backend_error"
+    status = 503
+    retryable = True
+    default_hint = (
+        "The request may or may not have been applied; check the job's state, then retry."
+    )
+
+
+class InternalError(OJSError):
+    code = "internal_error"
+    status = 500
+    retryable = True

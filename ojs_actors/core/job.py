@@ -1,0 +1,162 @@
+"""The job envelope (ojs-core §5) as one slotted dataclass.
+
+Times are integer epoch milliseconds inside; :meth:`Job.to_wire` renders the
+wire form of the HTTP binding (RFC 3339 strings, ``max_attempts``,
+``timeout_ms``), and :meth:`Job.to_record` / :meth:`Job.from_record` give the
+lossless form backends store, including the bookkeeping clients never see
+(``version`` for compare-and-set, ``seq`` for FIFO order, the lease deadline).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from .retry import DEFAULT_POLICY, RetryPolicy, parse_policy
+from .states import State
+from .timefmt import format_ms
+
+SPEC_VERSION = "1.0"
+DEFAULT_VISIBILITY_TIMEOUT_MS = 30_000
+
+NO_RESULT: Any = object()
+"""Marks a job without a result (``None`` is a valid result: JSON null)."""
+
+
+@dataclass(slots=True)
+class Job:
+    id: str
+    type: str
+    args: list[Any]
+    queue: str = "default"
+    meta: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    retry: RetryPolicy = DEFAULT_POLICY
+    timeout_ms: int | None = None
+    visibility_timeout_ms: int = DEFAULT_VISIBILITY_TIMEOUT_MS
+    scheduled_at: int | None = None
+    expires_at: int | None = None
+    tags: list[str] = field(default_factory=list)
+    unique: dict[str, Any] | None = None
+    schema: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Unknown top-level attributes, preserved as received (ojs-core §5.5.4)."""
+
+    state: State = State.AVAILABLE
+    attempt: int = 0
+    created_at: int = 0
+    enqueued_at: int | None = None
+    started_at: int | None = None
+    completed_at: int | None = None
+    cancelled_at: int | None = None
+    discarded_at: int | None = None
+    next_attempt_at: int | None = None
+    retry_delay_ms: int | None = None
+    worker_id: str | None = None
+    error: dict[str, Any] | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    result: Any = NO_RESULT
+
+    lease_expires_at: int | None = None
+    dead_letter: bool = False
+    version: int = 0
+    seq: int = 0
+
+    def evolve(self) -> Job:
+        """A shallow copy to build the next version of this job from."""
+        return copy.copy(self)
+
+    @property
+    def has_result(self) -> bool:
+        return self.result is not NO_RESULT
+
+    def clear_result(self) -> None:
+        self.result = NO_RESULT
+
+    @property
+    def timeout_at(self) -> int | None:
+        """When the current attempt exceeds its execution timeout, if one was set."""
+        if self.timeout_ms and self.started_at is not None and self.state is State.ACTIVE:
+            return self.started_at + self.timeout_ms
+        return None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = dict(self.extra)
+        wire.update(
+            specversion=SPEC_VERSION,
+            id=self.id,
+            type=self.type,
+            queue=self.queue,
+            args=self.args,
+            meta=self.meta,
+            priority=self.priority,
+            state=self.state.value,
+            attempt=self.attempt,
+            max_attempts=self.retry.max_attempts,
+            retry=self.retry.to_wire(),
+            visibility_timeout_ms=self.visibility_timeout_ms,
+            created_at=format_ms(self.created_at),
+        )
+        for name in _OPTIONAL_TIMES:
+            value = getattr(self, name)
+            if value is not None:
+                wire[name] = format_ms(value)
+        if self.timeout_ms is not None:
+            wire["timeout_ms"] = self.timeout_ms
+        if self.tags:
+            wire["tags"] = self.tags
+        if self.unique is not None:
+            wire["unique"] = self.unique
+        if self.schema is not None:
+            wire["schema"] = self.schema
+        if self.retry_delay_ms is not None:
+            wire["retry_delay_ms"] = self.retry_delay_ms
+        if self.worker_id is not None:
+            wire["worker_id"] = self.worker_id
+        if self.error is not None:
+            wire["error"] = self.error
+        if self.errors:
+            wire["errors"] = self.errors
+        if self.has_result:
+            wire["result"] = self.result
+        if self.lease_expires_at is not None and self.state is State.ACTIVE:
+            wire["visibility_expires_at"] = format_ms(self.lease_expires_at)
+        return wire
+
+    def to_record(self) -> dict[str, Any]:
+        """Everything, losslessly, in JSON-native types: what a backend stores."""
+        record: dict[str, Any] = {}
+        for name in _PLAIN_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                record[name] = value
+        record["state"] = self.state.value
+        record["retry"] = self.retry.to_wire()
+        if self.has_result:
+            record["result"] = self.result
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Job:
+        values = {name: record[name] for name in _PLAIN_FIELDS if name in record}
+        if "result" in record:
+            values["result"] = record["result"]
+        values["state"] = State(record["state"])
+        values["retry"] = parse_policy(record.get("retry"))
+        return cls(**values)
+
+
+_OPTIONAL_TIMES = (
+    "enqueued_at",
+    "scheduled_at",
+    "expires_at",
+    "started_at",
+    "completed_at",
+    "cancelled_at",
+    "discarded_at",
+    "next_attempt_at",
+)
+_PLAIN_FIELDS = tuple(
+    name for name in Job.__dataclass_fields__ if name not in ("state", "retry", "result")
+)

@@ -1,0 +1,64 @@
+"""Serve the app with Hypercorn inside the actor system's lifetime."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from ..system import Settings, open_system
+from .app import HttpSettings, create_app
+
+log = logging.getLogger("ojs_actors.serve")
+
+
+@dataclass(slots=True)
+class ServeConfig:
+    backend: str = "memory"
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    http: HttpSettings = field(default_factory=HttpSettings)
+    system: Settings = field(default_factory=Settings)
+    access_log: bool = False
+
+
+async def serve(
+    config: ServeConfig, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Open the system, serve HTTP until SIGINT/SIGTERM (or cancellation), then stop in order."""
+    from ..backends import create_backend
+
+    backend = create_backend(config.backend, **config.backend_options)
+    async with open_system(backend, settings=config.system) as system:
+        app = create_app(system, config.http)
+        hyper = HypercornConfig()
+        hyper.bind = [f"{config.host}:{config.port}"]
+        hyper.accesslog = "-" if config.access_log else None
+        hyper.errorlog = logging.getLogger("hypercorn.error")
+        hyper.graceful_timeout = 5.0
+        shutdown = trio.Event()
+
+        async def wait_for_signal() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    log.info("received %s, shutting down", signal.Signals(signum).name)
+                    shutdown.set()
+                    return
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_for_signal)
+            binds = await nursery.start(
+                lambda task_status: hypercorn_serve(
+                    app, hyper, shutdown_trigger=shutdown.wait, task_status=task_status
+                )
+            )
+            log.info("ojs-actors serving on %s (backend: %s)", ", ".join(binds), backend.name)
+            task_status.started(binds)
+            await shutdown.wait()
+            nursery.cancel_scope.deadline = trio.current_time() + hyper.graceful_timeout + 1

@@ -1,0 +1,378 @@
+"""The embedded API: open the actor system inside a trio program.
+
+    async with open_system() as system:
+        job = await system.enqueue({"type": "email.send", "args": ["a@example.com"]})
+        [claimed] = await system.fetch(["default"], worker_id="w1")
+        await system.ack(claimed.id, result={"sent": True})
+
+The HTTP layer is a thin client of exactly this class.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from ..actors import (
+    ActorCrashed,
+    ActorRef,
+    ActorStopped,
+    ChildSpec,
+    Restart,
+    Strategy,
+    Supervisor,
+)
+from ..backends import Backend, EventFilter, create_backend
+from ..core import (
+    NO_RESULT,
+    Job,
+    NotFound,
+    OJSError,
+    ServiceRestarting,
+    lifecycle,
+    parse_enqueue,
+    parse_error_report,
+    parse_queue_name,
+)
+from .clock import Clock, trio_wall_clock
+from .queue_actor import (
+    Apply,
+    Claim,
+    Describe,
+    Enqueue,
+    QueueActor,
+    SetPaused,
+    ack_with,
+    extend_lease_by,
+    fail_with,
+    retry_from_dead_letter,
+)
+from .scheduler import Scheduler
+from .signals import Signals
+
+log = logging.getLogger("ojs_actors.system")
+
+QUEUE_CACHE_SIZE = 65_536
+WORKER_STATES = ("running", "quiet", "terminate")
+
+
+@dataclass(slots=True)
+class Settings:
+    poll_interval: float = 1.0
+    """How often waiting fetchers and the scheduler look again without a local wake-up
+    (what they see of other processes sharing a networked backend)."""
+    mailbox_capacity: int = 4096
+    queue_restarts: tuple[int, float] = (10, 5.0)
+    """Restart intensity of the queue supervisor: N restarts within T seconds."""
+    test_hooks: bool = False
+    """Conformance-suite hooks: honour ``meta.test_directive`` in heartbeats."""
+
+
+@dataclass(slots=True)
+class Heartbeat:
+    state: str
+    jobs_extended: list[str] = field(default_factory=list)
+    jobs_cancelled: list[str] = field(default_factory=list)
+
+
+class System:
+    def __init__(
+        self, backend: Backend, *, clock: Clock | None = None, settings: Settings | None = None
+    ) -> None:
+        self.backend = backend
+        self.settings = settings or Settings()
+        self.clock = clock or trio_wall_clock()
+        self.signals = Signals()
+        self.started_at = self.clock()
+        self.queues = self._new_queue_supervisor()
+        self.root = Supervisor(
+            "root",
+            strategy=Strategy.ONE_FOR_ONE,
+            max_restarts=3,
+            within=5.0,
+            children=[
+                ChildSpec("scheduler", self._new_scheduler),
+                ChildSpec("queues", self._restart_queue_supervisor),
+            ],
+        )
+        self._queue_of: OrderedDict[str, str] = OrderedDict()
+        self._worker_states: dict[str, str] = {}
+        self._workers_seen: dict[str, int] = {}
+
+    def _new_queue_supervisor(self) -> Supervisor:
+        restarts, within = self.settings.queue_restarts
+        return Supervisor(
+            "queues", strategy=Strategy.ONE_FOR_ONE, max_restarts=restarts, within=within
+        )
+
+    def _restart_queue_supervisor(self) -> Supervisor:
+        """The first start uses the supervisor built in ``__init__``; restarts get a new one."""
+        if self.queues.started:
+            self.queues = self._new_queue_supervisor()
+        return self.queues
+
+    def _new_scheduler(self) -> Scheduler:
+        return Scheduler(
+            self.backend, self.clock, self.signals, poll_interval=self.settings.poll_interval
+        )
+
+    # -- routing ----------------------------------------------------------------------
+
+    async def queue_ref(self, queue: str) -> ActorRef:
+        """The QueueActor of ``queue``, started (supervised) on first use."""
+        child_id = f"queue:{queue}"
+        if child_id in self.queues:
+            return self.queues.ref(child_id)
+        return await self.queues.start_child(
+            ChildSpec(
+                child_id,
+                lambda: QueueActor(queue, self.backend, self.clock, self.signals),
+                restart=Restart.PERMANENT,
+                mailbox_capacity=self.settings.mailbox_capacity,
+            )
+        )
+
+    async def _ask(self, queue: str, message: Any) -> Any:
+        try:
+            return await (await self.queue_ref(queue)).ask(message)
+        except (ActorCrashed, ActorStopped) as error:
+            raise ServiceRestarting(
+                f"The actor of queue '{queue}' restarted while handling the request.",
+                details={"queue": queue, "reason": str(error)},
+            ) from error
+
+    def _remember(self, job: Job) -> None:
+        self._queue_of[job.id] = job.queue
+        self._queue_of.move_to_end(job.id)
+        if len(self._queue_of) > QUEUE_CACHE_SIZE:
+            self._queue_of.popitem(last=False)
+
+    async def _queue_of_job(self, job_id: str) -> str:
+        queue = self._queue_of.get(job_id)
+        if queue is not None:
+            return queue
+        [job] = await self.backend.get_jobs([job_id])
+        if job is None:
+            raise NotFound(
+                f"Job '{job_id}' not found.",
+                details={"resource_type": "job", "resource_id": job_id},
+            )
+        self._remember(job)
+        return job.queue
+
+    async def _apply(self, job_id: str, transition: Any) -> Job:
+        job: Job = await self._ask(await self._queue_of_job(job_id), Apply(job_id, transition))
+        return job
+
+    # -- producers ----------------------------------------------------------------------
+
+    async def enqueue(self, request: dict[str, Any] | Job) -> Job:
+        """Validate, store durably, and return the job with its system-managed fields."""
+        job = request if isinstance(request, Job) else parse_enqueue(request, self.clock())
+        [result] = await self._ask(job.queue, Enqueue([job]))
+        if isinstance(result, OJSError):
+            raise result
+        self._remember(result)
+        stored: Job = result
+        return stored
+
+    # -- workers --------------------------------------------------------------------------
+
+    async def fetch(
+        self,
+        queues: Sequence[str],
+        count: int = 1,
+        *,
+        worker_id: str | None = None,
+        visibility_timeout_ms: int | None = None,
+        wait: float = 0.0,
+    ) -> list[Job]:
+        """Claim up to ``count`` jobs, trying ``queues`` in order; wait up to ``wait``
+        seconds for work if there is none now."""
+        for queue in queues:
+            parse_queue_name(queue, "queues[]")
+        if worker_id is not None:
+            self._workers_seen[worker_id] = self.clock()
+        deadline = trio.current_time() + wait
+        while True:
+            claimed: list[Job] = []
+            for queue in queues:
+                if len(claimed) >= count:
+                    break
+                claimed.extend(
+                    await self._ask(
+                        queue, Claim(count - len(claimed), worker_id, visibility_timeout_ms)
+                    )
+                )
+            if claimed or trio.current_time() >= deadline:
+                for job in claimed:
+                    self._remember(job)
+                return claimed
+            remaining = deadline - trio.current_time()
+            with trio.move_on_after(min(remaining, self.settings.poll_interval)):
+                await self.signals.wait_ready(queues)
+
+    async def ack(self, job_id: str, result: Any = NO_RESULT) -> Job:
+        has_result = result is not NO_RESULT
+        return await self._apply(job_id, ack_with(result if has_result else None, has_result))
+
+    async def nack(
+        self, job_id: str, error: dict[str, Any] | None, *, requeue: bool = False
+    ) -> Job:
+        """Report a failed attempt; the retry policy decides retryable or discarded.
+        ``requeue`` hands the job back at once without spending the attempt."""
+        if requeue:
+            return await self._apply(job_id, lifecycle.requeue)
+        return await self._apply(job_id, fail_with(parse_error_report(error)))
+
+    async def heartbeat(
+        self,
+        worker_id: str,
+        job_ids: Iterable[str] = (),
+        *,
+        visibility_timeout_ms: int | None = None,
+    ) -> Heartbeat:
+        """Extend the leases of the worker's active jobs; the reply carries the state the
+        worker should be in (``running``, ``quiet``, ``terminate``)."""
+        self._workers_seen[worker_id] = self.clock()
+        beat = Heartbeat(state=self._worker_states.get(worker_id, "running"))
+        for job_id in dict.fromkeys(job_ids):
+            try:
+                job = await self._apply(job_id, extend_lease_by(visibility_timeout_ms))
+            except OJSError:
+                [job_or_none] = await self.backend.get_jobs([job_id])
+                if job_or_none is not None and job_or_none.state.value == "cancelled":
+                    beat.jobs_cancelled.append(job_id)
+                continue
+            beat.jobs_extended.append(job_id)
+            directive = job.meta.get("test_directive") if self.settings.test_hooks else None
+            if directive in ("quiet", "terminate") and beat.state == "running":
+                beat.state = directive
+        return beat
+
+    def set_worker_state(self, worker_id: str, state: str) -> None:
+        """Operator directive delivered in the worker's next heartbeat reply."""
+        if state not in WORKER_STATES:
+            raise ValueError(f"worker state must be one of {WORKER_STATES}")
+        self._worker_states[worker_id] = state
+
+    # -- job operations ------------------------------------------------------------------
+
+    async def info(self, job_id: str) -> Job:
+        [job] = await self.backend.get_jobs([job_id])
+        if job is None:
+            raise NotFound(
+                f"Job '{job_id}' not found.",
+                details={"resource_type": "job", "resource_id": job_id},
+            )
+        return job
+
+    async def cancel(self, job_id: str) -> Job:
+        return await self._apply(job_id, lifecycle.cancel)
+
+    async def activate(self, job_id: str) -> Job:
+        return await self._apply(job_id, lifecycle.activate)
+
+    # -- queues -----------------------------------------------------------------------------
+
+    async def list_queues(self) -> list[dict[str, Any]]:
+        records = await self.backend.list_snapshots("queue:")
+        return sorted(records.values(), key=lambda record: record["name"])
+
+    async def queue_info(self, queue: str) -> dict[str, Any]:
+        record: dict[str, Any] = await self._ask(parse_queue_name(queue), Describe())
+        return record
+
+    async def set_paused(self, queue: str, paused: bool) -> dict[str, Any]:
+        record: dict[str, Any] = await self._ask(parse_queue_name(queue), SetPaused(paused))
+        return record
+
+    # -- dead letter -----------------------------------------------------------------------
+
+    async def dead_letter(
+        self, queue: str | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[Job], int]:
+        return await self.backend.list_dead_letter(queue, limit, offset)
+
+    async def retry_dead_letter(self, job_id: str) -> Job:
+        try:
+            return await self._apply(job_id, retry_from_dead_letter)
+        except NotFound as error:
+            raise NotFound(
+                f"Dead letter job '{job_id}' not found.",
+                details={"resource_type": "dead_letter_job", "resource_id": job_id},
+            ) from error
+
+    async def delete_dead_letter(self, job_id: str) -> None:
+        if not await self.backend.delete_dead_letter(job_id):
+            raise NotFound(
+                f"Dead letter job '{job_id}' not found.",
+                details={"resource_type": "dead_letter_job", "resource_id": job_id},
+            )
+        self._queue_of.pop(job_id, None)
+
+    # -- events and health -------------------------------------------------------------------
+
+    async def events(self, query: EventFilter) -> list[dict[str, Any]]:
+        return await self.backend.read_events(query)
+
+    async def health(self) -> dict[str, Any]:
+        uptime = (self.clock() - self.started_at) // 1000
+        try:
+            latency = await self.backend.ping()
+        except Exception as error:  # the health report is where backend errors belong
+            return {
+                "status": "degraded",
+                "uptime_seconds": uptime,
+                "backend": {
+                    "type": self.backend.name,
+                    "status": "disconnected",
+                    "error": str(error),
+                },
+            }
+        return {
+            "status": "ok",
+            "uptime_seconds": uptime,
+            "backend": {"type": self.backend.name, "status": "connected", "latency_ms": latency},
+        }
+
+    async def reset(self) -> None:
+        """Drop every job, queue and event; stop the queue actors (their caches go too)."""
+        for child_id, _, _ in self.queues.which_children():
+            await self.queues.stop_child(child_id)
+        await self.backend.reset()
+        self._queue_of.clear()
+        self._worker_states.clear()
+        self._workers_seen.clear()
+
+
+@asynccontextmanager
+async def open_system(
+    backend: Backend | str = "memory",
+    *,
+    clock: Clock | None = None,
+    settings: Settings | None = None,
+) -> AsyncIterator[System]:
+    """Start the actor system over ``backend``; stop it, in order, on exit."""
+    store = create_backend(backend) if isinstance(backend, str) else backend
+    await store.start()
+    try:
+        system = System(store, clock=clock, settings=settings)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(system.root.run)
+            try:
+                yield system
+            finally:
+                system.root.request_stop()
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.close()
+
+
+__all__ = ["Heartbeat", "Settings", "System", "open_system"]
