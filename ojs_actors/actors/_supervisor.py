@@ -238,12 +238,11 @@ class Supervisor:
                 await runner.run(task_status=_Status(mark_started))
             except Exception as exc:
                 if not started and not restarting:
-                    child.running = False
-                    child.done.set()
                     raise
                 error = exc
-        child.running = False
-        child.done.set()
+            finally:  # also when cancelled from outside: _stop() waits for this
+                child.running = False
+                child.done.set()
         if not started:
             task_status.started()  # a restart that failed to start: reported as its exit
         if scope.cancelled_caught and child.killed:

@@ -14,4 +14,4 @@ def new_id() -> str:
 
 
 def is_uuid7(value: object) -> bool:
-    return isinstance(value, str) and _UUID7.match(value) is not None
+    return isinstance(value, str) and _UUID7.fullmatch(value) is not None

@@ -20,7 +20,20 @@ from .timefmt import format_ms
 SPEC_VERSION = "1.0"
 DEFAULT_VISIBILITY_TIMEOUT_MS = 30_000
 
-NO_RESULT: Any = object()
+
+class _NoResult:
+    """Type of :data:`NO_RESULT`: a singleton that ``copy.deepcopy`` and pickle keep as is."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "NO_RESULT"
+
+    def __repr__(self) -> str:
+        return "NO_RESULT"
+
+
+NO_RESULT: Any = _NoResult()
 """Marks a job without a result (``None`` is a valid result: JSON null)."""
 
 

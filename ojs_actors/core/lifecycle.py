@@ -120,7 +120,11 @@ def fail(job: Job, now: int, report: dict[str, Any], rng: random.Random | None =
     if job.state is not State.ACTIVE:
         check_transition(job.state, Event.FAIL_RETRY, job.id)  # raises Conflict
     code = report.get("code")
-    handler_code = HandlerCode(code) if code in HandlerCode.__members__ else HandlerCode.RETRY
+    handler_code = (
+        HandlerCode(code)
+        if isinstance(code, str) and code in HandlerCode.__members__
+        else HandlerCode.RETRY
+    )
     decision = decide_failure(
         job.retry,
         job.attempt,
@@ -175,6 +179,7 @@ def lease_expired(job: Job, now: int) -> Job:
     nxt.error = {k: v for k, v in entry.items() if k != "timestamp"}
     nxt.errors = [*job.errors, entry][-MAX_ERROR_HISTORY:]
     nxt.enqueued_at = now
+    nxt.started_at = None  # ojs-core §6.3: "Clear started_at"
     _release_claim(nxt)
     return nxt
 

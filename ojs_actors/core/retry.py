@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from .errors import InvalidRequest, ValidationFailed
-from .timefmt import format_duration_ms, parse_duration_ms
+from .timefmt import MAX_DURATION_MS, format_duration_ms, parse_duration_ms
 
 
 class Backoff(StrEnum):
@@ -92,6 +93,8 @@ def parse_policy(raw: object) -> RetryPolicy:
             ms = raw[f"{name}_ms"]
             if not _is_int(ms) or ms < 0:
                 raise _invalid(f"{name}_ms", "must be a non-negative integer", ms)
+            if ms > MAX_DURATION_MS:
+                raise _invalid(f"{name}_ms", f"must be at most {MAX_DURATION_MS}", ms)
             values[f"{name}_ms"] = ms
     if "backoff_coefficient" in raw:
         coefficient = raw["backoff_coefficient"]
@@ -148,14 +151,17 @@ def backoff_delay_ms(
     """
     base = policy.initial_interval_ms
     n = max(retry_number, 1)
-    if policy.backoff is Backoff.NONE:
-        raw = float(base)
-    elif policy.backoff is Backoff.LINEAR:
-        raw = float(base * n)
-    elif policy.backoff is Backoff.POLYNOMIAL:
-        raw = base * float(n) ** policy.backoff_coefficient
-    else:
-        raw = base * policy.backoff_coefficient ** (n - 1)
+    try:
+        if policy.backoff is Backoff.NONE:
+            raw = float(base)
+        elif policy.backoff is Backoff.LINEAR:
+            raw = float(base * n)
+        elif policy.backoff is Backoff.POLYNOMIAL:
+            raw = base * float(n) ** policy.backoff_coefficient
+        else:
+            raw = base * policy.backoff_coefficient ** (n - 1)
+    except OverflowError:  # e.g. 2.0 ** 1024: beyond any cap
+        raw = math.inf
     delay = min(raw, float(policy.max_interval_ms))
     if policy.jitter:
         delay = min(delay * (rng or random).uniform(0.5, 1.5), float(policy.max_interval_ms))

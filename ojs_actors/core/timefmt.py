@@ -7,25 +7,37 @@ from datetime import UTC, datetime, timedelta
 
 from .errors import InvalidRequest
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+MIN_EPOCH_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the range format_ms can write
+MAX_DURATION_MS = 100 * 365 * 86_400_000
+"""Longest accepted duration (about a century): now plus any duration stays formattable."""
 
 
 def format_ms(epoch_ms: int) -> str:
     """``1700000000123`` -> ``'2023-11-14T22:13:20.123Z'``."""
     seconds, millis = divmod(epoch_ms, 1000)
-    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    stamp = datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None).isoformat()
     return f"{stamp}.{millis:03d}Z"
 
 
 def parse_timestamp(value: object, field: str) -> int:
     """An RFC 3339 timestamp with a timezone designator, as epoch milliseconds."""
-    if not isinstance(value, str) or not _RFC3339.match(value):
-        raise InvalidRequest(
-            f"'{field}' must be an RFC 3339 timestamp with a timezone, e.g. 2026-01-01T00:00:00Z.",
-            details={"field": field, "received": value},
-        )
-    parsed = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
-    return int(parsed.timestamp() * 1000)
+    invalid = InvalidRequest(
+        f"'{field}' must be an RFC 3339 timestamp with a timezone, e.g. 2026-01-01T00:00:00Z.",
+        details={"field": field, "received": value},
+    )
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise invalid
+    try:  # the pattern admits impossible dates (month 13) and years its offset pushes out of range
+        parsed = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+        epoch_ms = (parsed - _EPOCH) // timedelta(milliseconds=1)  # exact; float * 1000 is not
+    except (ValueError, OverflowError):
+        raise invalid from None
+    if not MIN_EPOCH_MS <= epoch_ms <= MAX_EPOCH_MS:
+        raise invalid
+    return epoch_ms
 
 
 _DURATION = re.compile(
@@ -40,20 +52,29 @@ def parse_duration_ms(value: object, field: str) -> int:
 
     Years and months are refused: their length is ambiguous (ojs-retry §4.2).
     """
-    match = _DURATION.match(value) if isinstance(value, str) else None
+    match = _DURATION.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         raise InvalidRequest(
             f"'{field}' must be an ISO 8601 duration such as PT1S, PT5M or P1DT2H.",
             details={"field": field, "received": value},
         )
     parts = {name: float(amount) for name, amount in match.groupdict().items() if amount}
-    delta = timedelta(
-        days=parts.get("days", 0.0),
-        hours=parts.get("hours", 0.0),
-        minutes=parts.get("minutes", 0.0),
-        seconds=parts.get("seconds", 0.0),
-    )
-    return round(delta.total_seconds() * 1000)
+    try:
+        delta = timedelta(
+            days=parts.get("days", 0.0),
+            hours=parts.get("hours", 0.0),
+            minutes=parts.get("minutes", 0.0),
+            seconds=parts.get("seconds", 0.0),
+        )
+    except OverflowError:
+        delta = timedelta.max
+    ms = round(delta.total_seconds() * 1000)
+    if ms > MAX_DURATION_MS:
+        raise InvalidRequest(
+            f"'{field}' must be at most {format_duration_ms(MAX_DURATION_MS)}.",
+            details={"field": field, "received": value, "maximum_ms": MAX_DURATION_MS},
+        )
+    return ms
 
 
 def format_duration_ms(ms: int) -> str:

@@ -16,7 +16,7 @@ from .ids import is_uuid7, new_id
 from .job import DEFAULT_VISIBILITY_TIMEOUT_MS, SPEC_VERSION, Job
 from .retry import parse_policy
 from .states import State
-from .timefmt import parse_duration_ms, parse_timestamp
+from .timefmt import MAX_DURATION_MS, parse_duration_ms, parse_timestamp
 
 TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]*(\.[a-z][a-z0-9_\-]*)*$")
 QUEUE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9\-.]*$")
@@ -60,7 +60,7 @@ def parse_queue_name(value: object, field: str = "queue") -> str:
         raise _bad(field, "must be a non-empty string", value)
     if len(value) > MAX_QUEUE_LENGTH:
         raise _bad(field, f"must be at most {MAX_QUEUE_LENGTH} characters")
-    if not QUEUE_PATTERN.match(value):
+    if not QUEUE_PATTERN.fullmatch(value):
         raise _bad(
             field,
             "must be lowercase letters, digits, '-' and '.', starting with a letter or digit",
@@ -94,7 +94,7 @@ def parse_enqueue(body: object, now_ms: int) -> Job:
         raise _bad("type", "must be a non-empty string", job_type)
     if len(job_type) > MAX_TYPE_LENGTH:
         raise _bad("type", f"must be at most {MAX_TYPE_LENGTH} characters")
-    if not TYPE_PATTERN.match(job_type):
+    if not TYPE_PATTERN.fullmatch(job_type):
         raise _bad(
             "type",
             "must be dot-separated lowercase segments, each starting with a letter (e.g. email.send)",
@@ -143,8 +143,12 @@ def parse_enqueue(body: object, now_ms: int) -> Job:
         visibility_ms = parse_duration_ms(option("visibility_timeout"), "visibility_timeout")
     if visibility_ms is None:
         visibility_ms = DEFAULT_VISIBILITY_TIMEOUT_MS
-    if not _is_int(visibility_ms) or visibility_ms <= 0:
-        raise _bad("visibility_timeout_ms", "must be a positive integer", visibility_ms)
+    if not _is_int(visibility_ms) or not 0 < visibility_ms <= MAX_DURATION_MS:
+        raise _bad(
+            "visibility_timeout_ms",
+            f"must be a positive integer of at most {MAX_DURATION_MS}",
+            visibility_ms,
+        )
 
     scheduled_raw = option("scheduled_at")
     if scheduled_raw is None:

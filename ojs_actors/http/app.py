@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from quart import Response, request
+from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -32,6 +33,7 @@ from ..core import (
     new_id,
     parse_queue_name,
 )
+from ..core.timefmt import MAX_DURATION_MS
 from ..system import System
 
 log = logging.getLogger("ojs_actors.http")
@@ -41,6 +43,9 @@ ACCEPTED_MEDIA_TYPES = (MEDIA_TYPE, "application/json")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 MAX_FETCH_COUNT = 1000
 MAX_FETCH_WAIT_MS = 30_000
+MAX_JSON_DEPTH = 64
+"""Nesting limit of request bodies (ojs-json-format §13.5 recommends enforcing one): far
+below the interpreter's recursion limit, which encoding a reply must not run into."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +68,7 @@ def error_response(error: OJSError) -> Response:
 
 
 def _request_id() -> str:
-    rid: str = getattr(request, "ojs_request_id", None) or f"req_{new_id()}"
+    rid: str = getattr(g, "request_id", None) or f"req_{new_id()}"
     return rid
 
 
@@ -75,21 +80,59 @@ async def json_body() -> dict[str, Any]:
             f"Unsupported Content-Type '{content_type}'; send {MEDIA_TYPE}.",
             details={"content_type": content_type, "supported": list(ACCEPTED_MEDIA_TYPES)},
         )
-    raw = await request.get_data(as_text=False)
+    raw: bytes = await request.get_data(as_text=False)  # type: ignore[assignment]
     if not raw:
         return {}
     try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        body = json.loads(
+            raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float
+        )
+    except (ValueError, RecursionError) as error:
+        # ValueError covers bad UTF-8, bad JSON, NaN/Infinity and over-long integer
+        # literals; RecursionError, nesting deeper than the parser can follow.
+        reason = "it is nested too deeply" if isinstance(error, RecursionError) else error
         raise InvalidPayload(
-            f"The request body is not valid UTF-8 JSON: {error}.",
+            f"The request body is not valid UTF-8 JSON: {reason}.",
             details={"position": getattr(error, "pos", None)},
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequest(
             "The request body must be a JSON object.", details={"received": type(body).__name__}
         )
+    if _nesting_exceeds(body, MAX_JSON_DEPTH):
+        raise InvalidPayload(
+            f"The request body is nested more than {MAX_JSON_DEPTH} levels deep.",
+            details={"max_depth": MAX_JSON_DEPTH},
+        )
     return body
+
+
+def _nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether arrays/objects nest deeper than ``limit`` (iteratively: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
 
 
 def _job_id(body: dict[str, Any]) -> str:
@@ -200,9 +243,7 @@ def create_app(system: System, settings: HttpSettings | None = None) -> QuartTri
     @app.before_request
     async def assign_request_id() -> None:
         supplied = request.headers.get("X-Request-Id")
-        request.ojs_request_id = (
-            supplied if supplied and len(supplied) <= 200 else f"req_{new_id()}"
-        )  # type: ignore[attr-defined]
+        g.request_id = supplied if supplied and len(supplied) <= 200 else f"req_{new_id()}"
 
     @app.after_request
     async def standard_headers(response: Response) -> Response:
@@ -303,7 +344,7 @@ def create_app(system: System, settings: HttpSettings | None = None) -> QuartTri
         if worker_id is not None and not isinstance(worker_id, str):
             raise InvalidRequest("'worker_id' must be a string.", details={"field": "worker_id"})
         count = _optional_int(body, "count", 1, MAX_FETCH_COUNT) or 1
-        visibility = _optional_int(body, "visibility_timeout_ms", 1)
+        visibility = _optional_int(body, "visibility_timeout_ms", 1, MAX_DURATION_MS)
         wait_ms = _optional_int(body, "wait_ms", 0, MAX_FETCH_WAIT_MS) or 0
         jobs = await system.fetch(
             [parse_queue_name(q, "queues[]") for q in queues],
@@ -356,7 +397,7 @@ def create_app(system: System, settings: HttpSettings | None = None) -> QuartTri
         beat = await system.heartbeat(
             worker_id,
             job_ids,
-            visibility_timeout_ms=_optional_int(body, "visibility_timeout_ms", 1),
+            visibility_timeout_ms=_optional_int(body, "visibility_timeout_ms", 1, MAX_DURATION_MS),
         )
         return ojs_response(
             {

@@ -63,7 +63,7 @@ class QueueActor(Actor):
         self.backend = backend
         self.clock = clock
         self.signals = signals
-        self.snapshot_key = f"queue:{queue}"
+        self.snapshot_key: str = f"queue:{queue}"
         self.snapshot_store = backend
         self.created_at: int | None = None
         self.paused_at: int | None = None
@@ -223,7 +223,7 @@ class QueueActor(Actor):
 
     # -- helpers -----------------------------------------------------------------------
 
-    async def _after_store(self, changes: list[tuple[State | None, Job]], now: int) -> None:
+    async def _after_store(self, changes: Sequence[tuple[State | None, Job]], now: int) -> None:
         """Events, wake-ups and timers for jobs just written."""
         if not changes:
             return

@@ -1,0 +1,54 @@
+# ojs-actors — common tasks. `make install` once, then `make run` or `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8080
+BACKEND ?= memory
+CONFORMANCE_DIR ?= $(or $(OJS_CONFORMANCE_DIR),../shared/conformance)
+
+.PHONY: install run test test-fast lint format conformance bench docker-up docker-down clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[all]'
+
+run: install
+	$(BIN)/ojs-actors serve --backend $(BACKEND) --port $(PORT)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not conformance"
+
+lint: install
+	$(BIN)/ruff check ojs_actors tests bench
+	$(BIN)/ruff format --check ojs_actors tests bench
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix ojs_actors tests bench
+	$(BIN)/ruff format ojs_actors tests bench
+
+# Run the official suites against a server started here (levels 0-1, core suites).
+conformance: install
+	@$(BIN)/ojs-actors serve --backend $(BACKEND) --port $(PORT) --allow-reset & pid=$$!; \
+	trap "kill $$pid" EXIT; \
+	for i in $$(seq 50); do curl -sf http://127.0.0.1:$(PORT)/ojs/v1/health >/dev/null && break; sleep 0.1; done; \
+	$(BIN)/python $(CONFORMANCE_DIR)/ojs_conformance.py --url http://127.0.0.1:$(PORT) \
+	  --reset-url http://127.0.0.1:$(PORT)/ojs/v1/admin/reset --max-level 1 --core-only
+
+bench: install
+	$(BIN)/python -m bench
+
+docker-up:
+	docker compose -f docker/compose.yaml up --build -d
+
+docker-down:
+	docker compose -f docker/compose.yaml down
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
