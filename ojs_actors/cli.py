@@ -11,8 +11,7 @@ from collections.abc import Sequence
 import trio
 
 from .backends import BACKENDS
-from .http import HttpSettings, ServeConfig, serve
-from .http.app import DEFAULT_MAX_BODY_BYTES
+from .http import DEFAULT_MAX_BODY_BYTES, HttpSettings, ServeConfig, serve
 from .system import Settings
 
 

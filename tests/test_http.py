@@ -18,7 +18,8 @@ import pytest
 import trio
 
 from ojs_actors.core.timefmt import MAX_DURATION_MS
-from ojs_actors.http.app import MAX_JSON_DEPTH, HttpSettings, create_app
+from ojs_actors.http import HttpSettings, create_app
+from ojs_actors.http.wire import MAX_JSON_DEPTH
 from ojs_actors.system import System, open_system
 
 MEDIA_TYPE = "application/openjobspec+json"

@@ -1,0 +1,18 @@
+"""One blueprint per resource of the HTTP binding."""
+
+from quart import Blueprint
+
+from . import admin, dead_letter, events, jobs, queues, system, workers
+
+PUBLIC: tuple[Blueprint, ...] = (
+    system.blueprint,
+    jobs.blueprint,
+    workers.blueprint,
+    queues.blueprint,
+    dead_letter.blueprint,
+    events.blueprint,
+)
+RESET: Blueprint = admin.blueprint
+"""Registered only when the server runs with ``--allow-reset``."""
+
+__all__ = ["PUBLIC", "RESET"]

@@ -1,0 +1,60 @@
+"""``/ojs/manifest`` and ``/ojs/v1/health``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response
+
+from ... import __version__
+from ...core import SPEC_VERSION
+from ...system import System
+from ..wire import ojs_response, ojs_system
+
+blueprint = Blueprint("system", __name__)
+
+CONFORMANCE_LEVEL = 1
+CAPABILITIES = {
+    "batch_enqueue": False,
+    "cron_jobs": False,
+    "dead_letter": True,
+    "delayed_jobs": True,
+    "job_ttl": False,
+    "priority_queues": True,
+    "rate_limiting": False,
+    "schema_validation": False,
+    "unique_jobs": False,
+    "workflows": False,
+    "pause_resume": False,
+    "events": True,
+}
+"""What this server really does over HTTP; kept in step with the conformance runs."""
+
+
+def manifest(system: System) -> dict[str, Any]:
+    return {
+        "specversion": SPEC_VERSION,
+        "implementation": {
+            "name": "ojs-actors",
+            "version": __version__,
+            "language": "python",
+            "backend": system.backend.name,
+        },
+        "conformance_level": CONFORMANCE_LEVEL,
+        "protocols": ["http"],
+        "backend": system.backend.name,
+        "capabilities": dict(CAPABILITIES),
+        "extensions": {"official": []},
+    }
+
+
+@blueprint.get("/ojs/manifest")
+async def get_manifest() -> Response:
+    return ojs_response(manifest(ojs_system()))
+
+
+@blueprint.get("/ojs/v1/health")
+async def get_health() -> Response:
+    report = await ojs_system().health()
+    report["version"] = SPEC_VERSION
+    return ojs_response(report, 200 if report["status"] == "ok" else 503)

@@ -1,0 +1,110 @@
+"""``/ojs/v1/workers/*``: fetch, ack, nack, heartbeat."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response
+
+from ...core import NO_RESULT, InvalidRequest, Job, format_ms, parse_queue_name
+from ...core.timefmt import MAX_DURATION_MS
+from ..wire import job_id_of, json_body, ojs_response, ojs_system, optional_int
+
+blueprint = Blueprint("workers", __name__)
+
+MAX_FETCH_COUNT = 1000
+MAX_FETCH_WAIT_MS = 30_000
+
+
+@blueprint.post("/ojs/v1/workers/fetch")
+async def fetch() -> Response:
+    body = await json_body()
+    queues = body.get("queues")
+    if queues is None and isinstance(body.get("queue"), str):
+        queues = [body["queue"]]
+    if not isinstance(queues, list) or not queues or not all(isinstance(q, str) for q in queues):
+        raise InvalidRequest(
+            "'queues' is required: a non-empty array of queue names.",
+            details={"field": "queues"},
+        )
+    worker_id = body.get("worker_id")
+    if worker_id is not None and not isinstance(worker_id, str):
+        raise InvalidRequest("'worker_id' must be a string.", details={"field": "worker_id"})
+    count = optional_int(body, "count", 1, MAX_FETCH_COUNT) or 1
+    visibility = optional_int(body, "visibility_timeout_ms", 1, MAX_DURATION_MS)
+    wait_ms = optional_int(body, "wait_ms", 0, MAX_FETCH_WAIT_MS) or 0
+    jobs = await ojs_system().fetch(
+        [parse_queue_name(q, "queues[]") for q in queues],
+        count,
+        worker_id=worker_id,
+        visibility_timeout_ms=visibility,
+        wait=wait_ms / 1000,
+    )
+    wire = [job.to_wire() for job in jobs]
+    response: dict[str, Any] = {"jobs": wire}
+    if wire:
+        response["job"] = wire[0]
+    return ojs_response(response)
+
+
+@blueprint.post("/ojs/v1/workers/ack")
+async def ack() -> Response:
+    body = await json_body()
+    job = await ojs_system().ack(job_id_of(body), body["result"] if "result" in body else NO_RESULT)
+    return ojs_response(_outcome(job, acknowledged=True))
+
+
+@blueprint.post("/ojs/v1/workers/nack")
+async def nack() -> Response:
+    body = await json_body()
+    requeue = body.get("requeue", False)
+    if not isinstance(requeue, bool):
+        raise InvalidRequest("'requeue' must be a boolean.", details={"field": "requeue"})
+    if "error" not in body and not requeue:
+        raise InvalidRequest(
+            "'error' is required: an object with at least a 'message'.",
+            details={"field": "error"},
+        )
+    job = await ojs_system().nack(job_id_of(body), body.get("error"), requeue=requeue)
+    return ojs_response(_outcome(job))
+
+
+@blueprint.post("/ojs/v1/workers/heartbeat")
+async def heartbeat() -> Response:
+    body = await json_body()
+    worker_id = body.get("worker_id")
+    if not isinstance(worker_id, str) or not worker_id:
+        raise InvalidRequest(
+            "'worker_id' is required and must be a string.", details={"field": "worker_id"}
+        )
+    job_ids = body.get("active_jobs", [])
+    if isinstance(body.get("job_id"), str):
+        job_ids = [*job_ids, body["job_id"]] if isinstance(job_ids, list) else job_ids
+    if not isinstance(job_ids, list) or not all(isinstance(j, str) for j in job_ids):
+        raise InvalidRequest(
+            "'active_jobs' must be an array of job ids.", details={"field": "active_jobs"}
+        )
+    system = ojs_system()
+    beat = await system.heartbeat(
+        worker_id,
+        job_ids,
+        visibility_timeout_ms=optional_int(body, "visibility_timeout_ms", 1, MAX_DURATION_MS),
+    )
+    return ojs_response(
+        {
+            "state": beat.state,
+            "directive": "" if beat.state == "running" else beat.state,
+            "jobs_extended": beat.jobs_extended,
+            "jobs_cancelled": beat.jobs_cancelled,
+            "server_time": format_ms(system.clock()),
+        }
+    )
+
+
+def _outcome(job: Job, *, acknowledged: bool = False) -> dict[str, Any]:
+    """Ack/nack answer: the job's fields at the top level, as the HTTP binding shows them."""
+    body = job.to_wire()
+    body["job_id"] = job.id
+    if acknowledged:
+        body["acknowledged"] = True
+    return body
