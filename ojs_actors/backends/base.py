@@ -95,6 +95,9 @@ class Backend(Protocol):
 
     async def list_snapshots(self, prefix: str) -> dict[str, dict[str, Any]]: ...
 
+    async def delete_snapshot(self, key: str) -> bool:
+        """Forget a snapshot (an unregistered cron entry, a finished workflow)."""
+
     # -- events ---------------------------------------------------------------
 
     async def append_events(self, events: Sequence[dict[str, Any]]) -> None: ...

@@ -174,6 +174,9 @@ class MemoryBackend:
     async def list_snapshots(self, prefix: str) -> dict[str, dict[str, Any]]:
         return {key: dict(v) for key, v in self._snapshots.items() if key.startswith(prefix)}
 
+    async def delete_snapshot(self, key: str) -> bool:
+        return self._snapshots.pop(key, None) is not None
+
     # -- events -----------------------------------------------------------------------
 
     async def append_events(self, events: Sequence[dict[str, Any]]) -> None:
