@@ -12,7 +12,8 @@ import pytest
 import trio
 
 from ojs_actors import MemoryBackend, State, open_system
-from ojs_actors.core import Job, OJSError, QueuePaused, ServiceRestarting, format_ms
+from ojs_actors.backends import Deduplicated
+from ojs_actors.core import Job, OJSError, ServiceRestarting, format_ms
 from ojs_actors.system import QueueActor, Settings, System
 
 
@@ -25,7 +26,9 @@ class GatedBackend(MemoryBackend):
         self.held = trio.Event()
         self.fail_next_insert: BaseException | None = None
 
-    async def insert_jobs(self, jobs: Sequence[Job]) -> list[Job | OJSError]:
+    async def insert_jobs(
+        self, jobs: Sequence[Job], *, atomic: bool = False
+    ) -> list[Job | Deduplicated | OJSError]:
         if self.fail_next_insert is not None:
             error, self.fail_next_insert = self.fail_next_insert, None
             raise error
@@ -33,7 +36,7 @@ class GatedBackend(MemoryBackend):
             gate, self.gate = self.gate, None
             self.held.set()
             await gate.wait()
-        return await super().insert_jobs(jobs)
+        return await super().insert_jobs(jobs, atomic=atomic)
 
 
 @pytest.fixture
@@ -113,11 +116,11 @@ async def test_paused_state_survives_restart_through_snapshot(
     await trio.testing.wait_all_tasks_blocked()
     actor = system.queues.child("queue:default")
     assert isinstance(actor, QueueActor) and actor.paused
-    with pytest.raises(QueuePaused):
-        await system.enqueue(job_request(1))
+    # Paused means no fetching; enqueues are still accepted (conformance L4-PAUSE-001).
+    await system.enqueue(job_request(1))
     assert await system.fetch(["default"]) == []
     await system.set_paused("default", False)
-    assert len(await system.fetch(["default"])) == 1
+    assert len(await system.fetch(["default"], count=5)) == 2
 
 
 async def test_repeated_crashes_escalate_and_root_restarts_the_queues(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import InvalidRequest
-from .base import Backend, EventFilter, timers_of
+from .base import Backend, Deduplicated, EventFilter, timers_of
 from .memory import MemoryBackend
 
 BACKENDS = ("memory",)
@@ -21,4 +21,12 @@ def create_backend(name: str, **options: Any) -> Backend:
     )
 
 
-__all__ = ["BACKENDS", "Backend", "EventFilter", "MemoryBackend", "create_backend", "timers_of"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Deduplicated",
+    "EventFilter",
+    "MemoryBackend",
+    "create_backend",
+    "timers_of",
+]

@@ -39,6 +39,13 @@ class EventFilter:
     limit: int = 100
 
 
+@dataclass(frozen=True, slots=True)
+class Deduplicated:
+    """Insert result under ``on_conflict: ignore``: the job already there."""
+
+    existing: Job
+
+
 @runtime_checkable
 class Backend(Protocol):
     name: str
@@ -53,8 +60,22 @@ class Backend(Protocol):
 
     # -- jobs -------------------------------------------------------------------
 
-    async def insert_jobs(self, jobs: Sequence[Job]) -> list[Job | OJSError]:
-        """Store new jobs. Per job: the stored job, or :class:`Duplicate` if the id exists."""
+    async def insert_jobs(
+        self, jobs: Sequence[Job], *, atomic: bool = False
+    ) -> list[Job | Deduplicated | OJSError]:
+        """Store new jobs, in order. Per job, the stored job, or:
+
+        * :class:`~ojs_actors.core.Duplicate` if the id exists, or if the job's unique
+          policy (``job.unique``, key ``job.unique_key``) finds a conflicting job and
+          says ``reject`` (or ``replace`` while that job is active);
+        * :class:`Deduplicated` holding the existing job, if the policy says ``ignore``;
+        * with ``replace``/``replace_except_schedule`` the existing job is cancelled in
+          the same atomic step and the new job stored.
+
+        Conflicts are decided with :func:`ojs_actors.core.unique.is_conflict`, at the new
+        job's ``created_at``. With ``atomic=True`` either every job is stored or none:
+        if any would fail, nothing is written and the failures are returned (the
+        others as their unsaved jobs)."""
 
     async def get_jobs(self, job_ids: Sequence[str]) -> list[Job | None]: ...
 

@@ -1,6 +1,6 @@
 """The pure core: job model, validation, state machine, retry maths. No I/O, no clocks."""
 
-from . import lifecycle
+from . import lifecycle, unique
 from .errors import (
     BackendUnavailable,
     Conflict,
@@ -28,6 +28,6 @@ __all__ = [
     "Event", "InternalError", "InvalidPayload", "InvalidRequest", "Job", "NotFound", "OJSError",
     "PayloadTooLarge", "QueuePaused", "RetryPolicy", "ServiceRestarting", "State", "Unsupported",
     "ValidationFailed", "backoff_delay_ms", "check_transition", "decide_failure", "format_ms",
-    "is_uuid7", "lifecycle", "new_id", "parse_duration_ms", "parse_enqueue",
+    "is_uuid7", "lifecycle", "unique", "new_id", "parse_duration_ms", "parse_enqueue",
     "parse_error_report", "parse_policy", "parse_queue_name", "parse_timestamp",
 ]  # fmt: skip

@@ -52,6 +52,8 @@ class Job:
     expires_at: int | None = None
     tags: list[str] = field(default_factory=list)
     unique: dict[str, Any] | None = None
+    unique_key: str | None = None
+    rate_limit: dict[str, Any] | None = None
     schema: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     """Unknown top-level attributes, preserved as received (ojs-core §5.5.4)."""
@@ -114,13 +116,16 @@ class Job:
         for name in _OPTIONAL_TIMES:
             value = getattr(self, name)
             if value is not None:
-                wire[name] = format_ms(value)
+                wire[name] = format_ms(value, whole_seconds_bare=name in _CLIENT_TIMES)
         if self.timeout_ms is not None:
             wire["timeout_ms"] = self.timeout_ms
         if self.tags:
             wire["tags"] = self.tags
         if self.unique is not None:
             wire["unique"] = self.unique
+            wire["unique_key"] = self.unique_key
+        if self.rate_limit is not None:
+            wire["rate_limit"] = self.rate_limit
         if self.schema is not None:
             wire["schema"] = self.schema
         if self.retry_delay_ms is not None:
@@ -170,6 +175,7 @@ _OPTIONAL_TIMES = (
     "discarded_at",
     "next_attempt_at",
 )
+_CLIENT_TIMES = frozenset({"scheduled_at", "expires_at"})
 _PLAIN_FIELDS = tuple(
     name for name in Job.__dataclass_fields__ if name not in ("state", "retry", "result")
 )

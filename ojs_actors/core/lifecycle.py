@@ -206,8 +206,7 @@ def cancel(job: Job, now: int) -> Job:
 def expire(job: Job, now: int) -> Job:
     """``expires_at`` passed before the job started: discarded, never delivered."""
     nxt = _next(job, Event.EXPIRE)
-    nxt.discarded_at = now
-    nxt.completed_at = now
+    nxt.discarded_at = now  # no completed_at: the job never ran (conformance L2-TTL-001)
     nxt.error = {
         "code": "expired",
         "type": "expired",

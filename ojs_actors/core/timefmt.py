@@ -15,10 +15,17 @@ MAX_DURATION_MS = 100 * 365 * 86_400_000
 """Longest accepted duration (about a century): now plus any duration stays formattable."""
 
 
-def format_ms(epoch_ms: int) -> str:
-    """``1700000000123`` -> ``'2023-11-14T22:13:20.123Z'``."""
+def format_ms(epoch_ms: int, *, whole_seconds_bare: bool = False) -> str:
+    """``1700000000123`` -> ``'2023-11-14T22:13:20.123Z'``.
+
+    ``whole_seconds_bare`` writes ``…:20Z`` rather than ``…:20.000Z`` for a whole
+    second: the form clients usually send for the times they choose (``scheduled_at``,
+    ``expires_at``), which are echoed back as given.
+    """
     seconds, millis = divmod(epoch_ms, 1000)
     stamp = datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None).isoformat()
+    if whole_seconds_bare and millis == 0:
+        return f"{stamp}Z"
     return f"{stamp}.{millis:03d}Z"
 
 

@@ -17,6 +17,7 @@ from .job import DEFAULT_VISIBILITY_TIMEOUT_MS, SPEC_VERSION, Job
 from .retry import parse_policy
 from .states import State
 from .timefmt import MAX_DURATION_MS, parse_duration_ms, parse_timestamp
+from .unique import parse_unique, unique_key
 
 TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]*(\.[a-z][a-z0-9_\-]*)*$")
 QUEUE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9\-.]*$")
@@ -29,14 +30,14 @@ SYSTEM_MANAGED = frozenset(
     {
         "state", "attempt", "created_at", "enqueued_at", "started_at", "completed_at",
         "cancelled_at", "discarded_at", "error", "errors", "result", "max_attempts",
-        "next_attempt_at", "retry_delay_ms", "worker_id", "visibility_expires_at",
+        "next_attempt_at", "retry_delay_ms", "worker_id", "visibility_expires_at", "unique_key",
     }
 )  # fmt: skip
 _OPTION_NAMES = frozenset(
     {
         "queue", "priority", "timeout_ms", "timeout", "scheduled_at", "delay_until",
         "expires_at", "retry", "retry_policy", "unique", "tags", "visibility_timeout_ms",
-        "visibility_timeout", "pending", "metadata",
+        "visibility_timeout", "pending", "metadata", "rate_limit",
     }
 )  # fmt: skip
 _ENVELOPE_NAMES = frozenset({"specversion", "id", "type", "args", "meta", "schema", "options"})
@@ -153,10 +154,9 @@ def parse_enqueue(body: object, now_ms: int) -> Job:
     scheduled_raw = option("scheduled_at")
     if scheduled_raw is None:
         scheduled_raw = option("delay_until")
-    scheduled_at = _parse_schedule(scheduled_raw, now_ms)
+    scheduled_at = _parse_schedule(scheduled_raw, now_ms, "scheduled_at")
 
-    expires_raw = option("expires_at")
-    expires_at = None if expires_raw is None else parse_timestamp(expires_raw, "expires_at")
+    expires_at = _parse_schedule(option("expires_at"), now_ms, "expires_at")
 
     retry_raw = option("retry")
     if retry_raw is None:
@@ -170,8 +170,16 @@ def parse_enqueue(body: object, now_ms: int) -> Job:
         raise _bad("tags", "must be an array of strings", tags)
 
     unique = option("unique")
-    if unique is not None and not isinstance(unique, dict):
-        raise _bad("unique", "must be an object", unique)
+    unique_key_value = None
+    if unique is not None:
+        unique_policy = parse_unique(unique, args, meta)
+        unique_key_value = unique_key(unique_policy, job_type, queue, args, meta)
+
+    rate_limit = option("rate_limit")
+    if rate_limit is not None:
+        per_second = rate_limit.get("max_per_second") if isinstance(rate_limit, dict) else None
+        if not _is_int(per_second) or per_second < 1:  # type: ignore[operator]
+            raise _bad("rate_limit.max_per_second", "must be an integer of at least 1", per_second)
 
     schema = body.get("schema")
     if schema is not None and not isinstance(schema, str):
@@ -208,6 +216,8 @@ def parse_enqueue(body: object, now_ms: int) -> Job:
         expires_at=expires_at,
         tags=tags,
         unique=unique,
+        unique_key=unique_key_value,
+        rate_limit=rate_limit,
         schema=schema,
         extra=extra,
         state=state,
@@ -232,13 +242,13 @@ def _parse_priority(value: object) -> int:
     return value  # type: ignore[return-value]
 
 
-def _parse_schedule(value: object, now_ms: int) -> int | None:
+def _parse_schedule(value: object, now_ms: int, field: str) -> int | None:
     """An absolute RFC 3339 time, or ``+PT5S`` meaning that long from now."""
     if value is None:
         return None
     if isinstance(value, str) and value.startswith("+"):
-        return now_ms + parse_duration_ms(value[1:], "scheduled_at")
-    return parse_timestamp(value, "scheduled_at")
+        return now_ms + parse_duration_ms(value[1:], field)
+    return parse_timestamp(value, field)
 
 
 def parse_error_report(raw: object) -> dict[str, Any]:

@@ -9,6 +9,7 @@ queue's record (pause state, creation time), persisted as its snapshot
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from ..actors import Actor, Envelope
 from ..backends import Backend
 from ..backends.base import timers_of
-from ..core import Conflict, Job, NotFound, OJSError, QueuePaused, State, format_ms, lifecycle
+from ..core import Conflict, Job, NotFound, OJSError, State, lifecycle
 from .clock import Clock
 from .events import lifecycle_events
 from .signals import Signals
@@ -27,7 +28,11 @@ MAX_CAS_ATTEMPTS = 5
 
 @dataclass(slots=True)
 class Enqueue:
+    """Store new jobs. ``atomic``: all or none (bulk enqueue); the jobs may belong to
+    other queues too, since the backend call is one atomic step either way."""
+
     jobs: Sequence[Job]
+    atomic: bool = False
 
 
 @dataclass(slots=True)
@@ -67,6 +72,9 @@ class QueueActor(Actor):
         self.snapshot_store = backend
         self.created_at: int | None = None
         self.paused_at: int | None = None
+        self.max_per_second: int | None = None
+        """Rate limit adopted from the newest job that set ``options.rate_limit``."""
+        self._recent_claims: deque[int] = deque()
 
     @property
     def paused(self) -> bool:
@@ -75,11 +83,17 @@ class QueueActor(Actor):
     # -- snapshot -------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        return {"name": self.queue, "created_at": self.created_at, "paused_at": self.paused_at}
+        return {
+            "name": self.queue,
+            "created_at": self.created_at,
+            "paused_at": self.paused_at,
+            "max_per_second": self.max_per_second,
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.created_at = state.get("created_at")
         self.paused_at = state.get("paused_at")
+        self.max_per_second = state.get("max_per_second")
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -121,23 +135,37 @@ class QueueActor(Actor):
         return await super().receive(message)
 
     async def _enqueue(self, run: Sequence[Envelope]) -> None:
-        if self.paused:
-            for envelope in run:
-                self._answer(envelope, QueuePaused(
-                    f"Queue '{self.queue}' is paused; jobs cannot be enqueued.",
-                    details={"queue": self.queue, "paused_at": format_ms(self.paused_at or 0)},
-                ))  # fmt: skip
-            return
-        jobs = [job for envelope in run for job in envelope.message.jobs]
-        results = await self.backend.insert_jobs(jobs)
-        now = self.clock()
-        stored = [r for r in results if isinstance(r, Job)]
-        await self._after_store([(None, job) for job in stored], now)
-        position = 0
-        for envelope in run:
-            size = len(envelope.message.jobs)
-            self._answer(envelope, results[position : position + size])
-            position += size
+        """One backend call for all plain enqueues of the run; one per atomic batch."""
+        plain = [envelope for envelope in run if not envelope.message.atomic]
+        groups = [[envelope] for envelope in run if envelope.message.atomic]
+        if plain:
+            groups.insert(0, plain)
+        for group in groups:
+            jobs = [job for envelope in group for job in envelope.message.jobs]
+            results = await self.backend.insert_jobs(jobs, atomic=group[0].message.atomic)
+            now = self.clock()
+            stored = [result for result in results if isinstance(result, Job)]
+            await self._adopt_rate_limit(stored)
+            await self._after_store([(None, job) for job in stored], now)
+            position = 0
+            for envelope in group:
+                size = len(envelope.message.jobs)
+                self._answer(envelope, results[position : position + size])
+                position += size
+
+    async def _adopt_rate_limit(self, jobs: Sequence[Job]) -> None:
+        limits = [job.rate_limit for job in jobs if job.rate_limit and job.queue == self.queue]
+        if limits and limits[-1]["max_per_second"] != self.max_per_second:
+            self.max_per_second = limits[-1]["max_per_second"]
+            await self.persist()
+
+    def _rate_allowance(self, now: int) -> int | None:
+        """How many claims the rate limit allows right now (``None``: unlimited)."""
+        if self.max_per_second is None:
+            return None
+        while self._recent_claims and self._recent_claims[0] <= now - 1000:
+            self._recent_claims.popleft()
+        return max(0, self.max_per_second - len(self._recent_claims))
 
     async def _claim(self, message: Claim) -> list[Job]:
         if self.paused:
@@ -145,9 +173,17 @@ class QueueActor(Actor):
             if self.paused:
                 return []
         now = self.clock()
+        count = message.count
+        allowance = self._rate_allowance(now)
+        if allowance is not None:
+            count = min(count, allowance)
+            if count == 0:
+                return []
         claimed, expired = await self.backend.claim(
-            self.queue, message.count, now, message.worker_id, message.visibility_ms
+            self.queue, count, now, message.worker_id, message.visibility_ms
         )
+        if allowance is not None:
+            self._recent_claims.extend(now for _ in claimed)
         await self._after_store(
             [(State.AVAILABLE, job) for job in claimed]
             + [(State.AVAILABLE, job) for job in expired],
@@ -228,15 +264,16 @@ class QueueActor(Actor):
         if not changes:
             return
         events = []
-        ready = False
+        ready: set[str] = set()
         for before, job in changes:
             events.extend(lifecycle_events(before, job, now))
-            ready = ready or job.state is State.AVAILABLE
+            if job.state is State.AVAILABLE:
+                ready.add(job.queue)
             for due in timers_of(job):
                 self.signals.timer_added(due)
         await self.backend.append_events(events)
-        if ready:
-            self.signals.notify_ready(self.queue)
+        for queue in ready:
+            self.signals.notify_ready(queue)
 
     @staticmethod
     def _answer(envelope: Envelope, result: Any) -> None:

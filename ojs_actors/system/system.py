@@ -28,13 +28,15 @@ from ..actors import (
     Strategy,
     Supervisor,
 )
-from ..backends import Backend, EventFilter, create_backend
+from ..backends import Backend, Deduplicated, EventFilter, create_backend
 from ..core import (
     NO_RESULT,
+    InvalidRequest,
     Job,
     NotFound,
     OJSError,
     ServiceRestarting,
+    State,
     lifecycle,
     parse_enqueue,
     parse_error_report,
@@ -173,14 +175,42 @@ class System:
     # -- producers ----------------------------------------------------------------------
 
     async def enqueue(self, request: dict[str, Any] | Job) -> Job:
-        """Validate, store durably, and return the job with its system-managed fields."""
+        """Validate, store durably, and return the job with its system-managed fields.
+
+        Under a unique policy with ``on_conflict: "ignore"``, a duplicate is not stored
+        and the existing job is returned instead: its ``id`` differs from the one submitted.
+        """
         job = request if isinstance(request, Job) else parse_enqueue(request, self.clock())
         [result] = await self._ask(job.queue, Enqueue([job]))
+        return self._stored(result)
+
+    async def enqueue_batch(self, requests: Sequence[dict[str, Any] | Job]) -> list[Job]:
+        """Enqueue several jobs atomically: every one is stored, or none is."""
+        if not requests:
+            raise InvalidRequest("'jobs' must contain at least one job.", details={"field": "jobs"})
+        now = self.clock()
+        jobs: list[Job] = []
+        for index, request in enumerate(requests):
+            try:
+                jobs.append(request if isinstance(request, Job) else parse_enqueue(request, now))
+            except OJSError as error:
+                error.message = f"Job at index {index}: {error.message}"
+                error.args = (error.message,)
+                error.details = {"index": index, **error.details}
+                raise
+        results = await self._ask(jobs[0].queue, Enqueue(jobs, atomic=True))
+        for index, result in enumerate(results):
+            if isinstance(result, OJSError):
+                result.details = {"index": index, **result.details}
+                raise result
+        return [self._stored(result) for result in results]
+
+    def _stored(self, result: Job | Deduplicated | OJSError) -> Job:
         if isinstance(result, OJSError):
             raise result
-        self._remember(result)
-        stored: Job = result
-        return stored
+        job = result.existing if isinstance(result, Deduplicated) else result
+        self._remember(job)
+        return job
 
     # -- workers --------------------------------------------------------------------------
 
@@ -290,8 +320,14 @@ class System:
         return record
 
     async def set_paused(self, queue: str, paused: bool) -> dict[str, Any]:
+        """Pause (no fetches; enqueues still accepted) or resume a queue."""
         record: dict[str, Any] = await self._ask(parse_queue_name(queue), SetPaused(paused))
         return record
+
+    async def queue_stats(self, queue: str) -> tuple[dict[str, Any], dict[State, int]]:
+        """The queue's record and its job counts by state."""
+        record = await self.queue_info(queue)
+        return record, await self.backend.count_jobs(queue)
 
     # -- dead letter -----------------------------------------------------------------------
 

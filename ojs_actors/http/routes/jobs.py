@@ -4,15 +4,39 @@ from __future__ import annotations
 
 from quart import Blueprint, Response
 
+from ...core import InvalidRequest, parse_enqueue
 from ..wire import json_body, ojs_response, ojs_system
 
 blueprint = Blueprint("jobs", __name__)
 
 
+MAX_BATCH = 10_000
+
+
 @blueprint.post("/ojs/v1/jobs")
 async def enqueue() -> Response:
-    job = await ojs_system().enqueue(await json_body())
+    system = ojs_system()
+    submitted = parse_enqueue(await json_body(), system.clock())
+    job = await system.enqueue(submitted)
+    if job.id != submitted.id:  # unique policy "ignore": the existing job stands
+        return ojs_response({"job": job.to_wire(), "deduplicated": True})
     return ojs_response({"job": job.to_wire()}, 201, {"Location": f"/ojs/v1/jobs/{job.id}"})
+
+
+@blueprint.post("/ojs/v1/jobs/batch")
+async def enqueue_batch() -> Response:
+    requests = (await json_body()).get("jobs")
+    if not isinstance(requests, list) or not requests:
+        raise InvalidRequest(
+            "'jobs' is required: a non-empty array of jobs.", details={"field": "jobs"}
+        )
+    if len(requests) > MAX_BATCH:
+        raise InvalidRequest(
+            f"A batch may hold at most {MAX_BATCH} jobs.",
+            details={"field": "jobs", "count": len(requests), "maximum": MAX_BATCH},
+        )
+    jobs = await ojs_system().enqueue_batch(requests)
+    return ojs_response({"jobs": [job.to_wire() for job in jobs], "count": len(jobs)}, 201)
 
 
 @blueprint.get("/ojs/v1/jobs/<job_id>")

@@ -6,7 +6,7 @@ from typing import Any
 
 from quart import Blueprint, Response
 
-from ...core import format_ms
+from ...core import State, format_ms
 from ..wire import ojs_response, ojs_system, pagination, query_int
 
 blueprint = Blueprint("queues", __name__)
@@ -36,3 +36,28 @@ async def list_queues() -> Response:
             "pagination": pagination(len(records), limit, offset),
         }
     )
+
+
+@blueprint.get("/ojs/v1/queues/<name>/stats")
+async def stats(name: str) -> Response:
+    system = ojs_system()
+    record, counts = await system.queue_stats(name)
+    by_state = {state.value: counts.get(state, 0) for state in State}
+    return ojs_response(
+        {
+            "queue": {**queue_wire(record), **by_state},
+            "stats": by_state,
+            "computed_at": format_ms(system.clock()),
+        }
+    )
+
+
+@blueprint.post("/ojs/v1/queues/<name>/pause")
+async def pause(name: str) -> Response:
+    return ojs_response({"queue": queue_wire(await ojs_system().set_paused(name, True))})
+
+
+@blueprint.post("/ojs/v1/queues/<name>/resume")
+async def resume(name: str) -> Response:
+    record = await ojs_system().set_paused(name, False)
+    return ojs_response({"queue": {**queue_wire(record), "resumed": True}})
