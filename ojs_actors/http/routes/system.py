@@ -15,17 +15,17 @@ blueprint = Blueprint("system", __name__)
 
 CONFORMANCE_LEVEL = 1
 CAPABILITIES = {
-    "batch_enqueue": False,
+    "batch_enqueue": True,
     "cron_jobs": False,
     "dead_letter": True,
     "delayed_jobs": True,
-    "job_ttl": False,
+    "job_ttl": True,
     "priority_queues": True,
-    "rate_limiting": False,
+    "rate_limiting": True,
     "schema_validation": False,
-    "unique_jobs": False,
+    "unique_jobs": True,
     "workflows": False,
-    "pause_resume": False,
+    "pause_resume": True,
     "events": True,
 }
 """What this server really does over HTTP; kept in step with the conformance runs."""
