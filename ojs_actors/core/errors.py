@@ -61,6 +61,15 @@ class InvalidPayload(InvalidRequest):
     default_hint = "Send a JSON object encoded as UTF-8."
 
 
+class InvalidWorkflow(InvalidRequest):
+    """A workflow definition that breaks ojs-workflows; ``details.validation_errors``
+    lists every violation as ``{"path": "$.steps[1].type", "message": …}``."""
+
+    code = "invalid_workflow"
+    docs = "ojs-workflows#111-create-workflow"
+    default_hint = "Fix every entry of 'details.validation_errors' and send the workflow again."
+
+
 class ValidationFailed(OJSError):
     """Well-formed request whose values break a rule (ranges, retry policy rules)."""
 

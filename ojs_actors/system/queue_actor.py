@@ -23,6 +23,8 @@ from .events import lifecycle_events
 from .signals import Signals
 
 Transition = Callable[[Job, int], Job]
+ChangeHook = Callable[[Sequence[tuple[State | None, Job]]], None]
+"""Told of every stored job change as ``(state before or None if new, job)``; must not wait."""
 MAX_CAS_ATTEMPTS = 5
 
 
@@ -63,8 +65,17 @@ class Describe:
 class QueueActor(Actor):
     reply_errors = (OJSError,)
 
-    def __init__(self, queue: str, backend: Backend, clock: Clock, signals: Signals) -> None:
+    def __init__(
+        self,
+        queue: str,
+        backend: Backend,
+        clock: Clock,
+        signals: Signals,
+        *,
+        on_change: ChangeHook | None = None,
+    ) -> None:
         self.queue = queue
+        self.on_change = on_change
         self.backend = backend
         self.clock = clock
         self.signals = signals
@@ -263,6 +274,8 @@ class QueueActor(Actor):
         """Events, wake-ups and timers for jobs just written."""
         if not changes:
             return
+        if self.on_change is not None:
+            self.on_change(changes)
         events = []
         ready: set[str] = set()
         for before, job in changes:

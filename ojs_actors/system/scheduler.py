@@ -21,6 +21,7 @@ from ..backends import Backend
 from ..core import Job, State, lifecycle
 from .clock import Clock
 from .events import lifecycle_events
+from .queue_actor import ChangeHook
 from .signals import Signals
 
 DUE_BATCH = 512
@@ -50,9 +51,16 @@ def transition_for(job: Job, now: int) -> Job | None:
 
 class Scheduler(Actor):
     def __init__(
-        self, backend: Backend, clock: Clock, signals: Signals, *, poll_interval: float = 1.0
+        self,
+        backend: Backend,
+        clock: Clock,
+        signals: Signals,
+        *,
+        poll_interval: float = 1.0,
+        on_change: ChangeHook | None = None,
     ) -> None:
         self.backend = backend
+        self.on_change = on_change
         self.clock = clock
         self.signals = signals
         self.poll_interval = poll_interval
@@ -90,14 +98,18 @@ class Scheduler(Actor):
             return len(due)
         stored = await self.backend.update_jobs(updates)
         events = []
+        changes: list[tuple[State | None, Job]] = []
         for (before, nxt), ok in zip(
             [(job, nxt) for job, nxt in planned if nxt is not None], stored, strict=True
         ):
             if not ok:
                 continue
             self.applied += 1
+            changes.append((before.state, nxt))
             events.extend(lifecycle_events(before.state, nxt, now))
             if nxt.state is State.AVAILABLE:
                 self.signals.notify_ready(nxt.queue)
+        if self.on_change is not None and changes:
+            self.on_change(changes)
         await self.backend.append_events(events)
         return len(due)

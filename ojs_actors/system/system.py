@@ -11,6 +11,7 @@ The HTTP layer is a thin client of exactly this class.
 from __future__ import annotations
 
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -42,7 +43,18 @@ from ..core import (
     parse_error_report,
     parse_queue_name,
 )
+from ..core.cron import parse_cron
+from ..core.workflow import Workflow, WorkflowState, parse_workflow, render, snapshot_key
+from ..core.workflow import cancel as cancel_workflow_state
 from .clock import Clock, trio_wall_clock
+from .cron_actor import SNAPSHOT_PREFIX as CRON_PREFIX
+from .cron_actor import (
+    CronSupervisor,
+    DescribeCron,
+    RegisterCron,
+    SetCronEnabled,
+    cron_child_spec,
+)
 from .queue_actor import (
     Apply,
     Claim,
@@ -57,6 +69,15 @@ from .queue_actor import (
 )
 from .scheduler import Scheduler
 from .signals import Signals
+from .workflow_actor import (
+    CancelWorkflow,
+    Notice,
+    Wake,
+    WorkflowActor,
+    WorkflowKeeper,
+    WorkflowServices,
+    notices_for,
+)
 
 log = logging.getLogger("ojs_actors.system")
 
@@ -72,6 +93,8 @@ class Settings:
     mailbox_capacity: int = 4096
     queue_restarts: tuple[int, float] = (10, 5.0)
     """Restart intensity of the queue supervisor: N restarts within T seconds."""
+    workflow_restarts: tuple[int, float] = (10, 5.0)
+    """Restart intensity of the workflows supervisor: N restarts within T seconds."""
     test_hooks: bool = False
     """Conformance-suite hooks: honour ``meta.test_directive`` in heartbeats."""
 
@@ -93,6 +116,18 @@ class System:
         self.signals = Signals()
         self.started_at = self.clock()
         self.queues = self._new_queue_supervisor()
+        self._workflow_notices, self._workflow_inbox = trio.open_memory_channel[Notice](math.inf)
+        self._workflow_services = WorkflowServices(
+            backend=self.backend,
+            clock=self.clock,
+            enqueue=self._enqueue_each,
+            cancel_job=self.cancel,
+            post=self._workflow_notices.send_nowait,
+            actor_of=self.workflow_ref,
+            is_running=lambda workflow_id: f"workflow:{workflow_id}" in self.workflows,
+            retire=self._retire_workflow,
+        )
+        self.workflows = self._new_workflow_supervisor()
         self.root = Supervisor(
             "root",
             strategy=Strategy.ONE_FOR_ONE,
@@ -101,8 +136,12 @@ class System:
             children=[
                 ChildSpec("scheduler", self._new_scheduler),
                 ChildSpec("queues", self._restart_queue_supervisor),
+                ChildSpec("crons", self._restart_cron_supervisor),
+                ChildSpec("workflows", self._restart_workflow_supervisor),
             ],
         )
+        self.crons = self._new_cron_supervisor()
+        self._cron_lock = trio.Lock()
         self._queue_of: OrderedDict[str, str] = OrderedDict()
         self._worker_states: dict[str, str] = {}
         self._workers_seen: dict[str, int] = {}
@@ -119,10 +158,55 @@ class System:
             self.queues = self._new_queue_supervisor()
         return self.queues
 
+    def _new_cron_supervisor(self) -> CronSupervisor:
+        return CronSupervisor(self.backend, self._cron_child)
+
+    def _restart_cron_supervisor(self) -> CronSupervisor:
+        if self.crons.started:
+            self.crons = self._new_cron_supervisor()
+        return self.crons
+
+    def _cron_child(self, name: str) -> ChildSpec:
+        return cron_child_spec(
+            name, self.backend, self, self.clock, poll_interval=self.settings.poll_interval
+        )
+
     def _new_scheduler(self) -> Scheduler:
         return Scheduler(
-            self.backend, self.clock, self.signals, poll_interval=self.settings.poll_interval
+            self.backend,
+            self.clock,
+            self.signals,
+            poll_interval=self.settings.poll_interval,
+            on_change=self._jobs_changed,
         )
+
+    def _new_workflow_supervisor(self) -> Supervisor:
+        restarts, within = self.settings.workflow_restarts
+        keeper = ChildSpec(
+            "keeper",
+            lambda: WorkflowKeeper(
+                self._workflow_services,
+                self._workflow_inbox,
+                retry_interval=self.settings.poll_interval,
+            ),
+        )
+        return Supervisor(
+            "workflows",
+            strategy=Strategy.ONE_FOR_ONE,
+            max_restarts=restarts,
+            within=within,
+            children=[keeper],
+        )
+
+    def _restart_workflow_supervisor(self) -> Supervisor:
+        if self.workflows.started:
+            self.workflows = self._new_workflow_supervisor()
+        return self.workflows
+
+    def _jobs_changed(self, changes: Sequence[tuple[State | None, Job]]) -> None:
+        """Stored job changes, from the QueueActors and the Scheduler: tell workflows."""
+        for notice in notices_for(changes):
+            self._workflow_notices.send_nowait(notice)
 
     # -- routing ----------------------------------------------------------------------
 
@@ -134,7 +218,9 @@ class System:
         return await self.queues.start_child(
             ChildSpec(
                 child_id,
-                lambda: QueueActor(queue, self.backend, self.clock, self.signals),
+                lambda: QueueActor(
+                    queue, self.backend, self.clock, self.signals, on_change=self._jobs_changed
+                ),
                 restart=Restart.PERMANENT,
                 mailbox_capacity=self.settings.mailbox_capacity,
             )
@@ -309,6 +395,92 @@ class System:
     async def activate(self, job_id: str) -> Job:
         return await self._apply(job_id, lifecycle.activate)
 
+    # -- workflows ------------------------------------------------------------------------
+
+    async def create_workflow(self, definition: dict[str, Any]) -> dict[str, Any]:
+        """Validate and start a chain, group or batch (ojs-workflows); returns its view.
+
+        The workflow is stored, every job id it may use already allocated, before its
+        actor starts and enqueues the first jobs."""
+        workflow = parse_workflow(definition, self.clock())
+        await self.backend.save_snapshot(snapshot_key(workflow.id), workflow.to_record())
+        try:
+            await self.workflow_ref(workflow.id)  # its start enqueues the released jobs
+        except Exception as error:
+            self._workflow_notices.send_nowait(Wake(workflow.id))
+            raise ServiceRestarting(
+                f"Workflow {workflow.id} is stored but did not start; it will be retried.",
+                details={"workflow_id": workflow.id, "reason": str(error)},
+            ) from error
+        return await self.workflow_info(workflow.id)
+
+    async def workflow_info(self, workflow_id: str) -> dict[str, Any]:
+        workflow = await self._load_workflow(workflow_id)
+        released = [node.job_id for node in workflow.released()]
+        jobs = await self.backend.get_jobs(released) if released else []
+        return render(workflow, dict(zip(released, jobs, strict=True)))
+
+    async def cancel_workflow(self, workflow_id: str) -> dict[str, Any]:
+        """Cancel a running workflow: steps not yet started never run and jobs waiting for
+        a worker are cancelled; an attempt in progress may finish, but is not retried
+        (ojs-workflows §11.3). :class:`Conflict` if the workflow already ended."""
+        workflow = await self._load_workflow(workflow_id)
+        if workflow.state.terminal:
+            cancel_workflow_state(workflow, self.clock())  # raises Conflict
+        try:
+            await (await self.workflow_ref(workflow_id)).ask(CancelWorkflow())
+        except (ActorCrashed, ActorStopped) as error:
+            after = await self._load_workflow(workflow_id)
+            if after.state.terminal and after.state is not WorkflowState.CANCELLED:
+                cancel_workflow_state(after, self.clock())  # raises Conflict
+            if after.state is not WorkflowState.CANCELLED:
+                raise ServiceRestarting(
+                    f"The actor of workflow '{workflow_id}' restarted while cancelling it.",
+                    details={"workflow_id": workflow_id, "reason": str(error)},
+                ) from error
+        return await self.workflow_info(workflow_id)
+
+    async def workflow_ref(self, workflow_id: str) -> ActorRef:
+        """The workflow's actor, started (resumed from its snapshot) if not running."""
+        child_id = f"workflow:{workflow_id}"
+        if child_id in self.workflows:
+            return self.workflows.ref(child_id)
+        return await self.workflows.start_child(
+            ChildSpec(
+                child_id,
+                lambda: WorkflowActor(workflow_id, self._workflow_services),
+                restart=Restart.TRANSIENT,
+                mailbox_capacity=self.settings.mailbox_capacity,
+            )
+        )
+
+    async def _retire_workflow(self, workflow_id: str) -> None:
+        await self.workflows.stop_child(f"workflow:{workflow_id}")
+
+    async def _load_workflow(self, workflow_id: str) -> Workflow:
+        record = await self.backend.load_snapshot(snapshot_key(workflow_id))
+        if record is None:
+            raise NotFound(
+                f"Workflow '{workflow_id}' not found.",
+                details={"resource_type": "workflow", "resource_id": workflow_id},
+            )
+        return Workflow.from_record(record)
+
+    async def _enqueue_each(self, jobs: Sequence[Job]) -> list[Job | Deduplicated | OJSError]:
+        """Store jobs, each on its own (not atomically), through their queues' actors;
+        the answers in input order."""
+        by_queue: dict[str, list[int]] = {}
+        for position, job in enumerate(jobs):
+            by_queue.setdefault(job.queue, []).append(position)
+        answers: dict[int, Job | Deduplicated | OJSError] = {}
+        for queue, positions in by_queue.items():
+            results = await self._ask(queue, Enqueue([jobs[i] for i in positions]))
+            for position, result in zip(positions, results, strict=True):
+                answers[position] = result
+                if isinstance(result, Job):
+                    self._remember(result)
+        return [answers[position] for position in range(len(jobs))]
+
     # -- queues -----------------------------------------------------------------------------
 
     async def list_queues(self) -> list[dict[str, Any]]:
@@ -378,14 +550,84 @@ class System:
             "backend": {"type": self.backend.name, "status": "connected", "latency_ms": latency},
         }
 
+    # -- cron ---------------------------------------------------------------------------------
+
+    async def register_cron(self, request: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Register a cron entry, or update the one of that name (upsert, ojs-cron §8.1).
+        Returns its record and whether it is new."""
+        spec = parse_cron(request, self.clock())
+        async with self._cron_lock:
+            ref = await self.crons.start_child(self._cron_child(spec.name))
+            record, created = await self._ask_cron(ref, RegisterCron(spec))
+        return record, created
+
+    async def list_crons(self) -> list[dict[str, Any]]:
+        records = await self.backend.list_snapshots(CRON_PREFIX)
+        return sorted(records.values(), key=lambda record: record["name"])
+
+    async def cron_info(self, name: str) -> dict[str, Any]:
+        record = await self.backend.load_snapshot(CRON_PREFIX + name)
+        if record is None:
+            raise _cron_not_found(name)
+        return record
+
+    async def set_cron_enabled(self, name: str, enabled: bool) -> dict[str, Any]:
+        async with self._cron_lock:
+            child_id = CRON_PREFIX + name
+            record: dict[str, Any] | None = None
+            if child_id in self.crons:
+                record = await self._ask_cron(self.crons.ref(child_id), SetCronEnabled(enabled))
+        if record is None:
+            raise _cron_not_found(name)
+        return record
+
+    async def delete_cron(self, name: str) -> dict[str, Any]:
+        """Stop the entry's actor and forget it; jobs it enqueued are not touched."""
+        async with self._cron_lock:
+            child_id = CRON_PREFIX + name
+            record: dict[str, Any] | None = None
+            if child_id in self.crons:
+                record = await self._ask_cron(self.crons.ref(child_id), DescribeCron())
+                await self.crons.stop_child(child_id)
+            record = await self.backend.load_snapshot(child_id) or record
+            await self.backend.delete_snapshot(child_id)
+        if record is None:
+            raise _cron_not_found(name)
+        return record
+
+    async def _ask_cron(self, ref: ActorRef, message: Any) -> Any:
+        try:
+            return await ref.ask(message)
+        except (ActorCrashed, ActorStopped) as error:
+            raise ServiceRestarting(
+                f"The actor of cron entry '{ref.name}' restarted while handling the request.",
+                details={"cron": ref.name, "reason": str(error)},
+            ) from error
+
     async def reset(self) -> None:
         """Drop every job, queue and event; stop the queue actors (their caches go too)."""
+        for child_id, _, _ in self.workflows.which_children():
+            if child_id.startswith("workflow:"):
+                await self.workflows.stop_child(child_id)
+        while True:
+            try:
+                self._workflow_inbox.receive_nowait()
+            except trio.WouldBlock:
+                break
+        for child_id, _, _ in self.crons.which_children():
+            await self.crons.stop_child(child_id)
         for child_id, _, _ in self.queues.which_children():
             await self.queues.stop_child(child_id)
         await self.backend.reset()
         self._queue_of.clear()
         self._worker_states.clear()
         self._workers_seen.clear()
+
+
+def _cron_not_found(name: str) -> NotFound:
+    return NotFound(
+        f"Cron entry '{name}' not found.", details={"resource_type": "cron", "resource_id": name}
+    )
 
 
 @asynccontextmanager

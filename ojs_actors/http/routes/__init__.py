@@ -2,7 +2,7 @@
 
 from quart import Blueprint
 
-from . import admin, dead_letter, events, jobs, queues, system, workers
+from . import admin, cron, dead_letter, events, jobs, queues, system, workers, workflows
 
 PUBLIC: tuple[Blueprint, ...] = (
     system.blueprint,
@@ -11,6 +11,8 @@ PUBLIC: tuple[Blueprint, ...] = (
     queues.blueprint,
     dead_letter.blueprint,
     events.blueprint,
+    cron.blueprint,
+    workflows.blueprint,
 )
 RESET: Blueprint = admin.blueprint
 """Registered only when the server runs with ``--allow-reset``."""

@@ -16,7 +16,7 @@ blueprint = Blueprint("system", __name__)
 CONFORMANCE_LEVEL = 1
 CAPABILITIES = {
     "batch_enqueue": True,
-    "cron_jobs": False,
+    "cron_jobs": True,
     "dead_letter": True,
     "delayed_jobs": True,
     "job_ttl": True,
@@ -24,7 +24,7 @@ CAPABILITIES = {
     "rate_limiting": True,
     "schema_validation": False,
     "unique_jobs": True,
-    "workflows": False,
+    "workflows": True,
     "pause_resume": True,
     "events": True,
 }

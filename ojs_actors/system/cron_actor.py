@@ -1,0 +1,400 @@
+"""One CronActor per cron entry, under the ``crons`` supervisor.
+
+The actor's snapshot ``cron:<name>`` is the entry: its definition and its
+bookkeeping. ``handled_through`` is the instant up to which every slot has been
+dealt with (fired or skipped); a slot is fired by writing its intent (slot and
+job id) into the snapshot, enqueuing the job with that id through the queue's
+actor, then recording it. A restarted actor, or server, finds an intent whose
+job exists and records it instead of firing again; one whose job never landed
+is dropped, and the slot is decided afresh. After downtime only the latest
+missed slot fires (ojs-cron §7.3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import trio
+
+from ..actors import Actor, ChildSpec, Restart, Strategy, Supervisor
+from ..backends import Backend
+from ..core import Job, OJSError, QueuePaused, State, format_ms, new_id
+from ..core.cron import CronSpec, Decision, decide_overlap, job_request
+from .clock import Clock
+from .events import SOURCE
+
+log = logging.getLogger("ojs_actors.cron")
+
+SNAPSHOT_PREFIX = "cron:"
+MAX_SLEEP = 60.0
+"""Look at the schedule at least once a minute (ojs-cron §7.3's recommended bound)."""
+CRON_RESTARTS = (10, 5.0)
+"""Restart intensity of the ``crons`` supervisor: N restarts within T seconds."""
+
+
+class JobPort(Protocol):
+    """What a CronActor needs of the system: the normal job operations."""
+
+    async def enqueue(self, request: dict[str, Any] | Job) -> Job: ...
+
+    async def cancel(self, job_id: str) -> Job: ...
+
+    async def activate(self, job_id: str) -> Job: ...
+
+
+@dataclass(slots=True)
+class RegisterCron:
+    spec: CronSpec
+
+
+@dataclass(slots=True)
+class SetCronEnabled:
+    enabled: bool
+
+
+@dataclass(slots=True)
+class DescribeCron:
+    pass
+
+
+@dataclass(slots=True)
+class Intent:
+    """A fire in progress: written before the enqueue, cleared once it is recorded."""
+
+    slot: int
+    job_id: str
+    hold: bool = False
+
+
+@dataclass(slots=True)
+class Book:
+    """The system-managed part of an entry (ojs-cron §2.2) and the actor's bookkeeping."""
+
+    created_at: int
+    updated_at: int
+    anchor_at: int
+    """Origin of an ``@every`` grid: when the expression was registered."""
+    handled_through: int
+    next_run_at: int | None = None
+    last_run_at: int | None = None
+    last_slot: int | None = None
+    last_job_id: str | None = None
+    current_job_id: str | None = None
+    """The job overlaps are judged against: the last one released to workers."""
+    held: list[str] = field(default_factory=list)
+    """Policy ``enqueue``: ``pending`` jobs waiting, in order, for the current one to end."""
+    run_count: int = 0
+    intent: Intent | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        record = dataclasses.asdict(self)
+        record["held"] = list(self.held)
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Book:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {name: record[name] for name in names if name in record}
+        values["held"] = list(values.get("held") or [])
+        intent = values.get("intent")
+        values["intent"] = Intent(**intent) if intent else None
+        return cls(**values)
+
+
+def cron_event(kind: str, spec: CronSpec, now: int, data: dict[str, Any]) -> dict[str, Any]:
+    """``cron.triggered`` / ``cron.skipped`` (ojs-cron §9) in the event log's envelope."""
+    queue = (spec.job_template.get("options") or {}).get("queue") or "default"
+    return {
+        "specversion": "1.0",
+        "id": f"evt_{new_id()}",
+        "type": kind,
+        "source": SOURCE,
+        "time": format_ms(now),
+        "subject": spec.name,
+        "data": {
+            "cron_name": spec.name,
+            "cron_expression": spec.expression,
+            "timezone": spec.timezone,
+            "job_type": spec.job_template.get("type"),
+            "queue": queue,
+            **data,
+        },
+    }
+
+
+class CronActor(Actor):
+    reply_errors = (OJSError,)
+
+    def __init__(
+        self,
+        name: str,
+        backend: Backend,
+        jobs: JobPort,
+        clock: Clock,
+        *,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.name = name
+        self.backend = backend
+        self.jobs = jobs
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.snapshot_key: str = f"{SNAPSHOT_PREFIX}{name}"
+        self.snapshot_store = backend
+        self.spec: CronSpec | None = None
+        self.book: Book | None = None
+        self._lock = trio.Lock()
+        self._wake = trio.Event()
+
+    # -- snapshot -----------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        assert self.spec is not None and self.book is not None
+        return {**self.spec.to_record(), **self.book.to_record()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.spec = CronSpec.from_record(state)
+        self.book = Book.from_record(state)
+
+    async def on_start(self) -> None:
+        try:
+            await super().on_start()
+        except (OJSError, KeyError, TypeError, ValueError):
+            # A snapshot this version cannot read: stay dormant rather than crash-loop;
+            # registering the name again replaces it.
+            log.exception("cron %s: unreadable snapshot, entry inactive", self.name)
+            self.spec = self.book = None
+        self.nursery.start_soon(self._run)
+
+    # -- messages -------------------------------------------------------------------
+
+    async def receive(self, message: Any) -> Any:
+        if isinstance(message, RegisterCron):
+            return await self._register(message.spec)
+        if isinstance(message, SetCronEnabled):
+            if self.spec is None:
+                return None
+            record, _ = await self._register(
+                dataclasses.replace(self.spec, enabled=message.enabled)
+            )
+            return record
+        if isinstance(message, DescribeCron):
+            return self.snapshot() if self.spec is not None else None
+        return await super().receive(message)
+
+    async def _register(self, spec: CronSpec) -> tuple[dict[str, Any], bool]:
+        """Upsert (ojs-cron §8.1). A new schedule, or one enabled again, starts from now:
+        slots before the change are not missed occurrences to catch up on."""
+        async with self._lock:
+            now = self.clock()
+            old, book = self.spec, self.book
+            created = old is None or book is None
+            if old is None or book is None:
+                book = Book(created_at=now, updated_at=now, anchor_at=now, handled_through=now)
+            else:
+                book.updated_at = now
+                if (spec.expression, spec.timezone) != (old.expression, old.timezone):
+                    book.anchor_at = now
+                    book.handled_through = max(book.handled_through, now)
+                elif spec.enabled and not old.enabled:
+                    book.handled_through = max(book.handled_through, now)
+            self.spec, self.book = spec, book
+            self._plan(spec, book)
+            await self.persist()
+            self._wake.set()
+            return self.snapshot(), created
+
+    # -- the schedule loop ------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            self._wake = trio.Event()
+            delay = await self._step()
+            with trio.move_on_after(delay):
+                await self._wake.wait()
+
+    async def _step(self) -> float:
+        """Deal with what is due now; returns how long to sleep before looking again."""
+        async with self._lock:
+            spec, book = self.spec, self.book
+            if spec is None or book is None:
+                return math.inf
+            try:
+                if book.intent is not None:
+                    await self._resolve_intent(spec, book)
+                waiting = await self._release_held(book) if book.held else False
+                if spec.enabled:
+                    now = self.clock()
+                    slot = spec.schedule.latest_due(now, book.handled_through, book.anchor_at)
+                    if slot is not None:
+                        await self._trigger(spec, book, slot, now)
+            except OJSError as error:
+                if not error.retryable:
+                    raise
+                log.warning("cron %s: %s; retrying in %.1fs", self.name, error, self.poll_interval)
+                return self.poll_interval
+            before = book.next_run_at
+            self._plan(spec, book)
+            if book.next_run_at != before:
+                await self.persist()
+            delay = MAX_SLEEP
+            if book.next_run_at is not None:
+                # +1 ms: the clock truncates to milliseconds; wake when the slot has come.
+                delay = min(delay, max(0, book.next_run_at - self.clock() + 1) / 1000)
+            if waiting:
+                delay = min(delay, self.poll_interval)
+            return delay
+
+    @staticmethod
+    def _plan(spec: CronSpec, book: Book) -> None:
+        book.next_run_at = (
+            spec.schedule.next_after(book.handled_through, book.anchor_at) if spec.enabled else None
+        )
+
+    async def _trigger(self, spec: CronSpec, book: Book, slot: int, now: int) -> None:
+        events = [
+            cron_event("cron.skipped", spec, now, {"reason": "dst_skip", "scheduled_time": wall})
+            for wall in spec.schedule.skipped_between(book.handled_through, slot)
+        ]
+        previous = await self._state_of(book.current_job_id)
+        decision = decide_overlap(spec.overlap_policy, previous, len(book.held))
+        if decision is Decision.SKIP:
+            book.handled_through = slot
+            self._plan(spec, book)
+            events.append(cron_event("cron.skipped", spec, now, {
+                "reason": "overlap_skip",
+                "active_job_id": book.current_job_id,
+                "scheduled_time": format_ms(slot),
+            }))  # fmt: skip
+            await self.persist()
+            await self.backend.append_events(events)
+            return
+        if events:
+            await self.backend.append_events(events)
+        if decision is Decision.CANCEL_AND_FIRE and book.current_job_id is not None:
+            try:
+                await self.jobs.cancel(book.current_job_id)
+            except OJSError as error:  # it ended meanwhile: nothing to cancel
+                log.info("cron %s: previous job not cancelled: %s", self.name, error)
+        book.intent = Intent(slot, new_id(), hold=decision is Decision.HOLD)
+        await self.persist()  # the intent is durable before the job exists
+        await self._enqueue(spec, book, book.intent)
+
+    async def _enqueue(self, spec: CronSpec, book: Book, intent: Intent) -> None:
+        request = job_request(
+            spec.name, spec.job_template, intent.slot, intent.job_id, hold=intent.hold
+        )
+        try:
+            job = await self.jobs.enqueue(request)
+        except OJSError as error:
+            [landed] = await self.backend.get_jobs([intent.job_id])
+            if landed is not None:  # the error came after the job was stored
+                await self._record(spec, book, intent, landed)
+                return
+            if error.retryable and not isinstance(error, QueuePaused):
+                raise  # the intent stays; the next step resolves it
+            book.intent = None
+            book.handled_through = max(book.handled_through, intent.slot)
+            reason = "queue_paused" if isinstance(error, QueuePaused) else "enqueue_failed"
+            log.warning("cron %s: slot %s not enqueued: %s", self.name, intent.slot, error)
+            await self.persist()
+            await self.backend.append_events([cron_event("cron.skipped", spec, self.clock(), {
+                "reason": reason, "error": error.code, "scheduled_time": format_ms(intent.slot),
+            })])  # fmt: skip
+            return
+        await self._record(spec, book, intent, job)
+
+    async def _record(self, spec: CronSpec, book: Book, intent: Intent, job: Job) -> None:
+        now = self.clock()
+        book.handled_through = max(book.handled_through, intent.slot)
+        book.last_slot = intent.slot
+        book.last_run_at = now
+        book.last_job_id = job.id
+        book.run_count += 1
+        if intent.hold:
+            book.held.append(job.id)
+        else:
+            book.current_job_id = job.id
+        book.intent = None
+        self._plan(spec, book)
+        await self.persist()
+        await self.backend.append_events([cron_event("cron.triggered", spec, now, {
+            "job_id": job.id,
+            "queue": job.queue,
+            "run_count": book.run_count,
+            "scheduled_time": format_ms(intent.slot),
+            "actual_time": format_ms(now),
+        })])  # fmt: skip
+
+    async def _resolve_intent(self, spec: CronSpec, book: Book) -> None:
+        """A fire interrupted by a crash or an error: record it if its job exists."""
+        intent = book.intent
+        assert intent is not None
+        [job] = await self.backend.get_jobs([intent.job_id])
+        if job is not None:
+            await self._record(spec, book, intent, job)
+        else:
+            book.intent = None  # never stored: the slot is still due and is decided afresh
+            await self.persist()
+
+    async def _release_held(self, book: Book) -> bool:
+        """Policy ``enqueue``: activate held jobs one at a time, each once the previous run
+        is over. Returns whether jobs are still waiting."""
+        while book.held:
+            current = await self._state_of(book.current_job_id)
+            if current is not None and not current.terminal:
+                return True
+            head = book.held[0]
+            try:
+                await self.jobs.activate(head)
+            except OJSError as error:
+                if await self._state_of(head) is State.PENDING:
+                    log.warning("cron %s: held job %s not released yet: %s", self.name, head, error)
+                    return True  # still held (a transient failure): try again later
+                log.info("cron %s: held job %s not activated: %s", self.name, head, error)
+            book.held.pop(0)
+            book.current_job_id = head
+            await self.persist()
+        return False
+
+    async def _state_of(self, job_id: str | None) -> State | None:
+        if job_id is None:
+            return None
+        [job] = await self.backend.get_jobs([job_id])
+        return job.state if job is not None else None
+
+
+class CronSupervisor(Supervisor):
+    """Supervises the CronActors; each time it starts, it starts one for every ``cron:``
+    snapshot in the backend (the registry), so entries survive a restart of the server
+    or of this supervisor."""
+
+    def __init__(self, backend: Backend, child_spec: Callable[[str], ChildSpec]) -> None:
+        restarts, within = CRON_RESTARTS
+        super().__init__(
+            "crons", strategy=Strategy.ONE_FOR_ONE, max_restarts=restarts, within=within
+        )
+        self._backend = backend
+        self._child_spec = child_spec
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        records = await self._backend.list_snapshots(SNAPSHOT_PREFIX)
+        self._initial.extend(
+            self._child_spec(key.removeprefix(SNAPSHOT_PREFIX)) for key in sorted(records)
+        )
+        await super().run(task_status=task_status)
+
+
+def cron_child_spec(
+    name: str, backend: Backend, jobs: JobPort, clock: Clock, *, poll_interval: float
+) -> ChildSpec:
+    return ChildSpec(
+        f"{SNAPSHOT_PREFIX}{name}",
+        lambda: CronActor(name, backend, jobs, clock, poll_interval=poll_interval),
+        restart=Restart.PERMANENT,
+    )
