@@ -13,7 +13,7 @@ from ..wire import ojs_response, ojs_system
 
 blueprint = Blueprint("system", __name__)
 
-CONFORMANCE_LEVEL = 1
+CONFORMANCE_LEVEL = 4
 CAPABILITIES = {
     "batch_enqueue": True,
     "cron_jobs": True,
