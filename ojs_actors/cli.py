@@ -30,6 +30,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="storage backend (env OJS_BACKEND; default memory)",
     )
     run.add_argument(
+        "--db",
+        default=os.environ.get("OJS_DB", "ojs.db"),
+        help="SQLite database file of --backend sqlite, created if missing (env OJS_DB; default ojs.db)",
+    )
+    run.add_argument(
+        "--db-sync",
+        default=os.environ.get("OJS_DB_SYNC", "full"),
+        choices=("full", "normal"),
+        help="SQLite sync on commit: full survives power loss, normal only process death (env OJS_DB_SYNC)",
+    )
+    run.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL", "redis://localhost:6379"),
+        help="Redis of --backend redis: redis://[user:password@]host:port[/db] (env REDIS_URL)",
+    )
+    run.add_argument(
         "--host",
         default=os.environ.get("OJS_HOST", "127.0.0.1"),
         help="bind address (env OJS_HOST)",
@@ -70,6 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     config = ServeConfig(
         backend=args.backend,
+        backend_options=(
+            {"path": args.db, "synchronous": args.db_sync}
+            if args.backend == "sqlite"
+            else {"url": args.redis_url}
+            if args.backend == "redis"
+            else {}
+        ),
         host=args.host,
         port=args.port,
         http=HttpSettings(allow_reset=args.allow_reset, max_body_bytes=args.max_body_bytes),

@@ -1,8 +1,12 @@
-"""The official OJS conformance suites against a real ``ojs-actors serve`` process.
+"""The official OJS conformance suites against real ``ojs-actors serve`` processes.
 
 The suites and their runner live outside this repository: by default in
 ``../shared/conformance`` next to the checkout, or wherever
 ``OJS_CONFORMANCE_DIR`` points. Without them these tests are skipped, and say so.
+
+Levels 0-4 (core suites) run once per backend. The cron cases wait for real minute
+boundaries, so a run takes minutes; the backends' runs are started together, each
+against its own server, and each test waits for its backend's run.
 """
 
 from __future__ import annotations
@@ -14,15 +18,20 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 CONFORMANCE_DIR = Path(
     os.environ.get("OJS_CONFORMANCE_DIR", REPO.parent / "shared" / "conformance")
 )
 RUNNER = CONFORMANCE_DIR / "ojs_conformance.py"
+BACKENDS = ("memory", "sqlite", "redis")
+MAX_LEVEL = 4
+RUN_TIMEOUT = 1500  # seconds; a full run takes about 7 minutes
 
 # Suite defects: cases no server can pass honestly. Each is explained in the README
 # ("Conformance"); they are excluded by id, so every other case must pass.
@@ -46,7 +55,7 @@ def free_port() -> int:
         return port
 
 
-def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -60,45 +69,77 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 20
     raise TimeoutError(f"server at {url} not healthy within {timeout}s")
 
 
-@pytest.fixture(params=["memory"])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@dataclass
+class Run:
+    backend: str
+    server: subprocess.Popen[bytes]
+    runner: subprocess.Popen[str]
+    server_log: Path
+
+    def result(self) -> tuple[int, str]:
+        stdout, _ = self.runner.communicate(timeout=RUN_TIMEOUT)
+        return self.runner.returncode, stdout
+
+    def stop(self) -> None:
+        for process in (self.runner, self.server):
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+def start_run(backend: str, workdir: Path, redis_url: str | None) -> Run:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ojs_actors", "serve", "--backend", request.param,
-         "--host", "127.0.0.1", "--port", str(port), "--allow-reset"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-    )  # fmt: skip
-    try:
-        wait_healthy(url, process)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-        server_log = (tmp_path / "server.log").read_text(errors="replace")
-        assert "Traceback" not in server_log, f"server logged an error:\n{server_log}"
-
-
-def run_suites(url: str, max_level: int) -> subprocess.CompletedProcess[str]:
+    storage = ["--db", str(workdir / "ojs.db")] if backend == "sqlite" else []
+    env = dict(os.environ)
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
+    server_log = workdir / "server.log"
+    with server_log.open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "ojs_actors", "serve", "--backend", backend, *storage,
+             "--host", "127.0.0.1", "--port", str(port), "--allow-reset"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+        )  # fmt: skip
+    wait_healthy(url, server)
     command = [
         sys.executable, str(RUNNER), "--url", url,
         "--reset-url", f"{url}/ojs/v1/admin/reset",
-        "--max-level", str(max_level), "--core-only",
+        "--max-level", str(MAX_LEVEL), "--core-only",
     ]  # fmt: skip
     for test_id in sorted(KNOWN_SUITE_DEFECTS):
         command += ["--exclude", test_id]
-    return subprocess.run(command, capture_output=True, text=True, timeout=1200, check=False)
+    runner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return Run(backend, server, runner, server_log)
 
 
-def test_levels_0_and_1(server: str) -> None:
-    result = run_suites(server, max_level=1)
-    last_line = result.stdout.strip().splitlines()[-1]
-    failures = "\n".join(line for line in result.stdout.splitlines() if not line.startswith("PASS"))
-    assert result.returncode == 0, f"conformance failures:\n{failures}\n{result.stderr}"
-    passed, failed = (int(part.split()[0]) for part in last_line.split(",")[:2])
-    assert failed == 0 and passed >= 89, last_line
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
+    redis = RedisServer(tmp_path_factory.mktemp("conformance-redis"))
+    redis.start()
+    started: dict[str, Run] = {}
+    try:
+        for backend in BACKENDS:
+            redis_url = redis.url if backend == "redis" else None
+            started[backend] = start_run(backend, tmp_path_factory.mktemp(backend), redis_url)
+        yield started
+    finally:
+        for run in started.values():
+            run.stop()
+        redis.stop()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_levels_0_to_4(runs: dict[str, Run], backend: str) -> None:
+    run = runs[backend]
+    code, stdout = run.result()
+    lines = stdout.strip().splitlines()
+    failures = "\n".join(line for line in lines if not line.startswith("PASS"))
+    assert code == 0, f"{backend}: conformance failures:\n{failures}"
+    passed, failed = (int(part.split()[0]) for part in lines[-1].split(",")[:2])
+    assert failed == 0 and passed >= 132, lines[-1]
+    server_log = run.server_log.read_text(errors="replace")
+    assert "Traceback" not in server_log, f"{backend} server logged an error:\n{server_log}"

@@ -23,11 +23,11 @@ Conventions every implementation follows:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from ..core import Job, OJSError, State
+from ..core import Duplicate, Job, OJSError, State, lifecycle, unique
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,3 +152,73 @@ def timers_of(job: Job) -> list[int]:
     ):
         due.append(job.expires_at)
     return due
+
+
+# -- insert planning, shared by every backend that runs Python inside its transaction ----
+
+
+def conflicting_holder(job: Job, holder: Job | None) -> Job | None:
+    """``holder`` (the job owning ``job``'s unique key) if it blocks ``job`` under ``job``'s policy."""
+    policy = unique.policy_of(job)
+    if policy is None or holder is None:
+        return None
+    if not unique.is_conflict(policy, holder.state, holder.created_at, job.created_at):
+        return None
+    return holder
+
+
+def plan_inserts(
+    jobs: Sequence[Job],
+    job_exists: Callable[[str], bool],
+    key_holder: Callable[[str], Job | None],
+) -> list[Job | Deduplicated | OJSError]:
+    """What inserting each job would do, in order, without writing anything.
+
+    ``job_exists(id)`` and ``key_holder(unique_key)`` read the backend's current
+    state; ids and unique keys taken earlier in the same batch count too. A job to
+    store comes back as itself (``replace_except_schedule`` may move it to its
+    holder's ``scheduled_at``).
+    """
+    seen: set[str] = set()
+    batch_keys: dict[str, Job] = {}
+    planned: list[Job | Deduplicated | OJSError] = []
+    for job in jobs:
+        if job.id in seen or job_exists(job.id):
+            planned.append(
+                Duplicate(f"A job with id {job.id} already exists.", details={"job_id": job.id})
+            )
+            continue
+        seen.add(job.id)
+        holder = None
+        if job.unique_key is not None:
+            holder = conflicting_holder(
+                job, batch_keys.get(job.unique_key) or key_holder(job.unique_key)
+            )
+            batch_keys[job.unique_key] = job
+        if holder is None:
+            planned.append(job)
+            continue
+        policy = unique.policy_of(job)
+        assert policy is not None
+        if policy.on_conflict is unique.OnConflict.IGNORE:
+            planned.append(Deduplicated(holder))
+        elif policy.on_conflict is unique.OnConflict.REJECT or holder.state is State.ACTIVE:
+            planned.append(unique.conflict_error(holder, job))
+        else:
+            if (
+                policy.on_conflict is unique.OnConflict.REPLACE_EXCEPT_SCHEDULE
+                and holder.state is State.SCHEDULED
+            ):
+                job.scheduled_at = holder.scheduled_at
+                job.state, job.enqueued_at = State.SCHEDULED, None
+            planned.append(job)
+    return planned
+
+
+def replaced_by(job: Job, holder: Job | None) -> Job | None:
+    """The cancelled version of the holder ``job`` replaces, if there is one to cancel.
+    A holder already terminal (its policy may count terminal states) just loses the key."""
+    victim = conflicting_holder(job, holder)
+    if victim is None or victim.state.terminal:
+        return None
+    return lifecycle.cancel(victim, job.created_at)

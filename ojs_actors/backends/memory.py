@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from itertools import count
 from typing import Any
 
-from ..core import Duplicate, Job, OJSError, State, lifecycle, unique
-from .base import Deduplicated, EventFilter, timers_of
+from ..core import Job, OJSError, State, lifecycle
+from .base import Deduplicated, EventFilter, plan_inserts, replaced_by, timers_of
 
 EVENT_LOG_SIZE = 10_000
 
@@ -75,71 +75,26 @@ class MemoryBackend:
         self, jobs: Sequence[Job], *, atomic: bool = False
     ) -> list[Job | Deduplicated | OJSError]:
         if atomic:
-            planned = self._plan_inserts(jobs)
+            planned = plan_inserts(jobs, self._jobs.__contains__, self._key_holder)
             if any(isinstance(result, OJSError) for result in planned):
                 return planned
         results: list[Job | Deduplicated | OJSError] = []
         for job in jobs:
-            [decision] = self._plan_inserts([job])
+            [decision] = plan_inserts([job], self._jobs.__contains__, self._key_holder)
             if isinstance(decision, Job):
-                replaced = self._unique_holder(job)
-                if replaced is not None and replaced.state is not State.CANCELLED:
-                    self._store(lifecycle.cancel(replaced, job.created_at), replaced)
-                self._store(job, None)
                 if job.unique_key is not None:
+                    holder = self._key_holder(job.unique_key)
+                    cancelled = replaced_by(job, holder)
+                    if cancelled is not None and holder is not None:
+                        self._store(cancelled, holder)
                     self._unique[job.unique_key] = job.id
+                self._store(job, None)
             results.append(decision)
         return results
 
-    def _unique_holder(self, job: Job, batch: dict[str, Job] | None = None) -> Job | None:
-        """The job holding ``job``'s unique key (stored, or earlier in the same batch),
-        if it conflicts with ``job``."""
-        policy = unique.policy_of(job)
-        if job.unique_key is None:
-            return None
-        holder = (batch or {}).get(job.unique_key)
-        if holder is None:
-            holder_id = self._unique.get(job.unique_key)
-            holder = self._jobs.get(holder_id) if holder_id else None
-        if policy is None or holder is None:
-            return None
-        if not unique.is_conflict(policy, holder.state, holder.created_at, job.created_at):
-            return None
-        return holder
-
-    def _plan_inserts(self, jobs: Sequence[Job]) -> list[Job | Deduplicated | OJSError]:
-        """What inserting each job would do, without writing (ids within the batch count)."""
-        seen: set[str] = set()
-        batch_keys: dict[str, Job] = {}
-        planned: list[Job | Deduplicated | OJSError] = []
-        for job in jobs:
-            if job.id in self._jobs or job.id in seen:
-                planned.append(
-                    Duplicate(f"A job with id {job.id} already exists.", details={"job_id": job.id})
-                )
-                continue
-            seen.add(job.id)
-            holder = self._unique_holder(job, batch_keys)
-            if job.unique_key is not None:
-                batch_keys[job.unique_key] = job
-            if holder is None:
-                planned.append(job)
-                continue
-            policy = unique.policy_of(job)
-            assert policy is not None
-            if policy.on_conflict is unique.OnConflict.IGNORE:
-                planned.append(Deduplicated(holder))
-            elif policy.on_conflict is unique.OnConflict.REJECT or holder.state is State.ACTIVE:
-                planned.append(unique.conflict_error(holder, job))
-            else:
-                if (
-                    policy.on_conflict is unique.OnConflict.REPLACE_EXCEPT_SCHEDULE
-                    and holder.state is State.SCHEDULED
-                ):
-                    job.scheduled_at = holder.scheduled_at
-                    job.state, job.enqueued_at = State.SCHEDULED, None
-                planned.append(job)
-        return planned
+    def _key_holder(self, key: str) -> Job | None:
+        holder_id = self._unique.get(key)
+        return self._jobs.get(holder_id) if holder_id else None
 
     async def get_jobs(self, job_ids: Sequence[str]) -> list[Job | None]:
         return [self._jobs.get(job_id) for job_id in job_ids]

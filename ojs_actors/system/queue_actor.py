@@ -17,7 +17,7 @@ from typing import Any
 from ..actors import Actor, Envelope
 from ..backends import Backend
 from ..backends.base import timers_of
-from ..core import Conflict, Job, NotFound, OJSError, State, lifecycle
+from ..core import BackendUnavailable, Conflict, Job, NotFound, OJSError, State, lifecycle
 from .clock import Clock
 from .events import lifecycle_events
 from .signals import Signals
@@ -73,8 +73,14 @@ class QueueActor(Actor):
         signals: Signals,
         *,
         on_change: ChangeHook | None = None,
+        refresh_interval: float = 1.0,
     ) -> None:
         self.queue = queue
+        self.refresh_interval_ms = int(refresh_interval * 1000)
+        """How stale the cached record (pause state) may be when claiming: another
+        process sharing the backend may pause the queue at any time."""
+        self._refreshed_at: int | None = None
+        self._loaded = False
         self.on_change = on_change
         self.backend = backend
         self.clock = clock
@@ -107,20 +113,35 @@ class QueueActor(Actor):
         self.max_per_second = state.get("max_per_second")
 
     async def on_start(self) -> None:
+        try:
+            await self._load()
+        except BackendUnavailable:
+            pass  # the backend is away: load with the next message, never crash-loop on it
+
+    async def _load(self) -> None:
         await super().on_start()
         if self.created_at is None:
             self.created_at = self.clock()
             await self.persist()
+        self._loaded = True
 
     async def _refresh(self) -> None:
         """Re-read the record: another process sharing the backend may have paused us."""
         state = await self.backend.load_snapshot(self.snapshot_key)
+        self._refreshed_at = self.clock()
         if state is not None:
             self.restore(state)
 
     # -- messages -------------------------------------------------------------------
 
     async def receive_batch(self, batch: Sequence[Envelope]) -> None:
+        if not self._loaded:
+            try:
+                await self._load()
+            except BackendUnavailable as error:
+                for envelope in batch:
+                    self._answer(envelope, error)
+                return
         start = 0
         while start < len(batch):
             kind = type(batch[start].message)
@@ -128,12 +149,17 @@ class QueueActor(Actor):
             while end < len(batch) and type(batch[end].message) is kind:
                 end += 1
             run = batch[start:end]
-            if kind is Enqueue:
-                await self._enqueue(run)
-            elif kind is Apply:
-                await self._apply(run)
-            else:
-                await super().receive_batch(run)
+            try:
+                if kind is Enqueue:
+                    await self._enqueue(run)
+                elif kind is Apply:
+                    await self._apply(run)
+                else:
+                    await super().receive_batch(run)
+            except BackendUnavailable as error:  # answered, not a crash (may have applied)
+                for envelope in run:
+                    if envelope.reply is not None and not envelope.reply.done:
+                        envelope.reply.fail(error)
             start = end
 
     async def receive(self, message: Any) -> Any:
@@ -179,6 +205,14 @@ class QueueActor(Actor):
         return max(0, self.max_per_second - len(self._recent_claims))
 
     async def _claim(self, message: Claim) -> list[Job]:
+        if (
+            not self.paused
+            and self._refreshed_at is not None
+            and self.clock() - self._refreshed_at >= self.refresh_interval_ms
+        ):
+            await self._refresh()  # paused meanwhile through another process?
+        elif self._refreshed_at is None:
+            self._refreshed_at = self.clock()
         if self.paused:
             await self._refresh()
             if self.paused:

@@ -11,6 +11,7 @@ compare-and-set, so two processes doing the same never double-apply.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -18,13 +19,14 @@ import trio
 
 from ..actors import Actor
 from ..backends import Backend
-from ..core import Job, State, lifecycle
+from ..core import BackendUnavailable, Job, State, lifecycle
 from .clock import Clock
 from .events import lifecycle_events
 from .queue_actor import ChangeHook
 from .signals import Signals
 
 DUE_BATCH = 512
+log = logging.getLogger("ojs_actors.scheduler")
 
 
 def transition_for(job: Job, now: int) -> Job | None:
@@ -77,9 +79,14 @@ class Scheduler(Actor):
     async def _run(self) -> None:
         while True:
             self.signals.planned_wake_ms = math.inf
-            if await self.tick() >= DUE_BATCH:
+            try:
+                if await self.tick() >= DUE_BATCH:
+                    continue
+                next_due = await self.backend.next_due_at()
+            except BackendUnavailable as error:  # an outage is no crash: look again later
+                log.warning("scheduler: %s; retrying in %.1fs", error, self.poll_interval)
+                await trio.sleep(self.poll_interval)
                 continue
-            next_due = await self.backend.next_due_at()
             now = self.clock()
             wait = self.poll_interval
             if next_due is not None:

@@ -219,7 +219,12 @@ class System:
             ChildSpec(
                 child_id,
                 lambda: QueueActor(
-                    queue, self.backend, self.clock, self.signals, on_change=self._jobs_changed
+                    queue,
+                    self.backend,
+                    self.clock,
+                    self.signals,
+                    on_change=self._jobs_changed,
+                    refresh_interval=self.settings.poll_interval,
                 ),
                 restart=Restart.PERMANENT,
                 mailbox_capacity=self.settings.mailbox_capacity,

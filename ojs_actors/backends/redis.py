@@ -1,0 +1,829 @@
+"""The networked backend: one Redis server shared by any number of ``ojs-actors`` processes.
+
+Bridge. redis-py's asyncio client runs on a trio-asyncio loop that
+:meth:`RedisBackend.start` opens in a trio *system task* and
+:meth:`RedisBackend.close` shuts down, so the loop lives exactly as long as the
+backend. Every call goes through :meth:`RedisBackend._run`, which runs one
+asyncio coroutine on that loop from whatever trio task calls it. The wait is
+shielded from trio cancellation (a claim must not vanish between Redis and the
+caller); socket timeouts keep it finite, and connection errors surface as
+:class:`~ojs_actors.core.BackendUnavailable` (HTTP 503). The client does not
+retry on its own: a script whose reply was lost may have run, and re-running it
+would not be idempotent.
+
+Atomicity. Every state change is one Lua script (``EVALSHA`` of a registered
+script, so two processes can never interleave inside one), and every protocol
+call is one script call, whatever the batch size. Index maintenance lives in
+the scripts: callers never touch an index. Python computes what is pure (the
+lifecycle transitions, unique-policy decisions, timers) and the scripts check
+and write.
+
+Key layout (``prefix`` defaults to ``ojs:``; ``{q}`` is a queue name)::
+
+    ojs:job:<id>        hash: one field per key of Job.to_record(), each value JSON
+    ojs:ready:{q}       zset of available job ids, score = -priority * 2**44 + seq
+                        (ZPOPMIN gives priority-desc, then FIFO by seq)
+    ojs:seq             counter handing out seq each time a job becomes available
+    ojs:timers          zset job id -> min(timers_of(job)) of its current version,
+                        kept eagerly by every write (so no stale entries)
+    ojs:dead            zset of dead-lettered job ids, score = dead_seq (oldest first)
+    ojs:deadq:{q}       the same per queue
+    ojs:dead_seq        counter for dead_seq
+    ojs:counts:{q}      hash state -> number of jobs of the queue in that state
+    ojs:unique          hash unique_key -> id of the job that last took it
+    ojs:snapshots       hash snapshot key -> JSON (queue:<name>, cron:…, workflow:…)
+    ojs:snaporder       zset snapshot key -> first-save order (listing order)
+    ojs:snapseq         counter for snaporder
+    ojs:events          list of event JSON, capped to the newest event_log_size
+
+Why the per-field hash: the claim transition (state, version, attempt,
+started_at, worker_id, lease_expires_at) and expiry are simple enough to do
+inside the claim script itself, and with one JSON value per field the script
+rewrites exactly those fields without decoding and re-encoding the user's
+payload (Lua's cjson would turn ``[]`` into ``{}`` and round floats). So a
+claim is one round trip with no compare-and-set retry loop, even when several
+processes fetch from the same queue at once.
+
+Scripts: ``insert`` (new jobs + unique index + cancelling replaced holders,
+guarded by the unique-index state read before planning; ``atomic`` batches
+all or nothing), ``update`` (compare-and-set on ``version``), ``claim``,
+``delete_dead``, ``save_snapshot``/``delete_snapshot``, ``append_events``,
+``reset``; reads that touch several keys (``peek``, ``get``, ``due``,
+``dead_page``, ``list_snapshots``, ``read_events``) are scripts too, so each is
+one consistent round trip. Scripts name their keys from the prefix argument
+(not ``KEYS``), so the layout targets a single Redis server, not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import trio
+
+from ..core import BackendUnavailable, Duplicate, Job, OJSError, State, unique
+from .base import Deduplicated, EventFilter, replaced_by, timers_of
+from .memory import EVENT_LOG_SIZE
+
+T = TypeVar("T")
+
+DEFAULT_URL = "redis://localhost:6379"
+DEFAULT_PREFIX = "ojs:"
+MAX_INSERT_ATTEMPTS = 20
+
+# -- Lua ------------------------------------------------------------------------------
+
+_PRELUDE = r"""
+local P = ARGV[1]
+local function fmt(n) return string.format('%d', n) end
+local function old_of(id)
+  local v = redis.call('HMGET', P .. 'job:' .. id, 'version', 'queue', 'state', 'dead_letter')
+  if not v[1] then return nil end
+  local s = cjson.decode(v[3])
+  return {v = tonumber(v[1]), q = cjson.decode(v[2]), s = s,
+          dl = (s == 'discarded' and v[4] == 'true')}
+end
+-- Move job `id` from its old index entries (old may be nil) to those of `new`
+-- ({q, s, p, d, dl}); returns the seq handed out if it became available, else -1.
+local function reindex(id, old, new)
+  if old then
+    redis.call('HINCRBY', P .. 'counts:' .. old.q, old.s, -1)
+    if old.s == 'available' then redis.call('ZREM', P .. 'ready:' .. old.q, id) end
+  end
+  redis.call('HINCRBY', P .. 'counts:' .. new.q, new.s, 1)
+  local seq = -1
+  if new.s == 'available' then
+    seq = redis.call('INCR', P .. 'seq')
+    redis.call('HSET', P .. 'job:' .. id, 'seq', fmt(seq))
+    redis.call('ZADD', P .. 'ready:' .. new.q, fmt(-new.p * 17592186044416 + seq), id)
+  end
+  if new.d >= 0 then
+    redis.call('ZADD', P .. 'timers', fmt(new.d), id)
+  else
+    redis.call('ZREM', P .. 'timers', id)
+  end
+  local was_dead = old and old.dl
+  if was_dead and not (new.dl and old.q == new.q) then
+    redis.call('ZREM', P .. 'dead', id)
+    redis.call('ZREM', P .. 'deadq:' .. old.q, id)
+  end
+  if new.dl and not (was_dead and old.q == new.q) then
+    local n = redis.call('INCR', P .. 'dead_seq')
+    redis.call('ZADD', P .. 'dead', n, id)
+    redis.call('ZADD', P .. 'deadq:' .. new.q, n, id)
+  end
+  return seq
+end
+-- Write a whole job version (op = {id, f = flat field list, q, s, p, d, dl}).
+local function store(op, old)
+  local key = P .. 'job:' .. op.id
+  redis.call('DEL', key)
+  redis.call('HSET', key, unpack(op.f))
+  return reindex(op.id, old, op)
+end
+"""
+
+_INSERT = (
+    _PRELUDE
+    + r"""
+local spec = cjson.decode(ARGV[2])
+for _, g in ipairs(spec.guards) do
+  local holder = redis.call('HGET', P .. 'unique', g[1])
+  if g[2] == '' then
+    if holder then return {'retry'} end
+  else
+    if holder ~= g[2] then return {'retry'} end
+    local version = redis.call('HGET', P .. 'job:' .. holder, 'version')
+    if (version and tonumber(version) or -1) ~= g[3] then return {'retry'} end
+  end
+end
+local results = {}
+local dup = false
+local new_keys = {}
+for i, op in ipairs(spec.ops) do
+  results[i] = 0
+  if op.e < 0 then new_keys[#new_keys + 1] = P .. 'job:' .. op.id end
+end
+-- one EXISTS for the whole batch; per job only if some id is taken
+local taken = 0
+for j = 1, #new_keys, 1000 do
+  taken = taken + redis.call('EXISTS', unpack(new_keys, j, math.min(j + 999, #new_keys)))
+end
+if taken > 0 then
+  for i, op in ipairs(spec.ops) do
+    if op.e < 0 and redis.call('EXISTS', P .. 'job:' .. op.id) == 1 then
+      if spec.strict then return {'retry'} end
+      results[i] = -2
+      dup = true
+    end
+  end
+end
+if dup and spec.atomic then return {'done', results} end
+-- New jobs are written with one HSET each; their index entries are collected and
+-- written with one command per index (and per queue) at the end, or before any
+-- write that reads an index (cancelling a replaced holder).
+local fresh = 0
+for i, op in ipairs(spec.ops) do
+  if results[i] ~= -2 and op.e < 0 and op.s == 'available' then fresh = fresh + 1 end
+end
+local next_seq = 0
+if fresh > 0 then next_seq = redis.call('INCRBY', P .. 'seq', fresh) - fresh end
+local counts, ready, timers, uniques = {}, {}, {}, {}
+local function chunked(command, key, pairs_list)
+  for j = 1, #pairs_list, 1000 do
+    redis.call(command, key, unpack(pairs_list, j, math.min(j + 999, #pairs_list)))
+  end
+end
+local function flush()
+  for name, n in pairs(counts) do
+    redis.call('HINCRBY', P .. 'counts:' .. n[1], n[2], n[3])
+  end
+  for queue, entries in pairs(ready) do
+    chunked('ZADD', P .. 'ready:' .. queue, entries)
+  end
+  chunked('ZADD', P .. 'timers', timers)
+  chunked('HSET', P .. 'unique', uniques)
+  counts, ready, timers, uniques = {}, {}, {}, {}
+end
+for i, op in ipairs(spec.ops) do
+  if results[i] ~= -2 then
+    if op.e >= 0 or op.dl then
+      flush()
+      local old = nil
+      if op.e >= 0 then
+        old = old_of(op.id)
+        if not old or old.v ~= op.e then return redis.error_reply('insert: holder changed') end
+      end
+      results[i] = store(op, old)
+    else
+      local f = op.f
+      results[i] = -1
+      if op.s == 'available' then
+        next_seq = next_seq + 1
+        results[i] = next_seq
+        f[#f + 1] = 'seq'
+        f[#f + 1] = fmt(next_seq)
+        local entries = ready[op.q] or {}
+        entries[#entries + 1] = fmt(-op.p * 17592186044416 + next_seq)
+        entries[#entries + 1] = op.id
+        ready[op.q] = entries
+      end
+      redis.call('HSET', P .. 'job:' .. op.id, unpack(f))
+      local name = op.q .. '\0' .. op.s
+      local n = counts[name] or {op.q, op.s, 0}
+      n[3] = n[3] + 1
+      counts[name] = n
+      if op.d >= 0 then
+        timers[#timers + 1] = fmt(op.d)
+        timers[#timers + 1] = op.id
+      end
+    end
+    if op.e < 0 and op.uk ~= '' then
+      uniques[#uniques + 1] = op.uk
+      uniques[#uniques + 1] = op.id
+    end
+  end
+end
+flush()
+return {'done', results}
+"""
+)
+
+_UPDATE = (
+    _PRELUDE
+    + r"""
+local ops = cjson.decode(ARGV[2])
+local results = {}
+for i, op in ipairs(ops) do
+  local old = old_of(op.id)
+  if old and old.v == op.e then
+    results[i] = store(op, old)
+  else
+    results[i] = -2
+  end
+end
+return results
+"""
+)
+
+_CLAIM = (
+    _PRELUDE
+    + r"""
+local queue, count, now, worker, vis = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local ready = P .. 'ready:' .. queue
+local claimed, expired = {}, {}
+local expired_error = '{"code":"expired","type":"expired","message":"The job expired before it started."}'
+while #claimed < count do
+  local popped = redis.call('ZPOPMIN', ready, count - #claimed)
+  if #popped == 0 then break end
+  for i = 1, #popped, 2 do
+    local id = popped[i]
+    local key = P .. 'job:' .. id
+    local v = redis.call('HMGET', key, 'version', 'state', 'expires_at',
+                         'visibility_timeout_ms', 'attempt', 'timeout_ms')
+    if v[1] and v[2] == '"available"' then
+      local old = {v = tonumber(v[1]), q = queue, s = 'available', dl = false}
+      local version = fmt(old.v + 1)
+      if v[3] and tonumber(v[3]) <= now then
+        redis.call('HSET', key, 'state', '"discarded"', 'version', version,
+                   'discarded_at', fmt(now), 'error', expired_error)
+        reindex(id, old, {q = queue, s = 'discarded', p = 0, d = -1, dl = false})
+        expired[#expired + 1] = redis.call('HGETALL', key)
+      else
+        local lease = now + ((vis > 0) and vis or tonumber(v[4]))
+        local due = lease
+        local timeout = v[6] and tonumber(v[6]) or 0
+        if timeout > 0 and now + timeout < due then due = now + timeout end
+        redis.call('HSET', key, 'state', '"active"', 'version', version,
+                   'attempt', fmt(tonumber(v[5]) + 1), 'started_at', fmt(now),
+                   'lease_expires_at', fmt(lease))
+        if worker ~= '' then
+          redis.call('HSET', key, 'worker_id', worker)
+        else
+          redis.call('HDEL', key, 'worker_id')
+        end
+        reindex(id, old, {q = queue, s = 'active', p = 0, d = due, dl = false})
+        claimed[#claimed + 1] = redis.call('HGETALL', key)
+      end
+    end
+  end
+end
+return {claimed, expired}
+"""
+)
+
+_PEEK = r"""
+local P = ARGV[1]
+local spec = cjson.decode(ARGV[2])
+local exists = {}
+for i, id in ipairs(spec.ids) do exists[i] = redis.call('EXISTS', P .. 'job:' .. id) end
+local holders = {}
+for i, key in ipairs(spec.keys) do
+  local holder = redis.call('HGET', P .. 'unique', key)
+  if holder then
+    holders[i] = {holder, redis.call('HGETALL', P .. 'job:' .. holder)}
+  else
+    holders[i] = {'', {}}
+  end
+end
+return {exists, holders}
+"""
+
+_GET = r"""
+local P = ARGV[1]
+local found = {}
+for i = 2, #ARGV do found[i - 1] = redis.call('HGETALL', P .. 'job:' .. ARGV[i]) end
+return found
+"""
+
+_DUE = r"""
+local P = ARGV[1]
+local ids = redis.call('ZRANGEBYSCORE', P .. 'timers', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+local found = {}
+for i, id in ipairs(ids) do found[i] = redis.call('HGETALL', P .. 'job:' .. id) end
+return found
+"""
+
+_DEAD_PAGE = r"""
+local P = ARGV[1]
+local key = P .. 'dead'
+if ARGV[2] ~= '' then key = P .. 'deadq:' .. ARGV[2] end
+local offset, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
+local total = redis.call('ZCARD', key)
+local found = {}
+if limit > 0 then
+  local ids = redis.call('ZRANGE', key, offset, offset + limit - 1)
+  for i, id in ipairs(ids) do found[i] = redis.call('HGETALL', P .. 'job:' .. id) end
+end
+return {total, found}
+"""
+
+_DELETE_DEAD = r"""
+local P, id = ARGV[1], ARGV[2]
+if not redis.call('ZSCORE', P .. 'dead', id) then return 0 end
+local key = P .. 'job:' .. id
+local v = redis.call('HMGET', key, 'queue', 'state', 'unique_key')
+local queue = cjson.decode(v[1])
+redis.call('ZREM', P .. 'dead', id)
+redis.call('ZREM', P .. 'deadq:' .. queue, id)
+redis.call('ZREM', P .. 'timers', id)
+redis.call('HINCRBY', P .. 'counts:' .. queue, cjson.decode(v[2]), -1)
+if v[3] then
+  local ukey = cjson.decode(v[3])
+  if redis.call('HGET', P .. 'unique', ukey) == id then redis.call('HDEL', P .. 'unique', ukey) end
+end
+redis.call('DEL', key)
+return 1
+"""
+
+_SAVE_SNAPSHOT = r"""
+local P = ARGV[1]
+redis.call('HSET', P .. 'snapshots', ARGV[2], ARGV[3])
+if not redis.call('ZSCORE', P .. 'snaporder', ARGV[2]) then
+  redis.call('ZADD', P .. 'snaporder', redis.call('INCR', P .. 'snapseq'), ARGV[2])
+end
+return 1
+"""
+
+_DELETE_SNAPSHOT = r"""
+local P = ARGV[1]
+redis.call('ZREM', P .. 'snaporder', ARGV[2])
+return redis.call('HDEL', P .. 'snapshots', ARGV[2])
+"""
+
+_LIST_SNAPSHOTS = r"""
+local P, prefix = ARGV[1], ARGV[2]
+local found = {}
+for _, key in ipairs(redis.call('ZRANGE', P .. 'snaporder', 0, -1)) do
+  if string.sub(key, 1, #prefix) == prefix then
+    local value = redis.call('HGET', P .. 'snapshots', key)
+    if value then
+      found[#found + 1] = key
+      found[#found + 1] = value
+    end
+  end
+end
+return found
+"""
+
+_APPEND_EVENTS = r"""
+local P = ARGV[1]
+local size = tonumber(ARGV[2])
+local length = 0
+for i = 3, #ARGV, 500 do
+  length = redis.call('RPUSH', P .. 'events', unpack(ARGV, i, math.min(i + 499, #ARGV)))
+end
+if length > size then redis.call('LTRIM', P .. 'events', -size, -1) end
+return 1
+"""
+
+_READ_EVENTS = r"""
+local P = ARGV[1]
+local q = cjson.decode(ARGV[2])
+local function set_of(list)
+  local s = {}
+  for _, x in ipairs(list) do s[x] = true end
+  return s, #list > 0
+end
+local types, by_type = set_of(q.types)
+local queues, by_queue = set_of(q.queues)
+local job_types, by_job_type = set_of(q.job_types)
+local started = q.after == ''
+local found = {}
+local events = redis.call('LRANGE', P .. 'events', 0, -1)
+for _, raw in ipairs(events) do
+  if #found >= q.limit then break end
+  local event = cjson.decode(raw)
+  if not started then
+    started = event.id == q.after
+  else
+    local data = event.data
+    if type(data) ~= 'table' then data = {} end
+    if (not by_type or types[event.type])
+       and (not by_queue or (type(data.queue) == 'string' and queues[data.queue]))
+       and (not by_job_type or (type(data.job_type) == 'string' and job_types[data.job_type])) then
+      found[#found + 1] = raw
+    end
+  end
+end
+return found
+"""
+
+_RESET = r"""
+local P = ARGV[1]
+local keys = redis.call('KEYS', P .. '*')
+for i = 1, #keys, 500 do
+  redis.call('DEL', unpack(keys, i, math.min(i + 499, #keys)))
+end
+return #keys
+"""
+
+_SCRIPTS = {
+    "insert": _INSERT,
+    "update": _UPDATE,
+    "claim": _CLAIM,
+    "peek": _PEEK,
+    "get": _GET,
+    "due": _DUE,
+    "dead_page": _DEAD_PAGE,
+    "delete_dead": _DELETE_DEAD,
+    "save_snapshot": _SAVE_SNAPSHOT,
+    "delete_snapshot": _DELETE_SNAPSHOT,
+    "list_snapshots": _LIST_SNAPSHOTS,
+    "append_events": _APPEND_EVENTS,
+    "read_events": _READ_EVENTS,
+    "reset": _RESET,
+}
+
+# -- records ------------------------------------------------------------------------
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _job_of(flat: Sequence[Any]) -> Job | None:
+    """A job from a ``HGETALL`` reply (flat ``[field, value, …]``); ``None`` if empty."""
+    if not flat:
+        return None
+    record = {flat[i]: json.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
+    return Job.from_record(record)
+
+
+def _op(job: Job, expected: int = -1) -> dict[str, Any]:
+    """What the scripts need to write ``job``: its fields and its index entries."""
+    fields: list[str] = []
+    for name, value in job.to_record().items():
+        fields += [name, _dumps(value)]
+    due = timers_of(job)
+    return {
+        "id": job.id,
+        "e": expected,
+        "f": fields,
+        "q": job.queue,
+        "s": job.state.value,
+        "p": job.priority,
+        "d": min(due) if due else -1,
+        "dl": job.state is State.DISCARDED and job.dead_letter,
+        "uk": job.unique_key or "",
+    }
+
+
+def _describe(url: str) -> str:
+    """The URL without its password, for error messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class RedisBackend:
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        event_log_size: int = EVENT_LOG_SIZE,
+        socket_timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        self.url = url or DEFAULT_URL
+        self.prefix = prefix
+        self._event_log_size = event_log_size
+        self._socket_timeout = socket_timeout
+        self._connect_timeout = connect_timeout
+        self._loop: Any = None
+        self._client: Any = None
+        self._scripts: dict[str, Any] = {}
+        self._started = False
+        self._closing = trio.Event()
+        self._closed = trio.Event()
+
+    # -- lifetime ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        import redis.asyncio as aioredis
+        import trio_asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        ready = trio.Event()
+        failure: list[BaseException] = []
+
+        async def hold_loop() -> None:
+            try:
+                async with trio_asyncio.open_loop() as loop:
+                    self._loop = loop
+                    ready.set()
+                    await self._closing.wait()
+                    if self._client is not None:
+                        client, self._client = self._client, None
+                        try:
+                            await loop.run_aio_coroutine(client.aclose())
+                        except Exception:  # closing a broken connection must not crash the run
+                            pass
+            except Exception as error:  # a system task must not raise
+                failure.append(error)
+            finally:
+                self._loop = None
+                ready.set()
+                self._closed.set()
+
+        self._started = True
+        trio.lowlevel.spawn_system_task(hold_loop, name="ojs-redis-asyncio-loop")
+        await ready.wait()
+        if failure or self._loop is None:
+            raise BackendUnavailable(
+                f"Could not start the asyncio bridge for Redis: {failure[0] if failure else '?'}",
+                details={"backend": "redis"},
+            )
+
+        def connect() -> Any:
+            return aioredis.from_url(
+                self.url,
+                decode_responses=True,
+                socket_timeout=self._socket_timeout,
+                socket_connect_timeout=self._connect_timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
+
+        try:
+            self._client = connect()
+            self._scripts = {
+                name: self._client.register_script(text) for name, text in _SCRIPTS.items()
+            }
+            await self.ping()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        self._closing.set()
+        if self._started:
+            with trio.CancelScope(shield=True):
+                await self._closed.wait()
+
+    async def _run(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run one asyncio coroutine on the bridge loop; Redis failures become 503s."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        loop = self._loop
+        if loop is None or self._client is None:
+            raise BackendUnavailable(
+                "The Redis backend is not connected.", details={"backend": "redis"}
+            )
+        result: T
+        try:
+            with trio.CancelScope(shield=True):
+                result = await loop.run_aio_coroutine(make())
+        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            raise BackendUnavailable(
+                f"Redis at {_describe(self.url)} is unreachable: {error}",
+                details={"backend": "redis", "error": type(error).__name__},
+            ) from error
+        return result
+
+    async def _script(self, name: str, *args: Any) -> Any:
+        script = self._scripts[name]
+        return await self._run(lambda: script(keys=[], args=[self.prefix, *args]))
+
+    async def ping(self) -> float:
+        client = self._client
+        started = time.perf_counter()
+        await self._run(lambda: client.ping())
+        return (time.perf_counter() - started) * 1000.0
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    async def insert_jobs(
+        self, jobs: Sequence[Job], *, atomic: bool = False
+    ) -> list[Job | Deduplicated | OJSError]:
+        if not jobs:
+            return []
+        keys = list(
+            dict.fromkeys(
+                job.unique_key for job in jobs if job.unique_key is not None and job.unique
+            )
+        )
+        originals = [(job.state, job.scheduled_at, job.enqueued_at) for job in jobs]
+        for _ in range(MAX_INSERT_ATTEMPTS):
+            for job, (state, scheduled_at, enqueued_at) in zip(jobs, originals, strict=True):
+                job.state, job.scheduled_at, job.enqueued_at = state, scheduled_at, enqueued_at
+            if keys:
+                exists, holders = await self._script(
+                    "peek", _dumps({"ids": [job.id for job in jobs], "keys": keys})
+                )
+                existing = {job.id for job, found in zip(jobs, exists, strict=True) if found}
+                stored_holders = {
+                    key: (holder_id, _job_of(flat))
+                    for key, (holder_id, flat) in zip(keys, holders, strict=True)
+                }
+            else:
+                existing, stored_holders = set(), {}
+            results, ops, slots = self._plan(jobs, existing, stored_holders)
+            if atomic and any(isinstance(result, OJSError) for result in results):
+                return results
+            guards = [
+                [key, holder_id, holder.version if holder is not None else -1]
+                for key, (holder_id, holder) in stored_holders.items()
+            ]
+            spec = {"atomic": atomic, "strict": bool(keys), "guards": guards, "ops": ops}
+            reply = await self._script("insert", _dumps(spec))
+            if reply[0] == "retry":
+                continue
+            outcomes = reply[1]
+            failed = any(outcome == -2 for outcome in outcomes)
+            for index, outcome in enumerate(outcomes):
+                slot = slots[index]
+                if slot < 0:
+                    continue
+                job = jobs[slot]
+                if outcome == -2:
+                    results[slot] = Duplicate(
+                        f"A job with id {job.id} already exists.", details={"job_id": job.id}
+                    )
+                elif not (atomic and failed) and outcome >= 0:
+                    job.seq = int(outcome)
+            return results
+        raise BackendUnavailable(
+            "Unique keys kept changing concurrently while inserting; try again.",
+            details={"backend": "redis"},
+        )
+
+    def _plan(
+        self,
+        jobs: Sequence[Job],
+        existing: set[str],
+        stored_holders: dict[str, tuple[str, Job | None]],
+    ) -> tuple[list[Job | Deduplicated | OJSError], list[dict[str, Any]], list[int]]:
+        """Decide each insert as MemoryBackend does, in order, against the holders read.
+
+        Returns the results, the write operations and, per operation, the index of
+        the job it stores (``-1`` for a replaced holder being cancelled)."""
+        holders: dict[str, Job | None] = {key: job for key, (_, job) in stored_holders.items()}
+        taken = set(existing)
+        results: list[Job | Deduplicated | OJSError] = []
+        ops: list[dict[str, Any]] = []
+        slots: list[int] = []
+        for index, job in enumerate(jobs):
+            if job.id in taken:
+                results.append(
+                    Duplicate(f"A job with id {job.id} already exists.", details={"job_id": job.id})
+                )
+                continue
+            policy = unique.policy_of(job)
+            holder = holders.get(job.unique_key) if job.unique_key is not None else None
+            if (
+                policy is not None
+                and holder is not None
+                and unique.is_conflict(policy, holder.state, holder.created_at, job.created_at)
+            ):
+                if policy.on_conflict is unique.OnConflict.IGNORE:
+                    results.append(Deduplicated(holder))
+                    continue
+                if policy.on_conflict is unique.OnConflict.REJECT or holder.state is State.ACTIVE:
+                    results.append(unique.conflict_error(holder, job))
+                    continue
+                if (
+                    policy.on_conflict is unique.OnConflict.REPLACE_EXCEPT_SCHEDULE
+                    and holder.state is State.SCHEDULED
+                ):
+                    job.scheduled_at = holder.scheduled_at
+                    job.state, job.enqueued_at = State.SCHEDULED, None
+                cancelled = replaced_by(job, holder)  # a terminal holder just loses the key
+                if cancelled is not None:
+                    ops.append(_op(cancelled, holder.version))
+                    slots.append(-1)
+            taken.add(job.id)
+            ops.append(_op(job))
+            slots.append(index)
+            if job.unique_key is not None:
+                holders[job.unique_key] = job
+            results.append(job)
+        return results, ops, slots
+
+    async def get_jobs(self, job_ids: Sequence[str]) -> list[Job | None]:
+        if not job_ids:
+            return []
+        found = await self._script("get", *job_ids)
+        return [_job_of(flat) for flat in found]
+
+    async def update_jobs(self, updates: Sequence[tuple[Job, int]]) -> list[bool]:
+        if not updates:
+            return []
+        ops = [_op(job, expected) for job, expected in updates]
+        outcomes = await self._script("update", _dumps(ops))
+        results = []
+        for (job, _), outcome in zip(updates, outcomes, strict=True):
+            if outcome >= 0:
+                job.seq = int(outcome)
+            results.append(outcome != -2)
+        return results
+
+    async def claim(
+        self, queue: str, count: int, now: int, worker_id: str | None, visibility_ms: int | None
+    ) -> tuple[list[Job], list[Job]]:
+        if count <= 0:
+            return [], []
+        claimed, expired = await self._script(
+            "claim",
+            queue,
+            count,
+            now,
+            _dumps(worker_id) if worker_id is not None else "",
+            visibility_ms or 0,
+        )
+        return (
+            [job for job in map(_job_of, claimed) if job is not None],
+            [job for job in map(_job_of, expired) if job is not None],
+        )
+
+    async def due_jobs(self, now: int, limit: int) -> list[Job]:
+        found = await self._script("due", now, limit)
+        return [job for job in map(_job_of, found) if job is not None]
+
+    async def next_due_at(self) -> int | None:
+        client, key = self._client, self.prefix + "timers"
+        first = await self._run(lambda: client.zrange(key, 0, 0, withscores=True))
+        return int(first[0][1]) if first else None
+
+    async def count_jobs(self, queue: str) -> dict[State, int]:
+        client, key = self._client, f"{self.prefix}counts:{queue}"
+        counts = await self._run(lambda: client.hgetall(key))
+        return {State(state): int(n) for state, n in counts.items() if int(n) > 0}
+
+    # -- dead letter ----------------------------------------------------------------
+
+    async def list_dead_letter(
+        self, queue: str | None, limit: int, offset: int
+    ) -> tuple[list[Job], int]:
+        total, found = await self._script("dead_page", queue or "", offset, limit)
+        return [job for job in map(_job_of, found) if job is not None], int(total)
+
+    async def delete_dead_letter(self, job_id: str) -> bool:
+        return bool(await self._script("delete_dead", job_id))
+
+    # -- snapshots ------------------------------------------------------------------
+
+    async def load_snapshot(self, key: str) -> dict[str, Any] | None:
+        client, name = self._client, self.prefix + "snapshots"
+        raw = await self._run(lambda: client.hget(name, key))
+        return json.loads(raw) if raw is not None else None
+
+    async def save_snapshot(self, key: str, state: dict[str, Any]) -> None:
+        await self._script("save_snapshot", key, _dumps(state))
+
+    async def list_snapshots(self, prefix: str) -> dict[str, dict[str, Any]]:
+        flat = await self._script("list_snapshots", prefix)
+        return {flat[i]: json.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    async def delete_snapshot(self, key: str) -> bool:
+        return bool(await self._script("delete_snapshot", key))
+
+    # -- events -----------------------------------------------------------------------
+
+    async def append_events(self, events: Sequence[dict[str, Any]]) -> None:
+        if events:
+            await self._script(
+                "append_events", self._event_log_size, *(_dumps(event) for event in events)
+            )
+
+    async def read_events(self, query: EventFilter) -> list[dict[str, Any]]:
+        spec = {
+            "types": sorted(query.types),
+            "queues": sorted(query.queues),
+            "job_types": sorted(query.job_types),
+            "after": query.after or "",
+            "limit": query.limit,
+        }
+        found = await self._script("read_events", _dumps(spec))
+        return [json.loads(raw) for raw in found]
+
+    async def reset(self) -> None:
+        await self._script("reset")

@@ -1,0 +1,825 @@
+"""The durable embedded backend: one SQLite file (stdlib ``sqlite3``) in WAL mode.
+
+Threads. SQLite calls block, so none runs on the trio thread. One dedicated
+*writer* thread owns the only writing connection; a *reader* thread owns a
+second, ``query_only`` connection for the read-only methods (WAL lets readers
+run alongside the writer, each seeing the last committed state). A trio
+caller hands its operation to a thread through a queue and waits, without
+blocking the event loop, for the thread to report back through the run's
+``TrioToken``. The wait is shielded: like a memory-backend call, a backend
+call that has started always completes and returns its result, even if the
+caller is being cancelled (a claim must not vanish between the database and
+the caller).
+
+Group commit. The writer drains every call queued while it was busy (up to
+``max_group``) into one ``BEGIN IMMEDIATE`` … ``COMMIT``: many callers, one
+commit and one WAL sync. Each call runs inside its own ``SAVEPOINT``, so it is
+atomic on its own (a call that raises is rolled back to its savepoint without
+undoing the others), and every caller gets its own result, only after the
+COMMIT that made it durable. ``BEGIN IMMEDIATE`` takes the write lock before
+anything is read, so read-modify-write operations (``claim``, compare-and-set
+``update_jobs``, unique checks) stay correct even with two processes on one
+file.
+
+Durability. ``synchronous=FULL`` by default: each group COMMIT syncs the WAL
+before any caller is answered, so every 2xx survives a SIGKILL of the server
+*and* an OS crash or power loss. ``synchronous="normal"`` (``--db-sync
+normal``) skips that sync: a committed transaction is in the OS page cache,
+which survives the death of the process (SIGKILL included) but not of the OS;
+the last transactions before a power loss may be lost. Group commit is what
+makes FULL affordable: the sync is paid once per batch, not per caller.
+
+Schema. ``jobs`` keeps each job as its lossless record (``Job.to_record()``
+as JSON) plus the columns its indexes need: the ready order per queue
+(``queue, priority DESC, seq`` over available jobs), the earliest timer
+(``due_at = min(timers_of(job))``), dead-letter order (``dead_seq``). Unique
+keys map to the job that last took them (``unique_keys``), per-queue counts
+per state are maintained in ``counts`` (plus a ``dead_letter`` pseudo-state),
+``counters`` hands out ``seq`` and ``dead_seq``. Snapshots and the event log
+(trimmed to the newest ``event_log_size``) have their own tables. Behaviour
+matches :class:`~ojs_actors.backends.memory.MemoryBackend` method for method.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from ..core import (
+    BackendUnavailable,
+    InvalidRequest,
+    Job,
+    OJSError,
+    State,
+    lifecycle,
+)
+from .base import Deduplicated, EventFilter, plan_inserts, replaced_by, timers_of
+from .memory import EVENT_LOG_SIZE
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+DEFAULT_PATH = "ojs.db"
+MAX_GROUP = 256
+SYNCHRONOUS = ("full", "normal")
+_DEAD = "dead_letter"
+"""Pseudo-state under which ``counts`` keeps each queue's dead-letter size."""
+_CHUNK = 500
+"""Ids per ``IN (…)`` query, well below SQLite's variable limit."""
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)
+       WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS jobs (
+        id TEXT PRIMARY KEY,
+        queue TEXT NOT NULL,
+        state TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        due_at INTEGER,
+        dead_seq INTEGER,
+        record TEXT NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (queue, priority DESC, seq)
+       WHERE state = 'available'""",
+    """CREATE INDEX IF NOT EXISTS jobs_due ON jobs (due_at, id) WHERE due_at IS NOT NULL""",
+    """CREATE INDEX IF NOT EXISTS jobs_dead ON jobs (dead_seq) WHERE dead_seq IS NOT NULL""",
+    """CREATE INDEX IF NOT EXISTS jobs_dead_by_queue ON jobs (queue, dead_seq)
+       WHERE dead_seq IS NOT NULL""",
+    """CREATE TABLE IF NOT EXISTS unique_keys (key TEXT PRIMARY KEY, job_id TEXT NOT NULL)
+       WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS counts (
+        queue TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL,
+        PRIMARY KEY (queue, state)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS snapshots (
+        pos INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, value TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS events (
+        pos INTEGER PRIMARY KEY, id, type, queue, job_type, body TEXT NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS events_id ON events (id)""",
+)
+_COUNTERS = ("seq", "dead_seq")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _load(record: str) -> Job:
+    return Job.from_record(json.loads(record))
+
+
+def _unavailable(error: sqlite3.Error) -> BackendUnavailable:
+    return BackendUnavailable(
+        f"SQLite backend error: {error}",
+        details={"backend": "sqlite", "error": type(error).__name__},
+    )
+
+
+# -- threads ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Call:
+    """One backend call for a worker thread; ``deliver(value, error)`` answers it."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    deliver: Callable[[Any, BaseException | None], None]
+
+
+class _Worker:
+    """A thread owning one connection, running the calls queued for it.
+
+    ``group=True`` (the writer): all calls queued at once run in one write
+    transaction, one savepoint each, one COMMIT. Otherwise (the reader): each
+    call in its own read transaction, so its queries see one consistent state.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        connect: Callable[[], sqlite3.Connection],
+        *,
+        group: bool,
+        max_group: int = MAX_GROUP,
+    ) -> None:
+        self._connect = connect
+        self._group = group
+        self._max_group = max_group
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.transactions = 0
+        """Transactions committed (with ``calls``: how well group commit batches)."""
+        self.calls = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def submit(self, call: _Call) -> None:
+        self._calls.put(call)
+
+    def stop(self) -> None:
+        """Run what is queued, then close the connection and end the thread."""
+        self._calls.put(None)
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def _run(self) -> None:
+        connection: sqlite3.Connection | None = None
+        failure: BaseException | None = None
+        try:
+            connection = self._connect()
+        except Exception as error:
+            failure = _unavailable(error) if isinstance(error, sqlite3.Error) else error
+        try:
+            stopping = False
+            while not stopping:
+                first = self._calls.get()
+                if first is None:
+                    break
+                batch = [first]
+                while len(batch) < self._max_group:
+                    try:
+                        item = self._calls.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stopping = True
+                        break
+                    batch.append(item)
+                if connection is None:
+                    for call in batch:
+                        call.deliver(None, failure)
+                elif self._group:
+                    self._run_group(connection, batch)
+                else:
+                    for call in batch:
+                        self._run_read(connection, call)
+        finally:
+            # Nothing queued may wait forever: answer leftovers (only after a crash).
+            while True:
+                try:
+                    item = self._calls.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item.deliver(None, BackendUnavailable("The SQLite backend is closed."))
+            if connection is not None:
+                connection.close()
+
+    def _run_read(self, connection: sqlite3.Connection, call: _Call) -> None:
+        try:
+            connection.execute("BEGIN")
+            try:
+                value = call.fn(connection)
+            finally:
+                if connection.in_transaction:  # read-only: ending it is all there is to do
+                    connection.execute("ROLLBACK")
+        except sqlite3.Error as error:
+            call.deliver(None, _unavailable(error))
+        except Exception as error:
+            call.deliver(None, error)
+        else:
+            call.deliver(value, None)
+        self.calls += 1
+
+    def _run_group(self, connection: sqlite3.Connection, batch: list[_Call]) -> None:
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            for call in batch:
+                connection.execute("SAVEPOINT call")
+                try:
+                    value = call.fn(connection)
+                except Exception as error:
+                    connection.execute("ROLLBACK TO call")
+                    connection.execute("RELEASE call")
+                    failure = _unavailable(error) if isinstance(error, sqlite3.Error) else error
+                    outcomes.append((None, failure))
+                else:
+                    connection.execute("RELEASE call")
+                    outcomes.append((value, None))
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            # The transaction itself failed (lock timeout, I/O, disk full): nothing of
+            # the group was committed, and every caller is told so.
+            if connection.in_transaction:
+                try:
+                    connection.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            outcomes = [(None, _unavailable(error))] * len(batch)
+        else:
+            self.transactions += 1
+        self.calls += len(batch)
+        for call, (value, raised) in zip(batch, outcomes, strict=True):
+            call.deliver(value, raised)
+
+
+def _connect(
+    path: str, *, write: bool, synchronous: str, busy_timeout_ms: int
+) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
+    try:
+        if write:
+            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal" and path != ":memory:":
+                raise sqlite3.OperationalError(f"cannot switch {path} to WAL mode (got {mode})")
+            connection.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        else:
+            connection.execute("PRAGMA query_only=ON")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+# -- storage helpers (run on the writer or reader thread) -----------------------------
+
+
+def _next_counter(connection: sqlite3.Connection, name: str) -> int:
+    row = connection.execute(
+        "UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value", (name,)
+    ).fetchone()
+    return int(row[0])
+
+
+def _buckets(queue_name: str, state: str, dead: bool) -> set[tuple[str, str]]:
+    buckets = {(queue_name, state)}
+    if dead:
+        buckets.add((queue_name, _DEAD))
+    return buckets
+
+
+def _count(connection: sqlite3.Connection, buckets: Iterable[tuple[str, str]], delta: int) -> None:
+    for queue_name, state in buckets:
+        connection.execute(
+            "INSERT INTO counts (queue, state, n) VALUES (?, ?, ?) "
+            "ON CONFLICT (queue, state) DO UPDATE SET n = n + excluded.n",
+            (queue_name, state, delta),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """What indexing needs to know of the version being replaced."""
+
+    queue: str
+    state: str
+    dead: bool
+
+    @classmethod
+    def of(cls, job: Job) -> _Stored:
+        return cls(job.queue, job.state.value, job.state is State.DISCARDED and job.dead_letter)
+
+
+def _store(connection: sqlite3.Connection, job: Job, previous: _Stored | None) -> None:
+    """Write one job version and derive its indexes (the memory backend's ``_store``)."""
+    if job.state is State.AVAILABLE:
+        job.seq = _next_counter(connection, "seq")
+    dead = job.state is State.DISCARDED and job.dead_letter
+    dead_seq = _next_counter(connection, "dead_seq") if dead else None
+    timers = timers_of(job)
+    row = (
+        job.queue,
+        job.state.value,
+        job.priority,
+        job.seq,
+        job.version,
+        job.created_at,
+        min(timers) if timers else None,
+        dead_seq,
+        _dumps(job.to_record()),
+        job.id,
+    )
+    if previous is None:
+        connection.execute(
+            "INSERT INTO jobs (queue, state, priority, seq, version, created_at, due_at,"
+            " dead_seq, record, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            row,
+        )
+        _count(connection, _buckets(job.queue, job.state.value, dead), +1)
+        return
+    connection.execute(
+        "UPDATE jobs SET queue = ?, state = ?, priority = ?, seq = ?, version = ?,"
+        " created_at = ?, due_at = ?, dead_seq = ?, record = ? WHERE id = ?",
+        row,
+    )
+    before = _buckets(previous.queue, previous.state, previous.dead)
+    after = _buckets(job.queue, job.state.value, dead)
+    _count(connection, before - after, -1)
+    _count(connection, after - before, +1)
+
+
+def _get_job(connection: sqlite3.Connection, job_id: str) -> Job | None:
+    row = connection.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return _load(row[0]) if row else None
+
+
+def _job_exists(connection: sqlite3.Connection, job_id: str) -> bool:
+    return connection.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is not None
+
+
+def _key_holder(connection: sqlite3.Connection, key: str) -> Job | None:
+    row = connection.execute(
+        "SELECT j.record FROM unique_keys AS u JOIN jobs AS j ON j.id = u.job_id WHERE u.key = ?",
+        (key,),
+    ).fetchone()
+    return _load(row[0]) if row else None
+
+
+def _insert_jobs(
+    connection: sqlite3.Connection, jobs: Sequence[Job], atomic: bool
+) -> list[Job | Deduplicated | OJSError]:
+    def exists(job_id: str) -> bool:
+        return _job_exists(connection, job_id)
+
+    def holder_of(key: str) -> Job | None:
+        return _key_holder(connection, key)
+
+    if atomic:
+        planned = plan_inserts(jobs, exists, holder_of)
+        if any(isinstance(result, OJSError) for result in planned):
+            return planned
+    results: list[Job | Deduplicated | OJSError] = []
+    for job in jobs:
+        [decision] = plan_inserts([job], exists, holder_of)
+        if isinstance(decision, Job):
+            holder = holder_of(job.unique_key) if job.unique_key is not None else None
+            cancelled = replaced_by(job, holder)
+            if cancelled is not None and holder is not None:
+                _store(connection, cancelled, _Stored.of(holder))
+            _store(connection, job, None)
+            if job.unique_key is not None:
+                connection.execute(
+                    "INSERT INTO unique_keys (key, job_id) VALUES (?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET job_id = excluded.job_id",
+                    (job.unique_key, job.id),
+                )
+        results.append(decision)
+    return results
+
+
+def _update_jobs(connection: sqlite3.Connection, updates: Sequence[tuple[Job, int]]) -> list[bool]:
+    results = []
+    for job, expected_version in updates:
+        row = connection.execute(
+            "SELECT version, queue, state, dead_seq FROM jobs WHERE id = ?", (job.id,)
+        ).fetchone()
+        if row is None or row[0] != expected_version:
+            results.append(False)
+            continue
+        _store(connection, job, _Stored(row[1], row[2], row[3] is not None))
+        results.append(True)
+    return results
+
+
+def _claim(
+    connection: sqlite3.Connection,
+    queue_name: str,
+    count: int,
+    now: int,
+    worker_id: str | None,
+    visibility_ms: int | None,
+) -> tuple[list[Job], list[Job]]:
+    claimed: list[Job] = []
+    expired: list[Job] = []
+    while len(claimed) < count:
+        rows = connection.execute(
+            "SELECT record FROM jobs WHERE queue = ? AND state = 'available'"
+            " ORDER BY priority DESC, seq LIMIT ?",
+            (queue_name, count - len(claimed)),
+        ).fetchall()
+        if not rows:
+            break
+        for (record,) in rows:
+            job = _load(record)
+            if job.expires_at is not None and job.expires_at <= now:
+                gone = lifecycle.expire(job, now)
+                _store(connection, gone, _Stored.of(job))
+                expired.append(gone)
+                continue
+            active = lifecycle.claim(job, now, worker_id, visibility_ms)
+            _store(connection, active, _Stored.of(job))
+            claimed.append(active)
+    return claimed, expired
+
+
+def _get_jobs(connection: sqlite3.Connection, job_ids: Sequence[str]) -> list[Job | None]:
+    found: dict[str, Job] = {}
+    unique_ids = list(dict.fromkeys(job_ids))
+    for start in range(0, len(unique_ids), _CHUNK):
+        chunk = unique_ids[start : start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        for job_id, record in connection.execute(
+            f"SELECT id, record FROM jobs WHERE id IN ({marks})", chunk
+        ):
+            found[job_id] = _load(record)
+    return [found.get(job_id) for job_id in job_ids]
+
+
+def _read_events(connection: sqlite3.Connection, query: EventFilter) -> list[dict[str, Any]]:
+    start = 0
+    if query.after is not None:
+        row = connection.execute("SELECT MIN(pos) FROM events WHERE id = ?", (query.after,))
+        position = row.fetchone()[0]
+        if position is None:
+            return []  # as the memory backend: an unknown cursor matches nothing
+        start = position
+    sql = ["SELECT body FROM events WHERE pos > ?"]
+    params: list[Any] = [start]
+    for column, values in (
+        ("type", query.types),
+        ("queue", query.queues),
+        ("job_type", query.job_types),
+    ):
+        if values:
+            sql.append(f"AND {column} IN ({', '.join('?' * len(values))})")
+            params.extend(sorted(values))
+    # The memory backend checks its limit after taking an event: at least one is returned.
+    sql.append("ORDER BY pos LIMIT ?")
+    params.append(max(query.limit, 1))
+    return [json.loads(body) for (body,) in connection.execute(" ".join(sql), params)]
+
+
+def _append_events(
+    connection: sqlite3.Connection, events: Sequence[dict[str, Any]], keep: int
+) -> None:
+    rows = []
+    for event in events:
+        data = event.get("data")
+        data = data if isinstance(data, dict) else {}
+        rows.append(
+            (
+                event.get("id"),
+                event.get("type"),
+                data.get("queue"),
+                data.get("job_type"),
+                _dumps(event),
+            )
+        )
+    connection.executemany(
+        "INSERT INTO events (id, type, queue, job_type, body) VALUES (?, ?, ?, ?, ?)", rows
+    )
+    connection.execute("DELETE FROM events WHERE pos <= (SELECT MAX(pos) FROM events) - ?", (keep,))
+
+
+def _list_snapshots(connection: sqlite3.Connection, prefix: str) -> dict[str, dict[str, Any]]:
+    # Keys sharing a prefix are contiguous in SQLite's binary order: seek, scan while they
+    # match, then return them in first-saved order like the memory backend's dict.
+    found: list[tuple[int, str, dict[str, Any]]] = []
+    for pos, key, value in connection.execute(
+        "SELECT pos, key, value FROM snapshots WHERE key >= ? ORDER BY key", (prefix,)
+    ):
+        if not key.startswith(prefix):
+            break
+        found.append((pos, key, json.loads(value)))
+    found.sort(key=lambda item: item[0])
+    return {key: value for _, key, value in found}
+
+
+def _create_schema(connection: sqlite3.Connection) -> None:
+    for statement in _SCHEMA:
+        connection.execute(statement)
+    row = connection.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+    if row is None:
+        connection.execute(
+            "INSERT INTO meta (name, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+        )
+    elif row[0] != SCHEMA_VERSION:
+        raise BackendUnavailable(
+            f"The SQLite file has schema version {row[0]}; this build reads version {SCHEMA_VERSION}.",
+            details={"backend": "sqlite", "schema_version": row[0]},
+        )
+    for name in _COUNTERS:
+        connection.execute(
+            "INSERT INTO counters (name, value) VALUES (?, 0) ON CONFLICT (name) DO NOTHING",
+            (name,),
+        )
+
+
+def _reset(connection: sqlite3.Connection) -> None:
+    for table in ("jobs", "unique_keys", "counts", "snapshots", "events"):
+        connection.execute(f"DELETE FROM {table}")
+    connection.execute("UPDATE counters SET value = 0")
+
+
+# -- the backend ----------------------------------------------------------------------
+
+
+class SqliteBackend:
+    """Jobs, queues, snapshots and events in one SQLite file; see the module docstring."""
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = DEFAULT_PATH,
+        *,
+        synchronous: str = "full",
+        event_log_size: int = EVENT_LOG_SIZE,
+        busy_timeout_ms: int = 5_000,
+        max_group: int = MAX_GROUP,
+    ) -> None:
+        if synchronous.lower() not in SYNCHRONOUS:
+            raise InvalidRequest(
+                f"SQLite synchronous mode must be one of {', '.join(SYNCHRONOUS)}, not {synchronous!r}.",
+                details={"synchronous": synchronous},
+            )
+        self.path = os.fspath(path)
+        self.synchronous = synchronous.lower()
+        self._event_log_size = event_log_size
+        self._busy_timeout_ms = busy_timeout_ms
+        self._max_group = max_group
+        self._writer: _Worker | None = None
+        self._reader: _Worker | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._writer is not None:
+            return
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = _Worker(
+            f"ojs-sqlite-writer:{self.path}",
+            lambda: _connect(
+                self.path,
+                write=True,
+                synchronous=self.synchronous,
+                busy_timeout_ms=self._busy_timeout_ms,
+            ),
+            group=True,
+            max_group=self._max_group,
+        )
+        self._writer.start()
+        try:
+            await self._write(_create_schema)
+            if self.path != ":memory:":  # one in-memory database cannot have two connections
+                self._reader = _Worker(
+                    f"ojs-sqlite-reader:{self.path}",
+                    lambda: _connect(
+                        self.path,
+                        write=False,
+                        synchronous=self.synchronous,
+                        busy_timeout_ms=self._busy_timeout_ms,
+                    ),
+                    group=False,
+                )
+                self._reader.start()
+                await self._read(lambda connection: connection.execute("SELECT 1").fetchone())
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self.close()
+            raise
+
+    async def close(self) -> None:
+        workers = [worker for worker in (self._reader, self._writer) if worker is not None]
+        self._reader = self._writer = None
+        for worker in workers:  # the reader first: the writer's close may checkpoint the WAL
+            worker.stop()
+            await trio.to_thread.run_sync(worker.join)
+
+    async def ping(self) -> float:
+        """Round trip through the writer (the path every 2xx takes)."""
+        started = time.perf_counter()
+        await self._write(lambda connection: connection.execute("SELECT 1").fetchone())
+        return (time.perf_counter() - started) * 1000
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Writer calls and transactions so far: ``calls / transactions`` is the group size."""
+        writer = self._writer
+        return {
+            "calls": writer.calls if writer else 0,
+            "transactions": writer.transactions if writer else 0,
+        }
+
+    async def _call(self, worker: _Worker | None, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if worker is None or not worker.alive():
+            raise BackendUnavailable(
+                "The SQLite backend is not running.",
+                details={"backend": "sqlite", "path": self.path},
+            )
+        token = trio.lowlevel.current_trio_token()
+        done = trio.Event()
+        outcome: list[tuple[Any, BaseException | None]] = []
+
+        def deliver(value: Any, error: BaseException | None) -> None:  # on the worker thread
+            outcome.append((value, error))
+            try:
+                token.run_sync_soon(done.set)
+            except trio.RunFinishedError:
+                pass
+
+        worker.submit(_Call(fn, deliver))
+        with trio.CancelScope(shield=True):  # once submitted, the call completes: see above
+            await done.wait()
+        value, error = outcome[0]
+        if error is not None:
+            raise error
+        result: T = value
+        return result
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._call(self._writer, fn)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._call(self._reader or self._writer, fn)
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    async def insert_jobs(
+        self, jobs: Sequence[Job], *, atomic: bool = False
+    ) -> list[Job | Deduplicated | OJSError]:
+        if not jobs:
+            return []
+        return await self._write(lambda connection: _insert_jobs(connection, jobs, atomic))
+
+    async def get_jobs(self, job_ids: Sequence[str]) -> list[Job | None]:
+        if not job_ids:
+            return []
+        return await self._read(lambda connection: _get_jobs(connection, job_ids))
+
+    async def update_jobs(self, updates: Sequence[tuple[Job, int]]) -> list[bool]:
+        if not updates:
+            return []
+        return await self._write(lambda connection: _update_jobs(connection, updates))
+
+    async def claim(
+        self, queue: str, count: int, now: int, worker_id: str | None, visibility_ms: int | None
+    ) -> tuple[list[Job], list[Job]]:
+        if count <= 0:
+            return [], []
+        return await self._write(
+            lambda connection: _claim(connection, queue, count, now, worker_id, visibility_ms)
+        )
+
+    async def due_jobs(self, now: int, limit: int) -> list[Job]:
+        if limit <= 0:
+            return []
+
+        def due(connection: sqlite3.Connection) -> list[Job]:
+            rows = connection.execute(
+                "SELECT record FROM jobs WHERE due_at IS NOT NULL AND due_at <= ?"
+                " ORDER BY due_at, id LIMIT ?",
+                (now, limit),
+            )
+            return [_load(record) for (record,) in rows]
+
+        return await self._read(due)
+
+    async def next_due_at(self) -> int | None:
+        def earliest(connection: sqlite3.Connection) -> int | None:
+            row = connection.execute(
+                "SELECT due_at FROM jobs WHERE due_at IS NOT NULL ORDER BY due_at LIMIT 1"
+            ).fetchone()
+            return int(row[0]) if row else None
+
+        return await self._read(earliest)
+
+    async def count_jobs(self, queue: str) -> dict[State, int]:
+        def counts(connection: sqlite3.Connection) -> dict[State, int]:
+            rows = connection.execute(
+                "SELECT state, n FROM counts WHERE queue = ? AND state != ? AND n > 0",
+                (queue, _DEAD),
+            )
+            return {State(state): n for state, n in rows}
+
+        return await self._read(counts)
+
+    # -- dead letter ---------------------------------------------------------------------
+
+    async def list_dead_letter(
+        self, queue: str | None, limit: int, offset: int
+    ) -> tuple[list[Job], int]:
+        def page(connection: sqlite3.Connection) -> tuple[list[Job], int]:
+            where, params = ("", ()) if queue is None else (" AND queue = ?", (queue,))
+            total = connection.execute(
+                f"SELECT COALESCE(SUM(n), 0) FROM counts WHERE state = ?{where}", (_DEAD, *params)
+            ).fetchone()[0]
+            rows = connection.execute(
+                f"SELECT record FROM jobs WHERE dead_seq IS NOT NULL{where}"
+                " ORDER BY dead_seq LIMIT ? OFFSET ?",
+                (*params, max(limit, 0), max(offset, 0)),
+            )
+            return [_load(record) for (record,) in rows], int(total)
+
+        return await self._read(page)
+
+    async def delete_dead_letter(self, job_id: str) -> bool:
+        def delete(connection: sqlite3.Connection) -> bool:
+            row = connection.execute(
+                "SELECT queue, state FROM jobs WHERE id = ? AND dead_seq IS NOT NULL", (job_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            connection.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            _count(connection, _buckets(row[0], row[1], True), -1)
+            return True
+
+        return await self._write(delete)
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    async def load_snapshot(self, key: str) -> dict[str, Any] | None:
+        def load(connection: sqlite3.Connection) -> dict[str, Any] | None:
+            row = connection.execute("SELECT value FROM snapshots WHERE key = ?", (key,)).fetchone()
+            return dict(json.loads(row[0])) if row else None
+
+        return await self._read(load)
+
+    async def save_snapshot(self, key: str, state: dict[str, Any]) -> None:
+        value = _dumps(state)  # serialised now: the caller may change its dict afterwards
+        await self._write(
+            lambda connection: connection.execute(
+                "INSERT INTO snapshots (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+        )
+
+    async def list_snapshots(self, prefix: str) -> dict[str, dict[str, Any]]:
+        return await self._read(lambda connection: _list_snapshots(connection, prefix))
+
+    async def delete_snapshot(self, key: str) -> bool:
+        def delete(connection: sqlite3.Connection) -> bool:
+            return connection.execute("DELETE FROM snapshots WHERE key = ?", (key,)).rowcount > 0
+
+        return await self._write(delete)
+
+    # -- events --------------------------------------------------------------------------
+
+    async def append_events(self, events: Sequence[dict[str, Any]]) -> None:
+        if not events:
+            return
+        await self._write(
+            lambda connection: _append_events(connection, events, self._event_log_size)
+        )
+
+    async def read_events(self, query: EventFilter) -> list[dict[str, Any]]:
+        return await self._read(lambda connection: _read_events(connection, query))
+
+    # -- administration ------------------------------------------------------------------
+
+    async def reset(self) -> None:
+        await self._write(_reset)

@@ -1,0 +1,218 @@
+"""Two real ``ojs-actors serve --backend redis`` processes on one Redis behave as one server.
+
+* Under concurrent fetches through both, every job is claimed by exactly one fetch.
+* A queue paused through one process is paused for the other (whose QueueActor
+  was already running with the queue unpaused in its cache), and resumed likewise.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+POLL_INTERVAL = 0.2
+JOBS = 120
+FETCHERS_PER_SERVER = 8
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Server:
+    def __init__(self, redis_url: str, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log
+        self._log = log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ojs_actors", "serve", "--backend", "redis",
+             "--host", "127.0.0.1", "--port", str(self.port),
+             "--poll-interval", str(POLL_INTERVAL)],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
+            env={**os.environ, "REDIS_URL": redis_url},
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early: {log.read_text(errors='replace')}")
+            try:
+                if httpx.get(f"{self.url}/ojs/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.stop()
+        raise TimeoutError("server not healthy in 20 s")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+        if not self._log.closed:
+            self._log.close()
+
+    def stop(self) -> None:
+        if self._log.closed:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def servers(redis_url: str, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
+    a = Server(redis_url, tmp_path / "a.log")
+    try:
+        b = Server(redis_url, tmp_path / "b.log")
+    except BaseException:
+        a.stop()
+        raise
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+        for server in (a, b):
+            text = server.log_path.read_text(errors="replace")
+            assert "Traceback" not in text, f"{server.url} logged an error:\n{text}"
+
+
+def enqueue(url: str, queue: str, n: int) -> str:
+    response = httpx.post(
+        f"{url}/ojs/v1/jobs",
+        json={"type": "replica.test", "args": [n], "options": {"queue": queue}},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    job_id: str = response.json()["job"]["id"]
+    return job_id
+
+
+def fetch(client: httpx.Client, url: str, queue: str, worker: str, count: int = 1) -> list[str]:
+    response = client.post(
+        f"{url}/ojs/v1/workers/fetch",
+        json={"queues": [queue], "worker_id": worker, "count": count},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return [job["id"] for job in response.json()["jobs"]]
+
+
+def test_each_job_is_claimed_by_exactly_one_fetch(servers: tuple[Server, Server]) -> None:
+    a, b = servers
+    enqueued = {enqueue((a, b)[n % 2].url, "shared", n) for n in range(JOBS)}
+    claims: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(2 * FETCHERS_PER_SERVER)
+
+    def worker(server: Server, name: str) -> None:
+        with httpx.Client() as client:
+            start.wait()
+            empty = 0
+            while empty < 3:
+                ids = fetch(client, server.url, "shared", name, count=2)
+                with lock:
+                    claims.extend((job_id, name) for job_id in ids)
+                empty = 0 if ids else empty + 1
+
+    threads = [
+        threading.Thread(target=worker, args=(server, f"{tag}{i}"))
+        for tag, server in (("a", a), ("b", b))
+        for i in range(FETCHERS_PER_SERVER)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    times = Counter(job_id for job_id, _ in claims)
+    assert {job_id for job_id, n in times.items() if n > 1} == set()
+    assert set(times) == enqueued
+    by_server = Counter(name[0] for _, name in claims)
+    assert by_server["a"] > 0 and by_server["b"] > 0, by_server
+
+
+def test_pause_through_one_process_holds_for_the_other(servers: tuple[Server, Server]) -> None:
+    a, b = servers
+    with httpx.Client() as client:
+        # B's QueueActor for "p" starts now and caches the queue as unpaused.
+        first = enqueue(b.url, "p", 0)
+        assert fetch(client, b.url, "p", "wb") == [first]
+        assert client.post(f"{a.url}/ojs/v1/queues/p/pause").status_code == 200
+        job_id = enqueue(a.url, "p", 1)
+        time.sleep(POLL_INTERVAL * 2)
+        assert fetch(client, b.url, "p", "wb") == []
+        assert fetch(client, a.url, "p", "wa") == []
+        listed = client.get(f"{b.url}/ojs/v1/queues").json()
+        assert [q.get("status") for q in listed["queues"] if q["name"] == "p"] == ["paused"]
+        assert client.post(f"{a.url}/ojs/v1/queues/p/resume").status_code == 200
+        deadline = time.monotonic() + 5
+        got: list[str] = []
+        while not got and time.monotonic() < deadline:
+            got = fetch(client, b.url, "p", "wb")
+            time.sleep(0.05)
+        assert got == [job_id]
+
+
+def test_redis_commands_per_enqueued_job(servers: tuple[Server, Server], redis_url: str) -> None:
+    """64 concurrent HTTP enqueuers on one process: Redis commands per job (``INFO stats``
+    ``total_commands_processed``, which counts the commands Lua scripts run too).
+
+    The issue's target is at most 1; this layout (one hash per job) measures about
+    1.3 here, so the assertion guards against regressions, not the target (see README)."""
+    import redis
+
+    a, _ = servers
+    enqueuers, per_enqueuer = 64, 10
+    enqueue(a.url, "cmd", -1)  # the queue actor exists before measuring
+    client = redis.Redis.from_url(redis_url)
+
+    def commands() -> int:
+        processed: int = client.info("stats")["total_commands_processed"]
+        return processed
+
+    start = threading.Barrier(enqueuers)
+
+    def enqueuer(i: int) -> None:
+        with httpx.Client() as http:
+            start.wait()
+            for n in range(per_enqueuer):
+                response = http.post(
+                    f"{a.url}/ojs/v1/jobs",
+                    json={"type": "cmd.test", "args": [i, n], "options": {"queue": "cmd"}},
+                    timeout=10,
+                )
+                assert response.status_code == 201, response.text
+
+    threads = [threading.Thread(target=enqueuer, args=(i,)) for i in range(enqueuers)]
+    before = commands()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    per_job = (commands() - before - 1) / (enqueuers * per_enqueuer)  # -1: the INFO itself
+    client.close()
+    print(f"redis commands per enqueued job: {per_job:.2f}")
+    assert per_job <= 2.5, per_job
