@@ -1,7 +1,7 @@
 """What only the SQLite backend has: a file that outlives the process, threads, group commit.
 
 The protocol behaviour both backends share is in ``test_backend_contract.py``;
-the crash test against a real server process is ``test_sqlite_crash.py``.
+the crash test against a real server process is ``test_crash_restart.py``.
 """
 
 from __future__ import annotations

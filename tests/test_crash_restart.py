@@ -1,15 +1,19 @@
-"""Acceptance test of the SQLite backend: SIGKILL a loaded server, restart it on its file.
+"""Acceptance test of the durable backends: SIGKILL a loaded server, restart it on its storage.
 
-A real ``python -m ojs_actors serve --backend sqlite`` process takes a bounded
-stream of concurrent enqueues, fetches and acks from worker threads and is
-killed (SIGKILL: no shutdown code runs) while they are still going. Restarted
-on the same file it must show that:
+A real ``python -m ojs_actors serve`` process (``--backend sqlite`` on a file, or
+``--backend redis`` on a redis-server) takes a bounded stream of concurrent
+enqueues, fetches and acks from worker threads and is killed (SIGKILL: no
+shutdown code runs) while they are still going. Restarted on the same storage it
+must show that:
 
 * every job whose enqueue got a 2xx exists;
 * every job whose ack got a 2xx is completed and is never fetched again;
 * jobs fetched but not acked come back after their visibility timeout and
   can be fetched again (attempt 2, the timeout on record);
 * a job scheduled before the kill is promoted after the restart;
+* a cron entry registered before the kill is still registered and fires again;
+* a chain workflow whose first step was running at the kill carries on: once that
+  step is acked after the restart, the second step is released with its result;
 * in the end every acknowledged-as-enqueued job gets completed: nothing is lost.
 
 Requests whose response never arrived (in flight at the kill) may or may not
@@ -18,6 +22,7 @@ have been applied; the assertions leave exactly those open.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -48,16 +53,25 @@ def free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class Storage:
+    """How to start a server on the storage that outlives it."""
+
+    args: list[str]
+    env: dict[str, str]
+
+
 class Server:
-    def __init__(self, db: Path, log: Path) -> None:
+    def __init__(self, storage: Storage, log: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ojs_actors", "serve", "--backend", "sqlite", "--db", str(db),
+            [sys.executable, "-m", "ojs_actors", "serve", *storage.args,
              "--host", "127.0.0.1", "--port", str(self.port), "--allow-reset",
              "--poll-interval", "0.2"],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
+            env={**os.environ, **storage.env},
         )  # fmt: skip
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -151,6 +165,13 @@ def workdir(tmp_path: Path) -> Iterator[Path]:
         assert "Traceback" not in text, f"server logged an error:\n{text}"
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def storage(request: pytest.FixtureRequest, workdir: Path) -> Storage:
+    if request.param == "sqlite":
+        return Storage(["--backend", "sqlite", "--db", str(workdir / "ojs.db")], {})
+    return Storage(["--backend", "redis"], {"REDIS_URL": request.getfixturevalue("redis_url")})
+
+
 def get_job(client: httpx.Client, job_id: str) -> dict[str, Any] | None:
     response = client.get(f"/ojs/v1/jobs/{job_id}")
     if response.status_code == 404:
@@ -160,9 +181,9 @@ def get_job(client: httpx.Client, job_id: str) -> dict[str, Any] | None:
     return job
 
 
-def test_sigkill_loses_no_acknowledged_write(workdir: Path) -> None:
-    db, log = workdir / "ojs.db", workdir / "server.log"
-    server = Server(db, log)
+def test_sigkill_loses_no_acknowledged_write(storage: Storage, workdir: Path) -> None:
+    log = workdir / "server.log"
+    server = Server(storage, log)
     record = Record()
     stop = threading.Event()
     threads: list[threading.Thread] = []
@@ -176,6 +197,24 @@ def test_sigkill_loses_no_acknowledged_write(workdir: Path) -> None:
             assert response.status_code == 201, response.text
             later = response.json()["job"]
             assert later["state"] == "scheduled"
+            response = client.post(
+                "/ojs/v1/cron",
+                json={"name": "crash-tick", "expression": "@every 1s",
+                      "job_template": {"type": "crash.tick", "args": [],
+                                       "options": {"queue": "ticks"}}},
+            )  # fmt: skip
+            assert response.status_code == 201, response.text
+            response = client.post(
+                "/ojs/v1/workflows",
+                json={"type": "chain", "name": "crash-chain", "steps": [
+                    {"type": "flow.one", "args": [1], "options": {"queue": "flow"}},
+                    {"type": "flow.two", "args": [2], "options": {"queue": "flow"}}]},
+            )  # fmt: skip
+            assert response.status_code == 201, response.text
+            workflow_id = response.json()["workflow"]["id"]
+            response = client.post("/ojs/v1/workers/fetch", json={"queues": ["flow"]})
+            [step_one] = response.json()["jobs"]
+            assert step_one["type"] == "flow.one"
 
         threads = [
             threading.Thread(target=worker, args=(server.url, n, record, stop), daemon=True)
@@ -203,7 +242,7 @@ def test_sigkill_loses_no_acknowledged_write(workdir: Path) -> None:
     in_doubt = record.ack_sent - acked  # ack sent, no answer: either outcome is correct
     left_active = record.fetched - record.ack_sent
 
-    server = Server(db, log)
+    server = Server(storage, log)
     try:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             # Every enqueue that got a 2xx is there; every 2xx ack is completed.
@@ -262,6 +301,47 @@ def test_sigkill_loses_no_acknowledged_write(workdir: Path) -> None:
             assert response.status_code == 200, response.text
             [promoted] = response.json()["jobs"]
             assert promoted["id"] == later["id"] and promoted["attempt"] == 1
+
+            # The cron entry survived and keeps firing on the restarted server.
+            restarted_at = time.time()
+            listed = client.get("/ojs/v1/cron").json()
+            assert [entry["name"] for entry in listed["crons"]] == ["crash-tick"]
+            ticks: list[dict[str, Any]] = []
+            tick_deadline = time.monotonic() + 10
+            while time.monotonic() < tick_deadline and not any(
+                _epoch(tick["created_at"]) >= restarted_at for tick in ticks
+            ):
+                response = client.post(
+                    "/ojs/v1/workers/fetch",
+                    json={"queues": ["ticks"], "count": 50, "wait_ms": 1_000},
+                )
+                for tick in response.json()["jobs"]:  # done: the next slot may fire (skip policy)
+                    ticks.append(tick)
+                    client.post("/ojs/v1/workers/ack", json={"job_id": tick["id"]})
+            assert any(_epoch(tick["created_at"]) >= restarted_at for tick in ticks), ticks
+
+            # The workflow carries on: acking the step that was running at the kill
+            # releases the next step, with the first step's result passed on.
+            answer = client.post(
+                "/ojs/v1/workers/ack", json={"job_id": step_one["id"], "result": {"one": 1}}
+            )
+            assert answer.status_code == 200, answer.text
+            response = client.post(
+                "/ojs/v1/workers/fetch", json={"queues": ["flow"], "wait_ms": 5_000}
+            )
+            [step_two] = response.json()["jobs"]
+            assert step_two["type"] == "flow.two"
+            assert step_two["parent_results"] == [{"one": 1}]
+            assert (
+                client.post("/ojs/v1/workers/ack", json={"job_id": step_two["id"]}).status_code
+                == 200
+            )
+            flow = client.get(f"/ojs/v1/workflows/{workflow_id}").json()["workflow"]
+            deadline = time.monotonic() + 5
+            while flow["state"] != "completed" and time.monotonic() < deadline:
+                time.sleep(0.1)
+                flow = client.get(f"/ojs/v1/workflows/{workflow_id}").json()["workflow"]
+            assert flow["state"] == "completed", flow
     finally:
         server.stop()
 
@@ -269,3 +349,9 @@ def test_sigkill_loses_no_acknowledged_write(workdir: Path) -> None:
 def _state(client: httpx.Client, job_id: str) -> str | None:
     job = get_job(client, job_id)
     return None if job is None else str(job["state"])
+
+
+def _epoch(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
