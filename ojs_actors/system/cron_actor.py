@@ -26,7 +26,7 @@ from ..backends import Backend
 from ..core import Job, OJSError, QueuePaused, State, format_ms, new_id
 from ..core.cron import CronSpec, Decision, decide_overlap, job_request
 from .clock import Clock
-from .events import SOURCE
+from .events import envelope
 
 log = logging.getLogger("ojs_actors.cron")
 
@@ -109,14 +109,11 @@ class Book:
 def cron_event(kind: str, spec: CronSpec, now: int, data: dict[str, Any]) -> dict[str, Any]:
     """``cron.triggered`` / ``cron.skipped`` (ojs-cron §9) in the event log's envelope."""
     queue = (spec.job_template.get("options") or {}).get("queue") or "default"
-    return {
-        "specversion": "1.0",
-        "id": f"evt_{new_id()}",
-        "type": kind,
-        "source": SOURCE,
-        "time": format_ms(now),
-        "subject": spec.name,
-        "data": {
+    return envelope(
+        kind,
+        spec.name,
+        now,
+        {
             "cron_name": spec.name,
             "cron_expression": spec.expression,
             "timezone": spec.timezone,
@@ -124,7 +121,7 @@ def cron_event(kind: str, spec: CronSpec, now: int, data: dict[str, Any]) -> dic
             "queue": queue,
             **data,
         },
-    }
+    )
 
 
 class CronActor(Actor):

@@ -9,16 +9,23 @@ from ..core import Job, State, format_ms, new_id
 SOURCE = "ojs://ojs-actors/server"
 
 
-def _event(kind: str, job: Job, now: int, data: dict[str, Any]) -> dict[str, Any]:
+def envelope(kind: str, subject: str, now: int, data: dict[str, Any]) -> dict[str, Any]:
+    """An event in the envelope of ojs-events §2."""
     return {
         "specversion": "1.0",
         "id": f"evt_{new_id()}",
         "type": kind,
         "source": SOURCE,
         "time": format_ms(now),
-        "subject": job.id,
-        "data": {"job_id": job.id, "job_type": job.type, "queue": job.queue, **data},
+        "subject": subject,
+        "data": data,
     }
+
+
+def _event(kind: str, job: Job, now: int, data: dict[str, Any]) -> dict[str, Any]:
+    return envelope(
+        kind, job.id, now, {"job_id": job.id, "job_type": job.type, "queue": job.queue, **data}
+    )
 
 
 def lifecycle_events(before: State | None, job: Job, now: int) -> list[dict[str, Any]]:
