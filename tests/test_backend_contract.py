@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from ojs_actors.backends import Backend, Deduplicated, EventFilter, MemoryBackend, SqliteBackend
 from ojs_actors.core import Duplicate, Job, State, lifecycle, parse_enqueue
@@ -561,6 +562,49 @@ async def test_saved_snapshot_is_a_copy_of_the_callers_dict(backend: Backend) ->
     await backend.save_snapshot("k", state)
     state["n"] = 2
     assert await backend.load_snapshot("k") == {"n": 1}
+
+
+async def test_snapshot_compare_and_set(backend: Backend) -> None:
+    assert await backend.load_snapshot_versioned("cron:x") is None
+    assert await backend.save_snapshot_if("cron:x", {"n": 1}, 1) is None  # does not exist
+    first = await backend.save_snapshot_if("cron:x", {"n": 1}, None)
+    assert first is not None
+    assert await backend.load_snapshot_versioned("cron:x") == ({"n": 1}, first)
+    assert await backend.save_snapshot_if("cron:x", {"n": 9}, None) is None  # exists now
+    second = await backend.save_snapshot_if("cron:x", {"n": 2}, first)
+    assert second is not None and second > first
+    assert await backend.save_snapshot_if("cron:x", {"n": 9}, first) is None  # stale
+    assert await backend.load_snapshot_versioned("cron:x") == ({"n": 2}, second)
+    assert await backend.load_snapshot("cron:x") == {"n": 2}
+    # An unconditional save also moves the version on, so it defeats stale CAS writers.
+    await backend.save_snapshot("cron:x", {"n": 3})
+    found = await backend.load_snapshot_versioned("cron:x")
+    assert found is not None and found[0] == {"n": 3} and found[1] > second
+    assert await backend.save_snapshot_if("cron:x", {"n": 9}, second) is None
+    assert list(await backend.list_snapshots("cron:")) == ["cron:x"]
+    # Deleted: only a "must not exist" write succeeds again.
+    assert await backend.delete_snapshot("cron:x") is True
+    assert await backend.load_snapshot_versioned("cron:x") is None
+    assert await backend.save_snapshot_if("cron:x", {"n": 9}, found[1]) is None
+    assert await backend.save_snapshot_if("cron:x", {"n": 4}, None) is not None
+    assert await backend.load_snapshot("cron:x") == {"n": 4}
+
+
+async def test_snapshot_compare_and_set_has_one_winner(backend: Backend) -> None:
+    """Concurrent writers holding the same version: exactly one succeeds."""
+    version = await backend.save_snapshot_if("workflow:w", {"writer": None}, None)
+    results: list[int | None] = []
+
+    async def writer(n: int) -> None:
+        results.append(await backend.save_snapshot_if("workflow:w", {"writer": n}, version))
+
+    async with trio.open_nursery() as nursery:
+        for n in range(5):
+            nursery.start_soon(writer, n)
+    assert sum(result is not None for result in results) == 1
+    winner = [n for n, result in enumerate(results) if result is not None]
+    found = await backend.load_snapshot_versioned("workflow:w")
+    assert found is not None and found[1] == results[winner[0]]
 
 
 # -- events ---------------------------------------------------------------------------------------------

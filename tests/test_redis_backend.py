@@ -239,3 +239,26 @@ async def test_large_batches_and_mixed_outcomes(backend: RedisBackend) -> None:
     assert await backend.next_due_at() == 9_000
     claimed, _ = await backend.claim("q", 3, 2_000, "w", None)
     assert [job.id for job in claimed] == ["j2", "j5", "j8"]
+
+
+async def test_snapshots_saved_before_the_per_kind_index_are_listed(
+    backend: RedisBackend, redis_url: str
+) -> None:
+    """Data from a version without ``snapkind:`` indexes: the first listing builds them."""
+    import redis
+
+    raw = redis.Redis.from_url(redis_url)
+    try:
+        for n, key in enumerate(["cron:a", "workflow:w", "cron:b"], start=1):
+            raw.hset("ojs:snapshots", key, f'{{"n": {n}}}')
+            raw.zadd("ojs:snaporder", {key: n})
+        raw.set("ojs:snapseq", 3)
+        assert await backend.list_snapshots("cron:") == {"cron:a": {"n": 1}, "cron:b": {"n": 3}}
+        assert raw.exists("ojs:snapindexed") == 1
+        await backend.save_snapshot("cron:c", {"n": 4})
+        await backend.delete_snapshot("cron:a")
+        assert list(await backend.list_snapshots("cron:")) == ["cron:b", "cron:c"]
+        assert list(await backend.list_snapshots("workflow:")) == ["workflow:w"]
+        assert [k.decode() for k in raw.zrange("ojs:snapkind:cron:", 0, -1)] == ["cron:b", "cron:c"]
+    finally:
+        raw.close()

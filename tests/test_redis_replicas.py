@@ -3,6 +3,9 @@
 * Under concurrent fetches through both, every job is claimed by exactly one fetch.
 * A queue paused through one process is paused for the other (whose QueueActor
   was already running with the queue unpaused in its cache), and resumed likewise.
+* A cron slot fires once: both processes run the entry, one job per slot.
+* A workflow advances once: a chain acked alternately through both runs each step
+  once, in order, and both report it completed.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+
+from ojs_actors.core.timefmt import parse_timestamp
 
 REPO = Path(__file__).resolve().parent.parent
 POLL_INTERVAL = 0.2
@@ -216,3 +222,91 @@ def test_redis_commands_per_enqueued_job(servers: tuple[Server, Server], redis_u
     client.close()
     print(f"redis commands per enqueued job: {per_job:.2f}")
     assert per_job <= 2.5, per_job
+
+
+def drain(client: httpx.Client, url: str, queue: str) -> list[dict[str, Any]]:
+    """Claim every job ``queue`` holds now."""
+    jobs: list[dict[str, Any]] = []
+    while True:
+        response = client.post(
+            f"{url}/ojs/v1/workers/fetch",
+            json={"queues": [queue], "worker_id": "drain", "count": 50},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        got = response.json()["jobs"]
+        if not got:
+            return jobs
+        jobs.extend(got)
+
+
+def test_a_cron_slot_fires_once_with_both_processes_up(servers: tuple[Server, Server]) -> None:
+    """An ``@every 1s`` entry registered through A runs in both processes (B's supervisor
+    picks it up from Redis); each slot still yields exactly one job. Then A is killed
+    and B carries on alone, slot after slot."""
+    a, b = servers
+    with httpx.Client() as client:
+        response = client.post(f"{a.url}/ojs/v1/cron", json={
+            "name": "every-second", "expression": "@every 1s", "overlap_policy": "allow",
+            "job_template": {"type": "cron.tick", "options": {"queue": "cron"}},
+        }, timeout=10)  # fmt: skip
+        assert response.status_code == 201, response.text
+        time.sleep(POLL_INTERVAL * 3)
+        assert client.get(f"{b.url}/ojs/v1/cron/every-second").status_code == 200
+        time.sleep(4)
+        a.kill()
+        time.sleep(3)
+        assert client.delete(f"{b.url}/ojs/v1/cron/every-second").status_code == 200
+        time.sleep(POLL_INTERVAL * 2)
+        jobs = drain(client, b.url, "cron")
+    slots = Counter(job["meta"]["cron_triggered_at"] for job in jobs)
+    assert {slot: n for slot, n in slots.items() if n > 1} == {}
+    assert len(slots) >= 6, slots
+    # Every second from the first slot to the last produced its job: none skipped
+    # when A died, none doubled while both ran.
+    seconds = sorted(parse_timestamp(slot, "slot") // 1000 for slot in slots)
+    assert seconds == list(range(seconds[0], seconds[-1] + 1)), seconds
+
+
+def test_a_workflow_advances_once_through_both_processes(servers: tuple[Server, Server]) -> None:
+    """A chain created through A whose steps are fetched and acked alternately through
+    A and B: each step is enqueued once, in order, and both see it completed."""
+    a, b = servers
+    steps = [f"step.{name}" for name in ("one", "two", "three", "four", "five", "six")]
+    with httpx.Client() as client:
+        response = client.post(f"{a.url}/ojs/v1/workflows", json={
+            "type": "chain", "name": "replicas",
+            "steps": [{"type": t, "args": [t], "options": {"queue": "wf"}} for t in steps],
+        }, timeout=10)  # fmt: skip
+        assert response.status_code == 201, response.text
+        workflow_id = response.json()["workflow"]["id"]
+        seen: list[str] = []
+        for n in range(len(steps)):
+            fetcher, acker = (a, b) if n % 2 == 0 else (b, a)
+            response = client.post(
+                f"{fetcher.url}/ojs/v1/workers/fetch",
+                json={"queues": ["wf"], "worker_id": "w", "count": 5, "wait_ms": 5000},
+                timeout=10,
+            )
+            assert response.status_code == 200, response.text
+            jobs = response.json()["jobs"]
+            assert len(jobs) == 1, jobs
+            seen.append(jobs[0]["type"])
+            ack = client.post(
+                f"{acker.url}/ojs/v1/workers/ack",
+                json={"job_id": jobs[0]["id"], "result": n},
+                timeout=10,
+            )
+            assert ack.status_code == 200, ack.text
+        assert seen == steps
+        time.sleep(POLL_INTERVAL * 2)
+        assert drain(client, a.url, "wf") == []
+        for server in (a, b):
+            reply = client.get(f"{server.url}/ojs/v1/workflows/{workflow_id}", timeout=10)
+            view = reply.json()["workflow"]
+            assert view["state"] == "completed", view
+            assert view["steps_completed"] == len(steps)
+            assert [step["state"] for step in view["steps"]] == ["completed"] * len(steps)
+        # Six jobs in all, each completed once: no step was enqueued twice.
+        stats = client.get(f"{b.url}/ojs/v1/queues/wf/stats", timeout=10).json()["stats"]
+        assert {state: n for state, n in stats.items() if n} == {"completed": len(steps)}

@@ -116,6 +116,17 @@ class Backend(Protocol):
 
     async def list_snapshots(self, prefix: str) -> dict[str, dict[str, Any]]: ...
 
+    async def load_snapshot_versioned(self, key: str) -> tuple[dict[str, Any], int] | None:
+        """The snapshot and its version, ``None`` if there is none. Every save of the key,
+        conditional or not, gives it a new (greater) version; a deleted key starts over."""
+
+    async def save_snapshot_if(
+        self, key: str, state: dict[str, Any], expected_version: int | None
+    ) -> int | None:
+        """Compare-and-set: store ``state`` only if the stored version is
+        ``expected_version`` (``None``: only if the key does not exist). Returns the
+        new version, or ``None`` (nothing written) when the stored version differs."""
+
     async def delete_snapshot(self, key: str) -> bool:
         """Forget a snapshot (an unregistered cron entry, a finished workflow)."""
 

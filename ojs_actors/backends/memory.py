@@ -35,6 +35,7 @@ class MemoryBackend:
         self._unique: dict[str, str] = {}
         self._counts: dict[str, dict[State, int]] = {}
         self._snapshots: dict[str, dict[str, Any]] = {}
+        self._snapshot_versions: dict[str, int] = {}
         self._events: deque[dict[str, Any]] = deque(maxlen=self._event_log_size)
         self._seq = count(1)
 
@@ -184,11 +185,25 @@ class MemoryBackend:
 
     async def save_snapshot(self, key: str, state: dict[str, Any]) -> None:
         self._snapshots[key] = dict(state)
+        self._snapshot_versions[key] = self._snapshot_versions.get(key, 0) + 1
+
+    async def load_snapshot_versioned(self, key: str) -> tuple[dict[str, Any], int] | None:
+        state = self._snapshots.get(key)
+        return (dict(state), self._snapshot_versions[key]) if state is not None else None
+
+    async def save_snapshot_if(
+        self, key: str, state: dict[str, Any], expected_version: int | None
+    ) -> int | None:
+        if self._snapshot_versions.get(key) != expected_version:
+            return None
+        await self.save_snapshot(key, state)
+        return self._snapshot_versions[key]
 
     async def list_snapshots(self, prefix: str) -> dict[str, dict[str, Any]]:
         return {key: dict(v) for key, v in self._snapshots.items() if key.startswith(prefix)}
 
     async def delete_snapshot(self, key: str) -> bool:
+        self._snapshot_versions.pop(key, None)
         return self._snapshots.pop(key, None) is not None
 
     # -- events -----------------------------------------------------------------------

@@ -33,6 +33,10 @@ Key layout (``prefix`` defaults to ``ojs:``; ``{q}`` is a queue name)::
     ojs:unique          hash unique_key -> id of the job that last took it
     ojs:snapshots       hash snapshot key -> JSON (queue:<name>, cron:…, workflow:…)
     ojs:snaporder       zset snapshot key -> first-save order (listing order)
+    ojs:snapver         hash snapshot key -> version, bumped by every save (CAS saves)
+    ojs:snapkind:{k}    zset of the snapshot keys starting ``{k}`` (``cron:``, ``queue:``,
+                        ``workflow:``), same scores: listing one kind reads only it
+    ojs:snapindexed     set once the snapkind indexes cover every key (built lazily)
     ojs:snapseq         counter for snaporder
     ojs:events          list of event JSON, capped to the newest event_log_size
 
@@ -47,9 +51,10 @@ processes fetch from the same queue at once.
 Scripts: ``insert`` (new jobs + unique index + cancelling replaced holders,
 guarded by the unique-index state read before planning; ``atomic`` batches
 all or nothing), ``update`` (compare-and-set on ``version``), ``claim``,
-``delete_dead``, ``save_snapshot``/``delete_snapshot``, ``append_events``,
-``reset``; reads that touch several keys (``peek``, ``get``, ``due``,
-``dead_page``, ``list_snapshots``, ``read_events``) are scripts too, so each is
+``delete_dead``, ``save_snapshot`` (optionally compare-and-set on the
+snapshot's version) / ``delete_snapshot``, ``append_events``, ``reset``; reads
+that touch several keys (``peek``, ``get``, ``due``, ``dead_page``,
+``load_snapshot`` with its version, ``list_snapshots``, ``read_events``) are scripts too, so each is
 one consistent round trip. Scripts name their keys from the prefix argument
 (not ``KEYS``), so the layout targets a single Redis server, not Redis Cluster.
 """
@@ -361,23 +366,59 @@ return 1
 
 _SAVE_SNAPSHOT = r"""
 local P = ARGV[1]
+if ARGV[4] then
+  -- compare-and-set: ARGV[4] is the expected version, '' for "must not exist"
+  local current = ''
+  if redis.call('HEXISTS', P .. 'snapshots', ARGV[2]) == 1 then
+    current = redis.call('HGET', P .. 'snapver', ARGV[2]) or '0'
+  end
+  if current ~= ARGV[4] then return false end
+end
 redis.call('HSET', P .. 'snapshots', ARGV[2], ARGV[3])
 if not redis.call('ZSCORE', P .. 'snaporder', ARGV[2]) then
-  redis.call('ZADD', P .. 'snaporder', redis.call('INCR', P .. 'snapseq'), ARGV[2])
+  local seq = redis.call('INCR', P .. 'snapseq')
+  redis.call('ZADD', P .. 'snaporder', seq, ARGV[2])
+  local kind = string.match(ARGV[2], '^[^:]*:')
+  if kind then redis.call('ZADD', P .. 'snapkind:' .. kind, seq, ARGV[2]) end
 end
-return 1
+return redis.call('HINCRBY', P .. 'snapver', ARGV[2], 1)
+"""
+
+_LOAD_SNAPSHOT = r"""
+local P = ARGV[1]
+local value = redis.call('HGET', P .. 'snapshots', ARGV[2])
+if not value then return false end
+return {value, redis.call('HGET', P .. 'snapver', ARGV[2]) or '0'}
 """
 
 _DELETE_SNAPSHOT = r"""
 local P = ARGV[1]
 redis.call('ZREM', P .. 'snaporder', ARGV[2])
+local kind = string.match(ARGV[2], '^[^:]*:')
+if kind then redis.call('ZREM', P .. 'snapkind:' .. kind, ARGV[2]) end
+redis.call('HDEL', P .. 'snapver', ARGV[2])
 return redis.call('HDEL', P .. 'snapshots', ARGV[2])
 """
 
 _LIST_SNAPSHOTS = r"""
 local P, prefix = ARGV[1], ARGV[2]
+local kind = string.match(prefix, '^[^:]*:')
+local keys
+if kind and redis.call('EXISTS', P .. 'snapindexed') == 1 then
+  keys = redis.call('ZRANGE', P .. 'snapkind:' .. kind, 0, -1)
+else
+  -- Every key, and (once, for data saved before the per-kind indexes) build them.
+  local all = redis.call('ZRANGE', P .. 'snaporder', 0, -1, 'WITHSCORES')
+  keys = {}
+  for i = 1, #all, 2 do
+    keys[#keys + 1] = all[i]
+    local k = string.match(all[i], '^[^:]*:')
+    if k then redis.call('ZADD', P .. 'snapkind:' .. k, all[i + 1], all[i]) end
+  end
+  redis.call('SET', P .. 'snapindexed', '1')
+end
 local found = {}
-for _, key in ipairs(redis.call('ZRANGE', P .. 'snaporder', 0, -1)) do
+for _, key in ipairs(keys) do
   if string.sub(key, 1, #prefix) == prefix then
     local value = redis.call('HGET', P .. 'snapshots', key)
     if value then
@@ -451,6 +492,7 @@ _SCRIPTS = {
     "dead_page": _DEAD_PAGE,
     "delete_dead": _DELETE_DEAD,
     "save_snapshot": _SAVE_SNAPSHOT,
+    "load_snapshot": _LOAD_SNAPSHOT,
     "delete_snapshot": _DELETE_SNAPSHOT,
     "list_snapshots": _LIST_SNAPSHOTS,
     "append_events": _APPEND_EVENTS,
@@ -798,6 +840,20 @@ class RedisBackend:
 
     async def save_snapshot(self, key: str, state: dict[str, Any]) -> None:
         await self._script("save_snapshot", key, _dumps(state))
+
+    async def load_snapshot_versioned(self, key: str) -> tuple[dict[str, Any], int] | None:
+        found = await self._script("load_snapshot", key)
+        if not found:
+            return None
+        raw, version = found
+        return dict(json.loads(raw)), int(version)
+
+    async def save_snapshot_if(
+        self, key: str, state: dict[str, Any], expected_version: int | None
+    ) -> int | None:
+        expected = "" if expected_version is None else str(expected_version)
+        version = await self._script("save_snapshot", key, _dumps(state), expected)
+        return int(version) if version is not None else None
 
     async def list_snapshots(self, prefix: str) -> dict[str, dict[str, Any]]:
         flat = await self._script("list_snapshots", prefix)

@@ -108,6 +108,9 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS snapshots (
         pos INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, value TEXT NOT NULL
     )""",
+    """CREATE TABLE IF NOT EXISTS snapshot_versions (
+        key TEXT PRIMARY KEY, version INTEGER NOT NULL
+    ) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS events (
         pos INTEGER PRIMARY KEY, id, type, queue, job_type, body TEXT NOT NULL
     )""",
@@ -537,6 +540,21 @@ def _list_snapshots(connection: sqlite3.Connection, prefix: str) -> dict[str, di
     return {key: value for _, key, value in found}
 
 
+def _store_snapshot(connection: sqlite3.Connection, key: str, value: str) -> int:
+    """Write a snapshot and give it the next version (returned)."""
+    connection.execute(
+        "INSERT INTO snapshots (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+    row = connection.execute(
+        "INSERT INTO snapshot_versions (key, version) VALUES (?, 1)"
+        " ON CONFLICT (key) DO UPDATE SET version = version + 1 RETURNING version",
+        (key,),
+    ).fetchone()
+    return int(row[0])
+
+
 def _create_schema(connection: sqlite3.Connection) -> None:
     for statement in _SCHEMA:
         connection.execute(statement)
@@ -558,7 +576,7 @@ def _create_schema(connection: sqlite3.Connection) -> None:
 
 
 def _reset(connection: sqlite3.Connection) -> None:
-    for table in ("jobs", "unique_keys", "counts", "snapshots", "events"):
+    for table in ("jobs", "unique_keys", "counts", "snapshots", "snapshot_versions", "events"):
         connection.execute(f"DELETE FROM {table}")
     connection.execute("UPDATE counters SET value = 0")
 
@@ -790,19 +808,44 @@ class SqliteBackend:
 
     async def save_snapshot(self, key: str, state: dict[str, Any]) -> None:
         value = _dumps(state)  # serialised now: the caller may change its dict afterwards
-        await self._write(
-            lambda connection: connection.execute(
-                "INSERT INTO snapshots (key, value) VALUES (?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
-        )
+        await self._write(lambda connection: _store_snapshot(connection, key, value))
+
+    async def load_snapshot_versioned(self, key: str) -> tuple[dict[str, Any], int] | None:
+        def load(connection: sqlite3.Connection) -> tuple[dict[str, Any], int] | None:
+            row = connection.execute(
+                "SELECT s.value, v.version FROM snapshots s"
+                " LEFT JOIN snapshot_versions v ON v.key = s.key WHERE s.key = ?",
+                (key,),
+            ).fetchone()
+            return (dict(json.loads(row[0])), int(row[1] or 0)) if row else None
+
+        return await self._read(load)
+
+    async def save_snapshot_if(
+        self, key: str, state: dict[str, Any], expected_version: int | None
+    ) -> int | None:
+        value = _dumps(state)
+
+        def save(connection: sqlite3.Connection) -> int | None:
+            # One write-thread call, so nothing interleaves between the check and the write.
+            row = connection.execute(
+                "SELECT v.version FROM snapshots s"
+                " LEFT JOIN snapshot_versions v ON v.key = s.key WHERE s.key = ?",
+                (key,),
+            ).fetchone()
+            current = None if row is None else int(row[0] or 0)
+            if current != expected_version:
+                return None
+            return _store_snapshot(connection, key, value)
+
+        return await self._write(save)
 
     async def list_snapshots(self, prefix: str) -> dict[str, dict[str, Any]]:
         return await self._read(lambda connection: _list_snapshots(connection, prefix))
 
     async def delete_snapshot(self, key: str) -> bool:
         def delete(connection: sqlite3.Connection) -> bool:
+            connection.execute("DELETE FROM snapshot_versions WHERE key = ?", (key,))
             return connection.execute("DELETE FROM snapshots WHERE key = ?", (key,)).rowcount > 0
 
         return await self._write(delete)

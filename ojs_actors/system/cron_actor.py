@@ -8,10 +8,22 @@ actor, then recording it. A restarted actor, or server, finds an intent whose
 job exists and records it instead of firing again; one whose job never landed
 is dropped, and the slot is decided afresh. After downtime only the latest
 missed slot fires (ojs-cron §7.3).
+
+Several server processes sharing a backend each run an actor for every entry
+(the supervisor re-reads the ``cron:`` snapshots every poll interval, starting
+actors for new entries and stopping those whose snapshot is gone). They agree
+through the snapshot's version: every step starts from the stored snapshot and
+every write is a compare-and-set on its version, so of two actors deciding the
+same slot only the one whose intent lands fires it; the other's write fails
+(:class:`SnapshotConflict`), it re-reads, and finds the slot claimed. An actor
+that finds another instance's fresh intent whose job is not there yet finishes
+that intent (enqueues the same job id: the first insert wins, the other is a
+duplicate) instead of deciding the slot afresh.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -21,7 +33,7 @@ from typing import Any, Protocol
 
 import trio
 
-from ..actors import Actor, ChildSpec, Restart, Strategy, Supervisor
+from ..actors import Actor, ActorStopped, ChildSpec, Restart, Strategy, Supervisor
 from ..backends import Backend
 from ..core import Job, OJSError, QueuePaused, State, format_ms, new_id
 from ..core.cron import CronSpec, Decision, decide_overlap, job_request
@@ -33,6 +45,8 @@ log = logging.getLogger("ojs_actors.cron")
 SNAPSHOT_PREFIX = "cron:"
 MAX_SLEEP = 60.0
 """Look at the schedule at least once a minute (ojs-cron §7.3's recommended bound)."""
+INTENT_GRACE_MS = 30_000
+"""Another instance's intent younger than this is finished, not dropped (it may be mid-enqueue)."""
 CRON_RESTARTS = (10, 5.0)
 """Restart intensity of the ``crons`` supervisor: N restarts within T seconds."""
 
@@ -63,12 +77,25 @@ class DescribeCron:
 
 
 @dataclass(slots=True)
+class RefreshCron:
+    """The stored entry may have changed through another process: look again now."""
+
+
+class SnapshotConflict(Exception):
+    """The entry's snapshot changed since this actor read it (another process wrote it)."""
+
+
+@dataclass(slots=True)
 class Intent:
     """A fire in progress: written before the enqueue, cleared once it is recorded."""
 
     slot: int
     job_id: str
     hold: bool = False
+    owner: str | None = None
+    """The CronActor instance that wrote it."""
+    at: int | None = None
+    """When it was written."""
 
 
 @dataclass(slots=True)
@@ -145,6 +172,9 @@ class CronActor(Actor):
         self.snapshot_store = backend
         self.spec: CronSpec | None = None
         self.book: Book | None = None
+        self.version: int | None = None
+        """The stored snapshot's version this actor's state is based on."""
+        self.instance = new_id()
         self._lock = trio.Lock()
         self._wake = trio.Event()
 
@@ -160,7 +190,7 @@ class CronActor(Actor):
 
     async def on_start(self) -> None:
         try:
-            await super().on_start()
+            await self._reload()
         except (OJSError, KeyError, TypeError, ValueError):
             # A snapshot this version cannot read: stay dormant rather than crash-loop;
             # registering the name again replaces it.
@@ -168,43 +198,88 @@ class CronActor(Actor):
             self.spec = self.book = None
         self.nursery.start_soon(self._run)
 
+    async def _reload(self) -> None:
+        """Adopt the stored entry (``None`` if it is gone) and its version."""
+        found = await self.backend.load_snapshot_versioned(self.snapshot_key)
+        if found is None:
+            self.spec = self.book = None
+            self.version = None
+            return
+        state, self.version = found
+        try:
+            self.restore(state)
+        except (OJSError, KeyError, TypeError, ValueError):
+            # A snapshot this version cannot read: stay dormant rather than crash-loop;
+            # registering the name again replaces it.
+            log.exception("cron %s: unreadable snapshot, entry inactive", self.name)
+            self.spec = self.book = None
+
+    async def persist(self) -> None:
+        """Compare-and-set on the version read: :class:`SnapshotConflict` if another
+        process wrote (or deleted) the entry since."""
+        version = await self.backend.save_snapshot_if(
+            self.snapshot_key, self.snapshot(), self.version
+        )
+        if version is None:
+            raise SnapshotConflict(self.snapshot_key)
+        self.version = version
+
     # -- messages -------------------------------------------------------------------
 
     async def receive(self, message: Any) -> Any:
         if isinstance(message, RegisterCron):
-            return await self._register(message.spec)
+            new = message.spec
+            found = await self._register(lambda _: new)
+            assert found is not None
+            return found
         if isinstance(message, SetCronEnabled):
-            if self.spec is None:
-                return None
-            record, _ = await self._register(
-                dataclasses.replace(self.spec, enabled=message.enabled)
+            enabled = message.enabled
+            found = await self._register(
+                lambda spec: dataclasses.replace(spec, enabled=enabled) if spec else None
             )
-            return record
+            return found[0] if found is not None else None
+        if isinstance(message, RefreshCron):
+            self._wake.set()
+            return None
         if isinstance(message, DescribeCron):
             return self.snapshot() if self.spec is not None else None
         return await super().receive(message)
 
-    async def _register(self, spec: CronSpec) -> tuple[dict[str, Any], bool]:
-        """Upsert (ojs-cron §8.1). A new schedule, or one enabled again, starts from now:
-        slots before the change are not missed occurrences to catch up on."""
+    async def _register(
+        self, change: Callable[[CronSpec | None], CronSpec | None]
+    ) -> tuple[dict[str, Any], bool] | None:
+        """Upsert (ojs-cron §8.1) ``change(stored spec)``, read afresh; ``None`` if that
+        is ``None``. A new schedule, or one enabled again, starts from now: slots before
+        the change are not missed occurrences to catch up on."""
         async with self._lock:
-            now = self.clock()
-            old, book = self.spec, self.book
-            created = old is None or book is None
-            if old is None or book is None:
-                book = Book(created_at=now, updated_at=now, anchor_at=now, handled_through=now)
-            else:
-                book.updated_at = now
-                if (spec.expression, spec.timezone) != (old.expression, old.timezone):
-                    book.anchor_at = now
-                    book.handled_through = max(book.handled_through, now)
-                elif spec.enabled and not old.enabled:
-                    book.handled_through = max(book.handled_through, now)
-            self.spec, self.book = spec, book
-            self._plan(spec, book)
-            await self.persist()
-            self._wake.set()
-            return self.snapshot(), created
+            while True:
+                await self._reload()
+                spec = change(self.spec)
+                if spec is None:
+                    return None
+                try:
+                    return await self._upsert(spec)
+                except SnapshotConflict:
+                    continue  # changed through another process meanwhile: apply to that
+
+    async def _upsert(self, spec: CronSpec) -> tuple[dict[str, Any], bool]:
+        now = self.clock()
+        old, book = self.spec, self.book
+        created = old is None or book is None
+        if old is None or book is None:
+            book = Book(created_at=now, updated_at=now, anchor_at=now, handled_through=now)
+        else:
+            book.updated_at = now
+            if (spec.expression, spec.timezone) != (old.expression, old.timezone):
+                book.anchor_at = now
+                book.handled_through = max(book.handled_through, now)
+            elif spec.enabled and not old.enabled:
+                book.handled_through = max(book.handled_through, now)
+        self.spec, self.book = spec, book
+        self._plan(spec, book)
+        await self.persist()
+        self._wake.set()
+        return self.snapshot(), created
 
     # -- the schedule loop ------------------------------------------------------------
 
@@ -218,34 +293,48 @@ class CronActor(Actor):
     async def _step(self) -> float:
         """Deal with what is due now; returns how long to sleep before looking again."""
         async with self._lock:
-            spec, book = self.spec, self.book
-            if spec is None or book is None:
-                return math.inf
             try:
-                if book.intent is not None:
-                    await self._resolve_intent(spec, book)
-                waiting = await self._release_held(book) if book.held else False
-                if spec.enabled:
-                    now = self.clock()
-                    slot = spec.schedule.latest_due(now, book.handled_through, book.anchor_at)
-                    if slot is not None:
-                        await self._trigger(spec, book, slot, now)
+                await self._reload()
+                return await self._step_locked()
+            except SnapshotConflict:
+                # Another process moved the entry on (fired the slot, changed it): look again.
+                log.info("cron %s: changed elsewhere meanwhile; re-reading", self.name)
+                return 0
             except OJSError as error:
                 if not error.retryable:
                     raise
                 log.warning("cron %s: %s; retrying in %.1fs", self.name, error, self.poll_interval)
                 return self.poll_interval
-            before = book.next_run_at
-            self._plan(spec, book)
-            if book.next_run_at != before:
-                await self.persist()
-            delay = MAX_SLEEP
-            if book.next_run_at is not None:
-                # +1 ms: the clock truncates to milliseconds; wake when the slot has come.
-                delay = min(delay, max(0, book.next_run_at - self.clock() + 1) / 1000)
-            if waiting:
-                delay = min(delay, self.poll_interval)
-            return delay
+
+    async def _step_locked(self) -> float:
+        spec, book = self.spec, self.book
+        if spec is None or book is None:
+            return math.inf
+        try:
+            if book.intent is not None:
+                await self._resolve_intent(spec, book)
+            waiting = await self._release_held(book) if book.held else False
+            if spec.enabled:
+                now = self.clock()
+                slot = spec.schedule.latest_due(now, book.handled_through, book.anchor_at)
+                if slot is not None:
+                    await self._trigger(spec, book, slot, now)
+        except OJSError as error:
+            if not error.retryable:
+                raise
+            log.warning("cron %s: %s; retrying in %.1fs", self.name, error, self.poll_interval)
+            return self.poll_interval
+        before = book.next_run_at
+        self._plan(spec, book)
+        if book.next_run_at != before:
+            await self.persist()
+        delay = MAX_SLEEP
+        if book.next_run_at is not None:
+            # +1 ms: the clock truncates to milliseconds; wake when the slot has come.
+            delay = min(delay, max(0, book.next_run_at - self.clock() + 1) / 1000)
+        if waiting:
+            delay = min(delay, self.poll_interval)
+        return delay
 
     @staticmethod
     def _plan(spec: CronSpec, book: Book) -> None:
@@ -271,15 +360,20 @@ class CronActor(Actor):
             await self.persist()
             await self.backend.append_events(events)
             return
-        if events:
-            await self.backend.append_events(events)
         if decision is Decision.CANCEL_AND_FIRE and book.current_job_id is not None:
             try:
                 await self.jobs.cancel(book.current_job_id)
             except OJSError as error:  # it ended meanwhile: nothing to cancel
                 log.info("cron %s: previous job not cancelled: %s", self.name, error)
-        book.intent = Intent(slot, new_id(), hold=decision is Decision.HOLD)
-        await self.persist()  # the intent is durable before the job exists
+        book.intent = Intent(
+            slot, new_id(), hold=decision is Decision.HOLD, owner=self.instance, at=now
+        )
+        # The intent is durable before the job exists, and claims the slot: of several
+        # processes only the one whose compare-and-set lands gets past this line (so
+        # only it reports the skipped wall-clock times).
+        await self.persist()
+        if events:
+            await self.backend.append_events(events)
         await self._enqueue(spec, book, book.intent)
 
     async def _enqueue(self, spec: CronSpec, book: Book, intent: Intent) -> None:
@@ -335,6 +429,15 @@ class CronActor(Actor):
         [job] = await self.backend.get_jobs([intent.job_id])
         if job is not None:
             await self._record(spec, book, intent, job)
+        elif (
+            intent.owner is not None
+            and intent.owner != self.instance
+            and intent.at is not None
+            and self.clock() - intent.at < INTENT_GRACE_MS
+        ):
+            # Another process's fire in progress: finish it with the same job id rather
+            # than deciding the slot afresh (which could fire it a second time).
+            await self._enqueue(spec, book, intent)
         else:
             book.intent = None  # never stored: the slot is still due and is decided afresh
             await self.persist()
@@ -369,22 +472,69 @@ class CronActor(Actor):
 class CronSupervisor(Supervisor):
     """Supervises the CronActors; each time it starts, it starts one for every ``cron:``
     snapshot in the backend (the registry), so entries survive a restart of the server
-    or of this supervisor."""
+    or of this supervisor.
 
-    def __init__(self, backend: Backend, child_spec: Callable[[str], ChildSpec]) -> None:
+    Every ``poll_interval`` it reads the registry again, for entries registered, changed
+    or deleted through another server process on the same backend: it starts actors for
+    new entries, stops those whose snapshot is gone and tells those whose snapshot
+    changed to look again. ``lock`` is the one the system holds while it registers or
+    deletes an entry, so this never stops an actor being registered in this process."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        child_spec: Callable[[str], ChildSpec],
+        *,
+        lock: trio.Lock | None = None,
+        poll_interval: float = 1.0,
+    ) -> None:
         restarts, within = CRON_RESTARTS
         super().__init__(
             "crons", strategy=Strategy.ONE_FOR_ONE, max_restarts=restarts, within=within
         )
         self._backend = backend
         self._child_spec = child_spec
+        self._lock = lock or trio.Lock()
+        self._poll_interval = poll_interval
+        self._seen: dict[str, dict[str, Any]] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         records = await self._backend.list_snapshots(SNAPSHOT_PREFIX)
+        self._seen = records
         self._initial.extend(
             self._child_spec(key.removeprefix(SNAPSHOT_PREFIX)) for key in sorted(records)
         )
         await super().run(task_status=task_status)
+
+    async def _supervise(self) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._follow)  # cancelled with the children's nursery
+        await super()._supervise()
+
+    async def _follow(self) -> None:
+        while True:
+            await trio.sleep(self._poll_interval)
+            try:
+                await self.sync()
+            except ActorStopped:
+                return
+            except OJSError as error:
+                log.warning("crons: registry not read: %s", error)
+
+    async def sync(self) -> None:
+        """Bring the running actors in line with the stored entries (see the class doc)."""
+        async with self._lock:
+            records = await self._backend.list_snapshots(SNAPSHOT_PREFIX)
+            running = {child_id for child_id, _, _ in self.which_children()}
+            for key in sorted(running - set(records)):
+                await self.stop_child(key)
+            for key in sorted(records):
+                if key not in running:
+                    await self.start_child(self._child_spec(key.removeprefix(SNAPSHOT_PREFIX)))
+                elif self._seen.get(key) != records[key]:
+                    with contextlib.suppress(ActorStopped):
+                        await self.ref(key).tell(RefreshCron())
+            self._seen = records
 
 
 def cron_child_spec(

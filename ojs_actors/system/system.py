@@ -140,8 +140,8 @@ class System:
                 ChildSpec("workflows", self._restart_workflow_supervisor),
             ],
         )
-        self.crons = self._new_cron_supervisor()
         self._cron_lock = trio.Lock()
+        self.crons = self._new_cron_supervisor()
         self._queue_of: OrderedDict[str, str] = OrderedDict()
         self._worker_states: dict[str, str] = {}
         self._workers_seen: dict[str, int] = {}
@@ -159,7 +159,12 @@ class System:
         return self.queues
 
     def _new_cron_supervisor(self) -> CronSupervisor:
-        return CronSupervisor(self.backend, self._cron_child)
+        return CronSupervisor(
+            self.backend,
+            self._cron_child,
+            lock=self._cron_lock,
+            poll_interval=self.settings.poll_interval,
+        )
 
     def _restart_cron_supervisor(self) -> CronSupervisor:
         if self.crons.started:
@@ -580,6 +585,8 @@ class System:
         async with self._cron_lock:
             child_id = CRON_PREFIX + name
             record: dict[str, Any] | None = None
+            if child_id not in self.crons and await self.backend.load_snapshot(child_id):
+                await self.crons.start_child(self._cron_child(name))  # registered elsewhere
             if child_id in self.crons:
                 record = await self._ask_cron(self.crons.ref(child_id), SetCronEnabled(enabled))
         if record is None:
@@ -619,11 +626,12 @@ class System:
                 self._workflow_inbox.receive_nowait()
             except trio.WouldBlock:
                 break
-        for child_id, _, _ in self.crons.which_children():
-            await self.crons.stop_child(child_id)
-        for child_id, _, _ in self.queues.which_children():
-            await self.queues.stop_child(child_id)
-        await self.backend.reset()
+        async with self._cron_lock:  # the crons supervisor's registry sync waits
+            for child_id, _, _ in self.crons.which_children():
+                await self.crons.stop_child(child_id)
+            for child_id, _, _ in self.queues.which_children():
+                await self.queues.stop_child(child_id)
+            await self.backend.reset()
         self._queue_of.clear()
         self._worker_states.clear()
         self._workers_seen.clear()

@@ -10,6 +10,14 @@ missing is enqueued, one whose job ended while nobody listened is advanced; an
 enqueue that did land before the crash comes back as a duplicate of the same id,
 so no step ever runs twice.
 
+Several server processes on one backend may each run an actor for the same
+workflow (each hears of the jobs that end through it). Every write of the
+snapshot is a compare-and-set on the version the actor read; one that loses
+(another process advanced the workflow meanwhile) reloads the stored state and
+applies its change again to that, which the pure state machine makes cheap and
+safe (an outcome already recorded is ignored). A stale copy therefore never
+overwrites newer progress, and picks the newer state up when it next acts.
+
 Job changes are hints, posted without waiting by the QueueActors and the
 Scheduler (see :func:`notices_for`) to an unbounded in-process inbox that the
 WorkflowKeeper drains, starting (resuming) a workflow's actor when it is not
@@ -37,6 +45,7 @@ from ..core.workflow import (
     Node,
     NodeState,
     Outcome,
+    Transition,
     Workflow,
     WorkflowState,
     advance,
@@ -111,6 +120,13 @@ class WorkflowServices:
     retire: Callable[[str], Awaitable[None]]
 
 
+def advancing(
+    outcomes: Sequence[tuple[str, Outcome]], now: int
+) -> Callable[[Workflow], Transition]:
+    """The change that records ``outcomes`` in whichever state it is applied to."""
+    return lambda workflow: advance(workflow, outcomes, now)
+
+
 class WorkflowActor(Actor):
     reply_errors = (OJSError,)
 
@@ -120,6 +136,8 @@ class WorkflowActor(Actor):
         self.snapshot_key: str = snapshot_key(workflow_id)
         self.snapshot_store = services.backend
         self.workflow: Workflow | None = None
+        self.version: int | None = None
+        """The stored snapshot's version :attr:`workflow` is based on."""
         self._retiring = False
 
     # -- snapshot ------------------------------------------------------------------------
@@ -132,15 +150,48 @@ class WorkflowActor(Actor):
         self.workflow = Workflow.from_record(state)
 
     async def on_start(self) -> None:
-        await super().on_start()
+        await self._reload()
         await self._reconcile()
         self._retire_if_settled()
 
-    async def _commit(self, workflow: Workflow) -> None:
-        """Adopt and persist a new state (before acting on it)."""
-        if workflow is not self.workflow:
-            self.workflow = workflow
-            await self.persist()
+    async def _reload(self) -> None:
+        found = await self.services.backend.load_snapshot_versioned(self.snapshot_key)
+        if found is None:
+            self.workflow, self.version = None, None
+        else:
+            state, self.version = found
+            self.restore(state)
+
+    async def _update(self, change: Callable[[Workflow], Transition]) -> tuple[Node, ...]:
+        """Apply ``change`` to the workflow and persist the result (before acting on it)
+        by compare-and-set; should another process have written the workflow since it
+        was read, reload it and apply ``change`` to the stored state instead. Returns
+        the nodes released by the change that was stored."""
+        fresh = False
+        while self.workflow is not None:
+            transition = change(self.workflow)
+            if transition.workflow is self.workflow:
+                if fresh:
+                    return ()
+                # Nothing to do to our copy, which may be stale (the job's node released
+                # through another process): only the stored state can tell.
+                known = self.version
+                await self._reload()
+                fresh = True
+                if self.version == known:
+                    return ()
+                log.info("workflow %s: advanced elsewhere meanwhile", self.workflow_id)
+                continue
+            version = await self.services.backend.save_snapshot_if(
+                self.snapshot_key, transition.workflow.to_record(), self.version
+            )
+            if version is not None:
+                self.workflow, self.version = transition.workflow, version
+                return transition.release
+            log.info("workflow %s: advanced elsewhere meanwhile; reloading", self.workflow_id)
+            await self._reload()
+            fresh = True
+        return ()
 
     # -- messages --------------------------------------------------------------------------
 
@@ -181,15 +232,16 @@ class WorkflowActor(Actor):
                 unfinished.append(job)
             else:
                 outcomes.append((job.id, outcome))
-        transition = advance(self.workflow, outcomes, now)
-        await self._commit(transition.workflow)
+        release = await self._update(advancing(outcomes, now)) if outcomes else ()
+        if self.workflow is None:
+            return
         if self.workflow.state is WorkflowState.CANCELLED:
             # Graceful cancel: an attempt in progress may finish, but none starts again.
             ours = {node.job_id for node in self.workflow.released()}
             await self._cancel_jobs(
                 [job.id for job in unfinished if job.id in ours and job.state is not State.ACTIVE]
             )
-        await self._enqueue(transition.release)
+        await self._enqueue(release)
 
     async def _enqueue(self, nodes: Sequence[Node]) -> None:
         """Enqueue released nodes' jobs (already persisted as released)."""
@@ -223,9 +275,7 @@ class WorkflowActor(Actor):
                             details={"existing_job_id": reason.existing.id},
                         )
                     outcomes.append((job_id, refused(reason, now)))
-            transition = advance(workflow, outcomes, now)
-            await self._commit(transition.workflow)
-            nodes = transition.release
+            nodes = await self._update(advancing(outcomes, now)) if outcomes else ()
 
     async def _reconcile(self) -> None:
         """Catch up with the backend: the jobs of released nodes may have ended unheard,
@@ -246,7 +296,8 @@ class WorkflowActor(Actor):
         # Terminal (cancelled): a job not created by now never will be.
         now = self.services.clock()
         gone = [(node.job_id, Outcome(NodeState.CANCELLED, now)) for node in missing]
-        await self._commit(advance(workflow, gone, now).workflow)
+        if gone:
+            await self._update(advancing(gone, now))
         await self._absorb(present)
 
     async def _cancel(self) -> None:
@@ -255,7 +306,8 @@ class WorkflowActor(Actor):
                 f"Workflow '{self.workflow_id}' not found.",
                 details={"resource_type": "workflow", "resource_id": self.workflow_id},
             )
-        await self._commit(cancel(self.workflow, self.services.clock()))
+        now = self.services.clock()
+        await self._update(lambda workflow: Transition(cancel(workflow, now)))
         await self._reconcile()
 
     async def _cancel_jobs(self, job_ids: Sequence[str]) -> None:
