@@ -33,13 +33,13 @@ format: install
 	$(BIN)/ruff check --fix ojs_actors tests bench
 	$(BIN)/ruff format ojs_actors tests bench
 
-# Run the official suites against a server started here (levels 0-1, core suites).
+# Run the official suites against a server started here (levels 0-4, core suites).
 conformance: install
 	@$(BIN)/ojs-actors serve --backend $(BACKEND) --port $(PORT) --allow-reset & pid=$$!; \
 	trap "kill $$pid" EXIT; \
 	for i in $$(seq 50); do curl -sf http://127.0.0.1:$(PORT)/ojs/v1/health >/dev/null && break; sleep 0.1; done; \
 	$(BIN)/python $(CONFORMANCE_DIR)/ojs_conformance.py --url http://127.0.0.1:$(PORT) \
-	  --reset-url http://127.0.0.1:$(PORT)/ojs/v1/admin/reset --max-level 1 --core-only
+	  --reset-url http://127.0.0.1:$(PORT)/ojs/v1/admin/reset --max-level 4 --core-only
 
 bench: install
 	$(BIN)/python -m bench
