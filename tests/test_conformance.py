@@ -12,19 +12,16 @@ against its own server, and each test waits for its backend's run.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from conftest import RedisServer
+from serving import REPO, OjsServer
 
-REPO = Path(__file__).resolve().parent.parent
 CONFORMANCE_DIR = Path(
     os.environ.get("OJS_CONFORMANCE_DIR", REPO.parent / "shared" / "conformance")
 )
@@ -48,63 +45,30 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/ojs/v1/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"server at {url} not healthy within {timeout}s")
-
-
 @dataclass
 class Run:
     backend: str
-    server: subprocess.Popen[bytes]
+    server: OjsServer
     runner: subprocess.Popen[str]
-    server_log: Path
 
     def result(self) -> tuple[int, str]:
         stdout, _ = self.runner.communicate(timeout=RUN_TIMEOUT)
         return self.runner.returncode, stdout
 
     def stop(self) -> None:
-        for process in (self.runner, self.server):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        if self.runner.poll() is None:
+            self.runner.kill()
+            self.runner.wait()
+        self.server.stop()
 
 
 def start_run(backend: str, workdir: Path, redis_url: str | None) -> Run:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     storage = ["--db", str(workdir / "ojs.db")] if backend == "sqlite" else []
-    env = dict(os.environ)
-    if redis_url is not None:
-        env["REDIS_URL"] = redis_url
-    server_log = workdir / "server.log"
-    with server_log.open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "ojs_actors", "serve", "--backend", backend, *storage,
-             "--host", "127.0.0.1", "--port", str(port), "--allow-reset"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env,
-        )  # fmt: skip
-    wait_healthy(url, server)
+    env = {"REDIS_URL": redis_url} if redis_url is not None else {}
+    server = OjsServer(
+        ["--backend", backend, *storage], workdir / "server.log", env=env, allow_reset=True
+    )
+    url = server.url
     command = [
         sys.executable, str(RUNNER), "--url", url,
         "--reset-url", f"{url}/ojs/v1/admin/reset",
@@ -113,7 +77,7 @@ def start_run(backend: str, workdir: Path, redis_url: str | None) -> Run:
     for test_id in sorted(KNOWN_SUITE_DEFECTS):
         command += ["--exclude", test_id]
     runner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return Run(backend, server, runner, server_log)
+    return Run(backend, server, runner)
 
 
 @pytest.fixture(scope="module")
@@ -141,5 +105,5 @@ def test_levels_0_to_4(runs: dict[str, Run], backend: str) -> None:
     assert code == 0, f"{backend}: conformance failures:\n{failures}"
     passed, failed = (int(part.split()[0]) for part in lines[-1].split(",")[:2])
     assert failed == 0 and passed >= 132, lines[-1]
-    server_log = run.server_log.read_text(errors="replace")
+    server_log = run.server.log_path.read_text(errors="replace")
     assert "Traceback" not in server_log, f"{backend} server logged an error:\n{server_log}"

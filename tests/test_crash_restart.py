@@ -22,10 +22,6 @@ have been applied; the assertions leave exactly those open.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -36,21 +32,14 @@ from typing import Any
 
 import httpx
 import pytest
+from serving import OjsServer
 
-REPO = Path(__file__).resolve().parent.parent
 VISIBILITY_MS = 2_000
 WORKERS = 6
 MAX_ROUNDS = 150
 """Bound on each worker's rounds (one enqueue, one fetch, maybe one ack)."""
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
@@ -61,45 +50,8 @@ class Storage:
     env: dict[str, str]
 
 
-class Server:
-    def __init__(self, storage: Storage, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log = log.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "ojs_actors", "serve", *storage.args,
-             "--host", "127.0.0.1", "--port", str(self.port), "--allow-reset",
-             "--poll-interval", "0.2"],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
-            env={**os.environ, **storage.env},
-        )  # fmt: skip
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early: {log.read_text(errors='replace')}")
-            try:
-                if httpx.get(f"{self.url}/ojs/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        self.kill()
-        raise TimeoutError("server not healthy in 20 s")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-        self._log.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.process.wait(timeout=10)
-        self._log.close()
+def start_server(storage: Storage, log: Path) -> OjsServer:
+    return OjsServer(storage.args, log, env=storage.env, poll_interval=0.2, allow_reset=True)
 
 
 @dataclass
@@ -183,7 +135,7 @@ def get_job(client: httpx.Client, job_id: str) -> dict[str, Any] | None:
 
 def test_sigkill_loses_no_acknowledged_write(storage: Storage, workdir: Path) -> None:
     log = workdir / "server.log"
-    server = Server(storage, log)
+    server = start_server(storage, log)
     record = Record()
     stop = threading.Event()
     threads: list[threading.Thread] = []
@@ -242,7 +194,7 @@ def test_sigkill_loses_no_acknowledged_write(storage: Storage, workdir: Path) ->
     in_doubt = record.ack_sent - acked  # ack sent, no answer: either outcome is correct
     left_active = record.fetched - record.ack_sent
 
-    server = Server(storage, log)
+    server = start_server(storage, log)
     try:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             # Every enqueue that got a 2xx is there; every 2xx ack is completed.

@@ -10,10 +10,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -24,10 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
+from serving import OjsServer
 
 from ojs_actors.core.timefmt import parse_timestamp
 
-REPO = Path(__file__).resolve().parent.parent
 POLL_INTERVAL = 0.2
 JOBS = 120
 FETCHERS_PER_SERVER = 8
@@ -35,64 +31,18 @@ FETCHERS_PER_SERVER = 8
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class Server:
-    def __init__(self, redis_url: str, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log
-        self._log = log.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "ojs_actors", "serve", "--backend", "redis",
-             "--host", "127.0.0.1", "--port", str(self.port),
-             "--poll-interval", str(POLL_INTERVAL)],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
-            env={**os.environ, "REDIS_URL": redis_url},
-        )  # fmt: skip
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early: {log.read_text(errors='replace')}")
-            try:
-                if httpx.get(f"{self.url}/ojs/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        self.stop()
-        raise TimeoutError("server not healthy in 20 s")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-        if not self._log.closed:
-            self._log.close()
-
-    def stop(self) -> None:
-        if self._log.closed:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
+def start_server(redis_url: str, log: Path) -> OjsServer:
+    """``ojs-actors serve --backend redis`` on ``redis_url``."""
+    return OjsServer(
+        ["--backend", "redis"], log, env={"REDIS_URL": redis_url}, poll_interval=POLL_INTERVAL
+    )
 
 
 @pytest.fixture
-def servers(redis_url: str, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
-    a = Server(redis_url, tmp_path / "a.log")
+def servers(redis_url: str, tmp_path: Path) -> Iterator[tuple[OjsServer, OjsServer]]:
+    a = start_server(redis_url, tmp_path / "a.log")
     try:
-        b = Server(redis_url, tmp_path / "b.log")
+        b = start_server(redis_url, tmp_path / "b.log")
     except BaseException:
         a.stop()
         raise
@@ -127,14 +77,14 @@ def fetch(client: httpx.Client, url: str, queue: str, worker: str, count: int = 
     return [job["id"] for job in response.json()["jobs"]]
 
 
-def test_each_job_is_claimed_by_exactly_one_fetch(servers: tuple[Server, Server]) -> None:
+def test_each_job_is_claimed_by_exactly_one_fetch(servers: tuple[OjsServer, OjsServer]) -> None:
     a, b = servers
     enqueued = {enqueue((a, b)[n % 2].url, "shared", n) for n in range(JOBS)}
     claims: list[tuple[str, str]] = []
     lock = threading.Lock()
     start = threading.Barrier(2 * FETCHERS_PER_SERVER)
 
-    def worker(server: Server, name: str) -> None:
+    def worker(server: OjsServer, name: str) -> None:
         with httpx.Client() as client:
             start.wait()
             empty = 0
@@ -160,7 +110,9 @@ def test_each_job_is_claimed_by_exactly_one_fetch(servers: tuple[Server, Server]
     assert by_server["a"] > 0 and by_server["b"] > 0, by_server
 
 
-def test_pause_through_one_process_holds_for_the_other(servers: tuple[Server, Server]) -> None:
+def test_pause_through_one_process_holds_for_the_other(
+    servers: tuple[OjsServer, OjsServer],
+) -> None:
     a, b = servers
     with httpx.Client() as client:
         # B's QueueActor for "p" starts now and caches the queue as unpaused.
@@ -182,7 +134,9 @@ def test_pause_through_one_process_holds_for_the_other(servers: tuple[Server, Se
         assert got == [job_id]
 
 
-def test_redis_commands_per_enqueued_job(servers: tuple[Server, Server], redis_url: str) -> None:
+def test_redis_commands_per_enqueued_job(
+    servers: tuple[OjsServer, OjsServer], redis_url: str
+) -> None:
     """64 concurrent HTTP enqueuers on one process: Redis commands per job (``INFO stats``
     ``total_commands_processed``, which counts the commands Lua scripts run too).
 
@@ -240,7 +194,9 @@ def drain(client: httpx.Client, url: str, queue: str) -> list[dict[str, Any]]:
         jobs.extend(got)
 
 
-def test_a_cron_slot_fires_once_with_both_processes_up(servers: tuple[Server, Server]) -> None:
+def test_a_cron_slot_fires_once_with_both_processes_up(
+    servers: tuple[OjsServer, OjsServer],
+) -> None:
     """An ``@every 1s`` entry registered through A runs in both processes (B's supervisor
     picks it up from Redis); each slot still yields exactly one job. Then A is killed
     and B carries on alone, slot after slot."""
@@ -268,7 +224,9 @@ def test_a_cron_slot_fires_once_with_both_processes_up(servers: tuple[Server, Se
     assert seconds == list(range(seconds[0], seconds[-1] + 1)), seconds
 
 
-def test_a_workflow_advances_once_through_both_processes(servers: tuple[Server, Server]) -> None:
+def test_a_workflow_advances_once_through_both_processes(
+    servers: tuple[OjsServer, OjsServer],
+) -> None:
     """A chain created through A whose steps are fetched and acked alternately through
     A and B: each step is enqueued once, in order, and both see it completed."""
     a, b = servers

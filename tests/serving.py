@@ -1,0 +1,87 @@
+"""Real ``python -m ojs_actors serve`` processes for the tests that need one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class OjsServer:
+    """``ojs-actors serve`` on a free loopback port, healthy when the constructor returns."""
+
+    def __init__(
+        self,
+        backend_args: Sequence[str],
+        log: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        poll_interval: float | None = None,
+        allow_reset: bool = False,
+        timeout: float = 30.0,
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log
+        self._log = log.open("ab")
+        command = [sys.executable, "-m", "ojs_actors", "serve", *backend_args,
+                   "--host", "127.0.0.1", "--port", str(self.port)]  # fmt: skip
+        if poll_interval is not None:
+            command += ["--poll-interval", str(poll_interval)]
+        if allow_reset:
+            command.append("--allow-reset")
+        self.process = subprocess.Popen(
+            command,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self._log.close()
+                raise RuntimeError(f"server exited early: {log.read_text(errors='replace')}")
+            try:
+                if httpx.get(f"{self.url}/ojs/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"server not healthy in {timeout} s")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+        if not self._log.closed:
+            self._log.close()
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not stop within 10 s."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if not self._log.closed:
+            self._log.close()
