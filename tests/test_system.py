@@ -264,3 +264,19 @@ async def test_reset_clears_everything(autojump_clock: Any) -> None:
         assert missing.value.status == 404
         assert await system.list_queues() == []
         assert (await system.enqueue(job_request(1, queue="other"))).state is State.AVAILABLE
+
+
+async def test_scheduler_wakeups_come_only_for_sooner_timers(autojump_clock: Any) -> None:
+    from ojs_actors.system.signals import Signals
+
+    signals = Signals()
+    signals.scheduler_awake()
+    signals.timer_added(5_000)  # added while the scheduler was busy: folded into its plan
+    assert signals.plan_wake(10_000) == 5_000
+    signals.timer_added(7_000)  # later than the planned wake: no wake-up
+    with trio.move_on_after(1) as idle:
+        await signals.wait_timer()
+    assert idle.cancelled_caught
+    signals.timer_added(4_000)  # sooner: wakes it at once
+    with trio.fail_after(0.001):
+        await signals.wait_timer()

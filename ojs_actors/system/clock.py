@@ -24,7 +24,3 @@ def trio_wall_clock() -> Clock:
         return int(offset_ms + trio.current_time() * 1000)
 
     return now_ms
-
-
-def seconds_until(clock: Clock, epoch_ms: int) -> float:
-    return max(0.0, (epoch_ms - clock()) / 1000)

@@ -12,7 +12,6 @@ compare-and-set, so two processes doing the same never double-apply.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import trio
@@ -78,7 +77,7 @@ class Scheduler(Actor):
 
     async def _run(self) -> None:
         while True:
-            self.signals.planned_wake_ms = math.inf
+            self.signals.scheduler_awake()
             try:
                 if await self.tick() >= DUE_BATCH:
                     continue
@@ -88,10 +87,10 @@ class Scheduler(Actor):
                 await trio.sleep(self.poll_interval)
                 continue
             now = self.clock()
-            wait = self.poll_interval
+            wake_ms = now + self.poll_interval * 1000
             if next_due is not None:
-                wait = min(wait, max(0.0, (next_due - now) / 1000))
-            self.signals.planned_wake_ms = now + wait * 1000
+                wake_ms = min(wake_ms, next_due)
+            wait = max(0.0, (self.signals.plan_wake(wake_ms) - now) / 1000)
             with trio.move_on_after(wait):
                 await self.signals.wait_timer()
 

@@ -17,8 +17,8 @@ class Signals:
     def __init__(self) -> None:
         self._ready: dict[str, trio.Event] = {}
         self._timer = trio.Event()
-        self.planned_wake_ms: float = math.inf
-        """When the scheduler will next look at the timers of its own accord."""
+        self._planned_wake_ms: float | None = None
+        self._earliest_added_ms = math.inf
 
     def notify_ready(self, queue: str) -> None:
         event = self._ready.pop(queue, None)
@@ -36,12 +36,27 @@ class Signals:
                 nursery.start_soon(_set_then_cancel, event, nursery.cancel_scope)
 
     def timer_added(self, due_ms: int) -> None:
-        """A job now needs attention at ``due_ms``; wake the scheduler if that is sooner."""
-        if due_ms < self.planned_wake_ms:
+        """A job now needs attention at ``due_ms``: wake the scheduler if it sleeps past that;
+        while it is awake, remember the time for the sleep it is about to plan."""
+        if self._planned_wake_ms is None:
+            self._earliest_added_ms = min(self._earliest_added_ms, due_ms)
+        elif due_ms < self._planned_wake_ms:
             self._timer.set()
 
+    def scheduler_awake(self) -> None:
+        """The scheduler is looking at the timers: from now on, record instead of waking."""
+        self._planned_wake_ms = None
+        self._earliest_added_ms = math.inf
+        self._timer = trio.Event()
+
+    def plan_wake(self, wake_ms: float) -> float:
+        """The scheduler means to sleep until ``wake_ms``; returns the time it should
+        sleep until instead, counting timers added while it was awake."""
+        self._planned_wake_ms = min(wake_ms, self._earliest_added_ms)
+        return self._planned_wake_ms
+
     async def wait_timer(self) -> None:
-        """Until a timer sooner than :attr:`planned_wake_ms` is added."""
+        """Until a timer sooner than the planned wake is added."""
         await self._timer.wait()
         self._timer = trio.Event()
 
