@@ -20,7 +20,8 @@ and write.
 
 Key layout (``prefix`` defaults to ``ojs:``; ``{q}`` is a queue name)::
 
-    ojs:job:<id>        hash: one field per key of Job.to_record(), each value JSON
+    ojs:jobs            hash: job id -> record text, a JSON object mapping each key of
+                        Job.to_record() to that value's own JSON text
     ojs:ready:{q}       zset of available job ids, score = -priority * 2**44 + seq
                         (ZPOPMIN gives priority-desc, then FIFO by seq)
     ojs:seq             counter handing out seq each time a job becomes available
@@ -40,13 +41,16 @@ Key layout (``prefix`` defaults to ``ojs:``; ``{q}`` is a queue name)::
     ojs:snapseq         counter for snaporder
     ojs:events          list of event JSON, capped to the newest event_log_size
 
-Why the per-field hash: the claim transition (state, version, attempt,
-started_at, worker_id, lease_expires_at) and expiry are simple enough to do
-inside the claim script itself, and with one JSON value per field the script
-rewrites exactly those fields without decoding and re-encoding the user's
-payload (Lua's cjson would turn ``[]`` into ``{}`` and round floats). So a
-claim is one round trip with no compare-and-set retry loop, even when several
-processes fetch from the same queue at once.
+Why one hash of records, each a JSON object of JSON texts: a batch of n new jobs
+is one ``HSET`` of all their records (plus one command per index), so Redis runs
+a handful of commands per batch instead of n (``INFO`` counts the commands scripts
+run too); every read of n records is one ``HMGET``. And because each value inside
+a record is a string (the field's own JSON text), Lua's cjson can decode and
+re-encode a record losslessly: the claim script rewrites exactly the fields a
+claim changes (state, version, attempt, started_at, lease, worker) without
+touching the user's payload (cjson would turn ``[]`` into ``{}`` and round
+floats if it parsed those). So a claim is one round trip with no
+compare-and-set retry loop, even when several processes fetch from one queue.
 
 Scripts: ``insert`` (new jobs + unique index + cancelling replaced holders,
 guarded by the unique-index state read before planning; ``atomic`` batches
@@ -81,16 +85,40 @@ MAX_INSERT_ATTEMPTS = 20
 
 # -- Lua ------------------------------------------------------------------------------
 
-_PRELUDE = r"""
-local P = ARGV[1]
-local function fmt(n) return string.format('%d', n) end
-local function old_of(id)
-  local v = redis.call('HMGET', P .. 'job:' .. id, 'version', 'queue', 'state', 'dead_letter')
-  if not v[1] then return nil end
-  local s = cjson.decode(v[3])
-  return {v = tonumber(v[1]), q = cjson.decode(v[2]), s = s,
-          dl = (s == 'discarded' and v[4] == 'true')}
+# HMGET in chunks (Lua's unpack has a stack limit); missing fields come back false.
+_HMGET_ALL = r"""
+local function hmget_all(key, ids, first)
+  local out = {}
+  first = first or 1
+  for j = first, #ids, 1000 do
+    local part = redis.call('HMGET', key, unpack(ids, j, math.min(j + 999, #ids)))
+    for k = 1, #part do out[#out + 1] = part[k] end
+  end
+  return out
 end
+"""
+
+_PRELUDE = (
+    _HMGET_ALL
+    + r"""
+local P = ARGV[1]
+local JOBS = P .. 'jobs'
+local function fmt(n) return string.format('%d', n) end
+-- What the indexes need of a decoded record (nil if there is none).
+local function index_of(r)
+  if not r then return nil end
+  local s = cjson.decode(r.state)
+  return {v = tonumber(r.version), q = cjson.decode(r.queue), s = s,
+          dl = (s == 'discarded' and r.dead_letter == 'true')}
+end
+local function old_of(id)
+  local raw = redis.call('HGET', JOBS, id)
+  if not raw then return nil end
+  return index_of(cjson.decode(raw))
+end
+-- A record text with the seq Redis handed out (records of available jobs are
+-- sent without one).
+local function with_seq(r, seq) return string.sub(r, 1, -2) .. ',"seq":"' .. fmt(seq) .. '"}' end
 -- Move job `id` from its old index entries (old may be nil) to those of `new`
 -- ({q, s, p, d, dl}); returns the seq handed out if it became available, else -1.
 local function reindex(id, old, new)
@@ -102,7 +130,6 @@ local function reindex(id, old, new)
   local seq = -1
   if new.s == 'available' then
     seq = redis.call('INCR', P .. 'seq')
-    redis.call('HSET', P .. 'job:' .. id, 'seq', fmt(seq))
     redis.call('ZADD', P .. 'ready:' .. new.q, fmt(-new.p * 17592186044416 + seq), id)
   end
   if new.d >= 0 then
@@ -122,14 +149,22 @@ local function reindex(id, old, new)
   end
   return seq
 end
--- Write a whole job version (op = {id, f = flat field list, q, s, p, d, dl}).
+-- Write a whole job version (op = {id, r = record text, q, s, p, d, dl}).
 local function store(op, old)
-  local key = P .. 'job:' .. op.id
-  redis.call('DEL', key)
-  redis.call('HSET', key, unpack(op.f))
-  return reindex(op.id, old, op)
+  local seq = reindex(op.id, old, op)
+  local r = op.r
+  if seq >= 0 then r = with_seq(r, seq) end
+  redis.call('HSET', JOBS, op.id, r)
+  return seq
+end
+-- Run `command key list...` in chunks (Lua's unpack has a stack limit).
+local function chunked(command, key, list)
+  for j = 1, #list, 1000 do
+    redis.call(command, key, unpack(list, j, math.min(j + 999, #list)))
+  end
 end
 """
+)
 
 _INSERT = (
     _PRELUDE
@@ -141,48 +176,42 @@ for _, g in ipairs(spec.guards) do
     if holder then return {'retry'} end
   else
     if holder ~= g[2] then return {'retry'} end
-    local version = redis.call('HGET', P .. 'job:' .. holder, 'version')
-    if (version and tonumber(version) or -1) ~= g[3] then return {'retry'} end
+    local old = old_of(holder)
+    if (old and old.v or -1) ~= g[3] then return {'retry'} end
   end
 end
 local results = {}
 local dup = false
-local new_keys = {}
+local new_ids, new_index = {}, {}
 for i, op in ipairs(spec.ops) do
   results[i] = 0
-  if op.e < 0 then new_keys[#new_keys + 1] = P .. 'job:' .. op.id end
+  if op.e < 0 then
+    new_ids[#new_ids + 1] = op.id
+    new_index[#new_index + 1] = i
+  end
 end
--- one EXISTS for the whole batch; per job only if some id is taken
-local taken = 0
-for j = 1, #new_keys, 1000 do
-  taken = taken + redis.call('EXISTS', unpack(new_keys, j, math.min(j + 999, #new_keys)))
-end
-if taken > 0 then
-  for i, op in ipairs(spec.ops) do
-    if op.e < 0 and redis.call('EXISTS', P .. 'job:' .. op.id) == 1 then
-      if spec.strict then return {'retry'} end
-      results[i] = -2
-      dup = true
-    end
+-- one HMGET for the whole batch tells which ids are taken
+local found = hmget_all(JOBS, new_ids)
+for k = 1, #new_ids do
+  if found[k] then
+    if spec.strict then return {'retry'} end
+    results[new_index[k]] = -2
+    dup = true
   end
 end
 if dup and spec.atomic then return {'done', results} end
--- New jobs are written with one HSET each; their index entries are collected and
--- written with one command per index (and per queue) at the end, or before any
--- write that reads an index (cancelling a replaced holder).
+-- New jobs' records and index entries are collected and written with one command
+-- per key (records, each index, each queue's counts) at the end, or before any
+-- write that reads them (cancelling a replaced holder).
 local fresh = 0
 for i, op in ipairs(spec.ops) do
   if results[i] ~= -2 and op.e < 0 and op.s == 'available' then fresh = fresh + 1 end
 end
 local next_seq = 0
 if fresh > 0 then next_seq = redis.call('INCRBY', P .. 'seq', fresh) - fresh end
-local counts, ready, timers, uniques = {}, {}, {}, {}
-local function chunked(command, key, pairs_list)
-  for j = 1, #pairs_list, 1000 do
-    redis.call(command, key, unpack(pairs_list, j, math.min(j + 999, #pairs_list)))
-  end
-end
+local records, counts, ready, timers, uniques = {}, {}, {}, {}, {}
 local function flush()
+  chunked('HSET', JOBS, records)
   for name, n in pairs(counts) do
     redis.call('HINCRBY', P .. 'counts:' .. n[1], n[2], n[3])
   end
@@ -191,7 +220,7 @@ local function flush()
   end
   chunked('ZADD', P .. 'timers', timers)
   chunked('HSET', P .. 'unique', uniques)
-  counts, ready, timers, uniques = {}, {}, {}, {}
+  records, counts, ready, timers, uniques = {}, {}, {}, {}, {}
 end
 for i, op in ipairs(spec.ops) do
   if results[i] ~= -2 then
@@ -204,19 +233,19 @@ for i, op in ipairs(spec.ops) do
       end
       results[i] = store(op, old)
     else
-      local f = op.f
+      local r = op.r
       results[i] = -1
       if op.s == 'available' then
         next_seq = next_seq + 1
         results[i] = next_seq
-        f[#f + 1] = 'seq'
-        f[#f + 1] = fmt(next_seq)
+        r = with_seq(r, next_seq)
         local entries = ready[op.q] or {}
         entries[#entries + 1] = fmt(-op.p * 17592186044416 + next_seq)
         entries[#entries + 1] = op.id
         ready[op.q] = entries
       end
-      redis.call('HSET', P .. 'job:' .. op.id, unpack(f))
+      records[#records + 1] = op.id
+      records[#records + 1] = r
       local name = op.q .. '\0' .. op.s
       local n = counts[name] or {op.q, op.s, 0}
       n[3] = n[3] + 1
@@ -260,79 +289,98 @@ _CLAIM = (
 local queue, count, now, worker, vis = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 local ready = P .. 'ready:' .. queue
 local claimed, expired = {}, {}
-local expired_error = '{"code":"expired","type":"expired","message":"The job expired before it started."}'
+local writes, timers, gone = {}, {}, {}
 while #claimed < count do
   local popped = redis.call('ZPOPMIN', ready, count - #claimed)
   if #popped == 0 then break end
-  for i = 1, #popped, 2 do
-    local id = popped[i]
-    local key = P .. 'job:' .. id
-    local v = redis.call('HMGET', key, 'version', 'state', 'expires_at',
-                         'visibility_timeout_ms', 'attempt', 'timeout_ms')
-    if v[1] and v[2] == '"available"' then
-      local old = {v = tonumber(v[1]), q = queue, s = 'available', dl = false}
-      local version = fmt(old.v + 1)
-      if v[3] and tonumber(v[3]) <= now then
-        redis.call('HSET', key, 'state', '"discarded"', 'version', version,
-                   'discarded_at', fmt(now), 'error', expired_error)
-        reindex(id, old, {q = queue, s = 'discarded', p = 0, d = -1, dl = false})
-        expired[#expired + 1] = redis.call('HGETALL', key)
+  local ids = {}
+  for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+  local raws = hmget_all(JOBS, ids)
+  for i, id in ipairs(ids) do
+    local r = raws[i] and cjson.decode(raws[i])
+    -- a popped id whose record is gone or no longer available is a stale entry
+    if r and r.state == '"available"' then
+      r.version = fmt(tonumber(r.version) + 1)
+      if r.expires_at and tonumber(r.expires_at) <= now then
+        r.state = '"discarded"'
+        r.discarded_at = fmt(now)
+        r.error = '{"code":"expired","type":"expired","message":"The job expired before it started."}'
+        gone[#gone + 1] = id
+        expired[#expired + 1] = cjson.encode(r)
+        writes[#writes + 1] = id
+        writes[#writes + 1] = expired[#expired]
       else
-        local lease = now + ((vis > 0) and vis or tonumber(v[4]))
+        local lease = now + ((vis > 0) and vis or tonumber(r.visibility_timeout_ms))
         local due = lease
-        local timeout = v[6] and tonumber(v[6]) or 0
+        local timeout = r.timeout_ms and tonumber(r.timeout_ms) or 0
         if timeout > 0 and now + timeout < due then due = now + timeout end
-        redis.call('HSET', key, 'state', '"active"', 'version', version,
-                   'attempt', fmt(tonumber(v[5]) + 1), 'started_at', fmt(now),
-                   'lease_expires_at', fmt(lease))
-        if worker ~= '' then
-          redis.call('HSET', key, 'worker_id', worker)
-        else
-          redis.call('HDEL', key, 'worker_id')
-        end
-        reindex(id, old, {q = queue, s = 'active', p = 0, d = due, dl = false})
-        claimed[#claimed + 1] = redis.call('HGETALL', key)
+        r.state = '"active"'
+        r.attempt = fmt(tonumber(r.attempt) + 1)
+        r.started_at = fmt(now)
+        r.lease_expires_at = fmt(lease)
+        if worker ~= '' then r.worker_id = worker else r.worker_id = nil end
+        timers[#timers + 1] = fmt(due)
+        timers[#timers + 1] = id
+        claimed[#claimed + 1] = cjson.encode(r)
+        writes[#writes + 1] = id
+        writes[#writes + 1] = claimed[#claimed]
       end
     end
   end
 end
+chunked('HSET', JOBS, writes)
+chunked('ZADD', P .. 'timers', timers)
+chunked('ZREM', P .. 'timers', gone)
+local counts = P .. 'counts:' .. queue
+if #claimed + #expired > 0 then redis.call('HINCRBY', counts, 'available', -(#claimed + #expired)) end
+if #claimed > 0 then redis.call('HINCRBY', counts, 'active', #claimed) end
+if #expired > 0 then redis.call('HINCRBY', counts, 'discarded', #expired) end
 return {claimed, expired}
 """
 )
 
-_PEEK = r"""
+_PEEK = (
+    _HMGET_ALL
+    + r"""
 local P = ARGV[1]
+local JOBS = P .. 'jobs'
 local spec = cjson.decode(ARGV[2])
 local exists = {}
-for i, id in ipairs(spec.ids) do exists[i] = redis.call('EXISTS', P .. 'job:' .. id) end
+local found = hmget_all(JOBS, spec.ids)
+for i = 1, #spec.ids do exists[i] = found[i] and 1 or 0 end
 local holders = {}
 for i, key in ipairs(spec.keys) do
   local holder = redis.call('HGET', P .. 'unique', key)
   if holder then
-    holders[i] = {holder, redis.call('HGETALL', P .. 'job:' .. holder)}
+    holders[i] = {holder, redis.call('HGET', JOBS, holder) or ''}
   else
-    holders[i] = {'', {}}
+    holders[i] = {'', ''}
   end
 end
 return {exists, holders}
 """
+)
 
-_GET = r"""
-local P = ARGV[1]
-local found = {}
-for i = 2, #ARGV do found[i - 1] = redis.call('HGETALL', P .. 'job:' .. ARGV[i]) end
-return found
+# Reads of records return one list of record texts (false where there is none).
+_GET = (
+    _HMGET_ALL
+    + r"""
+return hmget_all(ARGV[1] .. 'jobs', ARGV, 2)
 """
+)
 
-_DUE = r"""
+_DUE = (
+    _HMGET_ALL
+    + r"""
 local P = ARGV[1]
 local ids = redis.call('ZRANGEBYSCORE', P .. 'timers', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
-local found = {}
-for i, id in ipairs(ids) do found[i] = redis.call('HGETALL', P .. 'job:' .. id) end
-return found
+return hmget_all(P .. 'jobs', ids)
 """
+)
 
-_DEAD_PAGE = r"""
+_DEAD_PAGE = (
+    _HMGET_ALL
+    + r"""
 local P = ARGV[1]
 local key = P .. 'dead'
 if ARGV[2] ~= '' then key = P .. 'deadq:' .. ARGV[2] end
@@ -341,26 +389,28 @@ local total = redis.call('ZCARD', key)
 local found = {}
 if limit > 0 then
   local ids = redis.call('ZRANGE', key, offset, offset + limit - 1)
-  for i, id in ipairs(ids) do found[i] = redis.call('HGETALL', P .. 'job:' .. id) end
+  found = hmget_all(P .. 'jobs', ids)
 end
 return {total, found}
 """
+)
 
 _DELETE_DEAD = r"""
 local P, id = ARGV[1], ARGV[2]
 if not redis.call('ZSCORE', P .. 'dead', id) then return 0 end
-local key = P .. 'job:' .. id
-local v = redis.call('HMGET', key, 'queue', 'state', 'unique_key')
-local queue = cjson.decode(v[1])
+local raw = redis.call('HGET', P .. 'jobs', id)
+if not raw then return 0 end
+local r = cjson.decode(raw)
+local queue = cjson.decode(r.queue)
 redis.call('ZREM', P .. 'dead', id)
 redis.call('ZREM', P .. 'deadq:' .. queue, id)
 redis.call('ZREM', P .. 'timers', id)
-redis.call('HINCRBY', P .. 'counts:' .. queue, cjson.decode(v[2]), -1)
-if v[3] then
-  local ukey = cjson.decode(v[3])
+redis.call('HINCRBY', P .. 'counts:' .. queue, cjson.decode(r.state), -1)
+if r.unique_key then
+  local ukey = cjson.decode(r.unique_key)
   if redis.call('HGET', P .. 'unique', ukey) == id then redis.call('HDEL', P .. 'unique', ukey) end
 end
-redis.call('DEL', key)
+redis.call('HDEL', P .. 'jobs', id)
 return 1
 """
 
@@ -507,24 +557,23 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _job_of(flat: Sequence[Any]) -> Job | None:
-    """A job from a ``HGETALL`` reply (flat ``[field, value, …]``); ``None`` if empty."""
-    if not flat:
+def _job_of(raw: str | None) -> Job | None:
+    """A job from its stored record text; ``None`` for a missing one (nil, ``""``)."""
+    if not raw:
         return None
-    record = {flat[i]: json.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
-    return Job.from_record(record)
+    return Job.from_record({name: json.loads(text) for name, text in json.loads(raw).items()})
 
 
 def _op(job: Job, expected: int = -1) -> dict[str, Any]:
-    """What the scripts need to write ``job``: its fields and its index entries."""
-    fields: list[str] = []
-    for name, value in job.to_record().items():
-        fields += [name, _dumps(value)]
+    """What the scripts need to write ``job``: its record text and its index entries."""
+    record = job.to_record()
+    if job.state is State.AVAILABLE:
+        record.pop("seq", None)  # the script appends the seq Redis hands out
     due = timers_of(job)
     return {
         "id": job.id,
         "e": expected,
-        "f": fields,
+        "r": _dumps({name: _dumps(value) for name, value in record.items()}),
         "q": job.queue,
         "s": job.state.value,
         "p": job.priority,
@@ -683,8 +732,8 @@ class RedisBackend:
                 )
                 existing = {job.id for job, found in zip(jobs, exists, strict=True) if found}
                 stored_holders = {
-                    key: (holder_id, _job_of(flat))
-                    for key, (holder_id, flat) in zip(keys, holders, strict=True)
+                    key: (holder_id, _job_of(raw))
+                    for key, (holder_id, raw) in zip(keys, holders, strict=True)
                 }
             else:
                 existing, stored_holders = set(), {}
@@ -774,7 +823,7 @@ class RedisBackend:
         if not job_ids:
             return []
         found = await self._script("get", *job_ids)
-        return [_job_of(flat) for flat in found]
+        return [_job_of(raw) for raw in found]
 
     async def update_jobs(self, updates: Sequence[tuple[Job, int]]) -> list[bool]:
         if not updates:

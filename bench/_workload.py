@@ -1,0 +1,48 @@
+"""The one no-op workload every lifecycle measurement runs, whoever runs it.
+
+Used alike by ojs-actors over HTTP, ojs-actors embedded, and every peer, so
+their figures compare:
+
+1. **Enqueue** ``jobs`` no-op jobs with no worker running, in the system's fastest
+   documented way from one process (its bulk API if it has one; the subject's
+   ``settings`` text says which): ``enqueue_per_s = jobs / elapsed``.
+2. **Process**: start the worker(s) and wait until every one of those jobs has
+   run its handler (and been acknowledged, where the system has acks):
+   ``process_per_s = jobs / (last completion - worker start)``.
+3. **Latency**: with the worker running and idle, enqueue ``latency_jobs`` jobs one
+   at a time, ``LATENCY_GAP_S`` apart; each carries its enqueue time
+   (``time.time()``) in its arguments and the handler records
+   ``time.time() - enqueued_at`` when it starts: p50 and p99 of those.
+
+Every phase is bounded by ``timeout_s``; a run that times out reports the jobs it
+completed and is not a valid measurement (``ok`` is false).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+QUEUE = "bench"
+JOB_TYPE = "bench.noop"
+LATENCY_GAP_S = 0.005
+
+
+@dataclass
+class LifecycleResult:
+    subject: str  # e.g. "ojs-actors embedded (redis)", "huey"
+    jobs: int  # jobs in phases 1–2
+    completed: int  # of those, how many completed
+    enqueue_per_s: float
+    process_per_s: float
+    latency_jobs: int
+    latency_p50_ms: float
+    latency_p99_ms: float
+    settings: str = ""  # how it was run: pool, concurrency, bulk API, versions
+
+    @property
+    def ok(self) -> bool:
+        return self.completed == self.jobs and self.latency_jobs > 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
