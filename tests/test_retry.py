@@ -635,3 +635,18 @@ def test_handler_retry_is_the_normal_policy() -> None:
     )
     assert decide_failure(p, 1, "fatal", handler_code=HandlerCode.RETRY).retry is False
     assert decide_failure(p, 3, "boom", handler_code=HandlerCode.RETRY).retry is False
+
+
+def test_remembered_policies_are_told_apart_by_value_type() -> None:
+    """A valid policy is remembered, but ``1`` and ``True`` hash alike: a remembered
+    ``jitter: true`` must not let ``jitter: 1`` through, nor a list pass for a tuple."""
+    first = parse_policy({"jitter": True, "max_attempts": 5})
+    assert parse_policy({"jitter": True, "max_attempts": 5}) is first
+    with pytest.raises(OJSError):
+        parse_policy({"jitter": 1, "max_attempts": 5})
+    with pytest.raises(OJSError):
+        parse_policy({"jitter": True, "max_attempts": 5.0})
+    listed = parse_policy({"non_retryable_errors": ["a", "b"]})
+    assert listed.non_retryable_errors == ("a", "b")
+    with pytest.raises(OJSError):
+        parse_policy({"non_retryable_errors": "ab"})

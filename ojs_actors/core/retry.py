@@ -69,14 +69,50 @@ def _invalid(field_name: str, message: str, received: object) -> ValidationFaile
     )
 
 
+_PARSED: dict[tuple[Any, ...], RetryPolicy] = {}
+_PARSED_LIMIT = 1024
+
+
 def parse_policy(raw: object) -> RetryPolicy:
     """A wire retry object merged over the defaults (ojs-retry §8.1), validated per §11.1.
 
     Both the duration form (``initial_interval: "PT1S"``) and the millisecond form
     of the HTTP binding's example (``initial_interval_ms: 1000``) are accepted.
+    Valid policies are remembered: every stored job carries its policy, and reading
+    a job back would otherwise re-parse the same few policies again and again.
     """
     if raw is None:
         return DEFAULT_POLICY
+    key = _memo_key(raw)
+    if key is not None and (known := _PARSED.get(key)) is not None:
+        return known
+    policy = _parse_policy(raw)
+    if key is not None:
+        if len(_PARSED) >= _PARSED_LIMIT:
+            _PARSED.clear()
+        _PARSED[key] = policy
+    return policy
+
+
+def _memo_key(raw: object) -> tuple[Any, ...] | None:
+    """A hashable key telling ``raw`` apart from any other wire policy (the value's
+    type is part of it: ``1``, ``1.0`` and ``True`` hash alike); ``None`` if unusual."""
+    if not isinstance(raw, dict):
+        return None
+    key: list[Any] = []
+    for name, value in raw.items():
+        if isinstance(value, list):
+            if not all(type(item) is str for item in value):
+                return None
+            key.append((name, "list", *value))
+        elif value is None or type(value) in (str, int, float, bool):
+            key.append((name, type(value).__name__, value))
+        else:
+            return None
+    return tuple(key)
+
+
+def _parse_policy(raw: object) -> RetryPolicy:
     if not isinstance(raw, dict):
         raise InvalidRequest("'retry' must be an object.", details={"field": "retry"})
     values: dict[str, Any] = {}
