@@ -666,6 +666,21 @@ async def test_event_log_keeps_the_newest(open_backend: Factory) -> None:
     found = await backend.read_events(EventFilter(limit=100))
     assert [item["id"] for item in found] == [f"evt_{n}" for n in range(3, 8)]
     assert await backend.read_events(EventFilter(after="evt_1")) == []  # trimmed away
+    # Reading after an id still kept counts from where it is now, after trims.
+    assert [item["id"] for item in await backend.read_events(EventFilter(after="evt_5"))] == [
+        "evt_6",
+        "evt_7",
+    ]
+
+
+async def test_reading_events_after_an_id_deep_in_a_long_log(open_backend: Factory) -> None:
+    backend = await open_backend(event_log_size=1500)
+    await backend.append_events([event(n) for n in range(1200)])
+    await backend.append_events([event(n, queue="rare") for n in range(1200, 1300)])
+    found = await backend.read_events(EventFilter(after="evt_700", queues=frozenset({"rare"})))
+    assert [item["data"]["n"] for item in found] == list(range(1200, 1300))
+    found = await backend.read_events(EventFilter(after="evt_1198", limit=3))
+    assert [item["data"]["n"] for item in found] == [1199, 1200, 1201]
 
 
 # -- reset ------------------------------------------------------------------------------------------------

@@ -40,6 +40,10 @@ Key layout (``prefix`` defaults to ``ojs:``; ``{q}`` is a queue name)::
     ojs:snapindexed     set once the snapkind indexes cover every key (built lazily)
     ojs:snapseq         counter for snaporder
     ojs:events          list of event JSON, capped to the newest event_log_size
+    ojs:evseq           counter: the seq of the newest event (the list holds the
+                        seqs evseq - LLEN + 1 .. evseq)
+    ojs:evat            zset event id -> seq, trimmed with the list: a read
+                        ``after`` an id starts there instead of scanning the log
 
 Why one hash of records, each a JSON object of JSON texts: a batch of n new jobs
 is one ``HSET`` of all their records (plus one command per index), so Redis runs
@@ -482,16 +486,34 @@ return found
 """
 
 _APPEND_EVENTS = r"""
+-- ARGV: prefix, size, then id, event JSON pairs
 local P = ARGV[1]
 local size = tonumber(ARGV[2])
-local length = 0
-for i = 3, #ARGV, 500 do
-  length = redis.call('RPUSH', P .. 'events', unpack(ARGV, i, math.min(i + 499, #ARGV)))
+local count = (#ARGV - 2) / 2
+local last = redis.call('INCRBY', P .. 'evseq', count)
+local raws, at = {}, {}
+for i = 0, count - 1 do
+  raws[#raws + 1] = ARGV[4 + 2 * i]
+  at[#at + 1] = last - count + 1 + i
+  at[#at + 1] = ARGV[3 + 2 * i]
 end
-if length > size then redis.call('LTRIM', P .. 'events', -size, -1) end
+local length = 0
+for j = 1, #raws, 500 do
+  length = redis.call('RPUSH', P .. 'events', unpack(raws, j, math.min(j + 499, #raws)))
+end
+for j = 1, #at, 1000 do
+  redis.call('ZADD', P .. 'evat', unpack(at, j, math.min(j + 999, #at)))
+end
+if length > size then
+  redis.call('LTRIM', P .. 'events', -size, -1)
+  redis.call('ZREMRANGEBYSCORE', P .. 'evat', '-inf', last - size)
+end
 return 1
 """
 
+# Reads from just after ``after`` (located through ``evat``: event id -> seq, and
+# the list holds seqs ``evseq - LLEN + 1 .. evseq``), in chunks, until ``limit``
+# events matched: a poll for what is new decodes only what is new.
 _READ_EVENTS = r"""
 local P = ARGV[1]
 local q = cjson.decode(ARGV[2])
@@ -503,21 +525,28 @@ end
 local types, by_type = set_of(q.types)
 local queues, by_queue = set_of(q.queues)
 local job_types, by_job_type = set_of(q.job_types)
-local started = q.after == ''
+local length = redis.call('LLEN', P .. 'events')
+local index = 0
+if q.after ~= '' then
+  local seq = redis.call('ZSCORE', P .. 'evat', q.after)
+  if not seq then return {} end
+  local head = tonumber(redis.call('GET', P .. 'evseq') or '0') - length + 1
+  index = tonumber(seq) - head + 1
+end
 local found = {}
-local events = redis.call('LRANGE', P .. 'events', 0, -1)
-for _, raw in ipairs(events) do
-  if #found >= q.limit then break end
-  local event = cjson.decode(raw)
-  if not started then
-    started = event.id == q.after
-  else
+while #found < q.limit and index < length do
+  local events = redis.call('LRANGE', P .. 'events', index, index + 499)
+  if #events == 0 then break end
+  index = index + #events
+  for _, raw in ipairs(events) do
+    local event = cjson.decode(raw)
     local data = event.data
     if type(data) ~= 'table' then data = {} end
     if (not by_type or types[event.type])
        and (not by_queue or (type(data.queue) == 'string' and queues[data.queue]))
        and (not by_job_type or (type(data.job_type) == 'string' and job_types[data.job_type])) then
       found[#found + 1] = raw
+      if #found >= q.limit then break end
     end
   end
 end
@@ -933,9 +962,10 @@ class RedisBackend:
 
     async def append_events(self, events: Sequence[dict[str, Any]]) -> None:
         if events:
-            await self._script(
-                "append_events", self._event_log_size, *(_dumps(event) for event in events)
-            )
+            pairs: list[str] = []
+            for event in events:
+                pairs += [str(event["id"]), _dumps(event)]
+            await self._script("append_events", self._event_log_size, *pairs)
 
     async def read_events(self, query: EventFilter) -> list[dict[str, Any]]:
         spec = {
