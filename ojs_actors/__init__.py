@@ -2,11 +2,22 @@
 
 from .backends import Backend, MemoryBackend, SqliteBackend, create_backend
 from .core import Job, OJSError, State
-from .system import Heartbeat, Settings, System, open_system
+from .system import (
+    Ack,
+    Handler,
+    Heartbeat,
+    Nack,
+    Settings,
+    System,
+    WorkerGroup,
+    WorkerGroupStats,
+    open_system,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "Heartbeat", "Job", "MemoryBackend", "OJSError", "Settings", "SqliteBackend", "State",
-    "System", "__version__", "create_backend", "open_system",
+    "Ack", "Backend", "Handler", "Heartbeat", "Job", "MemoryBackend", "Nack", "OJSError",
+    "Settings", "SqliteBackend", "State", "System", "WorkerGroup", "WorkerGroupStats",
+    "__version__", "create_backend", "open_system",
 ]  # fmt: skip

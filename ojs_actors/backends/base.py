@@ -178,6 +178,10 @@ def conflicting_holder(job: Job, holder: Job | None) -> Job | None:
     return holder
 
 
+def duplicate_id(job: Job) -> Duplicate:
+    return Duplicate(f"A job with id {job.id} already exists.", details={"job_id": job.id})
+
+
 def plan_inserts(
     jobs: Sequence[Job],
     job_exists: Callable[[str], bool],
@@ -195,9 +199,7 @@ def plan_inserts(
     planned: list[Job | Deduplicated | OJSError] = []
     for job in jobs:
         if job.id in seen or job_exists(job.id):
-            planned.append(
-                Duplicate(f"A job with id {job.id} already exists.", details={"job_id": job.id})
-            )
+            planned.append(duplicate_id(job))
             continue
         seen.add(job.id)
         holder = None

@@ -2,22 +2,121 @@
 
 Everything lives in this process's memory; every method runs without an
 ``await`` in its body, so each call is atomic under trio's cooperative
-scheduling. Indexes use lazy deletion: heap entries carry the job version they
-were made for and are dropped when that version is no longer current.
+scheduling. Indexes use lazy deletion: entries carry the job version (or ready
+``seq``) they were made for and are dropped when that is no longer current.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import count
 from typing import Any
 
 from ..core import Job, OJSError, State, lifecycle
-from .base import Deduplicated, EventFilter, plan_inserts, replaced_by, timers_of
+from .base import (
+    Deduplicated,
+    EventFilter,
+    duplicate_id,
+    plan_inserts,
+    replaced_by,
+    timers_of,
+)
 
 EVENT_LOG_SIZE = 10_000
+
+Timer = tuple[int, str, int]
+"""``(due, job id, job version)``."""
+
+
+class ReadyOrder:
+    """The available jobs of one queue in ready order: highest priority first, then FIFO.
+
+    One FIFO lane of ``(seq, job id)`` per priority: ``seq`` grows with every job made
+    available, so appending keeps each lane in order and a claim pops in O(1)."""
+
+    __slots__ = ("_lanes", "_order")
+
+    def __init__(self) -> None:
+        self._lanes: dict[int, deque[tuple[int, str]]] = {}
+        self._order: list[int] = []  # the lanes' priorities, negated, ascending
+
+    def push(self, priority: int, seq: int, job_id: str) -> None:
+        lane = self._lanes.get(priority)
+        if lane is None:
+            lane = self._lanes[priority] = deque()
+            bisect.insort(self._order, -priority)
+        lane.append((seq, job_id))
+
+    def pop(self) -> tuple[int, str] | None:
+        """The first entry, or ``None``; it may be stale (check the job's ``seq``)."""
+        while self._order:
+            lane = self._lanes[-self._order[0]]
+            if lane:
+                return lane.popleft()
+            del self._lanes[-self._order.pop(0)]
+        return None
+
+
+class TimerIndex:
+    """Job timers, earliest first, with lazy deletion of stale versions.
+
+    Most timers are leases, due one visibility timeout after their claim, so for each
+    timeout they arrive in due order: those go in a FIFO lane per timeout (O(1) in and
+    out); any timer that would break a lane's order goes in one heap."""
+
+    __slots__ = ("_heap", "_lanes")
+
+    def __init__(self) -> None:
+        self._heap: list[Timer] = []
+        self._lanes: dict[int, deque[Timer]] = {}
+
+    def add(self, timer: Timer, lane_key: int | None = None) -> None:
+        if lane_key is not None:
+            lane = self._lanes.get(lane_key)
+            if lane is None:
+                lane = self._lanes[lane_key] = deque()
+            if not lane or lane[-1][0] <= timer[0]:
+                lane.append(timer)
+                return
+        heapq.heappush(self._heap, timer)
+
+    def _first(self, is_current: Callable[[str, int], bool]) -> deque[Timer] | list[Timer] | None:
+        """The lane (or the heap) holding the earliest current timer, stale heads dropped."""
+        best: deque[Timer] | list[Timer] | None = None
+        heap = self._heap
+        while heap and not is_current(heap[0][1], heap[0][2]):
+            heapq.heappop(heap)
+        if heap:
+            best = heap
+        for key, lane in list(self._lanes.items()):
+            while lane and not is_current(lane[0][1], lane[0][2]):
+                lane.popleft()
+            if not lane:
+                del self._lanes[key]
+            elif best is None or lane[0][0] < best[0][0]:
+                best = lane
+        return best
+
+    def earliest(self, is_current: Callable[[str, int], bool]) -> int | None:
+        first = self._first(is_current)
+        return first[0][0] if first is not None else None
+
+    def take_due(self, now: int, limit: int, is_current: Callable[[str, int], bool]) -> list[Timer]:
+        """Remove and return current timers due at or before ``now`` (at most ``limit``
+        different jobs), earliest first; put back with :meth:`add` those still wanted."""
+        taken: list[Timer] = []
+        jobs: set[str] = set()
+        while len(jobs) < limit:
+            first = self._first(is_current)
+            if first is None or first[0][0] > now:
+                break
+            timer = heapq.heappop(first) if isinstance(first, list) else first.popleft()
+            taken.append(timer)
+            jobs.add(timer[1])
+        return taken
 
 
 class MemoryBackend:
@@ -29,8 +128,8 @@ class MemoryBackend:
 
     def _clear(self) -> None:
         self._jobs: dict[str, Job] = {}
-        self._ready: dict[str, list[tuple[int, int, str]]] = {}
-        self._timers: list[tuple[int, str, int]] = []
+        self._ready: dict[str, ReadyOrder] = {}
+        self._timers = TimerIndex()
         self._dead_letter: dict[str, None] = {}
         self._unique: dict[str, str] = {}
         self._counts: dict[str, dict[State, int]] = {}
@@ -51,18 +150,24 @@ class MemoryBackend:
     # -- indexing ----------------------------------------------------------------
 
     def _store(self, job: Job, previous: Job | None) -> None:
+        state = job.state
         counts = self._counts.setdefault(job.queue, {})
         if previous is not None:
             counts[previous.state] -= 1
             if previous.state is State.DISCARDED and previous.dead_letter:
                 self._dead_letter.pop(job.id, None)
-        counts[job.state] = counts.get(job.state, 0) + 1
-        if job.state is State.AVAILABLE:
+        counts[state] = counts.get(state, 0) + 1
+        if state is State.AVAILABLE:
             job.seq = next(self._seq)
-            heapq.heappush(self._ready.setdefault(job.queue, []), (-job.priority, job.seq, job.id))
+            ready = self._ready.get(job.queue)
+            if ready is None:
+                ready = self._ready[job.queue] = ReadyOrder()
+            ready.push(job.priority, job.seq, job.id)
+        lease = job.lease_expires_at if state is State.ACTIVE else None
         for due in timers_of(job):
-            heapq.heappush(self._timers, (due, job.id, job.version))
-        if job.state is State.DISCARDED and job.dead_letter:
+            lane = job.visibility_timeout_ms if due == lease else None
+            self._timers.add((due, job.id, job.version), lane)
+        if state is State.DISCARDED and job.dead_letter:
             self._dead_letter[job.id] = None
         self._jobs[job.id] = job
 
@@ -80,8 +185,13 @@ class MemoryBackend:
             if any(isinstance(result, OJSError) for result in planned):
                 return planned
         results: list[Job | Deduplicated | OJSError] = []
+        stored = self._jobs
         for job in jobs:
-            [decision] = plan_inserts([job], self._jobs.__contains__, self._key_holder)
+            decision: Job | Deduplicated | OJSError
+            if job.unique_key is None:  # only the id can conflict
+                decision = duplicate_id(job) if job.id in stored else job
+            else:
+                [decision] = plan_inserts([job], stored.__contains__, self._key_holder)
             if isinstance(decision, Job):
                 if job.unique_key is not None:
                     holder = self._key_holder(job.unique_key)
@@ -117,8 +227,11 @@ class MemoryBackend:
         ready = self._ready.get(queue)
         claimed: list[Job] = []
         expired: list[Job] = []
-        while ready and len(claimed) < count:
-            _, seq, job_id = heapq.heappop(ready)
+        while ready is not None and len(claimed) < count:
+            entry = ready.pop()
+            if entry is None:
+                break
+            seq, job_id = entry
             job = self._jobs.get(job_id)
             if job is None or job.state is not State.AVAILABLE or job.seq != seq:
                 continue
@@ -133,28 +246,15 @@ class MemoryBackend:
         return claimed, expired
 
     async def due_jobs(self, now: int, limit: int) -> list[Job]:
-        due: list[Job] = []
-        keep: list[tuple[int, str, int]] = []
-        seen: set[str] = set()
-        timers = self._timers
-        while timers and timers[0][0] <= now and len(due) < limit:
-            entry = heapq.heappop(timers)
-            _, job_id, version = entry
-            if not self._timer_is_current(job_id, version):
-                continue
-            keep.append(entry)
-            if job_id not in seen:
-                seen.add(job_id)
-                due.append(self._jobs[job_id])
-        for entry in keep:
-            heapq.heappush(timers, entry)
-        return due
+        taken = self._timers.take_due(now, limit, self._timer_is_current)
+        due: dict[str, Job] = {}
+        for timer in taken:
+            self._timers.add(timer)  # still the job's timer until the job changes
+            due.setdefault(timer[1], self._jobs[timer[1]])
+        return list(due.values())
 
     async def next_due_at(self) -> int | None:
-        timers = self._timers
-        while timers and not self._timer_is_current(timers[0][1], timers[0][2]):
-            heapq.heappop(timers)
-        return timers[0][0] if timers else None
+        return self._timers.earliest(self._timer_is_current)
 
     async def count_jobs(self, queue: str) -> dict[State, int]:
         return {state: n for state, n in self._counts.get(queue, {}).items() if n}

@@ -3,9 +3,11 @@
 from .clock import Clock, trio_wall_clock
 from .queue_actor import QueueActor
 from .scheduler import Scheduler
+from .settle import Ack, Nack, Outcome
 from .system import Heartbeat, Settings, System, open_system
+from .worker_group import Handler, WorkerGroup, WorkerGroupStats
 
 __all__ = [
-    "Clock", "Heartbeat", "QueueActor", "Scheduler", "Settings", "System", "open_system",
-    "trio_wall_clock",
+    "Ack", "Clock", "Handler", "Heartbeat", "Nack", "Outcome", "QueueActor", "Scheduler",
+    "Settings", "System", "WorkerGroup", "WorkerGroupStats", "open_system", "trio_wall_clock",
 ]  # fmt: skip

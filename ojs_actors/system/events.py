@@ -31,24 +31,30 @@ def _event(kind: str, job: Job, now: int, data: dict[str, Any]) -> dict[str, Any
 def lifecycle_events(before: State | None, job: Job, now: int) -> list[dict[str, Any]]:
     """The events a job's move from ``before`` (``None``: just created) to its state emits."""
     state = job.state
+    # The three moves of every job are written out in full: they run once per job each.
     if state is State.AVAILABLE:
-        return [_event("job.enqueued", job, now, {"priority": job.priority})]
+        data: dict[str, Any] = {
+            "job_id": job.id, "job_type": job.type, "queue": job.queue, "priority": job.priority,
+        }  # fmt: skip
+        return [envelope("job.enqueued", job.id, now, data)]
+    if state is State.ACTIVE:
+        data = {
+            "job_id": job.id, "job_type": job.type, "queue": job.queue,
+            "worker_id": job.worker_id, "attempt": job.attempt,
+        }  # fmt: skip
+        return [envelope("job.started", job.id, now, data)]
+    if state is State.COMPLETED:
+        data = {
+            "job_id": job.id, "job_type": job.type, "queue": job.queue,
+            "attempt": job.attempt, "duration_ms": now - (job.started_at or now),
+        }  # fmt: skip
+        if job.has_result:
+            data["result"] = job.result
+        return [envelope("job.completed", job.id, now, data)]
     if state is State.SCHEDULED:
         return [
             _event("job.scheduled", job, now, {"scheduled_at": format_ms(job.scheduled_at or now)})
         ]
-    if state is State.ACTIVE:
-        return [
-            _event("job.started", job, now, {"worker_id": job.worker_id, "attempt": job.attempt})
-        ]
-    if state is State.COMPLETED:
-        data: dict[str, Any] = {
-            "attempt": job.attempt,
-            "duration_ms": now - (job.started_at or now),
-        }
-        if job.has_result:
-            data["result"] = job.result
-        return [_event("job.completed", job, now, data)]
     if state is State.CANCELLED:
         return [_event("job.cancelled", job, now, {})]
     if state is State.RETRYABLE or (state is State.DISCARDED and before is State.ACTIVE):

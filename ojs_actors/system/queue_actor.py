@@ -53,6 +53,14 @@ class Apply:
 
 
 @dataclass(slots=True)
+class ApplyMany:
+    """Apply lifecycle transitions to many jobs of this queue, each on its own; answered
+    with one ``Job`` (stored) or ``OJSError`` per item, in order."""
+
+    items: Sequence[tuple[str, Transition]]
+
+
+@dataclass(slots=True)
 class SetPaused:
     paused: bool
 
@@ -144,9 +152,9 @@ class QueueActor(Actor):
                 return
         start = 0
         while start < len(batch):
-            kind = type(batch[start].message)
-            end = start
-            while end < len(batch) and type(batch[end].message) is kind:
+            kind = _KIND.get(type(batch[start].message))
+            end = start + 1
+            while end < len(batch) and _KIND.get(type(batch[end].message)) is kind:
                 end += 1
             run = batch[start:end]
             try:
@@ -237,59 +245,83 @@ class QueueActor(Actor):
         return claimed
 
     async def _apply(self, run: Sequence[Envelope]) -> None:
-        pending = list(run)
+        """Every transition of a run of ``Apply``/``ApplyMany`` messages: one read and one
+        compare-and-set write per attempt, whatever the number of jobs."""
+        items: list[tuple[str, Transition]] = []
+        for envelope in run:
+            message = envelope.message
+            if type(message) is ApplyMany:
+                items.extend(message.items)
+            else:
+                items.append((message.job_id, message.transition))
+        results: list[Job | OJSError | None] = [None] * len(items)
+        pending: Sequence[int] = range(len(items))
         for _ in range(MAX_CAS_ATTEMPTS):
             if not pending:
-                return
-            pending = await self._apply_once(pending)
-        for envelope in pending:
-            self._answer(envelope, Conflict(
-                f"Job {envelope.message.job_id} kept changing concurrently; try again.",
-                details={"job_id": envelope.message.job_id},
-            ))  # fmt: skip
+                break
+            pending = await self._apply_once(items, pending, results)
+        for index in pending:
+            job_id = items[index][0]
+            results[index] = Conflict(
+                f"Job {job_id} kept changing concurrently; try again.",
+                details={"job_id": job_id},
+            )
+        position = 0
+        for envelope in run:
+            message = envelope.message
+            if type(message) is ApplyMany:
+                size = len(message.items)
+                if envelope.reply is not None:
+                    envelope.reply.set(results[position : position + size])
+                position += size
+            else:
+                self._answer(envelope, results[position])
+                position += 1
 
-    async def _apply_once(self, run: Sequence[Envelope]) -> list[Envelope]:
-        """One read, one compare-and-set write; returns the envelopes to try again."""
-        ids = list(dict.fromkeys(envelope.message.job_id for envelope in run))
+    async def _apply_once(
+        self,
+        items: Sequence[tuple[str, Transition]],
+        indexes: Sequence[int],
+        results: list[Job | OJSError | None],
+    ) -> list[int]:
+        """One read, one compare-and-set write for the items at ``indexes``; fills in
+        their ``results`` and returns the indexes to try again."""
+        ids = list(dict.fromkeys(items[index][0] for index in indexes))
         current = dict(zip(ids, await self.backend.get_jobs(ids), strict=True))
-        base_version = {job_id: job.version for job_id, job in current.items() if job}
-        before = {job_id: job.state for job_id, job in current.items() if job}
+        base = {job_id: job for job_id, job in current.items() if job is not None}
         now = self.clock()
-        outcome: dict[int, Job | OJSError] = {}
-        for index, envelope in enumerate(run):
-            message: Apply = envelope.message
-            job = current.get(message.job_id)
-            if job is None or job.queue != self.queue:
-                outcome[index] = NotFound(
-                    f"Job '{message.job_id}' not found.",
-                    details={"resource_type": "job", "resource_id": message.job_id},
+        queue = self.queue
+        for index in indexes:
+            job_id, transition = items[index]
+            job = current[job_id]
+            if job is None or job.queue != queue:
+                results[index] = NotFound(
+                    f"Job '{job_id}' not found.",
+                    details={"resource_type": "job", "resource_id": job_id},
                 )
                 continue
             try:
-                current[message.job_id] = message.transition(job, now)
+                job = current[job_id] = transition(job, now)
             except OJSError as error:
-                outcome[index] = error
+                results[index] = error
                 continue
-            outcome[index] = current[message.job_id]
-        changed = [
-            (job, base_version[job_id])
-            for job_id, job in current.items()
-            if job is not None and job_id in base_version and job.version != base_version[job_id]
-        ]
-        stored = dict(
-            zip(
-                [job.id for job, _ in changed], await self.backend.update_jobs(changed), strict=True
-            )
-        )
-        retry: list[Envelope] = []
-        for index, envelope in enumerate(run):
-            result = outcome[index]
-            if isinstance(result, Job) and not stored.get(result.id, False):
-                retry.append(envelope)
-            else:
-                self._answer(envelope, result)
+            results[index] = job
+        changed: list[tuple[Job, Job]] = []  # (new version, stored version it replaces)
+        for job_id, before in base.items():
+            after = current[job_id]
+            if after is not None and after.version != before.version:
+                changed.append((after, before))
+        stored = await self.backend.update_jobs([(job, before.version) for job, before in changed])
+        lost = {job.id for (job, _), ok in zip(changed, stored, strict=True) if not ok}
+        retry = []
+        if lost:
+            for index in indexes:
+                result = results[index]
+                if isinstance(result, Job) and result.id in lost:
+                    retry.append(index)
         await self._after_store(
-            [(before[job.id], job) for job, _ in changed if stored[job.id]], now
+            [(before.state, job) for (job, before), ok in zip(changed, stored, strict=True) if ok],
+            now,
         )
         return retry
 
@@ -310,14 +342,18 @@ class QueueActor(Actor):
             return
         if self.on_change is not None:
             self.on_change(changes)
-        events = []
+        events: list[dict[str, Any]] = []
         ready: set[str] = set()
+        earliest_timer: int | None = None
         for before, job in changes:
-            events.extend(lifecycle_events(before, job, now))
+            events += lifecycle_events(before, job, now)
             if job.state is State.AVAILABLE:
                 ready.add(job.queue)
             for due in timers_of(job):
-                self.signals.timer_added(due)
+                if earliest_timer is None or due < earliest_timer:
+                    earliest_timer = due
+        if earliest_timer is not None:
+            self.signals.timer_added(earliest_timer)
         await self.backend.append_events(events)
         for queue in ready:
             self.signals.notify_ready(queue)
@@ -330,6 +366,10 @@ class QueueActor(Actor):
             envelope.reply.fail(result)
         else:
             envelope.reply.set(result)
+
+
+_KIND: dict[type, type] = {Enqueue: Enqueue, Apply: Apply, ApplyMany: Apply}
+"""Message types batched together by ``receive_batch`` (others are handled one by one)."""
 
 
 # Transitions, bound to their inputs, as QueueActor.Apply expects them.

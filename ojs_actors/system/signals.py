@@ -8,7 +8,7 @@ sharing a networked backend are not signalled; the waiters also poll.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import trio
 
@@ -25,15 +25,17 @@ class Signals:
         if event is not None:
             event.set()
 
+    def ready_event(self, queue: str) -> trio.Event:
+        """Set by the next :meth:`notify_ready` of ``queue``. Take it *before* looking for
+        work, then wait on it if there was none: a notice in between is not missed."""
+        event = self._ready.get(queue)
+        if event is None:
+            event = self._ready[queue] = trio.Event()
+        return event
+
     async def wait_ready(self, queues: Iterable[str]) -> None:
         """Until one of ``queues`` may have ready work (bound it with a cancel scope)."""
-        events = [self._ready.setdefault(queue, trio.Event()) for queue in queues]
-        if len(events) == 1:
-            await events[0].wait()
-            return
-        async with trio.open_nursery() as nursery:
-            for event in events:
-                nursery.start_soon(_set_then_cancel, event, nursery.cancel_scope)
+        await wait_any([self.ready_event(queue) for queue in queues])
 
     def timer_added(self, due_ms: int) -> None:
         """A job now needs attention at ``due_ms``: wake the scheduler if it sleeps past that;
@@ -59,6 +61,19 @@ class Signals:
         """Until a timer sooner than the planned wake is added."""
         await self._timer.wait()
         self._timer = trio.Event()
+
+
+async def wait_any(events: Sequence[trio.Event]) -> None:
+    """Until one of ``events`` is set (at once if one already is)."""
+    if len(events) == 1:
+        await events[0].wait()
+        return
+    if any(event.is_set() for event in events):
+        await trio.lowlevel.checkpoint()
+        return
+    async with trio.open_nursery() as nursery:
+        for event in events:
+            nursery.start_soon(_set_then_cancel, event, nursery.cancel_scope)
 
 
 async def _set_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,18 +57,22 @@ from .cron_actor import (
 )
 from .queue_actor import (
     Apply,
+    ApplyMany,
     Claim,
     Describe,
     Enqueue,
     QueueActor,
     SetPaused,
+    Transition,
     ack_with,
     extend_lease_by,
     fail_with,
     retry_from_dead_letter,
 )
 from .scheduler import Scheduler
-from .signals import Signals
+from .settle import Outcome, transition_of
+from .signals import Signals, wait_any
+from .worker_group import Handler, WorkerGroup, run_worker_group
 from .workflow_actor import (
     CancelWorkflow,
     Notice,
@@ -246,10 +250,12 @@ class System:
             ) from error
 
     def _remember(self, job: Job) -> None:
-        self._queue_of[job.id] = job.queue
-        self._queue_of.move_to_end(job.id)
-        if len(self._queue_of) > QUEUE_CACHE_SIZE:
-            self._queue_of.popitem(last=False)
+        """Cache the job's queue (it never changes), so acks find its actor without a read."""
+        queue_of = self._queue_of
+        if job.id not in queue_of:
+            queue_of[job.id] = job.queue
+            if len(queue_of) > QUEUE_CACHE_SIZE:
+                queue_of.popitem(last=False)
 
     async def _queue_of_job(self, job_id: str) -> str:
         queue = self._queue_of.get(job_id)
@@ -267,6 +273,37 @@ class System:
     async def _apply(self, job_id: str, transition: Any) -> Job:
         job: Job = await self._ask(await self._queue_of_job(job_id), Apply(job_id, transition))
         return job
+
+    async def _apply_many(self, items: Sequence[tuple[str, Transition]]) -> list[Job | OJSError]:
+        """Apply transitions to many jobs, each on its own: one ask per queue involved.
+        Per item, in order, the stored job or the error that kept it from changing."""
+        answers: list[Job | OJSError | None] = [None] * len(items)
+        by_queue: dict[str, list[int]] = {}
+        unknown: list[int] = []
+        queue_of = self._queue_of
+        for position, (job_id, _) in enumerate(items):
+            queue = queue_of.get(job_id)
+            if queue is None:
+                unknown.append(position)
+            else:
+                by_queue.setdefault(queue, []).append(position)
+        if unknown:
+            found = await self.backend.get_jobs([items[position][0] for position in unknown])
+            for position, job in zip(unknown, found, strict=True):
+                if job is None:
+                    answers[position] = _job_not_found(items[position][0])
+                else:
+                    self._remember(job)
+                    by_queue.setdefault(job.queue, []).append(position)
+        for queue, positions in by_queue.items():
+            message = ApplyMany([items[position] for position in positions])
+            try:
+                results = await self._ask(queue, message)
+            except OJSError as error:  # the actor restarted or the backend is away
+                results = [error] * len(positions)
+            for position, result in zip(positions, results, strict=True):
+                answers[position] = result
+        return answers  # type: ignore[return-value]  # every position is filled in
 
     # -- producers ----------------------------------------------------------------------
 
@@ -327,6 +364,9 @@ class System:
             self._workers_seen[worker_id] = self.clock()
         deadline = trio.current_time() + wait
         while True:
+            # Take the wake-up events before claiming: work stored while the claim is in
+            # flight sets them, so the wait below cannot miss it.
+            ready = [self.signals.ready_event(queue) for queue in queues] if wait > 0 else []
             claimed: list[Job] = []
             for queue in queues:
                 if len(claimed) >= count:
@@ -342,7 +382,64 @@ class System:
                 return claimed
             remaining = deadline - trio.current_time()
             with trio.move_on_after(min(remaining, self.settings.poll_interval)):
-                await self.signals.wait_ready(queues)
+                await wait_any(ready)
+
+    async def settle_many(self, outcomes: Sequence[Outcome]) -> list[Job | OJSError]:
+        """Ack and nack many claimed jobs in one go: one ask per queue, applied by its
+        QueueActor in one backend write. Each outcome succeeds or fails on its own; the
+        answer holds, in order, the stored job or the error (nothing is raised for one
+        job's failure, e.g. :class:`Conflict` for a job cancelled meanwhile)."""
+        items: list[tuple[str, Transition]] = []
+        invalid: dict[int, OJSError] = {}
+        for position, outcome in enumerate(outcomes):
+            try:
+                items.append((outcome.job_id, transition_of(outcome)))
+            except OJSError as error:
+                invalid[position] = error
+        if not invalid:
+            return await self._apply_many(items)
+        applied = iter(await self._apply_many(items))
+        return [invalid.get(position) or next(applied) for position in range(len(outcomes))]
+
+    async def extend_leases(
+        self, job_ids: Sequence[str], *, visibility_timeout_ms: int | None = None
+    ) -> list[Job | OJSError]:
+        """Push out the lease deadlines of active jobs (each by its own visibility
+        timeout, or by ``visibility_timeout_ms``), in one ask per queue."""
+        extend = extend_lease_by(visibility_timeout_ms)
+        return await self._apply_many([(job_id, extend) for job_id in job_ids])
+
+    def worker_group(
+        self,
+        queues: Sequence[str],
+        handlers: Mapping[str, Handler],
+        *,
+        concurrency: int = 16,
+        batch_size: int = 100,
+        worker_id: str | None = None,
+        visibility_timeout_ms: int | None = None,
+        grace_period: float = 30.0,
+        heartbeat_interval: float = 30.0,
+        on_settled: Callable[[Sequence[Job]], None] | None = None,
+    ) -> AbstractAsyncContextManager[WorkerGroup]:
+        """Run ``handlers`` (job type -> ``async def handler(job)``) on jobs of ``queues``
+        in this process while the returned context is open; leaving it stops the group
+        gracefully. The options are explained at
+        :class:`~ojs_actors.system.worker_group.WorkerGroup`."""
+        return run_worker_group(
+            WorkerGroup(
+                self,
+                queues,
+                handlers,
+                concurrency=concurrency,
+                batch_size=batch_size,
+                worker_id=worker_id,
+                visibility_timeout_ms=visibility_timeout_ms,
+                grace_period=grace_period,
+                heartbeat_interval=heartbeat_interval,
+                on_settled=on_settled,
+            )
+        )
 
     async def ack(self, job_id: str, result: Any = NO_RESULT) -> Job:
         has_result = result is not NO_RESULT
@@ -368,12 +465,20 @@ class System:
         worker should be in (``running``, ``quiet``, ``terminate``)."""
         self._workers_seen[worker_id] = self.clock()
         beat = Heartbeat(state=self._worker_states.get(worker_id, "running"))
-        for job_id in dict.fromkeys(job_ids):
-            try:
-                job = await self._apply(job_id, extend_lease_by(visibility_timeout_ms))
-            except OJSError:
-                [job_or_none] = await self.backend.get_jobs([job_id])
-                if job_or_none is not None and job_or_none.state.value == "cancelled":
+        ids = list(dict.fromkeys(job_ids))
+        if not ids:
+            return beat
+        results = await self.extend_leases(ids, visibility_timeout_ms=visibility_timeout_ms)
+        refused = [
+            job_id for job_id, job in zip(ids, results, strict=True) if not isinstance(job, Job)
+        ]
+        gone = (
+            dict(zip(refused, await self.backend.get_jobs(refused), strict=True)) if refused else {}
+        )
+        for job_id, job in zip(ids, results, strict=True):
+            if not isinstance(job, Job):
+                stored = gone[job_id]
+                if stored is not None and stored.state is State.CANCELLED:
                     beat.jobs_cancelled.append(job_id)
                 continue
             beat.jobs_extended.append(job_id)
@@ -635,6 +740,12 @@ class System:
         self._queue_of.clear()
         self._worker_states.clear()
         self._workers_seen.clear()
+
+
+def _job_not_found(job_id: str) -> NotFound:
+    return NotFound(
+        f"Job '{job_id}' not found.", details={"resource_type": "job", "resource_id": job_id}
+    )
 
 
 def _cron_not_found(name: str) -> NotFound:

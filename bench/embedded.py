@@ -1,0 +1,181 @@
+"""Scenario 3: the no-op lifecycle of :mod:`bench._workload`, embedded (no HTTP).
+
+The system runs in this process: jobs are enqueued with ``System.enqueue_batch``
+(chunks of ``enqueue_chunk`` requests), then one worker group
+(``System.worker_group``) runs a no-op handler on them; its outcomes are stored in
+batches. The process phase ends when the last job's ack is stored. The latency
+phase enqueues single jobs (``System.enqueue``) carrying their enqueue time while
+the group keeps running.
+
+    python -m bench.embedded --backend memory --jobs 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from ojs_actors import Job, State, System, create_backend, open_system
+
+from ._results import percentile
+from ._workload import JOB_TYPE, LATENCY_GAP_S, QUEUE, LifecycleResult
+
+DEFAULT_CONCURRENCY = 16
+DEFAULT_BATCH_SIZE = 100
+DEFAULT_ENQUEUE_CHUNK = 1000
+GRACE_PERIOD_S = 5.0
+
+
+class _Progress:
+    """What the worker group has done so far."""
+
+    def __init__(self, jobs: int, latency_jobs: int) -> None:
+        self.jobs = jobs
+        self.latency_jobs = latency_jobs
+        self.completed = 0
+        self.last_completion = 0.0
+        self.all_completed = trio.Event()
+        self.latencies: list[float] = []
+        self.all_latencies = trio.Event()
+        if jobs == 0:
+            self.all_completed.set()
+        if latency_jobs == 0:
+            self.all_latencies.set()
+
+    async def handle(self, job: Job) -> None:
+        """The no-op handler: latency-phase jobs carry their enqueue time."""
+        first = job.args[0] if job.args else None
+        if isinstance(first, dict):
+            self.latencies.append(time.time() - float(first["enqueued_at"]))
+            if len(self.latencies) >= self.latency_jobs:
+                self.all_latencies.set()
+
+    def settled(self, jobs: Sequence[Job]) -> None:
+        """Acks stored: the process phase counts bulk-phase jobs once completed."""
+        done = sum(
+            1 for job in jobs if job.state is State.COMPLETED and not isinstance(job.args[0], dict)
+        )
+        if done:
+            self.completed += done
+            self.last_completion = time.perf_counter()
+            if self.completed >= self.jobs:
+                self.all_completed.set()
+
+
+async def _enqueue_all(system: System, jobs: int, chunk_size: int) -> None:
+    for first in range(0, jobs, chunk_size):
+        chunk = [
+            {"type": JOB_TYPE, "args": [index], "options": {"queue": QUEUE}}
+            for index in range(first, min(jobs, first + chunk_size))
+        ]
+        await system.enqueue_batch(chunk)
+
+
+async def _enqueue_latency_jobs(system: System, count: int) -> None:
+    for _ in range(count):
+        job = {
+            "type": JOB_TYPE,
+            "args": [{"enqueued_at": time.time()}],
+            "options": {"queue": QUEUE},
+        }
+        await system.enqueue(job)
+        await trio.sleep(LATENCY_GAP_S)
+
+
+async def embedded_lifecycle(
+    backend: str,
+    options: dict[str, Any],
+    jobs: int,
+    latency_jobs: int,
+    *,
+    timeout_s: float = 120.0,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    enqueue_chunk: int = DEFAULT_ENQUEUE_CHUNK,
+    subject: str | None = None,
+) -> LifecycleResult:
+    """Run the three phases on a fresh system over ``backend`` (``create_backend``
+    name and options), each bounded by what is left of ``timeout_s``. A run that
+    times out reports what it completed."""
+    deadline = trio.current_time() + timeout_s
+    progress = _Progress(jobs, latency_jobs)
+    enqueue_per_s = process_per_s = math.nan
+    async with open_system(create_backend(backend, **options)) as system:
+        with trio.move_on_at(deadline):
+            started = time.perf_counter()
+            await _enqueue_all(system, jobs, enqueue_chunk)
+            enqueue_per_s = jobs / (time.perf_counter() - started)
+        if not math.isnan(enqueue_per_s):
+            started = time.perf_counter()
+            async with system.worker_group(
+                [QUEUE],
+                {JOB_TYPE: progress.handle},
+                concurrency=concurrency,
+                batch_size=batch_size,
+                grace_period=GRACE_PERIOD_S,
+                on_settled=progress.settled,
+            ):
+                with trio.move_on_at(deadline):
+                    await progress.all_completed.wait()
+                    if jobs:
+                        process_per_s = jobs / (progress.last_completion - started)
+                    await _enqueue_latency_jobs(system, latency_jobs)
+                    await progress.all_latencies.wait()
+    latencies = sorted(progress.latencies)
+    return LifecycleResult(
+        subject=subject or f"ojs-actors embedded ({backend})",
+        jobs=jobs,
+        completed=progress.completed,
+        enqueue_per_s=enqueue_per_s,
+        process_per_s=process_per_s,
+        latency_jobs=len(latencies),
+        latency_p50_ms=percentile(latencies, 50) * 1000,
+        latency_p99_ms=percentile(latencies, 99) * 1000,
+        settings=(
+            f"enqueue: System.enqueue_batch x{enqueue_chunk}; one worker group in the same "
+            f"process: concurrency {concurrency}, batch size {batch_size}, acks stored in "
+            f"batches (System.settle_many path); backend {backend}"
+        ),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="memory", choices=["memory", "sqlite", "redis"])
+    parser.add_argument("--path", help="sqlite: the database file (fresh one recommended)")
+    parser.add_argument("--url", help="redis: redis://127.0.0.1:PORT/DB (flushed beforehand)")
+    parser.add_argument("--jobs", type=int, default=50_000)
+    parser.add_argument("--latency-jobs", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--enqueue-chunk", type=int, default=DEFAULT_ENQUEUE_CHUNK)
+    parser.add_argument("--timeout", type=float, default=120.0)
+    args = parser.parse_args(argv)
+    options: dict[str, Any] = {}
+    if args.path:
+        options["path"] = args.path
+    if args.url:
+        options["url"] = args.url
+    result = trio.run(
+        lambda: embedded_lifecycle(
+            args.backend,
+            options,
+            args.jobs,
+            args.latency_jobs,
+            timeout_s=args.timeout,
+            concurrency=args.concurrency,
+            batch_size=args.batch_size,
+            enqueue_chunk=args.enqueue_chunk,
+        )
+    )
+    print(json.dumps(result.as_dict()))
+
+
+if __name__ == "__main__":
+    main()
