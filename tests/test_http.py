@@ -93,9 +93,13 @@ async def system() -> AsyncIterator[System]:
         yield opened
 
 
-@pytest.fixture
-def make_client(system: System) -> Callable[..., Any]:
+@pytest.fixture(params=[True, False], ids=["direct", "quart"])
+def make_client(system: System, request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """Clients of the app as served (hot endpoints on the direct path), and of the app with
+    Quart serving everything: both must answer alike."""
+
     def make(**settings: Any) -> Any:
+        settings.setdefault("direct_routes", request.param)
         return create_app(system, HttpSettings(**settings)).test_client()
 
     return make

@@ -15,18 +15,11 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from ..core import (
-    SPEC_VERSION,
-    InternalError,
-    InvalidRequest,
-    NotFound,
-    OJSError,
-    PayloadTooLarge,
-    new_id,
-)
+from ..core import SPEC_VERSION, InternalError, OJSError
 from ..system import System
 from . import routes
-from .wire import MEDIA_TYPE, error_response, request_id
+from .direct import DirectRoutes
+from .wire import MEDIA_TYPE, choose_request_id, error_response, http_error_to_ojs, request_id
 
 log = logging.getLogger("ojs_actors.http")
 
@@ -37,6 +30,9 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 class HttpSettings:
     allow_reset: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    direct_routes: bool = True
+    """Serve the hot endpoints without Quart's per-request machinery (see :mod:`.direct`);
+    off, Quart serves them like every other route, with the same answers."""
 
 
 def create_app(system: System, settings: HttpSettings | None = None) -> QuartTrio:
@@ -51,8 +47,7 @@ def create_app(system: System, settings: HttpSettings | None = None) -> QuartTri
 
     @app.before_request
     async def assign_request_id() -> None:
-        supplied = request.headers.get("X-Request-Id")
-        g.request_id = supplied if supplied and len(supplied) <= 200 else f"req_{new_id()}"
+        g.request_id = choose_request_id(request.headers.get("X-Request-Id"))
 
     @app.after_request
     async def standard_headers(response: Response) -> Response:
@@ -68,27 +63,11 @@ def create_app(system: System, settings: HttpSettings | None = None) -> QuartTri
 
     @app.errorhandler(HTTPException)
     async def on_http_error(error: HTTPException) -> Response:
-        status = error.code or 500
-        if status == 413:
-            ojs: OJSError = PayloadTooLarge(
-                f"The request body exceeds the maximum of {settings.max_body_bytes} bytes.",
-                details={"max_bytes": settings.max_body_bytes},
-            )
-        elif status == 404:
-            ojs = NotFound(
-                f"No such endpoint: {request.method} {request.path}.",
-                details={"path": request.path},
-            )
-        elif status == 405:
-            ojs = InvalidRequest(
-                f"Method {request.method} is not allowed on {request.path}.",
-                details={"path": request.path, "method": request.method},
-            )
-        else:
-            ojs = InvalidRequest(error.description or "Bad request.", details={"status": status})
+        ojs, status = http_error_to_ojs(
+            error, request.method, request.path, settings.max_body_bytes
+        )
         response = error_response(ojs)
-        if status == 405:
-            response.status_code = 405
+        response.status_code = status
         return response
 
     @app.errorhandler(Exception)
@@ -98,4 +77,12 @@ def create_app(system: System, settings: HttpSettings | None = None) -> QuartTri
             InternalError("The server hit an unexpected error; it has been logged.")
         )
 
+    if settings.direct_routes:
+        app.asgi_app = DirectRoutes(  # type: ignore[method-assign]
+            app.asgi_app,
+            system,
+            routes.DIRECT,
+            max_body_bytes=settings.max_body_bytes,
+            body_timeout=app.config["BODY_TIMEOUT"],
+        )
     return app

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from quart import Response, current_app, g, request
+from quart import Blueprint, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
 
-from ..core import InvalidPayload, InvalidRequest, OJSError, new_id
+from ..core import InvalidPayload, InvalidRequest, NotFound, OJSError, PayloadTooLarge, new_id
 from ..system import System
 
 MEDIA_TYPE = "application/openjobspec+json"
@@ -16,6 +19,52 @@ ACCEPTED_MEDIA_TYPES = (MEDIA_TYPE, "application/json")
 MAX_JSON_DEPTH = 64
 """Nesting limit of request bodies (ojs-json-format §13.5 recommends enforcing one): far
 below the interpreter's recursion limit, which encoding a reply must not run into."""
+MAX_REQUEST_ID_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class JsonReply:
+    """What a JSON endpoint answers, before either serving path renders it."""
+
+    body: dict[str, Any]
+    status: int = 200
+    headers: dict[str, str] | None = None
+
+
+JsonHandler = Callable[[System, dict[str, Any]], Awaitable[JsonReply]]
+
+
+JsonPredicate = Callable[[dict[str, Any]], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class JsonRoute:
+    """A ``POST`` endpoint that takes the request's JSON object and answers a :class:`JsonReply`.
+
+    It is a Quart route like any other, and :mod:`.direct` serves it without Quart too.
+    """
+
+    path: str
+    handle: JsonHandler
+    may_wait: JsonPredicate | None = None
+    """Whether a request body asks to wait (a long poll). The direct path cancels such a
+    request when its client goes away, as Quart does with every request."""
+
+
+def json_post(
+    blueprint: Blueprint, path: str, *, may_wait: JsonPredicate | None = None
+) -> Callable[[JsonHandler], JsonRoute]:
+    """Register a :data:`JsonHandler` as the Quart route ``POST path``; the route, to list in
+    :data:`~ojs_actors.http.routes.DIRECT` so the direct path serves it too."""
+
+    def register(handle: JsonHandler) -> JsonRoute:
+        async def view() -> Response:
+            return reply_response(await handle(ojs_system(), await json_body()))
+
+        blueprint.add_url_rule(path, handle.__name__, view, methods=["POST"])
+        return JsonRoute(path, handle, may_wait)
+
+    return register
 
 
 def ojs_system() -> System:
@@ -33,6 +82,10 @@ def ojs_response(
     return response
 
 
+def reply_response(reply: JsonReply) -> Response:
+    return ojs_response(reply.body, reply.status, reply.headers)
+
+
 def error_response(error: OJSError) -> Response:
     return ojs_response(error.to_wire(request_id=request_id()), error.status)
 
@@ -42,21 +95,57 @@ def request_id() -> str:
     return rid
 
 
+def choose_request_id(supplied: str | None) -> str:
+    """The client's ``X-Request-Id`` if it sent a usable one, else a new one."""
+    if supplied and len(supplied) <= MAX_REQUEST_ID_LENGTH:
+        return supplied
+    return f"req_{new_id()}"
+
+
+def http_error_to_ojs(
+    error: HTTPException, method: str, path: str, max_body_bytes: int
+) -> tuple[OJSError, int]:
+    """The OJS error standing for a framework error, and the status to answer it with."""
+    status = error.code or 500
+    if status == 413:
+        ojs: OJSError = PayloadTooLarge(
+            f"The request body exceeds the maximum of {max_body_bytes} bytes.",
+            details={"max_bytes": max_body_bytes},
+        )
+    elif status == 404:
+        ojs = NotFound(f"No such endpoint: {method} {path}.", details={"path": path})
+    elif status == 405:
+        ojs = InvalidRequest(
+            f"Method {method} is not allowed on {path}.",
+            details={"path": path, "method": method},
+        )
+    else:
+        ojs = InvalidRequest(error.description or "Bad request.", details={"status": status})
+    return ojs, 405 if status == 405 else ojs.status
+
+
 async def json_body() -> dict[str, Any]:
     """The request body as a JSON object, or the OJS error saying why it is not one."""
-    content_type = (request.mimetype or "").lower()
-    if content_type and content_type not in ACCEPTED_MEDIA_TYPES:
-        raise InvalidRequest(
-            f"Unsupported Content-Type '{content_type}'; send {MEDIA_TYPE}.",
-            details={"content_type": content_type, "supported": list(ACCEPTED_MEDIA_TYPES)},
-        )
+    check_media_type(request.mimetype)
     raw: bytes = await request.get_data(as_text=False)  # type: ignore[assignment]
+    return parse_json_object(raw)
+
+
+def check_media_type(mimetype: str) -> None:
+    """Refuse a body whose (lowercased, parameterless) Content-Type is not JSON."""
+    if mimetype and mimetype not in ACCEPTED_MEDIA_TYPES:
+        raise InvalidRequest(
+            f"Unsupported Content-Type '{mimetype}'; send {MEDIA_TYPE}.",
+            details={"content_type": mimetype, "supported": list(ACCEPTED_MEDIA_TYPES)},
+        )
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A request body as a JSON object; an empty body is an empty object."""
     if not raw:
         return {}
     try:
-        body = json.loads(
-            raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float
-        )
+        body = _decode_json(raw.decode("utf-8"))
     except (ValueError, RecursionError) as error:
         # ValueError covers bad UTF-8, bad JSON, NaN/Infinity and over-long integer
         # literals; RecursionError, nesting deeper than the parser can follow.
@@ -69,7 +158,10 @@ async def json_body() -> dict[str, Any]:
         raise InvalidRequest(
             "The request body must be a JSON object.", details={"received": type(body).__name__}
         )
-    if _nesting_exceeds(body, MAX_JSON_DEPTH):
+    # Fewer brackets than the limit cannot nest deeper than it: skip the walk.
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and _nesting_exceeds(
+        body, MAX_JSON_DEPTH
+    ):
         raise InvalidPayload(
             f"The request body is nested more than {MAX_JSON_DEPTH} levels deep.",
             details={"max_depth": MAX_JSON_DEPTH},
@@ -77,20 +169,23 @@ async def json_body() -> dict[str, Any]:
     return body
 
 
+def render_json(body: dict[str, Any]) -> bytes:
+    return json.dumps(body).encode()
+
+
 def _nesting_exceeds(value: Any, limit: int) -> bool:
-    """Whether arrays/objects nest deeper than ``limit`` (iteratively: no recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
+    """Whether arrays/objects nest deeper than ``limit`` (level by level: no recursion)."""
+    level: list[Any] = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children)
+        deeper: list[Any] = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            deeper.extend(child for child in children if isinstance(child, dict | list))
+        level = deeper
     return False
 
 
@@ -103,6 +198,16 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"number {text} is out of range")
     return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def _decode_json(text: str) -> Any:
+    """``json.loads`` with our hooks, without building a decoder per call."""
+    if text.startswith("\ufeff"):  # as json.loads words it
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    return _DECODER.decode(text)
 
 
 def job_id_of(body: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from quart import Blueprint
 
+from ..wire import JsonRoute
 from . import admin, cron, dead_letter, events, jobs, queues, system, workers, workflows
 
 PUBLIC: tuple[Blueprint, ...] = (
@@ -16,5 +17,13 @@ PUBLIC: tuple[Blueprint, ...] = (
 )
 RESET: Blueprint = admin.blueprint
 """Registered only when the server runs with ``--allow-reset``."""
+DIRECT: tuple[JsonRoute, ...] = (
+    jobs.enqueue,
+    jobs.enqueue_batch,
+    workers.fetch,
+    workers.ack,
+    workers.nack,
+)
+"""The hot endpoints, which :mod:`..direct` serves without Quart's per-request machinery."""
 
-__all__ = ["PUBLIC", "RESET"]
+__all__ = ["DIRECT", "PUBLIC", "RESET"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from quart import Blueprint, Response
 
 from ...core import InvalidRequest, parse_enqueue
-from ..wire import json_body, ojs_response, ojs_system
+from ...system import System
+from ..wire import JsonReply, json_post, ojs_response, ojs_system
 
 blueprint = Blueprint("jobs", __name__)
 
@@ -13,19 +16,18 @@ blueprint = Blueprint("jobs", __name__)
 MAX_BATCH = 10_000
 
 
-@blueprint.post("/ojs/v1/jobs")
-async def enqueue() -> Response:
-    system = ojs_system()
-    submitted = parse_enqueue(await json_body(), system.clock())
+@json_post(blueprint, "/ojs/v1/jobs")
+async def enqueue(system: System, body: dict[str, Any]) -> JsonReply:
+    submitted = parse_enqueue(body, system.clock())
     job = await system.enqueue(submitted)
     if job.id != submitted.id:  # unique policy "ignore": the existing job stands
-        return ojs_response({"job": job.to_wire(), "deduplicated": True})
-    return ojs_response({"job": job.to_wire()}, 201, {"Location": f"/ojs/v1/jobs/{job.id}"})
+        return JsonReply({"job": job.to_wire(), "deduplicated": True})
+    return JsonReply({"job": job.to_wire()}, 201, {"Location": f"/ojs/v1/jobs/{job.id}"})
 
 
-@blueprint.post("/ojs/v1/jobs/batch")
-async def enqueue_batch() -> Response:
-    requests = (await json_body()).get("jobs")
+@json_post(blueprint, "/ojs/v1/jobs/batch")
+async def enqueue_batch(system: System, body: dict[str, Any]) -> JsonReply:
+    requests = body.get("jobs")
     if not isinstance(requests, list) or not requests:
         raise InvalidRequest(
             "'jobs' is required: a non-empty array of jobs.", details={"field": "jobs"}
@@ -35,8 +37,8 @@ async def enqueue_batch() -> Response:
             f"A batch may hold at most {MAX_BATCH} jobs.",
             details={"field": "jobs", "count": len(requests), "maximum": MAX_BATCH},
         )
-    jobs = await ojs_system().enqueue_batch(requests)
-    return ojs_response({"jobs": [job.to_wire() for job in jobs], "count": len(jobs)}, 201)
+    jobs = await system.enqueue_batch(requests)
+    return JsonReply({"jobs": [job.to_wire() for job in jobs], "count": len(jobs)}, 201)
 
 
 @blueprint.get("/ojs/v1/jobs/<job_id>")

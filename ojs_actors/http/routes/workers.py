@@ -8,7 +8,16 @@ from quart import Blueprint, Response
 
 from ...core import NO_RESULT, InvalidRequest, Job, format_ms, parse_queue_name
 from ...core.timefmt import MAX_DURATION_MS
-from ..wire import job_id_of, json_body, ojs_response, ojs_system, optional_int
+from ...system import System
+from ..wire import (
+    JsonReply,
+    job_id_of,
+    json_body,
+    json_post,
+    ojs_response,
+    ojs_system,
+    optional_int,
+)
 
 blueprint = Blueprint("workers", __name__)
 
@@ -16,9 +25,12 @@ MAX_FETCH_COUNT = 1000
 MAX_FETCH_WAIT_MS = 30_000
 
 
-@blueprint.post("/ojs/v1/workers/fetch")
-async def fetch() -> Response:
-    body = await json_body()
+def _waits(body: dict[str, Any]) -> bool:
+    return body.get("wait_ms") not in (None, 0)
+
+
+@json_post(blueprint, "/ojs/v1/workers/fetch", may_wait=_waits)
+async def fetch(system: System, body: dict[str, Any]) -> JsonReply:
     queues = body.get("queues")
     if queues is None and isinstance(body.get("queue"), str):
         queues = [body["queue"]]
@@ -33,7 +45,7 @@ async def fetch() -> Response:
     count = optional_int(body, "count", 1, MAX_FETCH_COUNT) or 1
     visibility = optional_int(body, "visibility_timeout_ms", 1, MAX_DURATION_MS)
     wait_ms = optional_int(body, "wait_ms", 0, MAX_FETCH_WAIT_MS) or 0
-    jobs = await ojs_system().fetch(
+    jobs = await system.fetch(
         [parse_queue_name(q, "queues[]") for q in queues],
         count,
         worker_id=worker_id,
@@ -44,19 +56,17 @@ async def fetch() -> Response:
     response: dict[str, Any] = {"jobs": wire}
     if wire:
         response["job"] = wire[0]
-    return ojs_response(response)
+    return JsonReply(response)
 
 
-@blueprint.post("/ojs/v1/workers/ack")
-async def ack() -> Response:
-    body = await json_body()
-    job = await ojs_system().ack(job_id_of(body), body["result"] if "result" in body else NO_RESULT)
-    return ojs_response(_outcome(job, acknowledged=True))
+@json_post(blueprint, "/ojs/v1/workers/ack")
+async def ack(system: System, body: dict[str, Any]) -> JsonReply:
+    job = await system.ack(job_id_of(body), body["result"] if "result" in body else NO_RESULT)
+    return JsonReply(_outcome(job, acknowledged=True))
 
 
-@blueprint.post("/ojs/v1/workers/nack")
-async def nack() -> Response:
-    body = await json_body()
+@json_post(blueprint, "/ojs/v1/workers/nack")
+async def nack(system: System, body: dict[str, Any]) -> JsonReply:
     requeue = body.get("requeue", False)
     if not isinstance(requeue, bool):
         raise InvalidRequest("'requeue' must be a boolean.", details={"field": "requeue"})
@@ -65,8 +75,8 @@ async def nack() -> Response:
             "'error' is required: an object with at least a 'message'.",
             details={"field": "error"},
         )
-    job = await ojs_system().nack(job_id_of(body), body.get("error"), requeue=requeue)
-    return ojs_response(_outcome(job))
+    job = await system.nack(job_id_of(body), body.get("error"), requeue=requeue)
+    return JsonReply(_outcome(job))
 
 
 @blueprint.post("/ojs/v1/workers/heartbeat")
