@@ -77,7 +77,7 @@ def test_minimal_job_defaults() -> None:
     assert job.visibility_timeout_ms == DEFAULT_VISIBILITY_TIMEOUT_MS
     assert job.scheduled_at is None
     assert job.expires_at is None
-    assert job.tags == []
+    assert job.tags == ()
     assert job.unique is None
     assert job.schema is None
     assert job.extra == {}
@@ -88,7 +88,7 @@ def test_minimal_job_defaults() -> None:
     assert job.started_at is None
     assert job.completed_at is None
     assert job.error is None
-    assert job.errors == []
+    assert job.errors == ()
     assert job.has_result is False
     assert job.version == 0
 
@@ -403,7 +403,7 @@ def test_system_managed_fields_from_the_client_are_ignored() -> None:
     assert job.started_at is None
     assert job.completed_at is None
     assert job.error is None
-    assert job.errors == []
+    assert job.errors == ()
     assert job.has_result is False
     assert job.retry.max_attempts == 3
     assert job.worker_id is None
@@ -939,7 +939,7 @@ def test_requeue_gives_the_attempt_back() -> None:
     assert back.enqueued_at == NOW + 50
     assert back.worker_id is None
     assert back.lease_expires_at is None
-    assert back.errors == []
+    assert back.errors == ()
     assert back.version == job.version + 1
 
 
@@ -1099,7 +1099,7 @@ def test_retry_dead_letter_resets_the_job() -> None:
     revived = lifecycle.retry_dead_letter(dead, NOW + 100)
     assert revived.state is State.AVAILABLE
     assert revived.attempt == 0
-    assert revived.errors == []
+    assert revived.errors == ()
     assert revived.error is None
     assert revived.dead_letter is False
     assert revived.enqueued_at == NOW + 100

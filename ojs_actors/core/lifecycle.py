@@ -219,7 +219,7 @@ def retry_dead_letter(job: Job, now: int) -> Job:
     """Manual retry from the dead-letter queue: a fresh start with a clean history."""
     nxt = _next(job, Event.MANUAL_RETRY)
     nxt.attempt = 0
-    nxt.errors = []
+    nxt.errors = ()
     nxt.error = None
     nxt.dead_letter = False
     nxt.enqueued_at = now

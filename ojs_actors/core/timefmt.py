@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from .errors import InvalidRequest
 
@@ -23,10 +24,17 @@ def format_ms(epoch_ms: int, *, whole_seconds_bare: bool = False) -> str:
     ``expires_at``), which are echoed back as given.
     """
     seconds, millis = divmod(epoch_ms, 1000)
-    stamp = datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None).isoformat()
+    stamp = _second_stamp(seconds)
     if whole_seconds_bare and millis == 0:
         return f"{stamp}Z"
     return f"{stamp}.{millis:03d}Z"
+
+
+@lru_cache(maxsize=256)
+def _second_stamp(seconds: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of an epoch second, remembered: the jobs and events of
+    one batch, and of one busy second, share a few instants."""
+    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None).isoformat()
 
 
 def parse_timestamp(value: object, field: str) -> int:
