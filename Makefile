@@ -41,8 +41,9 @@ conformance: install
 	$(BIN)/python $(CONFORMANCE_DIR)/ojs_conformance.py --url http://127.0.0.1:$(PORT) \
 	  --reset-url http://127.0.0.1:$(PORT)/ojs/v1/admin/reset --max-level 4 --core-only
 
+# The benchmark (bench/README.md); e.g. BENCH_ARGS="--quick" or "--only peers --runs 5".
 bench: install
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 docker-up:
 	docker compose -f docker/compose.yaml up --build -d

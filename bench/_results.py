@@ -23,15 +23,15 @@ class Series:
 
     @property
     def median(self) -> float:
-        return statistics.median(self.values) if self.values else float("nan")
+        return _median(self.values)
 
     @property
     def low(self) -> float:
-        return min(self.values) if self.values else float("nan")
+        return min(_valid(self.values), default=float("nan"))
 
     @property
     def high(self) -> float:
-        return max(self.values) if self.values else float("nan")
+        return max(_valid(self.values), default=float("nan"))
 
     def summary(self) -> dict[str, Any]:
         return {**asdict(self), "median": self.median, "min": self.low, "max": self.high}
@@ -43,35 +43,59 @@ class Ratio:
     name: str  # e.g. "enqueue / hello-world c=1"
     values: list[float] = field(default_factory=list)  # one per run, same-run pairs
     target: float | None = None  # the issue's target, if any (ratio must be >= target)
+    at_most: bool = False  # the target is a ceiling instead (ratio must be <= target)
 
     @property
     def median(self) -> float:
-        return statistics.median(self.values) if self.values else float("nan")
+        return _median(self.values)
 
     @property
     def met(self) -> bool | None:
-        return None if self.target is None else self.median >= self.target
+        if self.target is None or math.isnan(self.median):
+            return None
+        return self.median <= self.target if self.at_most else self.median >= self.target
 
     def summary(self) -> dict[str, Any]:
         return {
             **asdict(self),
             "median": self.median,
-            "min": min(self.values, default=float("nan")),
-            "max": max(self.values, default=float("nan")),
+            "min": min(_valid(self.values), default=float("nan")),
+            "max": max(_valid(self.values), default=float("nan")),
             "met": self.met,
         }
 
 
-def ratio_of(numerator: Series, denominator: Series, name: str, target: float | None = None) -> Ratio:
+def ratio_of(
+    numerator: Series,
+    denominator: Series,
+    name: str,
+    target: float | None = None,
+    *,
+    at_most: bool = False,
+) -> Ratio:
     """Per-run ratios of two series measured in the same runs (same length)."""
     if len(numerator.values) != len(denominator.values):
         raise ValueError(f"{name}: series of different lengths cannot be paired run by run")
     return Ratio(
         numerator.scenario,
         name,
-        [a / b if b else float("nan") for a, b in zip(numerator.values, denominator.values)],
+        [
+            a / b if b else float("nan")
+            for a, b in zip(numerator.values, denominator.values, strict=True)
+        ],
         target,
+        at_most,
     )
+
+
+def _valid(values: list[float]) -> list[float]:
+    """A failed run is recorded as NaN so runs stay paired; summaries skip it."""
+    return [value for value in values if not math.isnan(value)]
+
+
+def _median(values: list[float]) -> float:
+    valid = _valid(values)
+    return statistics.median(valid) if valid else float("nan")
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

@@ -1,0 +1,202 @@
+"""Scenario 5: enqueue and fetch rates with 1k, 100k and 1M jobs already waiting.
+
+One server per (backend, level), all running at once (each redis backend server on
+a redis-server of its own), so the rates at every level are measured in the same
+run, moments apart. Filling uses the batch endpoint over several connections.
+Each run measures, per server, ``growth_requests`` single enqueues and then as
+many single-job fetches (no acks: fetched jobs stay active), so the number of
+waiting jobs ends each run where it began. Resident memory per waiting job is the
+server's RSS growth while filling (and redis-server's, for redis), divided by the
+jobs filled in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+
+from ._config import BenchConfig
+from ._load import LoadSpec, build_request, run_load
+from ._outcome import Outcome, Progress
+from ._results import Ratio, ratio_of
+from ._servers import HOST, HttpProcess, RedisProcess, ServerGroup, http_get_json
+from ._workload import JOB_TYPE, QUEUE
+
+SCENARIO = "growth"
+BACKENDS = ("memory", "redis")
+OPERATIONS = ("enqueue", "fetch")
+TARGET_RATE_KEPT = 0.8
+TARGET_BYTES_PER_JOB = 1024.0
+RATE_TIME_LIMIT_S = 60.0
+
+JOB = {"type": JOB_TYPE, "args": [0], "options": {"queue": QUEUE}}
+FETCH = {"queues": [QUEUE], "count": 1, "worker_id": "bench-growth"}
+
+
+def rate_metric(level: int) -> str:
+    return f"req/s at {level:,} waiting"
+
+
+def operation_subject(backend: str, operation: str) -> str:
+    return f"{backend} {operation}"
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _fill(server: HttpProcess, level: int, config: BenchConfig) -> float:
+    """Enqueue ``level`` jobs with batches over several connections; jobs per second."""
+    sizes = config.sizes
+    chunk = min(sizes.fill_chunk, level)
+    plan = [(chunk, level // chunk, sizes.fill_connections)]
+    if level % chunk:
+        plan.append((level % chunk, 1, 1))
+    seconds = 0.0
+    for size, requests, connections in plan:
+        body = _json({"jobs": [JOB] * size})
+        request = build_request("POST", "/ojs/v1/jobs/batch", body, host=HOST, port=server.port)
+        result = run_load(
+            LoadSpec(
+                HOST,
+                server.port,
+                request,
+                min(connections, requests),
+                requests,
+                sizes.fill_timeout_s,
+            )  # fmt: skip
+        )
+        if result.requests != requests or result.failures:
+            raise RuntimeError(
+                f"filling {server.name} to {level}: {result.requests}/{requests} batches, "
+                f"statuses {result.statuses}"
+            )
+        seconds += result.elapsed_s
+    return level / seconds
+
+
+def _fill_levels(
+    backend: str,
+    servers: dict[tuple[str, int], HttpProcess],
+    redis: dict[int, RedisProcess],
+    config: BenchConfig,
+) -> list[tuple[float, float]]:
+    """Fill each of the backend's servers to its level: (jobs/s, resident bytes per job) each.
+    The resident memory watched is the server's (memory) or its redis-server's (redis)."""
+    figures = []
+    for level in config.sizes.growth_levels:
+        server = servers[(backend, level)]
+        watched = server.pid if backend == "memory" else redis[level].pid
+        before = _rss(watched)
+        rate = _fill(server, level, config)
+        figures.append((rate, (_rss(watched) - before) / level))
+    return figures
+
+
+def _waiting(server: HttpProcess) -> int:
+    stats = http_get_json(server.port, f"/ojs/v1/queues/{QUEUE}/stats")
+    return int(stats["stats"]["available"])
+
+
+def _rss(pid: int) -> int:
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+def run_growth(config: BenchConfig, progress: Progress) -> Outcome:
+    sizes = config.sizes
+    outcome = Outcome(SCENARIO, "5. Cost growth with jobs already waiting", plot="growth")
+    backends = [backend for backend in config.backends if backend in BACKENDS]
+    levels = sizes.growth_levels
+    with ServerGroup("growth") as group:
+        redis = {level: group.redis() for level in levels} if "redis" in backends else {}
+        group.wait_ready()
+        servers = {
+            (backend, level): group.ojs(backend, redis[level].url if backend == "redis" else None)
+            for backend in backends
+            for level in levels
+        }
+        group.wait_ready()
+
+        # Backends fill side by side (one thread each, waiting on its load generator):
+        # a server and its redis-server each use about a core, so this saves minutes.
+        progress(f"{SCENARIO}: filling {', '.join(backends)} to {', '.join(map(str, levels))}")
+        with ThreadPoolExecutor(max_workers=len(backends) or 1) as pool:
+            filled = [
+                pool.submit(_fill_levels, backend, servers, redis, config) for backend in backends
+            ]
+            for backend, future in zip(backends, filled, strict=True):
+                for level, (rate, bytes_per_job) in zip(levels, future.result(), strict=True):
+                    owner = "server" if backend == "memory" else "redis-server"
+                    outcome.series_of(f"{backend} fill", f"jobs/s to {level:,}").values.append(rate)
+                    outcome.series_of(
+                        f"{backend} {owner} RSS", f"bytes/job at {level:,}"
+                    ).values.append(bytes_per_job)
+
+        enqueue = _json(JOB)
+        fetch = _json(FETCH)
+        for run in range(sizes.runs):
+            progress(f"{SCENARIO}: run {run + 1}/{sizes.runs}")
+            for operation, body in (("enqueue", enqueue), ("fetch", fetch)):
+                path = "/ojs/v1/jobs" if operation == "enqueue" else "/ojs/v1/workers/fetch"
+                for (backend, level), server in servers.items():
+                    request = build_request("POST", path, body, host=HOST, port=server.port)
+                    result = run_load(
+                        LoadSpec(
+                            HOST,
+                            server.port,
+                            request,
+                            sizes.growth_connections,
+                            sizes.growth_requests,
+                            RATE_TIME_LIMIT_S,
+                        )  # fmt: skip
+                    )
+                    outcome.runs.append(
+                        {"run": run, "backend": backend, "level": level,
+                         "operation": operation, **result.as_dict()}
+                    )  # fmt: skip
+                    if result.failures or result.requests < sizes.growth_requests:
+                        outcome.notes.append(
+                            f"run {run + 1}, {backend} {operation} at {level:,}: "
+                            f"{result.requests} requests, statuses {result.statuses}"
+                        )
+                    outcome.series_of(
+                        operation_subject(backend, operation), rate_metric(level)
+                    ).values.append(result.per_s)
+
+        for (backend, level), server in servers.items():
+            waiting = _waiting(server)
+            outcome.notes.append(f"{backend} at {level:,}: {waiting:,} jobs waiting at the end")
+            if not math.isclose(waiting, level, rel_tol=0.05):
+                outcome.notes.append(f"{backend} at {level:,}: the waiting count drifted")
+
+    _add_ratios(outcome, backends, levels)
+    return outcome
+
+
+def _add_ratios(outcome: Outcome, backends: list[str], levels: tuple[int, ...]) -> None:
+    low, high = min(levels), max(levels)
+    for backend in backends:
+        for operation in OPERATIONS:
+            subject = operation_subject(backend, operation)
+            outcome.ratios.append(
+                ratio_of(
+                    outcome.series_of(subject, rate_metric(high)),
+                    outcome.series_of(subject, rate_metric(low)),
+                    f"{subject} rate at {high:,} / at {low:,} waiting",
+                    TARGET_RATE_KEPT,
+                )
+            )
+    if "memory" in backends:
+        per_job = outcome.series_of("memory server RSS", f"bytes/job at {high:,}")
+        outcome.ratios.append(
+            Ratio(
+                SCENARIO,
+                f"memory: resident bytes per waiting job at {high:,}",
+                list(per_job.values),
+                TARGET_BYTES_PER_JOB,
+                at_most=True,
+            )  # fmt: skip
+        )

@@ -1,0 +1,240 @@
+"""The processes a benchmark measures, each on a free loopback port, always stopped on exit.
+
+``ServerGroup`` starts several at once (they boot in parallel), waits until each
+answers, and terminates them all (SIGTERM, then SIGKILL) when its ``with`` block
+ends, whatever ended it. Logs go to files in the group's directory.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ._hello import HELLO_PATH
+from ._load import build_request, parse_response
+
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
+VENV_BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def http_exchange(port: int, request: bytes, timeout: float = 2.0) -> tuple[int, bytes]:
+    """Send one request on a new connection; the response's status and body."""
+    with socket.create_connection((HOST, port), timeout=timeout) as conn:
+        conn.sendall(request)
+        buffer = bytearray()
+        while (response := parse_response(buffer)) is None:
+            data = conn.recv(65536)
+            if not data:
+                raise ConnectionError("closed before a whole response")
+            buffer += data
+        return response.status, bytes(buffer[response.body_start : response.end])
+
+
+def http_get_json(port: int, path: str, timeout: float = 30.0) -> Any:
+    status, body = http_exchange(port, build_request("GET", path, host=HOST, port=port), timeout)
+    if status != 200:
+        raise RuntimeError(f"GET {path}: HTTP {status} {body[:300]!r}")
+    return json.loads(body)
+
+
+def redis_command(port: int, *words: str, timeout: float = 60.0) -> bytes:
+    """One Redis command over RESP, the first reply line back (enough for PING, FLUSHALL)."""
+    command = f"*{len(words)}\r\n" + "".join(f"${len(w.encode())}\r\n{w}\r\n" for w in words)
+    with socket.create_connection((HOST, port), timeout=timeout) as conn:
+        conn.sendall(command.encode())
+        reply = conn.recv(65536)
+        if not reply:
+            raise ConnectionError("redis closed the connection")
+        return reply.split(b"\r\n", 1)[0]
+
+
+class Process:
+    """One started server process: its port, its log, and how to tell it is ready."""
+
+    def __init__(self, name: str, command: Sequence[str], port: int, log: Path) -> None:
+        self.name = name
+        self.port = port
+        self.log_path = log
+        with log.open("ab") as log_file:
+            self.popen = subprocess.Popen(
+                list(command),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=REPO,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def wait_ready(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
+            try:
+                if self.ready():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.name} not ready within {START_TIMEOUT_S} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+
+class HttpProcess(Process):
+    def __init__(
+        self, name: str, command: Sequence[str], port: int, log: Path, probe: bytes
+    ) -> None:
+        super().__init__(name, command, port, log)
+        self.probe = probe
+
+    def ready(self) -> bool:
+        return http_exchange(self.port, self.probe)[0] < 300
+
+
+class RedisProcess(Process):
+    def ready(self) -> bool:
+        return redis_command(self.port, "PING", timeout=1.0) == b"+PONG"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def flush(self) -> None:
+        reply = redis_command(self.port, "FLUSHALL")
+        if reply != b"+OK":
+            raise RuntimeError(f"FLUSHALL answered {reply!r}")
+
+
+class ServerGroup:
+    """Servers started together in one temporary directory and stopped together."""
+
+    def __init__(self, label: str) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix=f"ojs-bench-{label}-"))
+        self.processes: list[Process] = []
+        self._waiting: list[Process] = []
+
+    def __enter__(self) -> ServerGroup:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.stop_all()
+
+    def stop_all(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def stop(self, process: Process) -> None:
+        process.stop()
+        self.processes.remove(process)
+
+    def _add(self, process: Process) -> Process:
+        self.processes.append(process)
+        self._waiting.append(process)
+        return process
+
+    def wait_ready(self) -> None:
+        """Wait until every process started since the last call answers."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        for process in self._waiting:
+            process.wait_ready(deadline)
+        self._waiting.clear()
+
+    def redis(self) -> RedisProcess:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError(
+                "redis-server is not installed (Debian: apt-get install redis-server)"
+            )
+        port = free_port()
+        data = self.directory / f"redis-{port}"
+        data.mkdir()
+        command = [binary, "--port", str(port), "--bind", HOST, "--dir", str(data),
+                   "--save", "", "--appendonly", "no", "--protected-mode", "no"]  # fmt: skip
+        process = RedisProcess(f"redis-server:{port}", command, port, data / "redis.log")
+        self._add(process)
+        return process
+
+    def ojs(self, backend: str, redis_url: str | None = None) -> HttpProcess:
+        """``ojs-actors serve --backend B`` from the project's virtualenv."""
+        port = free_port()
+        command = [str(VENV_BIN / "ojs-actors"), "serve", "--backend", backend,
+                   "--host", HOST, "--port", str(port)]  # fmt: skip
+        if backend == "sqlite":
+            command += ["--db", str(self.directory / f"ojs-{port}.db")]
+        if backend == "redis":
+            if redis_url is None:
+                raise ValueError("the redis backend needs a redis_url")
+            command += ["--redis-url", redis_url]
+        probe = build_request("GET", "/ojs/v1/health", host=HOST, port=port)
+        log = self.directory / f"ojs-{backend}-{port}.log"
+        process = HttpProcess(f"ojs-actors {backend}:{port}", command, port, log, probe)
+        self._add(process)
+        return process
+
+    def hello(self) -> HttpProcess:
+        """The hello-world Quart-trio app on the server's own Hypercorn set-up."""
+        port = free_port()
+        command = [sys.executable, "-m", "bench._hello", "--port", str(port)]
+        probe = build_request("POST", HELLO_PATH, b"{}", host=HOST, port=port)
+        log = self.directory / f"hello-{port}.log"
+        process = HttpProcess(f"hello-world:{port}", command, port, log, probe)
+        self._add(process)
+        return process
+
+    def static(self, close_after: int | None = None) -> HttpProcess:
+        """The minimal fixed-response server that shows the load generator's ceiling."""
+        port = free_port()
+        command = [sys.executable, "-m", "bench._static_server", "--port", str(port)]
+        if close_after is not None:
+            command += ["--close-after", str(close_after)]
+        probe = build_request("GET", "/", host=HOST, port=port)
+        log = self.directory / f"static-{port}.log"
+        process = HttpProcess(f"static:{port}", command, port, log, probe)
+        self._add(process)
+        return process

@@ -1,0 +1,175 @@
+"""The benchmark harness itself: its maths, its response parser, and a tiny end-to-end run.
+
+The end-to-end test runs ``python -m bench --quick`` with real servers (ojs-actors on
+memory and redis, the hello-world app, redis-server) and checks that every job of
+every lifecycle run really completed and that the table, the JSON and the PNGs are
+written and readable. The peers scenario is left out: it builds a virtualenv per
+peer, which takes minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench._load import LoadSpec, ProtocolError, build_request, generate_load, parse_response
+from bench._results import Ratio, Series, percentile, ratio_of
+from bench._servers import ServerGroup
+
+REPO = Path(__file__).resolve().parent.parent
+
+OK = (
+    b"HTTP/1.1 201 \r\ncontent-type: application/json\r\nContent-Length: 17\r\n"
+    b"server: hypercorn-h11\r\n\r\n"
+)
+
+
+# -- response parsing ------------------------------------------------------------------------
+
+
+def test_parse_response_waits_for_the_whole_body() -> None:
+    whole = OK + b'{"hello":"world"}'
+    for cut in range(len(whole)):
+        assert parse_response(whole[:cut]) is None
+    response = parse_response(whole)
+    assert response is not None
+    assert (response.status, response.end, response.closes) == (201, len(whole), False)
+    assert whole[response.body_start : response.end] == b'{"hello":"world"}'
+
+
+def test_parse_response_reads_only_the_first_of_two() -> None:
+    first = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+    second = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"
+    response = parse_response(bytearray(first + second))
+    assert response is not None and response.status == 200 and response.end == len(first)
+    following = parse_response(second)
+    assert following is not None and following.status == 404 and following.end == len(second)
+
+
+def test_parse_response_sees_connection_close_and_empty_bodies() -> None:
+    response = parse_response(b"HTTP/1.1 204 \r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+    assert response is not None and response.closes and response.body_start == response.end
+
+
+def test_parse_response_refuses_what_it_cannot_frame() -> None:
+    with pytest.raises(ProtocolError):
+        parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello")
+    with pytest.raises(ProtocolError):
+        parse_response(b"SSH-2.0-OpenSSH\r\n\r\n")
+
+
+def test_build_request_frames_the_body() -> None:
+    request = build_request("POST", "/ojs/v1/jobs", b'{"a":1}', port=8080)
+    head, body = request.split(b"\r\n\r\n")
+    assert head.startswith(b"POST /ojs/v1/jobs HTTP/1.1\r\n")
+    assert b"Content-Length: 7" in head and body == b'{"a":1}'
+
+
+# -- results maths ---------------------------------------------------------------------------
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile(values, 100) == 100.0
+    assert percentile(values, 0) == 1.0
+    assert percentile([7.0], 99) == 7.0
+    assert math.isnan(percentile([], 50))
+
+
+def test_ratio_pairs_runs_and_skips_failed_ones() -> None:
+    ours = Series("s", "ours", "jobs/s", [100.0, 90.0, math.nan])
+    theirs = Series("s", "theirs", "jobs/s", [50.0, 60.0, 10.0])
+    ratio = ratio_of(ours, theirs, "ours / theirs", target=1.6)
+    assert ratio.values[:2] == [2.0, 1.5] and math.isnan(ratio.values[2])
+    assert ratio.median == 1.75 and ratio.met is True
+    assert (ours.median, ours.low, ours.high) == (95.0, 90.0, 100.0)
+    summary = ratio.summary()
+    assert (summary["min"], summary["max"]) == (1.5, 2.0)
+    with pytest.raises(ValueError):
+        ratio_of(ours, Series("s", "short", "jobs/s", [1.0]), "unpaired")
+
+
+def test_ratio_targets_in_both_directions() -> None:
+    assert Ratio("s", "p99 ms", [4.0, 6.0, 4.5], target=5.0, at_most=True).met is True
+    assert Ratio("s", "p99 ms", [6.0, 6.0, 4.5], target=5.0, at_most=True).met is False
+    assert Ratio("s", "rate", [0.5], target=0.9).met is False
+    assert Ratio("s", "no target", [0.5]).met is None
+    assert Ratio("s", "all failed", [math.nan], target=1.0).met is None
+
+
+# -- the load generator against a real server -------------------------------------------------
+
+
+def test_load_generator_counts_every_response_of_a_real_server() -> None:
+    with ServerGroup("test-load") as group:
+        hello = group.hello()
+        group.wait_ready()
+        request = build_request("POST", "/hello", b"{}", port=hello.port)
+        result = generate_load(LoadSpec("127.0.0.1", hello.port, request, 4, 300, 30.0))
+    assert result.requests == 300 and result.failures == 0
+    assert result.statuses == {"201": 300}
+    assert 0 < result.p50_ms <= result.p99_ms
+
+
+def test_load_generator_reconnects_when_the_server_closes() -> None:
+    with ServerGroup("test-reconnect") as group:
+        static = group.static(close_after=100)
+        group.wait_ready()
+        request = build_request("POST", "/", b"{}", port=static.port)
+        result = generate_load(LoadSpec("127.0.0.1", static.port, request, 1, 250, 30.0))
+    assert (result.requests, result.failures, result.reconnects) == (250, 0, 2)
+
+
+# -- the whole harness, tiny ------------------------------------------------------------------
+
+
+def test_quick_run_completes_every_job_and_writes_the_report(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path),
+               "--only", "http_enqueue", "http_lifecycle", "embedded", "growth",
+               "--backends", "memory", "redis"]  # fmt: skip
+    finished = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    table = finished.stdout
+    for title in ("1. HTTP enqueue", "2. HTTP worker lifecycle", "3. Embedded lifecycle",
+                  "5. Cost growth"):  # fmt: skip
+        assert title in table
+    assert "memory enqueue / hello-world req/s, c=1" in table
+
+    folder = tmp_path / "latest"
+    document = json.loads((folder / "results.json").read_text())
+    assert (folder / "table.txt").read_text() in table
+    scenarios = {scenario["scenario"]: scenario for scenario in document["scenarios"]}
+    assert list(scenarios) == ["http_enqueue", "http_lifecycle", "embedded", "growth"]
+
+    lifecycle_runs = scenarios["http_lifecycle"]["runs"] + scenarios["embedded"]["runs"]
+    assert len(lifecycle_runs) == 2 * 2 + 2  # (memory, redis) x (fetch 1, 50), and embedded
+    for run in lifecycle_runs:
+        assert run["ok"], run
+        assert run["completed"] == run["jobs"] > 0
+        assert run["process_per_s"] > 0 and run["latency_p50_ms"] > 0
+
+    enqueue_runs = scenarios["http_enqueue"]["runs"]
+    assert enqueue_runs and all(
+        run["failures"] == 0 and run["requests"] > 0 for run in enqueue_runs
+    )
+    growth = scenarios["growth"]
+    waiting_notes = [note for note in growth["notes"] if note.endswith("waiting at the end")]
+    assert len(waiting_notes) == 6 and not any("drifted" in note for note in growth["notes"])
+    for scenario in scenarios.values():
+        assert all(series["median"] is not None for series in scenario["series"]), scenario
+        assert scenario["ratios"]
+
+    import matplotlib.image
+
+    for name in ("http_enqueue", "http_lifecycle", "embedded", "growth"):
+        image = matplotlib.image.imread(folder / f"{name}.png")
+        assert image.shape[0] > 100 and image.shape[1] > 100
