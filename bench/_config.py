@@ -28,7 +28,7 @@ class Sizes:
     embedded_jobs: int = 20_000
     embedded_latency_jobs: int = 200
     # 4. peers on one Redis
-    peer_jobs: int = 2000
+    peer_jobs: int = 5000
     peer_latency_jobs: int = 100
     # 5. cost growth
     growth_levels: tuple[int, ...] = (1_000, 100_000, 1_000_000)

@@ -8,7 +8,7 @@ changes made through it, like a separate process would.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,7 +18,7 @@ import trio.testing
 from test_cron import FIRST_SLOT, MINUTE, START, clock_at, cron, cron_jobs, minutes, sleep_until
 from test_workflows import batch, chain, step, work
 
-from ojs_actors import MemoryBackend, State
+from ojs_actors import Job, MemoryBackend, OJSError, State
 from ojs_actors.core import format_ms
 from ojs_actors.system import Settings, System, open_system
 from ojs_actors.system.cron_actor import CronActor, SnapshotConflict
@@ -183,3 +183,61 @@ async def test_a_batch_finished_through_both_systems_fires_its_callback_once(
         await trio.testing.wait_all_tasks_blocked()
         for system in (a, b):
             assert (await system.workflow_info(created["id"]))["state"] == "completed"
+
+
+# -- the claimed versions a queue actor keeps ----------------------------------------------
+
+
+def request(n: int, **options: Any) -> dict[str, Any]:
+    return {"type": "test.work", "args": [n], "options": options}
+
+
+class ReadCountingBackend(MemoryBackend):
+    """The real in-memory backend, counting the jobs read back by ``get_jobs``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jobs_read = 0
+
+    async def get_jobs(self, job_ids: Sequence[str]) -> list[Job | None]:
+        self.jobs_read += len(job_ids)
+        return await super().get_jobs(job_ids)
+
+
+async def test_an_ack_of_a_job_claimed_here_needs_no_read(autojump_clock: Any) -> None:
+    backend = ReadCountingBackend()
+    async with open_system(backend, clock=clock_at(START)) as system:
+        await system.enqueue_batch([request(n) for n in range(3)])
+        claimed = await system.fetch(["default"], count=3)
+        before = backend.jobs_read
+        for job in claimed:
+            assert (await system.ack(job.id)).state is State.COMPLETED
+        assert backend.jobs_read == before
+        assert (await backend.count_jobs("default")) == {State.COMPLETED: 3}
+
+
+async def test_a_job_changed_through_another_system_is_read_again(autojump_clock: Any) -> None:
+    """A's remembered claim is stale once B changed the job: A's ack loses its
+    compare-and-set and is decided on the stored version (cancelled: a conflict)."""
+    async with two_systems() as (a, b):
+        job = await a.enqueue(request(1))
+        [claimed] = await a.fetch(["default"])
+        await b.cancel(claimed.id)
+        with pytest.raises(OJSError) as refused:
+            await a.ack(claimed.id)
+        assert refused.value.status == 409
+        assert (await a.info(job.id)).state is State.CANCELLED
+
+
+async def test_a_move_refused_on_the_remembered_claim_is_tried_on_the_stored_job(
+    autojump_clock: Any,
+) -> None:
+    """A remembers the job active; B dead-letters it. Retrying it from the dead letter
+    through A is refused for an active job, so A reads it back and it succeeds."""
+    async with two_systems() as (a, b):
+        job = await a.enqueue(request(1, retry={"max_attempts": 1, "on_exhaustion": "dead_letter"}))
+        [claimed] = await a.fetch(["default"])
+        failed = await b.nack(claimed.id, {"type": "Boom", "message": "no"})
+        assert failed.state is State.DISCARDED and failed.dead_letter
+        again = await a.retry_dead_letter(job.id)
+        assert again.state is State.AVAILABLE

@@ -175,6 +175,7 @@ _INSERT = (
     _PRELUDE
     + r"""
 local spec = cjson.decode(ARGV[2])
+for i, op in ipairs(spec.ops) do op.r = ARGV[2 + i] end
 for _, g in ipairs(spec.guards) do
   local holder = redis.call('HGET', P .. 'unique', g[1])
   if g[2] == '' then
@@ -275,6 +276,7 @@ _UPDATE = (
     _PRELUDE
     + r"""
 local ops = cjson.decode(ARGV[2])
+for i, op in ipairs(ops) do op.r = ARGV[2 + i] end
 local results = {}
 for i, op in ipairs(ops) do
   local old = old_of(op.id)
@@ -630,6 +632,12 @@ def _op(job: Job, expected: int = -1) -> dict[str, Any]:
     }
 
 
+def _take_records(ops: list[dict[str, Any]]) -> list[str]:
+    """The ops' record texts, taken out: they go as script arguments of their own
+    (``ARGV[2 + i]`` for op ``i``), not escaped a second time inside the spec's JSON."""
+    return [op.pop("r") for op in ops]
+
+
 def _describe(url: str) -> str:
     """The URL without its password, for error messages."""
     parts = urlsplit(url)
@@ -792,7 +800,8 @@ class RedisBackend:
                 for key, (holder_id, holder) in stored_holders.items()
             ]
             spec = {"atomic": atomic, "strict": bool(keys), "guards": guards, "ops": ops}
-            reply = await self._script("insert", _dumps(spec))
+            records = _take_records(ops)
+            reply = await self._script("insert", _dumps(spec), *records)
             if reply[0] == "retry":
                 continue
             outcomes = reply[1]
@@ -876,7 +885,8 @@ class RedisBackend:
         if not updates:
             return []
         ops = [_op(job, expected) for job, expected in updates]
-        outcomes = await self._script("update", _dumps(ops))
+        records = _take_records(ops)
+        outcomes = await self._script("update", _dumps(ops), *records)
         results = []
         for (job, _), outcome in zip(updates, outcomes, strict=True):
             if outcome >= 0:

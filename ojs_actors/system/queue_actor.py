@@ -26,6 +26,8 @@ Transition = Callable[[Job, int], Job]
 ChangeHook = Callable[[Sequence[tuple[State | None, Job]]], None]
 """Told of every stored job change as ``(state before or None if new, job)``; must not wait."""
 MAX_CAS_ATTEMPTS = 5
+CLAIMED_CACHE_SIZE = 10_000
+"""Jobs this actor claimed and still believes active, by id (oldest dropped first)."""
 
 
 @dataclass(slots=True)
@@ -100,6 +102,11 @@ class QueueActor(Actor):
         self.max_per_second: int | None = None
         """Rate limit adopted from the newest job that set ``options.rate_limit``."""
         self._recent_claims: deque[int] = deque()
+        self._claimed: dict[str, Job] = {}
+        """The version this actor claimed, for the worker's ack or nack: tried first
+        instead of reading the job back. The compare-and-set on ``version`` still
+        decides, so a stale entry (changed through another process, or by a lease
+        expiry) only costs the read it would have saved."""
 
     @property
     def paused(self) -> bool:
@@ -237,6 +244,7 @@ class QueueActor(Actor):
         )
         if allowance is not None:
             self._recent_claims.extend(now for _ in claimed)
+        self._remember_claimed(claimed)
         await self._after_store(
             [(State.AVAILABLE, job) for job in claimed]
             + [(State.AVAILABLE, job) for job in expired],
@@ -256,10 +264,10 @@ class QueueActor(Actor):
                 items.append((message.job_id, message.transition))
         results: list[Job | OJSError | None] = [None] * len(items)
         pending: Sequence[int] = range(len(items))
-        for _ in range(MAX_CAS_ATTEMPTS):
+        for attempt in range(MAX_CAS_ATTEMPTS):
             if not pending:
                 break
-            pending = await self._apply_once(items, pending, results)
+            pending = await self._apply_once(items, pending, results, trust_claimed=attempt == 0)
         for index in pending:
             job_id = items[index][0]
             results[index] = Conflict(
@@ -283,12 +291,25 @@ class QueueActor(Actor):
         items: Sequence[tuple[str, Transition]],
         indexes: Sequence[int],
         results: list[Job | OJSError | None],
+        *,
+        trust_claimed: bool,
     ) -> list[int]:
         """One read, one compare-and-set write for the items at ``indexes``; fills in
-        their ``results`` and returns the indexes to try again."""
+        their ``results`` and returns the indexes to try again. With ``trust_claimed``,
+        jobs this actor claimed start from the claimed version, without the read."""
         ids = list(dict.fromkeys(items[index][0] for index in indexes))
-        current = dict(zip(ids, await self.backend.get_jobs(ids), strict=True))
+        current: dict[str, Job | None] = {}
+        if trust_claimed:
+            for job_id in ids:
+                held = self._claimed.pop(job_id, None)
+                if held is not None:
+                    current[job_id] = held
+        unknown = [job_id for job_id in ids if job_id not in current]
+        trusted = set(current)
+        if unknown:
+            current.update(zip(unknown, await self.backend.get_jobs(unknown), strict=True))
         base = {job_id: job for job_id, job in current.items() if job is not None}
+        refused: set[str] = set()  # trusted jobs a transition refused: ask the backend
         now = self.clock()
         queue = self.queue
         for index in indexes:
@@ -304,20 +325,31 @@ class QueueActor(Actor):
                 job = current[job_id] = transition(job, now)
             except OJSError as error:
                 results[index] = error
+                if job_id in trusted:
+                    refused.add(job_id)
                 continue
             results[index] = job
+        for job_id in refused:
+            current[job_id] = base[job_id]  # nothing of it is written this round
         changed: list[tuple[Job, Job]] = []  # (new version, stored version it replaces)
         for job_id, before in base.items():
             after = current[job_id]
             if after is not None and after.version != before.version:
                 changed.append((after, before))
         stored = await self.backend.update_jobs([(job, before.version) for job, before in changed])
+        self._remember_claimed(
+            [
+                job
+                for (job, _), ok in zip(changed, stored, strict=True)
+                if ok and job.state is State.ACTIVE
+            ]
+        )  # a lease extended: still in hand
         lost = {job.id for (job, _), ok in zip(changed, stored, strict=True) if not ok}
+        lost |= refused
         retry = []
         if lost:
             for index in indexes:
-                result = results[index]
-                if isinstance(result, Job) and result.id in lost:
+                if items[index][0] in lost:
                     retry.append(index)
         await self._after_store(
             [(before.state, job) for (job, before), ok in zip(changed, stored, strict=True) if ok],
@@ -357,6 +389,13 @@ class QueueActor(Actor):
         await self.backend.append_events(events)
         for queue in ready:
             self.signals.notify_ready(queue)
+
+    def _remember_claimed(self, jobs: Sequence[Job]) -> None:
+        claimed = self._claimed
+        for job in jobs:
+            claimed[job.id] = job
+        while len(claimed) > CLAIMED_CACHE_SIZE:
+            del claimed[next(iter(claimed))]
 
     @staticmethod
     def _answer(envelope: Envelope, result: Any) -> None:
