@@ -20,8 +20,11 @@ completed and is not a valid measurement (``ok`` is false).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from ._results import percentile
 
 QUEUE = "bench"
 JOB_TYPE = "bench.noop"
@@ -39,6 +42,34 @@ class LifecycleResult:
     latency_p50_ms: float
     latency_p99_ms: float
     settings: str = ""  # how it was run: pool, concurrency, bulk API, versions
+
+    @classmethod
+    def measured(
+        cls,
+        subject: str,
+        *,
+        jobs: int,
+        completed: int,
+        enqueue_per_s: float,
+        process_per_s: float,
+        latencies_s: Iterable[float],
+        latency_jobs: int,
+        settings: str,
+    ) -> LifecycleResult:
+        """A run's result from its latency samples (seconds); unless every one of the
+        ``latency_jobs`` was measured, ``latency_jobs`` is 0 and the run is not ``ok``."""
+        samples = sorted(latencies_s)
+        return cls(
+            subject=subject,
+            jobs=jobs,
+            completed=completed,
+            enqueue_per_s=enqueue_per_s,
+            process_per_s=process_per_s,
+            latency_jobs=len(samples) if len(samples) == latency_jobs else 0,
+            latency_p50_ms=percentile(samples, 50) * 1000.0,
+            latency_p99_ms=percentile(samples, 99) * 1000.0,
+            settings=settings,
+        )
 
     @property
     def ok(self) -> bool:

@@ -23,7 +23,6 @@ import trio
 
 from ojs_actors import Job, State, System, create_backend, open_system
 
-from ._results import percentile
 from ._workload import JOB_TYPE, LATENCY_GAP_S, QUEUE, LifecycleResult
 
 DEFAULT_CONCURRENCY = 16
@@ -127,16 +126,14 @@ async def embedded_lifecycle(
                         process_per_s = jobs / (progress.last_completion - started)
                     await _enqueue_latency_jobs(system, latency_jobs)
                     await progress.all_latencies.wait()
-    latencies = sorted(progress.latencies)
-    return LifecycleResult(
-        subject=subject or f"ojs-actors embedded ({backend})",
+    return LifecycleResult.measured(
+        subject or f"ojs-actors embedded ({backend})",
         jobs=jobs,
         completed=progress.completed,
         enqueue_per_s=enqueue_per_s,
         process_per_s=process_per_s,
-        latency_jobs=len(latencies),
-        latency_p50_ms=percentile(latencies, 50) * 1000,
-        latency_p99_ms=percentile(latencies, 99) * 1000,
+        latencies_s=progress.latencies,
+        latency_jobs=latency_jobs,
         settings=(
             f"enqueue: System.enqueue_batch x{enqueue_chunk}; one worker group in the same "
             f"process: concurrency {concurrency}, batch size {batch_size}, acks stored in "

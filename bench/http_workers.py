@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 import trio
 
 from ._client import HttpClient
-from ._results import percentile
 from ._workload import JOB_TYPE, LATENCY_GAP_S, QUEUE, LifecycleResult
 
 DEFAULT_BATCH_SIZE = 1000
@@ -142,16 +141,14 @@ async def http_lifecycle(
     finally:
         for client in clients:
             await client.aclose()
-    latencies = sorted(progress.latencies)
-    return LifecycleResult(
-        subject=subject or f"ojs-actors HTTP, {workers} workers, fetch count {fetch_count}",
+    return LifecycleResult.measured(
+        subject or f"ojs-actors HTTP, {workers} workers, fetch count {fetch_count}",
         jobs=jobs,
         completed=progress.completed,
         enqueue_per_s=enqueue_per_s,
         process_per_s=process_per_s,
-        latency_jobs=len(latencies),
-        latency_p50_ms=percentile(latencies, 50) * 1000,
-        latency_p99_ms=percentile(latencies, 99) * 1000,
+        latencies_s=progress.latencies,
+        latency_jobs=latency_jobs,
         settings=(
             f"enqueue: POST /ojs/v1/jobs/batch x{batch_size} on one connection; "
             f"{workers} HTTP workers, one keep-alive connection each: fetch count {fetch_count} "

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import metadata
 
-from bench._results import percentile
 from bench._workload import LATENCY_GAP_S, LifecycleResult
 
 # Phase 1 enqueues in chunks of this many jobs, checking the deadline between chunks.
@@ -215,18 +214,16 @@ def result(
     subject: str, settings: str, figures: Figures, jobs: int, latency_jobs: int
 ) -> LifecycleResult:
     """The run's result; a timed-out phase leaves ``ok`` false and says so in ``settings``."""
-    samples = sorted(figures.latency_samples_s)
     if figures.timed_out:
         settings = f"TIMED OUT in the {figures.timed_out} phase; {settings}"
-    return LifecycleResult(
-        subject=subject,
+    return LifecycleResult.measured(
+        subject,
         jobs=jobs,
         completed=figures.completed,
         enqueue_per_s=figures.enqueue_per_s,
         process_per_s=figures.process_per_s,
-        latency_jobs=len(samples) if len(samples) == latency_jobs else 0,
-        latency_p50_ms=percentile(samples, 50) * 1000.0,
-        latency_p99_ms=percentile(samples, 99) * 1000.0,
+        latencies_s=figures.latency_samples_s,
+        latency_jobs=latency_jobs,
         settings=settings,
     )
 
