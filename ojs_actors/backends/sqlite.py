@@ -50,6 +50,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -618,37 +619,33 @@ class SqliteBackend:
             return
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = _Worker(
-            f"ojs-sqlite-writer:{self.path}",
-            lambda: _connect(
-                self.path,
-                write=True,
-                synchronous=self.synchronous,
-                busy_timeout_ms=self._busy_timeout_ms,
-            ),
-            group=True,
-            max_group=self._max_group,
-        )
+        self._writer = self._new_worker(write=True)
         self._writer.start()
         try:
             await self._write(_create_schema)
             if self.path != ":memory:":  # one in-memory database cannot have two connections
-                self._reader = _Worker(
-                    f"ojs-sqlite-reader:{self.path}",
-                    lambda: _connect(
-                        self.path,
-                        write=False,
-                        synchronous=self.synchronous,
-                        busy_timeout_ms=self._busy_timeout_ms,
-                    ),
-                    group=False,
-                )
+                self._reader = self._new_worker(write=False)
                 self._reader.start()
                 await self._read(lambda connection: connection.execute("SELECT 1").fetchone())
         except BaseException:
             with trio.CancelScope(shield=True):
                 await self.close()
             raise
+
+    def _new_worker(self, *, write: bool) -> _Worker:
+        """The writer (group commit) or the reader thread, each with its own connection."""
+        return _Worker(
+            f"ojs-sqlite-{'writer' if write else 'reader'}:{self.path}",
+            partial(
+                _connect,
+                self.path,
+                write=write,
+                synchronous=self.synchronous,
+                busy_timeout_ms=self._busy_timeout_ms,
+            ),
+            group=write,
+            max_group=self._max_group,
+        )
 
     async def close(self) -> None:
         workers = [worker for worker in (self._reader, self._writer) if worker is not None]
