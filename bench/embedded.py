@@ -23,6 +23,7 @@ import trio
 
 from ojs_actors import Job, State, System, create_backend, open_system
 
+from ._progress import LifecycleProgress
 from ._workload import JOB_TYPE, LATENCY_GAP_S, QUEUE, LifecycleResult
 
 DEFAULT_CONCURRENCY = 16
@@ -31,40 +32,24 @@ DEFAULT_ENQUEUE_CHUNK = 1000
 GRACE_PERIOD_S = 5.0
 
 
-class _Progress:
+class _Progress(LifecycleProgress):
     """What the worker group has done so far."""
-
-    def __init__(self, jobs: int, latency_jobs: int) -> None:
-        self.jobs = jobs
-        self.latency_jobs = latency_jobs
-        self.completed = 0
-        self.last_completion = 0.0
-        self.all_completed = trio.Event()
-        self.latencies: list[float] = []
-        self.all_latencies = trio.Event()
-        if jobs == 0:
-            self.all_completed.set()
-        if latency_jobs == 0:
-            self.all_latencies.set()
 
     async def handle(self, job: Job) -> None:
         """The no-op handler: latency-phase jobs carry their enqueue time."""
         first = job.args[0] if job.args else None
         if isinstance(first, dict):
-            self.latencies.append(time.time() - float(first["enqueued_at"]))
-            if len(self.latencies) >= self.latency_jobs:
-                self.all_latencies.set()
+            self.latency_job_started(float(first["enqueued_at"]))
 
     def settled(self, jobs: Sequence[Job]) -> None:
         """Acks stored: the process phase counts bulk-phase jobs once completed."""
-        done = sum(
-            1 for job in jobs if job.state is State.COMPLETED and not isinstance(job.args[0], dict)
+        self.bulk_jobs_completed(
+            sum(
+                1
+                for job in jobs
+                if job.state is State.COMPLETED and not isinstance(job.args[0], dict)
+            )
         )
-        if done:
-            self.completed += done
-            self.last_completion = time.perf_counter()
-            if self.completed >= self.jobs:
-                self.all_completed.set()
 
 
 async def _enqueue_all(system: System, jobs: int, chunk_size: int) -> None:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import trio
 
 from ._client import HttpClient
+from ._progress import LifecycleProgress
 from ._workload import JOB_TYPE, LATENCY_GAP_S, QUEUE, LifecycleResult
 
 DEFAULT_BATCH_SIZE = 1000
@@ -28,34 +29,18 @@ class UnexpectedAnswer(Exception):
     pass
 
 
-class _Progress:
+class _Progress(LifecycleProgress):
     """What the workers have done so far, shared by all of them."""
-
-    def __init__(self, jobs: int, latency_jobs: int) -> None:
-        self.jobs = jobs
-        self.latency_jobs = latency_jobs
-        self.completed = 0
-        self.last_completion = 0.0
-        self.all_completed = trio.Event()
-        self.latencies: list[float] = []
-        self.all_latencies = trio.Event()
-        if jobs == 0:
-            self.all_completed.set()
 
     def started(self, job: dict[str, Any]) -> None:
         args = job.get("args") or [None]
         if isinstance(args[0], dict) and "enqueued_at" in args[0]:
-            self.latencies.append(time.time() - float(args[0]["enqueued_at"]))
-            if len(self.latencies) >= self.latency_jobs:
-                self.all_latencies.set()
+            self.latency_job_started(float(args[0]["enqueued_at"]))
 
     def acknowledged(self, job: dict[str, Any]) -> None:
         args = job.get("args") or [None]
         if isinstance(args[0], int):
-            self.completed += 1
-            self.last_completion = time.perf_counter()
-            if self.completed >= self.jobs:
-                self.all_completed.set()
+            self.bulk_jobs_completed()
 
 
 def _expect(status: int, answer: Any, wanted: int, what: str) -> Any:
