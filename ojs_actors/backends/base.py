@@ -182,18 +182,31 @@ def duplicate_id(job: Job) -> Duplicate:
     return Duplicate(f"A job with id {job.id} already exists.", details={"job_id": job.id})
 
 
+def plan_insert(
+    job: Job,
+    job_exists: Callable[[str], bool],
+    key_holder: Callable[[str], Job | None],
+) -> Job | Deduplicated | OJSError:
+    """What inserting ``job`` would do, without writing anything.
+
+    ``job_exists(id)`` and ``key_holder(unique_key)`` read the backend's current
+    state. A job to store comes back as itself (``replace_except_schedule`` may
+    move it to its holder's ``scheduled_at``).
+    """
+    if job_exists(job.id):
+        return duplicate_id(job)
+    if job.unique_key is None:  # only the id can conflict
+        return job
+    return _unique_decision(job, key_holder(job.unique_key))
+
+
 def plan_inserts(
     jobs: Sequence[Job],
     job_exists: Callable[[str], bool],
     key_holder: Callable[[str], Job | None],
 ) -> list[Job | Deduplicated | OJSError]:
-    """What inserting each job would do, in order, without writing anything.
-
-    ``job_exists(id)`` and ``key_holder(unique_key)`` read the backend's current
-    state; ids and unique keys taken earlier in the same batch count too. A job to
-    store comes back as itself (``replace_except_schedule`` may move it to its
-    holder's ``scheduled_at``).
-    """
+    """:func:`plan_insert` for each job in order, as if the earlier ones were stored:
+    ids and unique keys taken earlier in the same batch count too."""
     seen: set[str] = set()
     batch_keys: dict[str, Job] = {}
     planned: list[Job | Deduplicated | OJSError] = []
@@ -202,30 +215,34 @@ def plan_inserts(
             planned.append(duplicate_id(job))
             continue
         seen.add(job.id)
-        holder = None
-        if job.unique_key is not None:
-            holder = conflicting_holder(
-                job, batch_keys.get(job.unique_key) or key_holder(job.unique_key)
-            )
-            batch_keys[job.unique_key] = job
-        if holder is None:
+        key = job.unique_key
+        if key is None:
             planned.append(job)
             continue
-        policy = unique.policy_of(job)
-        assert policy is not None
-        if policy.on_conflict is unique.OnConflict.IGNORE:
-            planned.append(Deduplicated(holder))
-        elif policy.on_conflict is unique.OnConflict.REJECT or holder.state is State.ACTIVE:
-            planned.append(unique.conflict_error(holder, job))
-        else:
-            if (
-                policy.on_conflict is unique.OnConflict.REPLACE_EXCEPT_SCHEDULE
-                and holder.state is State.SCHEDULED
-            ):
-                job.scheduled_at = holder.scheduled_at
-                job.state, job.enqueued_at = State.SCHEDULED, None
-            planned.append(job)
+        held = batch_keys.get(key) or key_holder(key)
+        batch_keys[key] = job
+        planned.append(_unique_decision(job, held))
     return planned
+
+
+def _unique_decision(job: Job, held: Job | None) -> Job | Deduplicated | OJSError:
+    """What ``job``'s unique policy makes of ``held``, the job holding its key now."""
+    holder = conflicting_holder(job, held)
+    if holder is None:
+        return job
+    policy = unique.policy_of(job)
+    assert policy is not None
+    if policy.on_conflict is unique.OnConflict.IGNORE:
+        return Deduplicated(holder)
+    if policy.on_conflict is unique.OnConflict.REJECT or holder.state is State.ACTIVE:
+        return unique.conflict_error(holder, job)
+    if (
+        policy.on_conflict is unique.OnConflict.REPLACE_EXCEPT_SCHEDULE
+        and holder.state is State.SCHEDULED
+    ):
+        job.scheduled_at = holder.scheduled_at
+        job.state, job.enqueued_at = State.SCHEDULED, None
+    return job
 
 
 def replaced_by(job: Job, holder: Job | None) -> Job | None:

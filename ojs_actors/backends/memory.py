@@ -19,7 +19,7 @@ from ..core import Job, OJSError, State, lifecycle
 from .base import (
     Deduplicated,
     EventFilter,
-    duplicate_id,
+    plan_insert,
     plan_inserts,
     replaced_by,
     timers_of,
@@ -187,11 +187,7 @@ class MemoryBackend:
         results: list[Job | Deduplicated | OJSError] = []
         stored = self._jobs
         for job in jobs:
-            decision: Job | Deduplicated | OJSError
-            if job.unique_key is None:  # only the id can conflict
-                decision = duplicate_id(job) if job.id in stored else job
-            else:
-                [decision] = plan_inserts([job], stored.__contains__, self._key_holder)
+            decision = plan_insert(job, stored.__contains__, self._key_holder)
             if isinstance(decision, Job):
                 if job.unique_key is not None:
                     holder = self._key_holder(job.unique_key)

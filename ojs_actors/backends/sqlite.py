@@ -64,7 +64,7 @@ from ..core import (
     State,
     lifecycle,
 )
-from .base import Deduplicated, EventFilter, plan_inserts, replaced_by, timers_of
+from .base import Deduplicated, EventFilter, plan_insert, plan_inserts, replaced_by, timers_of
 from .memory import EVENT_LOG_SIZE
 
 T = TypeVar("T")
@@ -406,7 +406,7 @@ def _insert_jobs(
             return planned
     results: list[Job | Deduplicated | OJSError] = []
     for job in jobs:
-        [decision] = plan_inserts([job], exists, holder_of)
+        decision = plan_insert(job, exists, holder_of)
         if isinstance(decision, Job):
             holder = holder_of(job.unique_key) if job.unique_key is not None else None
             cancelled = replaced_by(job, holder)
