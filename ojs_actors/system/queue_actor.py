@@ -48,15 +48,7 @@ class Claim:
 
 @dataclass(slots=True)
 class Apply:
-    """Apply a pure lifecycle transition to one job of this queue."""
-
-    job_id: str
-    transition: Transition
-
-
-@dataclass(slots=True)
-class ApplyMany:
-    """Apply lifecycle transitions to many jobs of this queue, each on its own; answered
+    """Apply pure lifecycle transitions to jobs of this queue, each on its own; answered
     with one ``Job`` (stored) or ``OJSError`` per item, in order."""
 
     items: Sequence[tuple[str, Transition]]
@@ -159,9 +151,9 @@ class QueueActor(Actor):
                 return
         start = 0
         while start < len(batch):
-            kind = _KIND.get(type(batch[start].message))
+            kind = type(batch[start].message)
             end = start + 1
-            while end < len(batch) and _KIND.get(type(batch[end].message)) is kind:
+            while end < len(batch) and type(batch[end].message) is kind:
                 end += 1
             run = batch[start:end]
             try:
@@ -253,15 +245,9 @@ class QueueActor(Actor):
         return claimed
 
     async def _apply(self, run: Sequence[Envelope]) -> None:
-        """Every transition of a run of ``Apply``/``ApplyMany`` messages: one read and one
+        """Every transition of a run of ``Apply`` messages: one read and one
         compare-and-set write per attempt, whatever the number of jobs."""
-        items: list[tuple[str, Transition]] = []
-        for envelope in run:
-            message = envelope.message
-            if type(message) is ApplyMany:
-                items.extend(message.items)
-            else:
-                items.append((message.job_id, message.transition))
+        items = [item for envelope in run for item in envelope.message.items]
         results: list[Job | OJSError | None] = [None] * len(items)
         pending: Sequence[int] = range(len(items))
         for attempt in range(MAX_CAS_ATTEMPTS):
@@ -276,15 +262,10 @@ class QueueActor(Actor):
             )
         position = 0
         for envelope in run:
-            message = envelope.message
-            if type(message) is ApplyMany:
-                size = len(message.items)
-                if envelope.reply is not None:
-                    envelope.reply.set(results[position : position + size])
-                position += size
-            else:
-                self._answer(envelope, results[position])
-                position += 1
+            size = len(envelope.message.items)
+            if envelope.reply is not None:
+                envelope.reply.set(results[position : position + size])
+            position += size
 
     async def _apply_once(
         self,
@@ -405,10 +386,6 @@ class QueueActor(Actor):
             envelope.reply.fail(result)
         else:
             envelope.reply.set(result)
-
-
-_KIND: dict[type, type] = {Enqueue: Enqueue, Apply: Apply, ApplyMany: Apply}
-"""Message types batched together by ``receive_batch`` (others are handled one by one)."""
 
 
 # Transitions, bound to their inputs, as QueueActor.Apply expects them.

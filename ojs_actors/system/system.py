@@ -57,7 +57,6 @@ from .cron_actor import (
 )
 from .queue_actor import (
     Apply,
-    ApplyMany,
     Claim,
     Describe,
     Enqueue,
@@ -257,22 +256,11 @@ class System:
             if len(queue_of) > QUEUE_CACHE_SIZE:
                 queue_of.popitem(last=False)
 
-    async def _queue_of_job(self, job_id: str) -> str:
-        queue = self._queue_of.get(job_id)
-        if queue is not None:
-            return queue
-        [job] = await self.backend.get_jobs([job_id])
-        if job is None:
-            raise NotFound(
-                f"Job '{job_id}' not found.",
-                details={"resource_type": "job", "resource_id": job_id},
-            )
-        self._remember(job)
-        return job.queue
-
-    async def _apply(self, job_id: str, transition: Any) -> Job:
-        job: Job = await self._ask(await self._queue_of_job(job_id), Apply(job_id, transition))
-        return job
+    async def _apply(self, job_id: str, transition: Transition) -> Job:
+        [result] = await self._apply_many([(job_id, transition)])
+        if isinstance(result, OJSError):
+            raise result
+        return result
 
     async def _apply_many(self, items: Sequence[tuple[str, Transition]]) -> list[Job | OJSError]:
         """Apply transitions to many jobs, each on its own: one ask per queue involved.
@@ -296,7 +284,7 @@ class System:
                     self._remember(job)
                     by_queue.setdefault(job.queue, []).append(position)
         for queue, positions in by_queue.items():
-            message = ApplyMany([items[position] for position in positions])
+            message = Apply([items[position] for position in positions])
             try:
                 results = await self._ask(queue, message)
             except OJSError as error:  # the actor restarted or the backend is away
