@@ -78,8 +78,8 @@ from urllib.parse import urlsplit
 
 import trio
 
-from ..core import BackendUnavailable, Duplicate, Job, OJSError, State, unique
-from .base import Deduplicated, EventFilter, replaced_by, timers_of
+from ..core import BackendUnavailable, Job, OJSError, State
+from .base import Deduplicated, EventFilter, duplicate_id, plan_insert, replaced_by, timers_of
 from .memory import EVENT_LOG_SIZE
 
 T = TypeVar("T")
@@ -812,9 +812,7 @@ class RedisBackend:
                     continue
                 job = jobs[slot]
                 if outcome == -2:
-                    results[slot] = Duplicate(
-                        f"A job with id {job.id} already exists.", details={"job_id": job.id}
-                    )
+                    results[slot] = duplicate_id(job)
                 elif not (atomic and failed) and outcome >= 0:
                     job.seq = int(outcome)
             return results
@@ -839,40 +837,20 @@ class RedisBackend:
         ops: list[dict[str, Any]] = []
         slots: list[int] = []
         for index, job in enumerate(jobs):
-            if job.id in taken:
-                results.append(
-                    Duplicate(f"A job with id {job.id} already exists.", details={"job_id": job.id})
-                )
+            decision = plan_insert(job, taken.__contains__, holders.get)
+            results.append(decision)
+            if not isinstance(decision, Job):
                 continue
-            policy = unique.policy_of(job)
             holder = holders.get(job.unique_key) if job.unique_key is not None else None
-            if (
-                policy is not None
-                and holder is not None
-                and unique.is_conflict(policy, holder.state, holder.created_at, job.created_at)
-            ):
-                if policy.on_conflict is unique.OnConflict.IGNORE:
-                    results.append(Deduplicated(holder))
-                    continue
-                if policy.on_conflict is unique.OnConflict.REJECT or holder.state is State.ACTIVE:
-                    results.append(unique.conflict_error(holder, job))
-                    continue
-                if (
-                    policy.on_conflict is unique.OnConflict.REPLACE_EXCEPT_SCHEDULE
-                    and holder.state is State.SCHEDULED
-                ):
-                    job.scheduled_at = holder.scheduled_at
-                    job.state, job.enqueued_at = State.SCHEDULED, None
-                cancelled = replaced_by(job, holder)  # a terminal holder just loses the key
-                if cancelled is not None:
-                    ops.append(_op(cancelled, holder.version))
-                    slots.append(-1)
+            cancelled = replaced_by(job, holder)  # a terminal holder just loses the key
+            if cancelled is not None and holder is not None:
+                ops.append(_op(cancelled, holder.version))
+                slots.append(-1)
             taken.add(job.id)
             ops.append(_op(job))
             slots.append(index)
             if job.unique_key is not None:
                 holders[job.unique_key] = job
-            results.append(job)
         return results, ops, slots
 
     async def get_jobs(self, job_ids: Sequence[str]) -> list[Job | None]:
