@@ -17,7 +17,16 @@ from typing import Any
 from ..actors import Actor, Envelope
 from ..backends import Backend
 from ..backends.base import timers_of
-from ..core import BackendUnavailable, Conflict, Job, NotFound, OJSError, State, lifecycle
+from ..core import (
+    NO_RESULT,
+    BackendUnavailable,
+    Conflict,
+    Job,
+    NotFound,
+    OJSError,
+    State,
+    lifecycle,
+)
 from .clock import Clock
 from .events import lifecycle_events
 from .signals import Signals
@@ -391,8 +400,15 @@ class QueueActor(Actor):
 # Transitions, bound to their inputs, as QueueActor.Apply expects them.
 
 
-def ack_with(result: Any, has_result: bool) -> Transition:
-    return lambda job, now: lifecycle.ack(job, now, result, has_result=has_result)
+def ack_with(result: Any = NO_RESULT) -> Transition:
+    """Complete the job, storing ``result`` (``NO_RESULT``: none; ``None``: JSON null)."""
+    if result is NO_RESULT:
+        return _ack_without_result
+    return lambda job, now: lifecycle.ack(job, now, result, has_result=True)
+
+
+def _ack_without_result(job: Job, now: int) -> Job:
+    return lifecycle.ack(job, now)
 
 
 def fail_with(report: dict[str, Any]) -> Transition:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..core import NO_RESULT, Job, lifecycle, parse_error_report
+from ..core import NO_RESULT, lifecycle, parse_error_report
 from .queue_actor import Transition, ack_with, fail_with
 
 
@@ -32,17 +32,11 @@ class Nack:
 Outcome = Ack | Nack
 
 
-def _ack_without_result(job: Job, now: int) -> Job:
-    return lifecycle.ack(job, now)
-
-
 def transition_of(outcome: Outcome) -> Transition:
     """The lifecycle transition an outcome asks for; raises ``InvalidRequest`` for a
     malformed error report."""
     if isinstance(outcome, Ack):
-        if outcome.result is NO_RESULT:
-            return _ack_without_result
-        return ack_with(outcome.result, True)
+        return ack_with(outcome.result)
     if outcome.requeue:
         return lifecycle.requeue
     return fail_with(parse_error_report(outcome.error))

@@ -40,7 +40,6 @@ from ..core import (
     State,
     lifecycle,
     parse_enqueue,
-    parse_error_report,
     parse_queue_name,
 )
 from ..core.cron import parse_cron
@@ -63,13 +62,11 @@ from .queue_actor import (
     QueueActor,
     SetPaused,
     Transition,
-    ack_with,
     extend_lease_by,
-    fail_with,
     retry_from_dead_letter,
 )
 from .scheduler import Scheduler
-from .settle import Outcome, transition_of
+from .settle import Ack, Nack, Outcome, transition_of
 from .signals import Signals, wait_any
 from .worker_group import Handler, WorkerGroup, run_worker_group
 from .workflow_actor import (
@@ -430,17 +427,14 @@ class System:
         )
 
     async def ack(self, job_id: str, result: Any = NO_RESULT) -> Job:
-        has_result = result is not NO_RESULT
-        return await self._apply(job_id, ack_with(result if has_result else None, has_result))
+        return await self._apply(job_id, transition_of(Ack(job_id, result)))
 
     async def nack(
         self, job_id: str, error: dict[str, Any] | None, *, requeue: bool = False
     ) -> Job:
         """Report a failed attempt; the retry policy decides retryable or discarded.
         ``requeue`` hands the job back at once without spending the attempt."""
-        if requeue:
-            return await self._apply(job_id, lifecycle.requeue)
-        return await self._apply(job_id, fail_with(parse_error_report(error)))
+        return await self._apply(job_id, transition_of(Nack(job_id, error, requeue)))
 
     async def heartbeat(
         self,

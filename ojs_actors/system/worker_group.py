@@ -88,10 +88,6 @@ class WorkerGroupStats:
     not be stored; such a job's lease expires and the scheduler takes it back."""
 
 
-def _ack_without_result(job: Job, now: int) -> Job:
-    return lifecycle.ack(job, now)
-
-
 class WorkerGroup:
     def __init__(
         self,
@@ -425,7 +421,7 @@ class WorkerGroup:
 
 def _ack_transition(result: Any) -> Transition:
     if result is None:
-        return _ack_without_result
+        return ack_with()
     if not _is_json(result):
         return fail_with(
             {
@@ -436,7 +432,7 @@ def _ack_transition(result: Any) -> Transition:
                 "retryable": False,
             }
         )
-    return ack_with(result, True)
+    return ack_with(result)
 
 
 def _is_json(value: Any) -> bool:
