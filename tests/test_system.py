@@ -234,6 +234,53 @@ async def test_heartbeat_keeps_the_lease(autojump_clock: Any) -> None:
         assert (await system.heartbeat("w1", [job.id])).jobs_cancelled == [job.id]
 
 
+async def test_idle_workers_are_forgotten(autojump_clock: Any) -> None:
+    settings = Settings(worker_idle_timeout=60)
+    async with open_system(settings=settings) as system:
+        await system.fetch(["default"], worker_id="fetcher")
+        await system.heartbeat("beater")
+        system.set_worker_state("never-seen", "terminate")
+        assert {"fetcher", "beater", "never-seen"} <= set(system.workers.ids())
+        await trio.sleep(59)
+        await system.heartbeat("beater")
+        await trio.sleep(2)
+        assert set(system.workers.ids()) == {"beater"}  # the other two were silent for 61 s
+        await trio.sleep(60)
+        assert len(system.workers) == 0
+
+
+async def test_a_storm_of_worker_ids_stays_bounded(autojump_clock: Any) -> None:
+    settings = Settings(worker_idle_timeout=60, max_workers=100)
+    async with open_system(settings=settings) as system:
+        await system.heartbeat("steady")
+        system.set_worker_state("steady", "quiet")
+        for n in range(1000):
+            await system.heartbeat(f"storm-{n}")
+            if n % 50 == 0:  # the steady worker keeps beating through the storm
+                assert (await system.heartbeat("steady")).state == "quiet"
+            assert len(system.workers) <= 100
+        assert (await system.heartbeat("steady")).state == "quiet"
+
+
+async def test_a_directive_reaches_an_active_worker_after_the_idle_timeout(
+    autojump_clock: Any,
+) -> None:
+    settings = Settings(worker_idle_timeout=60)
+    async with open_system(settings=settings) as system:
+        job = await system.enqueue(job_request(0))
+        await system.fetch(["default"], worker_id="w1")
+        system.set_worker_state("w1", "quiet")
+        for _ in range(10):  # ten minutes of heartbeats every 30 s
+            await trio.sleep(30)
+            assert (await system.heartbeat("w1", [job.id])).state == "quiet"
+        system.set_worker_state("w1", "terminate")
+        assert (await system.heartbeat("w1", [job.id])).state == "terminate"
+        await trio.sleep(61)
+        assert (await system.heartbeat("w1")).state == "running"  # silent a minute: forgotten
+        with pytest.raises(ValueError):
+            system.set_worker_state("w1", "paused")
+
+
 async def test_expired_job_is_never_delivered(autojump_clock: Any) -> None:
     async with open_system() as system:
         deadline = format_ms(system.clock() + 1000)

@@ -10,12 +10,14 @@ queue's record (pause state, creation time), persisted as its snapshot
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import trio
+
 from ..actors import Actor, Envelope
-from ..backends import Backend
+from ..backends import Backend, Deduplicated
 from ..backends.base import timers_of
 from ..core import (
     NO_RESULT,
@@ -41,11 +43,39 @@ CLAIMED_CACHE_SIZE = 10_000
 
 @dataclass(slots=True)
 class Enqueue:
-    """Store new jobs. ``atomic``: all or none (bulk enqueue); the jobs may belong to
-    other queues too, since the backend call is one atomic step either way."""
+    """Store new jobs of this queue, each on its own."""
 
     jobs: Sequence[Job]
-    atomic: bool = False
+
+
+@dataclass(slots=True)
+class Hold:
+    """Park this queue's actor while another queue's actor stores a batch that holds jobs
+    of this queue too (see :class:`EnqueueBatch`).
+
+    The actor sets ``parked`` and handles nothing else until ``released``. Then, given
+    ``results`` (the backend's answers for this queue's jobs; left ``None`` if the batch
+    was not stored), it applies this queue's policies to the jobs stored, before any
+    claim can reach them."""
+
+    parked: trio.Event = field(default_factory=trio.Event)
+    released: trio.Event = field(default_factory=trio.Event)
+    results: list[Job | Deduplicated | OJSError] | None = None
+
+
+@dataclass(slots=True)
+class EnqueueBatch:
+    """Store ``jobs`` atomically (all or none) in one backend call. Those of other queues
+    are handed to the :class:`Hold` of their queue in ``holds``, whose actor is parked
+    meanwhile; every hold is released whatever happens.
+
+    Until the actor has ``taken`` it, the sender may withdraw it (and release the holds
+    itself): a ``withdrawn`` batch is not stored."""
+
+    jobs: Sequence[Job]
+    holds: Mapping[str, Hold]
+    taken: bool = False
+    withdrawn: bool = False
 
 
 @dataclass(slots=True)
@@ -185,29 +215,65 @@ class QueueActor(Actor):
             return await self._set_paused(message.paused)
         if isinstance(message, Describe):
             return self.snapshot()
+        if isinstance(message, Hold):
+            return await self._hold(message)
+        if isinstance(message, EnqueueBatch):
+            return await self._enqueue_batch(message)
         return await super().receive(message)
 
     async def _enqueue(self, run: Sequence[Envelope]) -> None:
-        """One backend call for all plain enqueues of the run; one per atomic batch."""
-        plain = [envelope for envelope in run if not envelope.message.atomic]
-        groups = [[envelope] for envelope in run if envelope.message.atomic]
-        if plain:
-            groups.insert(0, plain)
-        for group in groups:
-            jobs = [job for envelope in group for job in envelope.message.jobs]
-            results = await self.backend.insert_jobs(jobs, atomic=group[0].message.atomic)
-            now = self.clock()
-            stored = [result for result in results if isinstance(result, Job)]
-            await self._adopt_rate_limit(stored)
-            await self._after_store([(None, job) for job in stored], now)
-            position = 0
-            for envelope in group:
-                size = len(envelope.message.jobs)
-                self._answer(envelope, results[position : position + size])
-                position += size
+        """One backend call for all the enqueues of the run."""
+        jobs = [job for envelope in run for job in envelope.message.jobs]
+        results = await self.backend.insert_jobs(jobs)
+        await self._adopt_stored(results)
+        position = 0
+        for envelope in run:
+            size = len(envelope.message.jobs)
+            self._answer(envelope, results[position : position + size])
+            position += size
+
+    async def _enqueue_batch(
+        self, batch: EnqueueBatch
+    ) -> list[Job | Deduplicated | OJSError] | None:
+        if batch.withdrawn:
+            return None
+        batch.taken = True
+        mine: list[Job | Deduplicated | OJSError] = []
+        try:
+            results = await self.backend.insert_jobs(batch.jobs, atomic=True)
+            if not any(isinstance(result, OJSError) for result in results):
+                mine = self._hand_out(batch, results)
+        finally:
+            for hold in batch.holds.values():
+                hold.released.set()
+        await self._adopt_stored(mine)
+        return results
+
+    def _hand_out(
+        self, batch: EnqueueBatch, results: Sequence[Job | Deduplicated | OJSError]
+    ) -> list[Job | Deduplicated | OJSError]:
+        """Give each held queue the results of its jobs; this queue's are returned."""
+        by_queue: dict[str, list[Job | Deduplicated | OJSError]] = {self.queue: []}
+        for job, result in zip(batch.jobs, results, strict=True):
+            by_queue.setdefault(job.queue, []).append(result)
+        for queue, hold in batch.holds.items():
+            hold.results = by_queue.get(queue, [])
+        return by_queue[self.queue]
+
+    async def _hold(self, hold: Hold) -> None:
+        hold.parked.set()
+        await hold.released.wait()
+        if hold.results is not None:
+            await self._adopt_stored(hold.results)
+
+    async def _adopt_stored(self, results: Sequence[Job | Deduplicated | OJSError]) -> None:
+        """This queue's policies, events and wake-ups for the jobs just stored."""
+        stored = [result for result in results if isinstance(result, Job)]
+        await self._adopt_rate_limit(stored)
+        await self._after_store([(None, job) for job in stored], self.clock())
 
     async def _adopt_rate_limit(self, jobs: Sequence[Job]) -> None:
-        limits = [job.rate_limit for job in jobs if job.rate_limit and job.queue == self.queue]
+        limits = [job.rate_limit for job in jobs if job.rate_limit]
         if limits and limits[-1]["max_per_second"] != self.max_per_second:
             self.max_per_second = limits[-1]["max_per_second"]
             await self.persist()

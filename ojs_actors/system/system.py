@@ -59,6 +59,8 @@ from .queue_actor import (
     Claim,
     Describe,
     Enqueue,
+    EnqueueBatch,
+    Hold,
     QueueActor,
     SetPaused,
     Transition,
@@ -69,6 +71,7 @@ from .scheduler import Scheduler
 from .settle import Ack, Nack, Outcome, transition_of
 from .signals import Signals, wait_any
 from .worker_group import Handler, WorkerGroup, run_worker_group
+from .worker_registry import WorkerRegistry
 from .workflow_actor import (
     CancelWorkflow,
     Notice,
@@ -82,7 +85,6 @@ from .workflow_actor import (
 log = logging.getLogger("ojs_actors.system")
 
 QUEUE_CACHE_SIZE = 65_536
-WORKER_STATES = ("running", "quiet", "terminate")
 
 
 @dataclass(slots=True)
@@ -97,6 +99,11 @@ class Settings:
     """Restart intensity of the workflows supervisor: N restarts within T seconds."""
     test_hooks: bool = False
     """Conformance-suite hooks: honour ``meta.test_directive`` in heartbeats."""
+    worker_idle_timeout: float = 300.0
+    """Seconds after a worker's last fetch or heartbeat when this process forgets it,
+    with any directive (``set_worker_state``) still waiting for it."""
+    max_workers: int = 65_536
+    """The most workers remembered at once; past it, the longest silent is forgotten."""
 
 
 @dataclass(slots=True)
@@ -143,8 +150,11 @@ class System:
         self._cron_lock = trio.Lock()
         self.crons = self._new_cron_supervisor()
         self._queue_of: OrderedDict[str, str] = OrderedDict()
-        self._worker_states: dict[str, str] = {}
-        self._workers_seen: dict[str, int] = {}
+        self.workers = WorkerRegistry(
+            self.clock,
+            idle_timeout_ms=int(self.settings.worker_idle_timeout * 1000),
+            capacity=self.settings.max_workers,
+        )
 
     def _new_queue_supervisor(self) -> Supervisor:
         restarts, within = self.settings.queue_restarts
@@ -316,12 +326,56 @@ class System:
                 error.args = (error.message,)
                 error.details = {"index": index, **error.details}
                 raise
-        results = await self._ask(jobs[0].queue, Enqueue(jobs, atomic=True))
+        results = await self._insert_atomically(jobs)
         for index, result in enumerate(results):
             if isinstance(result, OJSError):
                 result.details = {"index": index, **result.details}
                 raise result
         return [self._stored(result) for result in results]
+
+    async def _insert_atomically(
+        self, jobs: Sequence[Job]
+    ) -> Sequence[Job | Deduplicated | OJSError]:
+        """Store ``jobs`` in one atomic backend call, made by the actor of the last of their
+        queues (by name) while the actors of the others are held; each actor then applies
+        its queue's policies (rate limit, events, wake-ups) to its own jobs before it
+        handles anything else. Actors are taken in queue-name order, so batches over
+        the same queues cannot deadlock."""
+        *held, last = sorted({job.queue for job in jobs})
+        batch = EnqueueBatch(jobs, {queue: Hold() for queue in held})
+        failures: list[OJSError] = []
+        results: Sequence[Job | Deduplicated | OJSError] | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                for queue, hold in batch.holds.items():
+                    nursery.start_soon(self._hold_queue, queue, hold, failures)
+                    await hold.parked.wait()
+                    if failures:
+                        break
+                else:
+                    try:
+                        results = await self._ask(last, batch)
+                    except OJSError as error:
+                        failures.append(error)
+        finally:
+            if not batch.taken:  # else the storing actor releases the holds, come what may
+                batch.withdrawn = True
+                for hold in batch.holds.values():
+                    hold.released.set()
+        if results is None:
+            raise failures[0]
+        return results
+
+    async def _hold_queue(self, queue: str, hold: Hold, failures: list[OJSError]) -> None:
+        try:
+            await self._ask(queue, hold)
+        except OJSError as error:
+            if hold.results is None:
+                failures.append(error)
+            else:  # stored: only the queue's follow-up (events, wake-ups) is missing
+                log.warning("queue %r missed the follow-up of a stored batch: %s", queue, error)
+        finally:
+            hold.parked.set()
 
     def _stored(self, result: Job | Deduplicated | OJSError) -> Job:
         if isinstance(result, OJSError):
@@ -346,7 +400,7 @@ class System:
         for queue in queues:
             parse_queue_name(queue, "queues[]")
         if worker_id is not None:
-            self._workers_seen[worker_id] = self.clock()
+            self.workers.seen(worker_id)
         deadline = trio.current_time() + wait
         while True:
             # Take the wake-up events before claiming: work stored while the claim is in
@@ -445,8 +499,7 @@ class System:
     ) -> Heartbeat:
         """Extend the leases of the worker's active jobs; the reply carries the state the
         worker should be in (``running``, ``quiet``, ``terminate``)."""
-        self._workers_seen[worker_id] = self.clock()
-        beat = Heartbeat(state=self._worker_states.get(worker_id, "running"))
+        beat = Heartbeat(state=self.workers.seen(worker_id).directive)
         ids = list(dict.fromkeys(job_ids))
         if not ids:
             return beat
@@ -470,10 +523,9 @@ class System:
         return beat
 
     def set_worker_state(self, worker_id: str, state: str) -> None:
-        """Operator directive delivered in the worker's next heartbeat reply."""
-        if state not in WORKER_STATES:
-            raise ValueError(f"worker state must be one of {WORKER_STATES}")
-        self._worker_states[worker_id] = state
+        """Operator directive delivered in the worker's heartbeat replies; forgotten with
+        the worker once it has been silent for ``Settings.worker_idle_timeout``."""
+        self.workers.direct(worker_id, state)
 
     # -- job operations ------------------------------------------------------------------
 
@@ -495,7 +547,8 @@ class System:
     # -- workflows ------------------------------------------------------------------------
 
     async def create_workflow(self, definition: dict[str, Any]) -> dict[str, Any]:
-        """Validate and start a chain, group or batch (ojs-workflows); returns its view.
+        """Validate and start a chain, group, batch (ojs-workflows) or DAG (ojs-http-binding
+        §14.1); returns its view.
 
         The workflow is stored, every job id it may use already allocated, before its
         actor starts and enqueues the first jobs."""
@@ -720,8 +773,7 @@ class System:
                 await self.queues.stop_child(child_id)
             await self.backend.reset()
         self._queue_of.clear()
-        self._worker_states.clear()
-        self._workers_seen.clear()
+        self.workers.clear()
 
 
 def _job_not_found(job_id: str) -> NotFound:
