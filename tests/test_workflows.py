@@ -77,7 +77,8 @@ def outcome(state: NodeState, result: Any = None) -> Outcome:
 @pytest.mark.parametrize(
     ("body", "path"),
     [
-        ({"steps": [step("a")]}, "$.type"),
+        ({"jobs": [step("a")]}, "$.type"),
+        ({"steps": [step("a")]}, "$.steps[0].id"),  # without a type: a DAG (test_dag_workflows)
         ({"type": "dag", "steps": [step("a")]}, "$.type"),
         ({"type": "chain", "steps": []}, "$.steps"),
         ({"type": "chain", "jobs": [step("a")]}, "$.steps"),

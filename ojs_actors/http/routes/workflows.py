@@ -1,4 +1,5 @@
-"""``/ojs/v1/workflows``: create (chain, group, batch), get status, cancel (ojs-workflows §11)."""
+"""``/ojs/v1/workflows``: create (chain, group, batch; a DAG without ``type``), get status,
+cancel (ojs-workflows §11, ojs-http-binding §14)."""
 
 from __future__ import annotations
 
