@@ -11,12 +11,27 @@ from collections.abc import Sequence
 import trio
 
 from .backends import BACKENDS
-from .http import DEFAULT_MAX_BODY_BYTES, HttpSettings, ServeConfig, serve
+from .http import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_REQUEST_TIMEOUT,
+    HttpSettings,
+    InsecureBinding,
+    ServeConfig,
+    serve,
+)
 from .system import Settings
+
+_FALSE = ("0", "false", "no", "off")
 
 
 def _env_bool(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _api_keys() -> tuple[str, ...]:
+    """``OJS_API_KEY``: one key, or several separated by commas (to rotate without downtime).
+    Read from the environment only, so keys never show in a process listing."""
+    return tuple(key.strip() for key in os.environ.get("OJS_API_KEY", "").split(",") if key.strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=float(os.environ.get("OJS_POLL_INTERVAL", "1.0")),
         help="seconds between backend polls by timers and waiting fetches (env OJS_POLL_INTERVAL)",
     )
+    run.add_argument(
+        "--request-timeout",
+        type=float,
+        default=float(os.environ.get("OJS_REQUEST_TIMEOUT", str(DEFAULT_REQUEST_TIMEOUT))),
+        help="seconds a request may take before a retryable 503 (a waiting fetch adds its "
+        "wait_ms) (env OJS_REQUEST_TIMEOUT; default 30)",
+    )
+    run.add_argument(
+        "--direct-routes",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("OJS_DIRECT_ROUTES", "true").strip().lower() not in _FALSE,
+        help="serve the hot endpoints (enqueue, batch, fetch, ack, nack) on the direct ASGI "
+        "path; --no-direct-routes has Quart serve every route (env OJS_DIRECT_ROUTES)",
+    )
     run.add_argument("--access-log", action="store_true", help="log every request")
     run.add_argument("--log-level", default=os.environ.get("OJS_LOG_LEVEL", "INFO"))
     return parser
@@ -95,12 +124,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         host=args.host,
         port=args.port,
-        http=HttpSettings(allow_reset=args.allow_reset, max_body_bytes=args.max_body_bytes),
+        http=HttpSettings(
+            allow_reset=args.allow_reset,
+            max_body_bytes=args.max_body_bytes,
+            api_keys=_api_keys(),
+            request_timeout=args.request_timeout,
+            direct_routes=args.direct_routes,
+        ),
         system=Settings(poll_interval=args.poll_interval, test_hooks=args.allow_reset),
         access_log=args.access_log,
+        allow_insecure_no_auth=_env_bool("OJS_ALLOW_INSECURE_NO_AUTH"),
     )
     try:
         trio.run(serve, config)
+    except InsecureBinding as refusal:
+        print(f"ojs-actors: {refusal}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         pass
     return 0

@@ -3,6 +3,7 @@
 from . import lifecycle, unique
 from .errors import (
     BackendUnavailable,
+    BodyTimedOut,
     Conflict,
     Duplicate,
     InternalError,
@@ -12,7 +13,9 @@ from .errors import (
     OJSError,
     PayloadTooLarge,
     QueuePaused,
+    RequestTimedOut,
     ServiceRestarting,
+    Unauthenticated,
     Unsupported,
     ValidationFailed,
 )
@@ -24,9 +27,10 @@ from .timefmt import format_ms, parse_duration_ms, parse_timestamp
 from .validation import parse_enqueue, parse_error_report, parse_queue_name
 
 __all__ = [
-    "DEFAULT_POLICY", "NO_RESULT", "SPEC_VERSION", "TERMINAL", "BackendUnavailable", "Conflict", "Duplicate",
+    "DEFAULT_POLICY", "NO_RESULT", "SPEC_VERSION", "TERMINAL", "BackendUnavailable", "BodyTimedOut", "Conflict", "Duplicate",
     "Event", "InternalError", "InvalidPayload", "InvalidRequest", "Job", "NotFound", "OJSError",
-    "PayloadTooLarge", "QueuePaused", "RetryPolicy", "ServiceRestarting", "State", "Unsupported",
+    "PayloadTooLarge", "QueuePaused", "RequestTimedOut", "RetryPolicy", "ServiceRestarting", "State",
+    "Unauthenticated", "Unsupported",
     "ValidationFailed", "backoff_delay_ms", "check_transition", "decide_failure", "format_ms",
     "is_uuid7", "lifecycle", "unique", "new_id", "parse_duration_ms", "parse_enqueue",
     "parse_error_report", "parse_policy", "parse_queue_name", "parse_timestamp",

@@ -153,6 +153,32 @@ class ServiceRestarting(OJSError):
     )
 
 
+class Unauthenticated(OJSError):
+    """No valid API key (ojs-error-catalog OJS-5000)."""
+
+    code = "unauthenticated"
+    status = 401
+    retryable = False
+    docs = "ojs-http-binding#5-authentication-and-authorization"
+    default_hint = "Send the header 'Authorization: Bearer <key>' with a key the server accepts."
+
+
+class RequestTimedOut(OJSError):
+    """The server could not answer within the request's deadline (ojs-error-catalog OJS-1012)."""
+
+    code = "request_timeout"
+    status = 503
+    retryable = True
+    default_hint = "Retry with backoff; if it keeps happening, check the backend's health."
+
+
+class BodyTimedOut(RequestTimedOut):
+    """The client did not send the whole request body in time."""
+
+    status = 408
+    default_hint = "Send the whole body promptly; retry the request."
+
+
 class InternalError(OJSError):
     code = "internal_error"
     status = 500

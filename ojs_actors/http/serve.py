@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import ipaddress
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -33,13 +34,43 @@ class ServeConfig:
     http: HttpSettings = field(default_factory=HttpSettings)
     system: Settings = field(default_factory=Settings)
     access_log: bool = False
+    allow_insecure_no_auth: bool = False
+    """Serve a non-loopback address without an API key (``OJS_ALLOW_INSECURE_NO_AUTH``)."""
+
+
+class InsecureBinding(ValueError):
+    """Refused to serve a non-loopback address without authentication."""
+
+
+def check_exposure(config: ServeConfig) -> None:
+    """Without an API key, serve only on loopback, unless told explicitly that it is fine."""
+    if config.http.api_keys or config.allow_insecure_no_auth or _is_loopback(config.host):
+        return
+    raise InsecureBinding(
+        f"Refusing to serve {config.host}:{config.port} without authentication: anyone who "
+        "can reach it could enqueue, cancel and read jobs. Set OJS_API_KEY (one key, or "
+        "several separated by commas), bind a loopback address (--host 127.0.0.1), or set "
+        "OJS_ALLOW_INSECURE_NO_AUTH=true if a proxy in front of this server authenticates."
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 async def serve(
     config: ServeConfig, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Open the system, serve HTTP until SIGINT/SIGTERM (or cancellation), then stop in order."""
+    """Open the system, serve HTTP until SIGINT/SIGTERM (or cancellation), then stop in order.
+    Raises :class:`InsecureBinding` before opening anything if the binding is unsafe."""
     from ..backends import create_backend
+
+    check_exposure(config)
 
     backend = create_backend(config.backend, **config.backend_options)
     async with open_system(backend, settings=config.system) as system:
@@ -66,7 +97,12 @@ async def serve(
                     app, hyper, shutdown_trigger=shutdown.wait, task_status=task_status
                 )
             )
-            log.info("ojs-actors serving on %s (backend: %s)", ", ".join(binds), backend.name)
+            log.info(
+                "ojs-actors serving on %s (backend: %s, authentication: %s)",
+                ", ".join(binds),
+                backend.name,
+                "API key" if config.http.api_keys else "none",
+            )
             task_status.started(binds)
             await shutdown.wait()
             nursery.cancel_scope.deadline = trio.current_time() + hyper.graceful_timeout + 1

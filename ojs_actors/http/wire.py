@@ -6,15 +6,17 @@ import json
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from quart import Blueprint, Response, current_app, g, request
+import trio
+from hypercorn.typing import ASGIReceiveCallable, HTTPScope
+from quart import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from ..core import InvalidPayload, InvalidRequest, NotFound, OJSError, PayloadTooLarge, new_id
+from ..core import InternalError, InvalidPayload, InvalidRequest, NotFound, OJSError, new_id
 from ..system import System
+from .asgi import MEDIA_TYPE, REQUEST_ID, scope_items, until_client_leaves
 
-MEDIA_TYPE = "application/openjobspec+json"
 ACCEPTED_MEDIA_TYPES = (MEDIA_TYPE, "application/json")
 MAX_JSON_DEPTH = 64
 """Nesting limit of request bodies (ojs-json-format §13.5 recommends enforcing one): far
@@ -58,13 +60,49 @@ def json_post(
     :data:`~ojs_actors.http.routes.DIRECT` so the direct path serves it too."""
 
     def register(handle: JsonHandler) -> JsonRoute:
+        route = JsonRoute(path, handle, may_wait)
+
         async def view() -> Response:
-            return reply_response(await handle(ojs_system(), await json_body()))
+            scope = cast(HTTPScope, request.scope)
+            reply = await answer(route, ojs_system(), await json_body(), scope, None)
+            if reply is None:  # the client left while the request waited: nobody to tell
+                return Response(status=204)
+            return reply_response(reply)
 
         blueprint.add_url_rule(path, handle.__name__, view, methods=["POST"])
-        return JsonRoute(path, handle, may_wait)
+        return route
 
     return register
+
+
+async def answer(
+    route: JsonRoute,
+    system: System,
+    body: dict[str, Any],
+    scope: HTTPScope,
+    receive: ASGIReceiveCallable | None,
+) -> JsonReply | None:
+    """``route``'s reply to ``body``; ``None`` if the request waited and its client left
+    meanwhile (the wait is then cancelled). ``receive``: see :func:`until_client_leaves`."""
+    if route.may_wait is None or not route.may_wait(body):
+        return await route.handle(system, body)
+    reply: JsonReply | None = None
+    failure: Exception | None = None
+
+    async def cancel_when_client_leaves() -> None:
+        await until_client_leaves(scope, receive)
+        nursery.cancel_scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(cancel_when_client_leaves)
+        try:
+            reply = await route.handle(system, body)
+        except Exception as error:  # raised below: not wrapped in the nursery's group
+            failure = error
+        nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return reply
 
 
 def ojs_system() -> System:
@@ -91,7 +129,8 @@ def error_response(error: OJSError) -> Response:
 
 
 def request_id() -> str:
-    rid: str = getattr(g, "request_id", None) or f"req_{new_id()}"
+    """The id the middleware gave the current Quart request."""
+    rid: str = scope_items(request.scope)[REQUEST_ID]
     return rid
 
 
@@ -102,18 +141,11 @@ def choose_request_id(supplied: str | None) -> str:
     return f"req_{new_id()}"
 
 
-def http_error_to_ojs(
-    error: HTTPException, method: str, path: str, max_body_bytes: int
-) -> tuple[OJSError, int]:
+def http_error_to_ojs(error: HTTPException, method: str, path: str) -> tuple[OJSError, int]:
     """The OJS error standing for a framework error, and the status to answer it with."""
     status = error.code or 500
-    if status == 413:
-        ojs: OJSError = PayloadTooLarge(
-            f"The request body exceeds the maximum of {max_body_bytes} bytes.",
-            details={"max_bytes": max_body_bytes},
-        )
-    elif status == 404:
-        ojs = NotFound(f"No such endpoint: {method} {path}.", details={"path": path})
+    if status == 404:
+        ojs: OJSError = NotFound(f"No such endpoint: {method} {path}.", details={"path": path})
     elif status == 405:
         ojs = InvalidRequest(
             f"Method {method} is not allowed on {path}.",
@@ -122,6 +154,11 @@ def http_error_to_ojs(
     else:
         ojs = InvalidRequest(error.description or "Bad request.", details={"status": status})
     return ojs, 405 if status == 405 else ojs.status
+
+
+def unexpected_error() -> InternalError:
+    """What a client is told of an exception we did not foresee (the log has the rest)."""
+    return InternalError("The server hit an unexpected error; it has been logged.")
 
 
 async def json_body() -> dict[str, Any]:

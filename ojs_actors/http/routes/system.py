@@ -58,3 +58,14 @@ async def get_health() -> Response:
     report = await ojs_system().health()
     report["version"] = SPEC_VERSION
     return ojs_response(report, 200 if report["status"] == "ok" else 503)
+
+
+@blueprint.get("/ojs/v1/ready")
+async def get_ready() -> Response:
+    """Readiness probe: 200 while the backend answers, 503 otherwise; open without a key."""
+    report = await ojs_system().health()
+    ready = report["status"] == "ok"
+    return ojs_response(
+        {"status": "ready" if ready else "not_ready", "backend": report["backend"]},
+        200 if ready else 503,
+    )

@@ -9,6 +9,8 @@ from quart import Blueprint, Response
 from ...core import NO_RESULT, InvalidRequest, Job, format_ms, parse_queue_name
 from ...core.timefmt import MAX_DURATION_MS
 from ...system import System
+from ...system.worker_registry import WORKER_STATES
+from ..middleware import allow_wait
 from ..wire import (
     JsonReply,
     job_id_of,
@@ -45,6 +47,7 @@ async def fetch(system: System, body: dict[str, Any]) -> JsonReply:
     count = optional_int(body, "count", 1, MAX_FETCH_COUNT) or 1
     visibility = optional_int(body, "visibility_timeout_ms", 1, MAX_DURATION_MS)
     wait_ms = optional_int(body, "wait_ms", 0, MAX_FETCH_WAIT_MS) or 0
+    allow_wait(wait_ms / 1000)
     jobs = await system.fetch(
         [parse_queue_name(q, "queues[]") for q in queues],
         count,
@@ -81,19 +84,17 @@ async def nack(system: System, body: dict[str, Any]) -> JsonReply:
 
 @blueprint.post("/ojs/v1/workers/heartbeat")
 async def heartbeat() -> Response:
+    """Both documented forms: ojs-http-binding §10.4 (``active_jobs``: the ids) and
+    ojs-worker-protocol §4.2 (``active_jobs``: a count, ``active_job_ids``: the ids,
+    and the worker's own report beside them); the OpenAPI document's ``job_id`` too."""
     body = await json_body()
     worker_id = body.get("worker_id")
     if not isinstance(worker_id, str) or not worker_id:
         raise InvalidRequest(
             "'worker_id' is required and must be a string.", details={"field": "worker_id"}
         )
-    job_ids = body.get("active_jobs", [])
-    if isinstance(body.get("job_id"), str):
-        job_ids = [*job_ids, body["job_id"]] if isinstance(job_ids, list) else job_ids
-    if not isinstance(job_ids, list) or not all(isinstance(j, str) for j in job_ids):
-        raise InvalidRequest(
-            "'active_jobs' must be an array of job ids.", details={"field": "active_jobs"}
-        )
+    job_ids = _active_job_ids(body)
+    _check_worker_report(body)
     system = ojs_system()
     beat = await system.heartbeat(
         worker_id,
@@ -109,6 +110,57 @@ async def heartbeat() -> Response:
             "server_time": format_ms(system.clock()),
         }
     )
+
+
+def _active_job_ids(body: dict[str, Any]) -> list[str]:
+    """The ids of the jobs a heartbeat reports: ``active_job_ids`` when present, else
+    ``active_jobs`` unless that is a count; plus ``job_id``."""
+    active_jobs = body.get("active_jobs")
+    if isinstance(active_jobs, int) and not isinstance(active_jobs, bool):
+        if active_jobs < 0:
+            raise InvalidRequest(
+                "'active_jobs' must be an array of job ids or a count of at least 0.",
+                details={"field": "active_jobs", "received": active_jobs},
+            )
+        job_ids: list[str] = []
+    else:
+        job_ids = _strings(body, "active_jobs", "an array of job ids or a count")
+    if body.get("active_job_ids") is not None:
+        job_ids = _strings(body, "active_job_ids", "an array of job ids")
+    job_id = body.get("job_id")
+    if job_id is not None:
+        if not isinstance(job_id, str):
+            raise InvalidRequest("'job_id' must be a string.", details={"field": "job_id"})
+        job_ids.append(job_id)
+    return job_ids
+
+
+def _check_worker_report(body: dict[str, Any]) -> None:
+    """The worker's description of itself (ojs-worker-protocol §4.2): optional here, and
+    not used, but a field that is sent must have the type the spec gives it."""
+    state = body.get("state")
+    if state is not None and state not in WORKER_STATES:
+        raise InvalidRequest(
+            f"'state' must be one of {', '.join(WORKER_STATES)}.",
+            details={"field": "state", "received": state},
+        )
+    for name in ("hostname", "started_at"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise InvalidRequest(f"'{name}' must be a string.", details={"field": name})
+    for name in ("pid", "concurrency"):
+        optional_int(body, name, 0)
+    for name in ("queues", "labels"):
+        _strings(body, name, "an array of strings")
+
+
+def _strings(body: dict[str, Any], name: str, expected: str) -> list[str]:
+    """``body[name]`` as a list of strings (empty if absent), or a 400 naming the field."""
+    value = body.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidRequest(f"'{name}' must be {expected}.", details={"field": name})
+    return list(value)
 
 
 def _outcome(job: Job, *, acknowledged: bool = False) -> dict[str, Any]:
