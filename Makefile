@@ -6,7 +6,7 @@ PORT ?= 8080
 BACKEND ?= memory
 CONFORMANCE_DIR ?= $(or $(OJS_CONFORMANCE_DIR),../shared/conformance)
 
-.PHONY: install run test test-fast lint format conformance bench docker-up docker-down clean
+.PHONY: install run test test-fast lint format openapi conformance bench docker-up docker-down clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,13 +25,19 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not conformance"
 
 lint: install
-	$(BIN)/ruff check ojs_actors tests bench
-	$(BIN)/ruff format --check ojs_actors tests bench
+	$(BIN)/ruff check ojs_actors tests bench tools
+	$(BIN)/ruff format --check ojs_actors tests bench tools
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff check --fix ojs_actors tests bench
-	$(BIN)/ruff format ojs_actors tests bench
+	$(BIN)/ruff check --fix ojs_actors tests bench tools
+	$(BIN)/ruff format ojs_actors tests bench tools
+
+# Regenerate the OpenAPI document GET /ojs/openapi.json serves, from the spec's openapi.yaml
+# (SPEC_DIR) and the app's routes; run it when either changes.
+SPEC_DIR ?= $(or $(OJS_SPEC_DIR),../shared/ojs-spec)
+openapi: install
+	$(BIN)/python tools/generate_openapi.py $(SPEC_DIR)/openapi.yaml
 
 # Run the official suites against a server started here (levels 0-4, core suites).
 conformance: install
@@ -45,8 +51,11 @@ conformance: install
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# The servers require a key: a random one is written to docker/.env the first time.
 docker-up:
+	@test -f docker/.env || echo "OJS_API_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))')" > docker/.env
 	docker compose -f docker/compose.yaml up --build -d
+	@echo "API key: $$(sed -n 's/^OJS_API_KEY=//p' docker/.env)"
 
 docker-down:
 	docker compose -f docker/compose.yaml down

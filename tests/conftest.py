@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serving import free_port
+from serving import HTTP_PATHS, OjsServer, free_port
 
 
 class RedisServer:
@@ -104,6 +104,20 @@ def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]
     """A redis-server of this test alone (to stop and restart; appendonly, fsync always)."""
     server = RedisServer(tmp_path_factory.mktemp("own-redis"))
     server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module", params=list(HTTP_PATHS))
+def memory_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OjsServer]:
+    """``ojs-actors serve --backend memory`` of a test module, once per HTTP path: the hot
+    routes served directly (``direct``), and Quart serving every route (``quart``)."""
+    log = tmp_path_factory.mktemp(f"server-{request.param}") / "server.log"
+    server = OjsServer(["--backend", "memory", *HTTP_PATHS[request.param]], log)
     try:
         yield server
     finally:

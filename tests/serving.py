@@ -15,6 +15,10 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 
+HTTP_PATHS: dict[str, tuple[str, ...]] = {"direct": (), "quart": ("--no-direct-routes",)}
+"""``serve`` arguments of the two HTTP paths: the hot routes served directly (the default),
+or Quart serving every route."""
+
 
 def free_port() -> int:
     with socket.socket() as probe:

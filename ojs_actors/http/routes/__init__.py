@@ -3,10 +3,11 @@
 from quart import Blueprint
 
 from ..wire import JsonRoute
-from . import admin, cron, dead_letter, events, jobs, queues, system, workers, workflows
+from . import admin, cron, dead_letter, events, jobs, openapi, queues, system, workers, workflows
 
 PUBLIC: tuple[Blueprint, ...] = (
     system.blueprint,
+    openapi.blueprint,
     jobs.blueprint,
     workers.blueprint,
     queues.blueprint,
