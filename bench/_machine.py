@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from ojs_actors.testing.services import MissingBinary, RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,8 +33,14 @@ def _command(*words: str) -> str:
     return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
+def _redis_server_version() -> str:
+    try:
+        return _command(RedisServer.find_binary(), "--version")
+    except MissingBinary:
+        return "not installed"
+
+
 def machine_info() -> dict[str, Any]:
-    redis_server = shutil.which("redis-server")
     return {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
@@ -42,6 +49,6 @@ def machine_info() -> dict[str, Any]:
         "os": platform.platform(),
         "git_commit": _command("git", "rev-parse", "HEAD"),
         "git_dirty": _command("git", "status", "--porcelain", "--untracked-files=no") != "",
-        "redis_server": _command(redis_server, "--version") if redis_server else "not installed",
+        "redis_server": _redis_server_version(),
         "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
     }

@@ -19,6 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ojs_actors.testing.services import RedisServer
+
 from ._hello import HELLO_PATH
 from ._load import build_request, parse_response
 
@@ -186,11 +188,7 @@ class ServerGroup:
         self._waiting.clear()
 
     def redis(self) -> RedisProcess:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError(
-                "redis-server is not installed (Debian: apt-get install redis-server)"
-            )
+        binary = RedisServer.find_binary()  # on PATH, else the test extra's valkey-server
         port = free_port()
         data = self.directory / f"redis-{port}"
         data.mkdir()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,18 +12,13 @@ from pathlib import Path
 
 import httpx
 
+from ojs_actors.testing.services import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 
 HTTP_PATHS: dict[str, tuple[str, ...]] = {"direct": (), "quart": ("--no-direct-routes",)}
 """``serve`` arguments of the two HTTP paths: the hot routes served directly (the default),
 or Quart serving every route."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class OjsServer:
