@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import trio
 
-from .backends import BACKENDS
+from .backends import REGISTRY, MissingExtra
 from .http import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_REQUEST_TIMEOUT,
@@ -38,28 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ojs-actors", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("serve", help="serve the OJS HTTP API")
-    run.add_argument(
-        "--backend",
-        default=os.environ.get("OJS_BACKEND", "memory"),
-        choices=BACKENDS,
-        help="storage backend (env OJS_BACKEND; default memory)",
-    )
-    run.add_argument(
-        "--db",
-        default=os.environ.get("OJS_DB", "ojs.db"),
-        help="SQLite database file of --backend sqlite, created if missing (env OJS_DB; default ojs.db)",
-    )
-    run.add_argument(
-        "--db-sync",
-        default=os.environ.get("OJS_DB_SYNC", "full"),
-        choices=("full", "normal"),
-        help="SQLite sync on commit: full survives power loss, normal only process death (env OJS_DB_SYNC)",
-    )
-    run.add_argument(
-        "--redis-url",
-        default=os.environ.get("REDIS_URL", "redis://localhost:6379"),
-        help="Redis of --backend redis: redis://[user:password@]host:port[/db] (env REDIS_URL)",
-    )
+    REGISTRY.add_arguments(run)
     run.add_argument(
         "--host",
         default=os.environ.get("OJS_HOST", "127.0.0.1"),
@@ -115,13 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     config = ServeConfig(
         backend=args.backend,
-        backend_options=(
-            {"path": args.db, "synchronous": args.db_sync}
-            if args.backend == "sqlite"
-            else {"url": args.redis_url}
-            if args.backend == "redis"
-            else {}
-        ),
+        backend_options=REGISTRY.entry(args.backend).options_from(vars(args)),
         host=args.host,
         port=args.port,
         http=HttpSettings(
@@ -137,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         trio.run(serve, config)
-    except InsecureBinding as refusal:
+    except (InsecureBinding, MissingExtra) as refusal:
         print(f"ojs-actors: {refusal}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

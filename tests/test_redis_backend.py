@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ojs_actors import open_system
-from ojs_actors.backends import Deduplicated, EventFilter, create_backend
+from ojs_actors.backends import Deduplicated, EventFilter, create_backend, open_backend
 from ojs_actors.backends.redis import RedisBackend
 from ojs_actors.core import BackendUnavailable, Duplicate, Job, State, lifecycle
 from ojs_actors.core.unique import parse_unique, unique_key
@@ -17,13 +17,9 @@ from ojs_actors.core.unique import parse_unique, unique_key
 
 @pytest.fixture
 async def backend(redis_url: str) -> AsyncIterator[RedisBackend]:
-    store = create_backend("redis", url=redis_url)
-    assert isinstance(store, RedisBackend)
-    await store.start()
-    try:
+    async with open_backend("redis", url=redis_url) as store:
+        assert isinstance(store, RedisBackend)
         yield store
-    finally:
-        await store.close()
 
 
 def make(job_id: str, *, priority: int = 0, queue: str = "q", **fields: Any) -> Job:
@@ -197,13 +193,9 @@ async def test_snapshots_events_reset(backend: RedisBackend) -> None:
 
 
 async def test_event_log_is_capped(redis_url: str) -> None:
-    store = RedisBackend(redis_url, event_log_size=3)
-    await store.start()
-    try:
+    async with open_backend(RedisBackend(redis_url, event_log_size=3)) as store:
         await store.append_events([{"id": f"e{i}", "type": "x", "data": {}} for i in range(5)])
         assert [e["id"] for e in await store.read_events(EventFilter())] == ["e2", "e3", "e4"]
-    finally:
-        await store.close()
 
 
 async def test_unreachable_redis_is_backend_unavailable() -> None:
@@ -212,10 +204,9 @@ async def test_unreachable_redis_is_backend_unavailable() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    store = RedisBackend(f"redis://127.0.0.1:{port}/0")
     with pytest.raises(BackendUnavailable):
-        await store.start()
-    await store.close()
+        async with open_backend(RedisBackend(f"redis://127.0.0.1:{port}/0")):
+            pass
 
 
 async def test_system_round_trip(redis_url: str) -> None:

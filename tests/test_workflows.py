@@ -366,7 +366,9 @@ async def test_batch_callbacks_fire_exactly_once(
     assert stored is not None
     await settle()
     # A replayed notification changes nothing.
-    system._jobs_changed([(State.ACTIVE, stored), (State.ACTIVE, await system.info(first.id))])
+    system._inbox.jobs_changed(
+        [(State.ACTIVE, stored), (State.ACTIVE, await system.info(first.id))]
+    )
     await settle()
     complete = await work(system, "cb-complete")
     assert complete.extra["parent_results"] == ["a", None if fail else "b"]
@@ -461,11 +463,7 @@ async def test_a_whole_system_restart_resumes_unfinished_workflows(autojump_cloc
         zero = await work(system)
         await system.ack(zero.id, "zero")
         # The server dies before the workflow heard of it: the notice is lost.
-        while True:
-            try:
-                system._workflow_inbox.receive_nowait()
-            except trio.WouldBlock:
-                break
+        system._inbox.drop_pending()
     async with open_system(backend, settings=settings) as system:
         one = await work(system)  # resumed at start, caught up with the backend
         assert one.type == "c.one" and one.extra["parent_results"] == ["zero"]

@@ -1,40 +1,31 @@
-"""Backends behind one protocol (:class:`Backend`); :func:`create_backend` picks one by name."""
+"""Backends behind one protocol (:class:`Backend`), registered by name in
+:mod:`~ojs_actors.backends.registry`: :func:`create_backend` makes one,
+:func:`open_backend` also starts it for a block (opening the asyncio bridge if it
+needs one) and closes it after."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from ..core import InvalidRequest
-from .base import Backend, Deduplicated, EventFilter, timers_of
+from .base import EVERY_CAPABILITY, Backend, Capabilities, Deduplicated, EventFilter, timers_of
 from .memory import MemoryBackend
+from .registry import BUILTIN, REGISTRY, MissingExtra, create_backend, open_backend
 from .sqlite import SqliteBackend
 
-BACKENDS = ("memory", "sqlite", "redis")
-
-
-def create_backend(name: str, **options: Any) -> Backend:
-    """A backend by its ``--backend`` name; options are backend-specific (URLs, paths)."""
-    if name == "memory":
-        return MemoryBackend()
-    if name == "sqlite":
-        return SqliteBackend(**options)
-    if name == "redis":
-        from .redis import RedisBackend  # imported on use: trio-asyncio patches asyncio
-
-        return RedisBackend(**options)
-    raise InvalidRequest(
-        f"Unknown backend {name!r}; this build has: {', '.join(BACKENDS)}.",
-        details={"backend": name, "available": list(BACKENDS)},
-    )
+BACKENDS = tuple(entry.name for entry in BUILTIN)
+"""The backends of this package (``REGISTRY.names()`` adds third-party ones)."""
 
 
 __all__ = [
     "BACKENDS",
+    "EVERY_CAPABILITY",
+    "REGISTRY",
     "Backend",
+    "Capabilities",
     "Deduplicated",
     "EventFilter",
     "MemoryBackend",
+    "MissingExtra",
     "SqliteBackend",
     "create_backend",
+    "open_backend",
     "timers_of",
 ]

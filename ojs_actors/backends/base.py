@@ -24,7 +24,7 @@ Conventions every implementation follows:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from ..core import Duplicate, Job, OJSError, State, lifecycle, unique
@@ -46,12 +46,68 @@ class Deduplicated:
     existing: Job
 
 
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a server over this backend can do; ``GET /ojs/manifest`` reports the
+    manifest's flags (:meth:`manifest`). A backend declares only what it supports:
+    every flag defaults to ``False``."""
+
+    batch_enqueue: bool = False
+    cron_jobs: bool = False
+    dead_letter: bool = False
+    delayed_jobs: bool = False
+    job_ttl: bool = False
+    priority_queues: bool = False
+    rate_limiting: bool = False
+    schema_validation: bool = False
+    unique_jobs: bool = False
+    workflows: bool = False
+    pause_resume: bool = False
+    events: bool = False
+    exact_counts: bool = False
+    """``count_jobs`` is exact at every moment (not an estimate); not a manifest flag."""
+
+    def manifest(self) -> dict[str, bool]:
+        """The manifest's ``capabilities`` object."""
+        flags = asdict(self)
+        for backend_only in _NOT_IN_MANIFEST:
+            del flags[backend_only]
+        return flags
+
+
+_NOT_IN_MANIFEST = ("exact_counts",)
+
+EVERY_CAPABILITY = Capabilities(
+    batch_enqueue=True,
+    cron_jobs=True,
+    dead_letter=True,
+    delayed_jobs=True,
+    job_ttl=True,
+    priority_queues=True,
+    rate_limiting=True,
+    unique_jobs=True,
+    workflows=True,
+    pause_resume=True,
+    events=True,
+    exact_counts=True,
+)
+"""What the memory, SQLite and Redis backends support (all but schema validation,
+which no backend of this server does)."""
+
+
 @runtime_checkable
 class Backend(Protocol):
     name: str
+    capabilities: Capabilities
+    needs_asyncio: bool
+    """``True`` if it runs asyncio clients: :func:`~ojs_actors.backends.open_backend`
+    then opens the shared asyncio bridge, which ``start()`` takes
+    (:func:`~ojs_actors.backends.bridge.current_asyncio_bridge`)."""
 
     async def start(self) -> None:
-        """Connect; raise :class:`~ojs_actors.core.BackendUnavailable` if impossible."""
+        """Connect; raise :class:`~ojs_actors.core.BackendUnavailable` if impossible.
+        Called by :func:`~ojs_actors.backends.open_backend`, which calls :meth:`close`
+        (shielded from cancellation) when its block exits."""
 
     async def close(self) -> None: ...
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..core import Job, OJSError, State, lifecycle
 from .base import (
+    EVERY_CAPABILITY,
     Deduplicated,
     EventFilter,
     plan_insert,
@@ -121,6 +122,8 @@ class TimerIndex:
 
 class MemoryBackend:
     name = "memory"
+    capabilities = EVERY_CAPABILITY
+    needs_asyncio = False
 
     def __init__(self, *, event_log_size: int = EVENT_LOG_SIZE) -> None:
         self._event_log_size = event_log_size

@@ -1,10 +1,11 @@
 """The networked backend: one Redis server shared by any number of ``ojs-actors`` processes.
 
-Bridge. redis-py's asyncio client runs on a trio-asyncio loop that
-:meth:`RedisBackend.start` opens in a trio *system task* and
-:meth:`RedisBackend.close` shuts down, so the loop lives exactly as long as the
-backend. Every call goes through :meth:`RedisBackend._run`, which runs one
-asyncio coroutine on that loop from whatever trio task calls it. The wait is
+Bridge. redis-py's asyncio client runs on the shared asyncio bridge
+(:mod:`ojs_actors.backends.bridge`), which :func:`~ojs_actors.backends.open_backend`
+opens around the backend's lifetime (``needs_asyncio``); :meth:`RedisBackend.start`
+takes it and :meth:`RedisBackend.close` closes the client on it before it closes.
+Every call goes through :meth:`RedisBackend._run`, which runs one asyncio
+coroutine on the bridge from whatever trio task calls it. The wait is
 shielded from trio cancellation (a claim must not vanish between Redis and the
 caller); socket timeouts keep it finite, and connection errors surface as
 :class:`~ojs_actors.core.BackendUnavailable` (HTTP 503). The client does not
@@ -79,7 +80,16 @@ from urllib.parse import urlsplit
 import trio
 
 from ..core import BackendUnavailable, Job, OJSError, State
-from .base import Deduplicated, EventFilter, duplicate_id, plan_insert, replaced_by, timers_of
+from .base import (
+    EVERY_CAPABILITY,
+    Deduplicated,
+    EventFilter,
+    duplicate_id,
+    plan_insert,
+    replaced_by,
+    timers_of,
+)
+from .bridge import AsyncioBridge, current_asyncio_bridge
 from .memory import EVENT_LOG_SIZE
 
 T = TypeVar("T")
@@ -648,6 +658,8 @@ def _describe(url: str) -> str:
 
 class RedisBackend:
     name = "redis"
+    capabilities = EVERY_CAPABILITY
+    needs_asyncio = True
 
     def __init__(
         self,
@@ -663,91 +675,59 @@ class RedisBackend:
         self._event_log_size = event_log_size
         self._socket_timeout = socket_timeout
         self._connect_timeout = connect_timeout
-        self._loop: Any = None
+        self._bridge: AsyncioBridge | None = None
         self._client: Any = None
         self._scripts: dict[str, Any] = {}
-        self._started = False
-        self._closing = trio.Event()
-        self._closed = trio.Event()
 
     # -- lifetime ---------------------------------------------------------------------
 
     async def start(self) -> None:
         import redis.asyncio as aioredis
-        import trio_asyncio
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        ready = trio.Event()
-        failure: list[BaseException] = []
-
-        async def hold_loop() -> None:
-            try:
-                async with trio_asyncio.open_loop() as loop:
-                    self._loop = loop
-                    ready.set()
-                    await self._closing.wait()
-                    if self._client is not None:
-                        client, self._client = self._client, None
-                        try:
-                            await loop.run_aio_coroutine(client.aclose())
-                        except Exception:  # closing a broken connection must not crash the run
-                            pass
-            except Exception as error:  # a system task must not raise
-                failure.append(error)
-            finally:
-                self._loop = None
-                ready.set()
-                self._closed.set()
-
-        self._started = True
-        trio.lowlevel.spawn_system_task(hold_loop, name="ojs-redis-asyncio-loop")
-        await ready.wait()
-        if failure or self._loop is None:
-            raise BackendUnavailable(
-                f"Could not start the asyncio bridge for Redis: {failure[0] if failure else '?'}",
-                details={"backend": "redis"},
-            )
-
-        def connect() -> Any:
-            return aioredis.from_url(
-                self.url,
-                decode_responses=True,
-                socket_timeout=self._socket_timeout,
-                socket_connect_timeout=self._connect_timeout,
-                retry=Retry(NoBackoff(), 0),
-            )
-
+        self._bridge = current_asyncio_bridge()
+        self._client = aioredis.from_url(
+            self.url,
+            decode_responses=True,
+            socket_timeout=self._socket_timeout,
+            socket_connect_timeout=self._connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._scripts = {
+            name: self._client.register_script(text) for name, text in _SCRIPTS.items()
+        }
         try:
-            self._client = connect()
-            self._scripts = {
-                name: self._client.register_script(text) for name, text in _SCRIPTS.items()
-            }
             await self.ping()
         except BaseException:
             await self.close()
             raise
 
     async def close(self) -> None:
-        self._closing.set()
-        if self._started:
-            with trio.CancelScope(shield=True):
-                await self._closed.wait()
+        client, self._client = self._client, None
+        bridge, self._bridge = self._bridge, None
+        if client is None or bridge is None or bridge.closed:
+            return
+        with trio.CancelScope(shield=True):
+            try:
+                await bridge.run(client.aclose())
+            except Exception:  # closing a broken connection must not fail the shutdown
+                pass
 
     async def _run(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Run one asyncio coroutine on the bridge loop; Redis failures become 503s."""
+        """Run one asyncio coroutine on the bridge; Redis failures become 503s."""
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        loop = self._loop
-        if loop is None or self._client is None:
+        bridge = self._bridge
+        if bridge is None or bridge.closed or self._client is None:
             raise BackendUnavailable(
                 "The Redis backend is not connected.", details={"backend": "redis"}
             )
         result: T
         try:
             with trio.CancelScope(shield=True):
-                result = await loop.run_aio_coroutine(make())
+                result = await bridge.run(make())
         except (RedisConnectionError, RedisTimeoutError, OSError) as error:
             raise BackendUnavailable(
                 f"Redis at {_describe(self.url)} is unreachable: {error}",

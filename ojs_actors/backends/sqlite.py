@@ -64,7 +64,15 @@ from ..core import (
     State,
     lifecycle,
 )
-from .base import Deduplicated, EventFilter, plan_insert, plan_inserts, replaced_by, timers_of
+from .base import (
+    EVERY_CAPABILITY,
+    Deduplicated,
+    EventFilter,
+    plan_insert,
+    plan_inserts,
+    replaced_by,
+    timers_of,
+)
 from .memory import EVENT_LOG_SIZE
 
 T = TypeVar("T")
@@ -589,6 +597,8 @@ class SqliteBackend:
     """Jobs, queues, snapshots and events in one SQLite file; see the module docstring."""
 
     name = "sqlite"
+    capabilities = EVERY_CAPABILITY
+    needs_asyncio = False
 
     def __init__(
         self,

@@ -204,6 +204,8 @@ class Workflow:
     nodes: tuple[Node, ...]
     completed_at: int | None = None
     cancelled_at: int | None = None
+    finished_at: int | None = None
+    """When it became settled; retention counts from there."""
 
     @property
     def settled(self) -> bool:
@@ -221,7 +223,7 @@ class Workflow:
             "created_at": self.created_at,
             "nodes": [node.to_record() for node in self.nodes],
         }
-        for name in ("name", "completed_at", "cancelled_at"):
+        for name in ("name", "completed_at", "cancelled_at", "finished_at"):
             value = getattr(self, name)
             if value is not None:
                 record[name] = value
@@ -241,14 +243,8 @@ class Workflow:
             nodes=tuple(nodes),
             completed_at=record.get("completed_at"),
             cancelled_at=record.get("cancelled_at"),
+            finished_at=record.get("finished_at"),
         )
-
-
-def is_settled_record(record: dict[str, Any]) -> bool:
-    """:attr:`Workflow.settled` of a stored record, without building the workflow."""
-    return record.get("state") != WorkflowState.RUNNING and all(
-        node.get("state") != NodeState.RELEASED for node in record.get("nodes", ())
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,7 +541,7 @@ def advance(workflow: Workflow, outcomes: Sequence[tuple[str, Outcome]], now: in
     if not changed:
         return Transition(workflow)
     before = {node.job_id for node in workflow.released()}
-    nxt = _evaluate(workflow, nodes, now)
+    nxt = _stamp_finished(_evaluate(workflow, nodes, now), now)
     return Transition(nxt, tuple(n for n in nxt.released() if n.job_id not in before))
 
 
@@ -564,13 +560,17 @@ def cancel(workflow: Workflow, now: int) -> Workflow:
         else node
         for node in workflow.nodes
     )
-    return replace(
-        workflow,
-        state=WorkflowState.CANCELLED,
-        nodes=nodes,
-        cancelled_at=now,
-        completed_at=now,
+    cancelled = replace(
+        workflow, state=WorkflowState.CANCELLED, nodes=nodes, cancelled_at=now, completed_at=now
     )
+    return _stamp_finished(cancelled, now)
+
+
+def _stamp_finished(workflow: Workflow, now: int) -> Workflow:
+    """``workflow`` with :attr:`Workflow.finished_at` set if it has just settled."""
+    if workflow.finished_at is None and workflow.settled:
+        return replace(workflow, finished_at=now)
+    return workflow
 
 
 def _release(node: Node, now: int) -> Node:
@@ -790,6 +790,6 @@ def _failures(workflow: Workflow) -> dict[str, Any]:
 __all__ = [
     "CALLBACKS", "DAG", "KINDS", "PARENT_RESULTS_FIELD", "SNAPSHOT_PREFIX", "WORKFLOW_ID_FIELD",
     "Node", "NodeState", "Outcome", "Transition", "Workflow", "WorkflowState", "advance",
-    "build_job", "cancel", "is_settled_record", "job_request", "outcome_of", "parent_results",
+    "build_job", "cancel", "job_request", "outcome_of", "parent_results",
     "parse_workflow", "refused", "render", "snapshot_key",
 ]  # fmt: skip

@@ -1,7 +1,7 @@
 """One CronActor per cron entry, under the ``crons`` supervisor.
 
 The actor's snapshot ``cron:<name>`` is the entry: its definition and its
-bookkeeping. ``handled_through`` is the instant up to which every slot has been
+bookkeeping (:mod:`.cron_book`). ``handled_through`` is the instant up to which every slot has been
 dealt with (fired or skipped); a slot is fired by writing its intent (slot and
 job id) into the snapshot, enqueuing the job with that id through the queue's
 actor, then recording it. A restarted actor, or server, finds an intent whose
@@ -23,22 +23,21 @@ duplicate) instead of deciding the slot afresh.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import trio
 
-from ..actors import Actor, ActorStopped, ChildSpec, Restart, Strategy, Supervisor
+from ..actors import Actor
 from ..backends import Backend
 from ..core import Job, OJSError, QueuePaused, State, format_ms, new_id
 from ..core.cron import CronSpec, Decision, decide_overlap, job_request
 from .clock import Clock
-from .events import envelope
+from .cron_book import Book, Intent, cron_event
 
 log = logging.getLogger("ojs_actors.cron")
 
@@ -47,8 +46,6 @@ MAX_SLEEP = 60.0
 """Look at the schedule at least once a minute (ojs-cron §7.3's recommended bound)."""
 INTENT_GRACE_MS = 30_000
 """Another instance's intent younger than this is finished, not dropped (it may be mid-enqueue)."""
-CRON_RESTARTS = (10, 5.0)
-"""Restart intensity of the ``crons`` supervisor: N restarts within T seconds."""
 
 
 class JobPort(Protocol):
@@ -83,72 +80,6 @@ class RefreshCron:
 
 class SnapshotConflict(Exception):
     """The entry's snapshot changed since this actor read it (another process wrote it)."""
-
-
-@dataclass(slots=True)
-class Intent:
-    """A fire in progress: written before the enqueue, cleared once it is recorded."""
-
-    slot: int
-    job_id: str
-    hold: bool = False
-    owner: str | None = None
-    """The CronActor instance that wrote it."""
-    at: int | None = None
-    """When it was written."""
-
-
-@dataclass(slots=True)
-class Book:
-    """The system-managed part of an entry (ojs-cron §2.2) and the actor's bookkeeping."""
-
-    created_at: int
-    updated_at: int
-    anchor_at: int
-    """Origin of an ``@every`` grid: when the expression was registered."""
-    handled_through: int
-    next_run_at: int | None = None
-    last_run_at: int | None = None
-    last_slot: int | None = None
-    last_job_id: str | None = None
-    current_job_id: str | None = None
-    """The job overlaps are judged against: the last one released to workers."""
-    held: list[str] = field(default_factory=list)
-    """Policy ``enqueue``: ``pending`` jobs waiting, in order, for the current one to end."""
-    run_count: int = 0
-    intent: Intent | None = None
-
-    def to_record(self) -> dict[str, Any]:
-        record = dataclasses.asdict(self)
-        record["held"] = list(self.held)
-        return record
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Book:
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {name: record[name] for name in names if name in record}
-        values["held"] = list(values.get("held") or [])
-        intent = values.get("intent")
-        values["intent"] = Intent(**intent) if intent else None
-        return cls(**values)
-
-
-def cron_event(kind: str, spec: CronSpec, now: int, data: dict[str, Any]) -> dict[str, Any]:
-    """``cron.triggered`` / ``cron.skipped`` (ojs-cron §9) in the event log's envelope."""
-    queue = (spec.job_template.get("options") or {}).get("queue") or "default"
-    return envelope(
-        kind,
-        spec.name,
-        now,
-        {
-            "cron_name": spec.name,
-            "cron_expression": spec.expression,
-            "timezone": spec.timezone,
-            "job_type": spec.job_template.get("type"),
-            "queue": queue,
-            **data,
-        },
-    )
 
 
 class CronActor(Actor):
@@ -267,16 +198,11 @@ class CronActor(Actor):
         old, book = self.spec, self.book
         created = old is None or book is None
         if old is None or book is None:
-            book = Book(created_at=now, updated_at=now, anchor_at=now, handled_through=now)
+            book = Book.new(now)
         else:
-            book.updated_at = now
-            if (spec.expression, spec.timezone) != (old.expression, old.timezone):
-                book.anchor_at = now
-                book.handled_through = max(book.handled_through, now)
-            elif spec.enabled and not old.enabled:
-                book.handled_through = max(book.handled_through, now)
+            book.reregistered(old, spec, now)
         self.spec, self.book = spec, book
-        self._plan(spec, book)
+        book.plan(spec)
         await self.persist()
         self._wake.set()
         return self.snapshot(), created
@@ -325,7 +251,7 @@ class CronActor(Actor):
             log.warning("cron %s: %s; retrying in %.1fs", self.name, error, self.poll_interval)
             return self.poll_interval
         before = book.next_run_at
-        self._plan(spec, book)
+        book.plan(spec)
         if book.next_run_at != before:
             await self.persist()
         delay = MAX_SLEEP
@@ -336,12 +262,6 @@ class CronActor(Actor):
             delay = min(delay, self.poll_interval)
         return delay
 
-    @staticmethod
-    def _plan(spec: CronSpec, book: Book) -> None:
-        book.next_run_at = (
-            spec.schedule.next_after(book.handled_through, book.anchor_at) if spec.enabled else None
-        )
-
     async def _trigger(self, spec: CronSpec, book: Book, slot: int, now: int) -> None:
         events = [
             cron_event("cron.skipped", spec, now, {"reason": "dst_skip", "scheduled_time": wall})
@@ -350,8 +270,8 @@ class CronActor(Actor):
         previous = await self._state_of(book.current_job_id)
         decision = decide_overlap(spec.overlap_policy, previous, len(book.held))
         if decision is Decision.SKIP:
-            book.handled_through = slot
-            self._plan(spec, book)
+            book.skipped(slot)
+            book.plan(spec)
             events.append(cron_event("cron.skipped", spec, now, {
                 "reason": "overlap_skip",
                 "active_job_id": book.current_job_id,
@@ -389,8 +309,7 @@ class CronActor(Actor):
                 return
             if error.retryable and not isinstance(error, QueuePaused):
                 raise  # the intent stays; the next step resolves it
-            book.intent = None
-            book.handled_through = max(book.handled_through, intent.slot)
+            book.dropped(intent)
             reason = "queue_paused" if isinstance(error, QueuePaused) else "enqueue_failed"
             log.warning("cron %s: slot %s not enqueued: %s", self.name, intent.slot, error)
             await self.persist()
@@ -402,17 +321,8 @@ class CronActor(Actor):
 
     async def _record(self, spec: CronSpec, book: Book, intent: Intent, job: Job) -> None:
         now = self.clock()
-        book.handled_through = max(book.handled_through, intent.slot)
-        book.last_slot = intent.slot
-        book.last_run_at = now
-        book.last_job_id = job.id
-        book.run_count += 1
-        if intent.hold:
-            book.held.append(job.id)
-        else:
-            book.current_job_id = job.id
-        book.intent = None
-        self._plan(spec, book)
+        book.fired(intent, job.id, now)
+        book.plan(spec)
         await self.persist()
         await self.backend.append_events([cron_event("cron.triggered", spec, now, {
             "job_id": job.id,
@@ -467,81 +377,3 @@ class CronActor(Actor):
             return None
         [job] = await self.backend.get_jobs([job_id])
         return job.state if job is not None else None
-
-
-class CronSupervisor(Supervisor):
-    """Supervises the CronActors; each time it starts, it starts one for every ``cron:``
-    snapshot in the backend (the registry), so entries survive a restart of the server
-    or of this supervisor.
-
-    Every ``poll_interval`` it reads the registry again, for entries registered, changed
-    or deleted through another server process on the same backend: it starts actors for
-    new entries, stops those whose snapshot is gone and tells those whose snapshot
-    changed to look again. ``lock`` is the one the system holds while it registers or
-    deletes an entry, so this never stops an actor being registered in this process."""
-
-    def __init__(
-        self,
-        backend: Backend,
-        child_spec: Callable[[str], ChildSpec],
-        *,
-        lock: trio.Lock | None = None,
-        poll_interval: float = 1.0,
-    ) -> None:
-        restarts, within = CRON_RESTARTS
-        super().__init__(
-            "crons", strategy=Strategy.ONE_FOR_ONE, max_restarts=restarts, within=within
-        )
-        self._backend = backend
-        self._child_spec = child_spec
-        self._lock = lock or trio.Lock()
-        self._poll_interval = poll_interval
-        self._seen: dict[str, dict[str, Any]] = {}
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        records = await self._backend.list_snapshots(SNAPSHOT_PREFIX)
-        self._seen = records
-        self._initial.extend(
-            self._child_spec(key.removeprefix(SNAPSHOT_PREFIX)) for key in sorted(records)
-        )
-        await super().run(task_status=task_status)
-
-    async def _supervise(self) -> None:
-        assert self._nursery is not None
-        self._nursery.start_soon(self._follow)  # cancelled with the children's nursery
-        await super()._supervise()
-
-    async def _follow(self) -> None:
-        while True:
-            await trio.sleep(self._poll_interval)
-            try:
-                await self.sync()
-            except ActorStopped:
-                return
-            except OJSError as error:
-                log.warning("crons: registry not read: %s", error)
-
-    async def sync(self) -> None:
-        """Bring the running actors in line with the stored entries (see the class doc)."""
-        async with self._lock:
-            records = await self._backend.list_snapshots(SNAPSHOT_PREFIX)
-            running = {child_id for child_id, _, _ in self.which_children()}
-            for key in sorted(running - set(records)):
-                await self.stop_child(key)
-            for key in sorted(records):
-                if key not in running:
-                    await self.start_child(self._child_spec(key.removeprefix(SNAPSHOT_PREFIX)))
-                elif self._seen.get(key) != records[key]:
-                    with contextlib.suppress(ActorStopped):
-                        await self.ref(key).tell(RefreshCron())
-            self._seen = records
-
-
-def cron_child_spec(
-    name: str, backend: Backend, jobs: JobPort, clock: Clock, *, poll_interval: float
-) -> ChildSpec:
-    return ChildSpec(
-        f"{SNAPSHOT_PREFIX}{name}",
-        lambda: CronActor(name, backend, jobs, clock, poll_interval=poll_interval),
-        restart=Restart.PERMANENT,
-    )

@@ -5,102 +5,29 @@ into one backend call (one ``insert_jobs`` for many enqueues, one
 ``get_jobs`` + one ``update_jobs`` for many acks). Its own state is the
 queue's record (pause state, creation time), persisted as its snapshot
 ``queue:<name>``, which also serves as the queue registry.
+
+Its messages are in :mod:`.queue_messages`; how it changes jobs (transitions by
+compare-and-set, a cache of the versions it claimed) is :mod:`.queue_writes`.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
-
-import trio
 
 from ..actors import Actor, Envelope
 from ..backends import Backend, Deduplicated
 from ..backends.base import timers_of
-from ..core import (
-    NO_RESULT,
-    BackendUnavailable,
-    Conflict,
-    Job,
-    NotFound,
-    OJSError,
-    State,
-    lifecycle,
-)
+from ..core import BackendUnavailable, Job, OJSError, State
 from .clock import Clock
 from .events import lifecycle_events
+from .queue_messages import Apply, Claim, Describe, Enqueue, EnqueueBatch, Hold, SetPaused
+from .queue_writes import Changes, TransitionWriter
 from .signals import Signals
 
-Transition = Callable[[Job, int], Job]
-ChangeHook = Callable[[Sequence[tuple[State | None, Job]]], None]
+ChangeHook = Callable[[Changes], None]
 """Told of every stored job change as ``(state before or None if new, job)``; must not wait."""
-MAX_CAS_ATTEMPTS = 5
-CLAIMED_CACHE_SIZE = 10_000
-"""Jobs this actor claimed and still believes active, by id (oldest dropped first)."""
-
-
-@dataclass(slots=True)
-class Enqueue:
-    """Store new jobs of this queue, each on its own."""
-
-    jobs: Sequence[Job]
-
-
-@dataclass(slots=True)
-class Hold:
-    """Park this queue's actor while another queue's actor stores a batch that holds jobs
-    of this queue too (see :class:`EnqueueBatch`).
-
-    The actor sets ``parked`` and handles nothing else until ``released``. Then, given
-    ``results`` (the backend's answers for this queue's jobs; left ``None`` if the batch
-    was not stored), it applies this queue's policies to the jobs stored, before any
-    claim can reach them."""
-
-    parked: trio.Event = field(default_factory=trio.Event)
-    released: trio.Event = field(default_factory=trio.Event)
-    results: list[Job | Deduplicated | OJSError] | None = None
-
-
-@dataclass(slots=True)
-class EnqueueBatch:
-    """Store ``jobs`` atomically (all or none) in one backend call. Those of other queues
-    are handed to the :class:`Hold` of their queue in ``holds``, whose actor is parked
-    meanwhile; every hold is released whatever happens.
-
-    Until the actor has ``taken`` it, the sender may withdraw it (and release the holds
-    itself): a ``withdrawn`` batch is not stored."""
-
-    jobs: Sequence[Job]
-    holds: Mapping[str, Hold]
-    taken: bool = False
-    withdrawn: bool = False
-
-
-@dataclass(slots=True)
-class Claim:
-    count: int
-    worker_id: str | None
-    visibility_ms: int | None
-
-
-@dataclass(slots=True)
-class Apply:
-    """Apply pure lifecycle transitions to jobs of this queue, each on its own; answered
-    with one ``Job`` (stored) or ``OJSError`` per item, in order."""
-
-    items: Sequence[tuple[str, Transition]]
-
-
-@dataclass(slots=True)
-class SetPaused:
-    paused: bool
-
-
-@dataclass(slots=True)
-class Describe:
-    pass
 
 
 class QueueActor(Actor):
@@ -133,11 +60,7 @@ class QueueActor(Actor):
         self.max_per_second: int | None = None
         """Rate limit adopted from the newest job that set ``options.rate_limit``."""
         self._recent_claims: deque[int] = deque()
-        self._claimed: dict[str, Job] = {}
-        """The version this actor claimed, for the worker's ack or nack: tried first
-        instead of reading the job back. The compare-and-set on ``version`` still
-        decides, so a stale entry (changed through another process, or by a lease
-        expiry) only costs the read it would have saved."""
+        self._writer = TransitionWriter(queue, backend, clock, self._after_store)
 
     @property
     def paused(self) -> bool:
@@ -311,7 +234,7 @@ class QueueActor(Actor):
         )
         if allowance is not None:
             self._recent_claims.extend(now for _ in claimed)
-        self._remember_claimed(claimed)
+        self._writer.remember_claimed(claimed)
         await self._after_store(
             [(State.AVAILABLE, job) for job in claimed]
             + [(State.AVAILABLE, job) for job in expired],
@@ -322,96 +245,15 @@ class QueueActor(Actor):
     async def _apply(self, run: Sequence[Envelope]) -> None:
         """Every transition of a run of ``Apply`` messages: one read and one
         compare-and-set write per attempt, whatever the number of jobs."""
-        items = [item for envelope in run for item in envelope.message.items]
-        results: list[Job | OJSError | None] = [None] * len(items)
-        pending: Sequence[int] = range(len(items))
-        for attempt in range(MAX_CAS_ATTEMPTS):
-            if not pending:
-                break
-            pending = await self._apply_once(items, pending, results, trust_claimed=attempt == 0)
-        for index in pending:
-            job_id = items[index][0]
-            results[index] = Conflict(
-                f"Job {job_id} kept changing concurrently; try again.",
-                details={"job_id": job_id},
-            )
+        results = await self._writer.apply(
+            [item for envelope in run for item in envelope.message.items]
+        )
         position = 0
         for envelope in run:
             size = len(envelope.message.items)
             if envelope.reply is not None:
                 envelope.reply.set(results[position : position + size])
             position += size
-
-    async def _apply_once(
-        self,
-        items: Sequence[tuple[str, Transition]],
-        indexes: Sequence[int],
-        results: list[Job | OJSError | None],
-        *,
-        trust_claimed: bool,
-    ) -> list[int]:
-        """One read, one compare-and-set write for the items at ``indexes``; fills in
-        their ``results`` and returns the indexes to try again. With ``trust_claimed``,
-        jobs this actor claimed start from the claimed version, without the read."""
-        ids = list(dict.fromkeys(items[index][0] for index in indexes))
-        current: dict[str, Job | None] = {}
-        if trust_claimed:
-            for job_id in ids:
-                held = self._claimed.pop(job_id, None)
-                if held is not None:
-                    current[job_id] = held
-        unknown = [job_id for job_id in ids if job_id not in current]
-        trusted = set(current)
-        if unknown:
-            current.update(zip(unknown, await self.backend.get_jobs(unknown), strict=True))
-        base = {job_id: job for job_id, job in current.items() if job is not None}
-        refused: set[str] = set()  # trusted jobs a transition refused: ask the backend
-        now = self.clock()
-        queue = self.queue
-        for index in indexes:
-            job_id, transition = items[index]
-            job = current[job_id]
-            if job is None or job.queue != queue:
-                results[index] = NotFound(
-                    f"Job '{job_id}' not found.",
-                    details={"resource_type": "job", "resource_id": job_id},
-                )
-                continue
-            try:
-                job = current[job_id] = transition(job, now)
-            except OJSError as error:
-                results[index] = error
-                if job_id in trusted:
-                    refused.add(job_id)
-                continue
-            results[index] = job
-        for job_id in refused:
-            current[job_id] = base[job_id]  # nothing of it is written this round
-        changed: list[tuple[Job, Job]] = []  # (new version, stored version it replaces)
-        for job_id, before in base.items():
-            after = current[job_id]
-            if after is not None and after.version != before.version:
-                changed.append((after, before))
-        stored = await self.backend.update_jobs([(job, before.version) for job, before in changed])
-        self._remember_claimed(
-            [
-                job
-                for (job, _), ok in zip(changed, stored, strict=True)
-                if ok and job.state is State.ACTIVE
-            ]
-        )  # a lease extended: still in hand
-        lost = {job.id for (job, _), ok in zip(changed, stored, strict=True) if not ok}
-        lost |= refused
-        retry = []
-        if lost:
-            for index in indexes:
-                if items[index][0] in lost:
-                    retry.append(index)
-        await self._after_store(
-            [(before.state, job) for (job, before), ok in zip(changed, stored, strict=True) if ok],
-            now,
-        )
-        return retry
 
     async def _set_paused(self, paused: bool) -> dict[str, Any]:
         await self._refresh()
@@ -424,7 +266,7 @@ class QueueActor(Actor):
 
     # -- helpers -----------------------------------------------------------------------
 
-    async def _after_store(self, changes: Sequence[tuple[State | None, Job]], now: int) -> None:
+    async def _after_store(self, changes: Changes, now: int) -> None:
         """Events, wake-ups and timers for jobs just written."""
         if not changes:
             return
@@ -446,13 +288,6 @@ class QueueActor(Actor):
         for queue in ready:
             self.signals.notify_ready(queue)
 
-    def _remember_claimed(self, jobs: Sequence[Job]) -> None:
-        claimed = self._claimed
-        for job in jobs:
-            claimed[job.id] = job
-        while len(claimed) > CLAIMED_CACHE_SIZE:
-            del claimed[next(iter(claimed))]
-
     @staticmethod
     def _answer(envelope: Envelope, result: Any) -> None:
         if envelope.reply is None:
@@ -461,34 +296,3 @@ class QueueActor(Actor):
             envelope.reply.fail(result)
         else:
             envelope.reply.set(result)
-
-
-# Transitions, bound to their inputs, as QueueActor.Apply expects them.
-
-
-def ack_with(result: Any = NO_RESULT) -> Transition:
-    """Complete the job, storing ``result`` (``NO_RESULT``: none; ``None``: JSON null)."""
-    if result is NO_RESULT:
-        return _ack_without_result
-    return lambda job, now: lifecycle.ack(job, now, result, has_result=True)
-
-
-def _ack_without_result(job: Job, now: int) -> Job:
-    return lifecycle.ack(job, now)
-
-
-def fail_with(report: dict[str, Any]) -> Transition:
-    return lambda job, now: lifecycle.fail(job, now, report)
-
-
-def extend_lease_by(visibility_ms: int | None) -> Transition:
-    return lambda job, now: lifecycle.extend_lease(job, now, visibility_ms)
-
-
-def retry_from_dead_letter(job: Job, now: int) -> Job:
-    if not (job.state is State.DISCARDED and job.dead_letter):
-        raise NotFound(
-            f"Dead letter job '{job.id}' not found.",
-            details={"resource_type": "dead_letter_job", "resource_id": job.id},
-        )
-    return lifecycle.retry_dead_letter(job, now)

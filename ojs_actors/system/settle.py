@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core import NO_RESULT, lifecycle, parse_error_report
-from .queue_actor import Transition, ack_with, fail_with
+from .transitions import Transition, ack_with, fail_with
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,11 @@ A group is four kinds of task in one nursery:
   other processes sharing the backend);
 * ``concurrency`` **runners** take claimed jobs in claim order and await their
   handlers;
-* the **settler** sends outcomes back in batches: everything that finished while
-  the previous batch was being stored goes in the next one, as one ask per queue
-  (the QueueActor applies it in one backend write);
-* the **lease keeper** extends the lease of every job in hand once half of its
-  visibility timeout has passed, so long handlers keep their jobs.
+* the **settler** (:mod:`.worker_outcomes`) sends outcomes back in batches:
+  everything that finished while the previous batch was being stored goes in the
+  next one, as one ask per queue (the QueueActor applies it in one backend write);
+* the **lease keeper** (:mod:`.worker_leases`) extends the lease of every job in
+  hand once half of its visibility timeout has passed, so long handlers keep their jobs.
 
 Outcomes: the handler's return value is the result (``None``: no result); an
 exception is a failed attempt with ``type`` = the exception's class name and
@@ -35,63 +35,36 @@ outcome is stored before the block returns.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..core import (
-    BackendUnavailable,
-    Job,
-    OJSError,
-    ServiceRestarting,
-    lifecycle,
-    new_id,
-    parse_queue_name,
-)
-from .queue_actor import Transition, ack_with, fail_with
+from ..core import Job, OJSError, lifecycle, new_id, parse_queue_name
 from .signals import wait_any
-
-if TYPE_CHECKING:
-    from .system import System
+from .transitions import fail_with
+from .worker_leases import LeaseKeeper
+from .worker_outcomes import (
+    Handler,
+    Settler,
+    WorkerGroupStats,
+    ack_transition,
+    error_report,
+    interrupted_report,
+    unknown_type_report,
+)
+from .worker_side import WorkerSide
 
 log = logging.getLogger("ojs_actors.worker_group")
-
-Handler = Callable[[Job], Awaitable[Any]]
-"""``async def handler(job: Job) -> result``."""
-
-SETTLE_ATTEMPTS = 3
-"""Tries for outcomes whose store failed for a passing reason (backend away, actor restart)."""
-
-
-@dataclass(slots=True)
-class WorkerGroupStats:
-    claimed: int = 0
-    completed: int = 0
-    """Acked and stored as completed."""
-    failed: int = 0
-    """Handler raised (or unknown type): stored as retryable or discarded."""
-    requeued: int = 0
-    """Claimed but not started when the group stopped: handed back unspent."""
-    interrupted: int = 0
-    """Still running at the end of the grace period: failed with ``ShutdownError``."""
-    settle_errors: int = 0
-    """Outcomes the backend refused (e.g. the job was cancelled meanwhile) or that could
-    not be stored; such a job's lease expires and the scheduler takes it back."""
 
 
 class WorkerGroup:
     def __init__(
         self,
-        system: System,
+        worker_side: WorkerSide,
         queues: Sequence[str],
         handlers: Mapping[str, Handler],
         *,
@@ -103,7 +76,8 @@ class WorkerGroup:
         heartbeat_interval: float = 30.0,
         on_settled: Callable[[Sequence[Job]], None] | None = None,
     ) -> None:
-        """``queues`` are tried in order; ``handlers`` map job types to handlers.
+        """Claims through ``worker_side`` (use :meth:`System.worker_group`).
+        ``queues`` are tried in order; ``handlers`` map job types to handlers.
 
         ``concurrency``: handlers running at once. ``batch_size``: jobs claimed per
         fetch, done whenever fewer than ``concurrency`` claimed jobs wait for a runner
@@ -124,7 +98,7 @@ class WorkerGroup:
                 raise TypeError(f"the handler of {job_type!r} is not callable")
         if grace_period < 0 or heartbeat_interval <= 0:
             raise ValueError("grace_period must be >= 0 and heartbeat_interval > 0")
-        self.system = system
+        self.worker_side = worker_side
         self.queues = list(queues)
         self.handlers = dict(handlers)
         self.concurrency = concurrency
@@ -132,20 +106,22 @@ class WorkerGroup:
         self.worker_id = worker_id or f"group-{new_id()}"
         self.visibility_timeout_ms = visibility_timeout_ms
         self.grace_period = grace_period
-        self.heartbeat_interval = heartbeat_interval
-        self.on_settled = on_settled
         self.stats = WorkerGroupStats()
+        self._lease_keeper = LeaseKeeper(
+            worker_side,
+            self.worker_id,
+            visibility_timeout_ms=visibility_timeout_ms,
+            heartbeat_interval=heartbeat_interval,
+        )
+        self._settler = Settler(
+            worker_side, self.worker_id, self.stats, self._lease_keeper.leases, on_settled
+        )
 
         self._ready: deque[Job] = deque()
         """Claimed, waiting for a runner."""
         self._running: dict[int, Job] = {}
         """Each busy runner's job, by runner number (a job whose lease ran out may be
         claimed again while its first run goes on: ids are not unique here)."""
-        self._finished: list[tuple[Job, Transition]] = []
-        """Outcomes waiting for the settler."""
-        self._leases: dict[str, tuple[float, int]] = {}
-        """Every job in hand (claimed, outcome not stored yet): its lease deadline (ms;
-        infinite once renewing failed) and the visibility timeout a renewal grants."""
         self._quiet = False
         self._runner_lot = trio.lowlevel.ParkingLot()
         self._fetcher_lot = trio.lowlevel.ParkingLot()
@@ -154,16 +130,12 @@ class WorkerGroup:
         self._runners_idle = trio.Event()
         self._runners_scope = trio.CancelScope()
         self._runners_done = trio.Event()
-        self._settle_wake = trio.Event()
-        self._settle_lock = trio.Lock()
-        self._keeper_wake = trio.Event()
-        self._keeper_wakes_at = math.inf
         self._nursery: trio.Nursery | None = None
 
     @property
     def in_hand(self) -> int:
         """Jobs claimed by this group whose outcome is not stored yet."""
-        return len(self._leases)
+        return len(self._lease_keeper.leases)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -171,8 +143,8 @@ class WorkerGroup:
         """Run until :meth:`stop` ends it (use :meth:`System.worker_group` instead)."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            nursery.start_soon(self._settle_loop)
-            nursery.start_soon(self._keep_leases)
+            nursery.start_soon(self._settler.run)
+            nursery.start_soon(self._lease_keeper.run)
             nursery.start_soon(self._run_runners)
             nursery.start_soon(self._fetch_loop)
             task_status.started()
@@ -196,25 +168,19 @@ class WorkerGroup:
             with trio.CancelScope(shield=True):
                 self._hand_back_unstarted()
                 self._fail_interrupted()
-                await self._settle_pending()
+                await self._settler.settle_pending()
             if self._nursery is not None:
                 self._nursery.cancel_scope.cancel()
 
     def _hand_back_unstarted(self) -> None:
         while self._ready:
-            self._finish(self._ready.popleft(), lifecycle.requeue)
+            self._settler.finish(self._ready.popleft(), lifecycle.requeue)
             self.stats.requeued += 1
 
     def _fail_interrupted(self) -> None:
-        report = {
-            "code": "handler_error",
-            "type": "ShutdownError",
-            "message": f"The worker group stopped; the handler was still running after the "
-            f"{self.grace_period:g} s grace period.",
-            "retryable": True,
-        }
+        report = interrupted_report(self.grace_period)
         for job in self._running.values():
-            self._finish(job, fail_with(report))
+            self._settler.finish(job, fail_with(report))
             self.stats.interrupted += 1
         self._running.clear()
 
@@ -227,12 +193,12 @@ class WorkerGroup:
                     await self._fetcher_lot.park()  # a runner unparks us when it runs low
                     continue
                 # Taken before the claim, so work stored meanwhile is not waited for.
-                ready = [self.system.signals.ready_event(queue) for queue in self.queues]
+                ready = [self.worker_side.signals.ready_event(queue) for queue in self.queues]
                 try:
                     # Shielded: a claim cancelled in flight would leave its jobs leased to
                     # nobody until their visibility timeout.
                     with trio.CancelScope(shield=True):
-                        jobs = await self.system.fetch(
+                        jobs = await self.worker_side.fetch(
                             self.queues,
                             self.batch_size,
                             worker_id=self.worker_id,
@@ -251,7 +217,7 @@ class WorkerGroup:
 
     async def _wait_for_work(self, waiter: Callable[[], Awaitable[object]]) -> None:
         """``waiter``, bounded by the poll interval and ended early by a stop."""
-        with trio.move_on_after(self.system.settings.poll_interval) as scope:
+        with trio.move_on_after(self.worker_side.settings.poll_interval) as scope:
             self._fetch_wait = scope
             if not self._quiet:
                 await waiter()
@@ -260,16 +226,7 @@ class WorkerGroup:
     def _take(self, jobs: list[Job]) -> None:
         self.stats.claimed += len(jobs)
         self._ready.extend(jobs)
-        leases = self._leases
-        override = self.visibility_timeout_ms
-        first_renewal = math.inf
-        for job in jobs:
-            deadline = job.lease_expires_at or 0
-            visibility = override or job.visibility_timeout_ms
-            leases[job.id] = (deadline, visibility)
-            first_renewal = min(first_renewal, deadline - visibility / 2)
-        if first_renewal < self._keeper_wakes_at:
-            self._keeper_wake.set()
+        self._lease_keeper.track(jobs)
         self._runner_lot.unpark(count=len(jobs))
 
     # -- running ------------------------------------------------------------------------
@@ -287,6 +244,7 @@ class WorkerGroup:
         ready = self._ready
         running = self._running
         handlers = self.handlers
+        finish = self._settler.finish
         while True:
             if not ready or self._quiet:
                 if self._quiet and not running:
@@ -298,170 +256,19 @@ class WorkerGroup:
                 self._fetcher_lot.unpark_all()
             handler = handlers.get(job.type)
             if handler is None:
-                self._finish(job, fail_with(_unknown_type_report(job, handlers)))
+                finish(job, fail_with(unknown_type_report(job, handlers)))
                 self.stats.failed += 1
                 continue
             running[number] = job
             try:
                 result = await handler(job)
             except Exception as error:
-                transition = fail_with(_error_report(error))
+                transition = fail_with(error_report(error))
                 self.stats.failed += 1
             else:
-                transition = _ack_transition(result)
+                transition = ack_transition(result)
             running.pop(number, None)  # gone if a stop gave up on it meanwhile
-            self._finish(job, transition)
-
-    def _finish(self, job: Job, transition: Transition) -> None:
-        finished = self._finished
-        finished.append((job, transition))
-        if len(finished) == 1:
-            self._settle_wake.set()
-
-    # -- settling ----------------------------------------------------------------------
-
-    async def _settle_loop(self) -> None:
-        while True:
-            await self._settle_wake.wait()
-            self._settle_wake = trio.Event()
-            await self._settle_pending()
-
-    async def _settle_pending(self) -> None:
-        async with self._settle_lock:
-            for attempt in range(SETTLE_ATTEMPTS):
-                batch, self._finished = self._finished, []
-                if not batch:
-                    return
-                if attempt:
-                    await trio.sleep(0.1 * 2**attempt)
-                with trio.CancelScope(shield=True):  # a lost answer would rerun the jobs
-                    answers = await self.system._apply_many(
-                        [(job.id, transition) for job, transition in batch]
-                    )
-                again = self._count(batch, answers, last_try=attempt == SETTLE_ATTEMPTS - 1)
-                if not again:
-                    return
-                self._finished = again + self._finished
-
-    def _count(
-        self,
-        batch: list[tuple[Job, Transition]],
-        answers: Sequence[Job | OJSError],
-        *,
-        last_try: bool,
-    ) -> list[tuple[Job, Transition]]:
-        """Book the answers; returns the outcomes worth another try."""
-        leases = self._leases
-        again: list[tuple[Job, Transition]] = []
-        completed = 0
-        for item, answer in zip(batch, answers, strict=True):
-            if not isinstance(answer, OJSError):
-                leases.pop(answer.id, None)
-                completed += answer.state.value == "completed"
-                continue
-            if isinstance(answer, BackendUnavailable | ServiceRestarting) and not last_try:
-                again.append(item)
-                continue
-            leases.pop(item[0].id, None)
-            self.stats.settle_errors += 1
-            log.warning("worker group %s: job %s: %s", self.worker_id, item[0].id, answer)
-        self.stats.completed += completed
-        if self.on_settled is not None:
-            self.on_settled([answer for answer in answers if isinstance(answer, Job)])
-        return again
-
-    # -- leases ---------------------------------------------------------------------------
-
-    async def _keep_leases(self) -> None:
-        """Renew each lease in hand once half its visibility timeout has passed."""
-        clock = self.system.clock
-        while True:
-            now = clock()
-            due: list[str] = []
-            wake_at = now + self.heartbeat_interval * 1000
-            for job_id, (deadline, visibility) in self._leases.items():
-                renew_at = deadline - visibility / 2
-                if renew_at <= now:
-                    due.append(job_id)
-                elif renew_at < wake_at:
-                    wake_at = renew_at
-            if due:
-                try:
-                    await self._renew(due)
-                    continue
-                except OJSError as error:
-                    log.warning("worker group %s: lease renewal failed: %s", self.worker_id, error)
-                    wake_at = now + self.system.settings.poll_interval * 1000
-            self._keeper_wakes_at = wake_at
-            with trio.move_on_after((wake_at - now) / 1000):
-                await self._keeper_wake.wait()
-            self._keeper_wake = trio.Event()
-            self._keeper_wakes_at = math.inf
-
-    async def _renew(self, job_ids: list[str]) -> None:
-        answers = await self.system.extend_leases(
-            job_ids, visibility_timeout_ms=self.visibility_timeout_ms
-        )
-        leases = self._leases
-        for job_id, answer in zip(job_ids, answers, strict=True):
-            lease = leases.get(job_id)
-            if lease is None:
-                continue  # settled while the renewal was in flight
-            if isinstance(answer, Job) and answer.lease_expires_at is not None:
-                leases[job_id] = (answer.lease_expires_at, lease[1])
-            else:  # no longer ours (cancelled, or its lease ran out): stop renewing it
-                log.info(
-                    "worker group %s: lease of job %s lost: %s", self.worker_id, job_id, answer
-                )
-                leases[job_id] = (math.inf, lease[1])
-
-
-# -- outcomes ---------------------------------------------------------------------------
-
-
-def _ack_transition(result: Any) -> Transition:
-    if result is None:
-        return ack_with()
-    if not _is_json(result):
-        return fail_with(
-            {
-                "code": "handler_error",
-                "type": "InvalidResult",
-                "message": f"The handler returned a {type(result).__name__}, "
-                "which is not JSON-serialisable.",
-                "retryable": False,
-            }
-        )
-    return ack_with(result)
-
-
-def _is_json(value: Any) -> bool:
-    if type(value) in (str, int, float, bool):
-        return True
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _error_report(error: Exception) -> dict[str, Any]:
-    return {
-        "code": "handler_error",
-        "type": type(error).__name__,
-        "message": str(error),
-        "backtrace": traceback.format_tb(error.__traceback__)[-20:],
-    }
-
-
-def _unknown_type_report(job: Job, handlers: Mapping[str, Handler]) -> dict[str, Any]:
-    return {
-        "code": "handler_error",
-        "type": "UnknownJobType",
-        "message": f"No handler for job type '{job.type}' in this worker group "
-        f"(it handles: {', '.join(sorted(handlers)) or 'nothing'}).",
-        "retryable": False,
-    }
+            finish(job, transition)
 
 
 @asynccontextmanager

@@ -23,8 +23,8 @@ Scheduler (see :func:`notices_for`) to an unbounded in-process inbox that the
 WorkflowKeeper drains, starting (resuming) a workflow's actor when it is not
 running. A QueueActor thus never waits for a workflow actor, and the asks a
 workflow actor makes of the queues cannot close a cycle. The keeper also resumes
-every unfinished workflow when it starts and stops the actors of settled ones
-(their snapshots stay, for ``GET /ojs/v1/workflows/{id}``).
+unfinished workflows when it starts, stops the actors of settled ones (filed as
+finished, kept for the retention period: see :mod:`.workflow_index`) and sweeps.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from ..actors import Actor, ActorRef, ActorStopped, Envelope
 from ..backends import Backend, Deduplicated
 from ..core import Duplicate, Job, NotFound, OJSError, State
 from ..core.workflow import (
-    SNAPSHOT_PREFIX,
     WORKFLOW_ID_FIELD,
     Node,
     NodeState,
@@ -51,12 +50,12 @@ from ..core.workflow import (
     advance,
     build_job,
     cancel,
-    is_settled_record,
     outcome_of,
     refused,
     snapshot_key,
 )
 from .clock import Clock
+from .workflow_index import WorkflowIndex
 
 log = logging.getLogger("ojs_actors.workflows")
 
@@ -109,6 +108,7 @@ class WorkflowServices:
 
     backend: Backend
     clock: Clock
+    index: WorkflowIndex
     enqueue: Callable[[Sequence[Job]], Awaitable[list[Job | Deduplicated | OJSError]]]
     """Store new jobs through their queues' actors; per job, as ``insert_jobs`` answers."""
     cancel_job: Callable[[str], Awaitable[Job]]
@@ -134,25 +134,15 @@ class WorkflowActor(Actor):
         self.workflow_id = workflow_id
         self.services = services
         self.snapshot_key: str = snapshot_key(workflow_id)
-        self.snapshot_store = services.backend
         self.workflow: Workflow | None = None
         self.version: int | None = None
         """The stored snapshot's version :attr:`workflow` is based on."""
         self._retiring = False
 
-    # -- snapshot ------------------------------------------------------------------------
-
-    def snapshot(self) -> dict[str, Any]:
-        assert self.workflow is not None
-        return self.workflow.to_record()
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self.workflow = Workflow.from_record(state)
-
     async def on_start(self) -> None:
         await self._reload()
         await self._reconcile()
-        self._retire_if_settled()
+        await self._retire_if_settled()
 
     async def _reload(self) -> None:
         found = await self.services.backend.load_snapshot_versioned(self.snapshot_key)
@@ -160,7 +150,7 @@ class WorkflowActor(Actor):
             self.workflow, self.version = None, None
         else:
             state, self.version = found
-            self.restore(state)
+            self.workflow = Workflow.from_record(state)
 
     async def _update(self, change: Callable[[Workflow], Transition]) -> tuple[Node, ...]:
         """Apply ``change`` to the workflow and persist the result (before acting on it)
@@ -209,7 +199,7 @@ class WorkflowActor(Actor):
             else:
                 await super().receive_batch(batch[start:end])
             start = end
-        self._retire_if_settled()
+        await self._retire_if_settled()
 
     async def receive(self, message: Any) -> Any:
         if isinstance(message, CancelWorkflow):
@@ -317,15 +307,23 @@ class WorkflowActor(Actor):
             except OJSError:  # ended (or went) meanwhile; its notice tells us how
                 continue
 
-    def _retire_if_settled(self) -> None:
-        if not self._retiring and (self.workflow is None or self.workflow.settled):
-            self._retiring = True
-            self.services.post(Retire(self.workflow_id))
+    async def _retire_if_settled(self) -> None:
+        """Once the workflow is settled (or gone), file it as finished and stop."""
+        if self._retiring:
+            return
+        if self.workflow is None:
+            await self.services.index.drop_orphan(self.workflow_id)
+        elif self.workflow.settled:
+            await self.services.index.file(self.workflow)
+        else:
+            return
+        self._retiring = True
+        self.services.post(Retire(self.workflow_id))
 
 
 class WorkflowKeeper(Actor):
     """Delivers job notices to workflow actors, resumes unfinished workflows when it
-    starts, retires the actors of settled ones."""
+    starts, retires the actors of settled ones, sweeps finished ones past retention."""
 
     def __init__(
         self,
@@ -343,6 +341,7 @@ class WorkflowKeeper(Actor):
     async def on_start(self) -> None:
         self.nursery.start_soon(self._serve)
         self.nursery.start_soon(self._resume_unfinished)
+        self.nursery.start_soon(self.services.index.sweep_forever)
 
     async def _serve(self) -> None:
         async for notice in self.inbox:
@@ -368,10 +367,8 @@ class WorkflowKeeper(Actor):
             self._schedule_retry(workflow_id)
 
     async def _resume_unfinished(self) -> None:
-        records = await self.services.backend.list_snapshots(SNAPSHOT_PREFIX)
-        for key, record in records.items():
-            if not is_settled_record(record):
-                await self._wake(key.removeprefix(SNAPSHOT_PREFIX))
+        for workflow_id in await self.services.index.running_ids():
+            await self._wake(workflow_id)
         while True:
             await self._retry.wait()
             self._retry = trio.Event()

@@ -14,21 +14,6 @@ from ..wire import ojs_response, ojs_system
 blueprint = Blueprint("system", __name__)
 
 CONFORMANCE_LEVEL = 4
-CAPABILITIES = {
-    "batch_enqueue": True,
-    "cron_jobs": True,
-    "dead_letter": True,
-    "delayed_jobs": True,
-    "job_ttl": True,
-    "priority_queues": True,
-    "rate_limiting": True,
-    "schema_validation": False,
-    "unique_jobs": True,
-    "workflows": True,
-    "pause_resume": True,
-    "events": True,
-}
-"""What this server really does over HTTP; kept in step with the conformance runs."""
 
 
 def manifest(system: System) -> dict[str, Any]:
@@ -43,7 +28,7 @@ def manifest(system: System) -> dict[str, Any]:
         "conformance_level": CONFORMANCE_LEVEL,
         "protocols": ["http"],
         "backend": system.backend.name,
-        "capabilities": dict(CAPABILITIES),
+        "capabilities": system.backend.capabilities.manifest(),
         "extensions": {"official": []},
     }
 

@@ -1,0 +1,355 @@
+"""Every backend by name: what it is, how to make it, its options and the extra it needs.
+
+The CLI's ``--backend`` choices and per-backend flags, :func:`create_backend` and
+:func:`open_backend` all read :data:`REGISTRY`. A backend in this package is one
+:class:`BackendEntry` in :data:`BUILTIN`; a third-party package adds its own through
+the ``ojs_actors.backends`` entry-point group, naming a :class:`BackendEntry`::
+
+    [project.entry-points."ojs_actors.backends"]
+    mybackend = "my_package.ojs:ENTRY"
+
+The factory is named as ``"module:attribute"`` and imported only when a backend of
+that kind is made, so a missing optional dependency costs nothing until then, and
+then fails with :class:`MissingExtra` naming the ``pip install`` that brings it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+import trio
+
+from ..core import InvalidRequest
+from . import redis, sqlite
+from .base import Backend
+from .bridge import AsyncioBridge, bridge_in_context, open_asyncio_bridge
+
+log = logging.getLogger("ojs_actors.backends")
+
+ENTRY_POINT_GROUP = "ojs_actors.backends"
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+class MissingExtra(InvalidRequest):
+    """A backend's optional dependencies are not installed."""
+
+
+def parse_bool(text: str) -> bool:
+    """An environment flag: ``1/true/yes/on`` or ``0/false/no/off`` (any case)."""
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, not {text!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class BackendOption:
+    """One setting of a backend: a keyword of its factory, a CLI flag, an environment
+    variable (read as the flag's default) and its own default."""
+
+    name: str
+    """The factory's keyword argument."""
+    flag: str
+    env: str
+    default: Any
+    help: str
+    type: Callable[[str], Any] = str
+    """Parses the flag's and the variable's text; ``bool`` makes an on/off flag."""
+    choices: tuple[str, ...] = ()
+
+    @property
+    def dest(self) -> str:
+        """The attribute argparse stores the flag's value in."""
+        return self.flag.lstrip("-").replace("-", "_")
+
+    def parse(self, text: str) -> Any:
+        return parse_bool(text) if self.type is bool else self.type(text)
+
+    def from_env(self, environ: Mapping[str, str]) -> Any:
+        """The variable's value if set, else the default."""
+        text = environ.get(self.env)
+        if text is None:
+            return self.default
+        try:
+            return self.parse(text)
+        except ValueError as error:
+            raise ValueError(f"environment variable {self.env}: {error}") from error
+
+    def add_to(self, parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+        shown = f"env {self.env}; default {self.default}"
+        if self.type is bool:
+            parser.add_argument(
+                self.flag,
+                dest=self.dest,
+                action=argparse.BooleanOptionalAction,
+                default=self.from_env(environ),
+                help=f"{self.help} ({shown})",
+            )
+            return
+        parser.add_argument(
+            self.flag,
+            dest=self.dest,
+            type=self.parse,
+            default=self.from_env(environ),
+            choices=self.choices or None,
+            help=f"{self.help} ({shown})",
+        )
+
+    def same_setting_as(self, other: BackendOption) -> bool:
+        """Two backends may share a flag (Kafka's Redis state store and Redis both read
+        ``--redis-url``) only if it means the same for both."""
+        return (self.env, self.default, self.type, self.choices) == (
+            other.env,
+            other.default,
+            other.type,
+            other.choices,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BackendEntry:
+    name: str
+    description: str
+    factory: str | Callable[..., Backend]
+    """``"module:attribute"`` (imported on first use) or the callable itself."""
+    options: tuple[BackendOption, ...] = ()
+    extra: str | None = None
+    """The ``ojs-actors`` extra that installs the dependencies, e.g. ``"redis"``."""
+    requires: tuple[str, ...] = ()
+    """Top-level modules the extra installs, checked before the factory is imported."""
+
+    def create(self, **options: Any) -> Backend:
+        self.check_installed()
+        return self._load_factory()(**options)
+
+    def check_installed(self) -> None:
+        missing = [module for module in self.requires if importlib.util.find_spec(module) is None]
+        if missing:
+            raise self._missing_extra(missing)
+
+    def options_from(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The factory's keyword arguments from parsed CLI values (by ``dest``)."""
+        return {option.name: values[option.dest] for option in self.options}
+
+    def _load_factory(self) -> Callable[..., Backend]:
+        if not isinstance(self.factory, str):
+            return self.factory
+        module_name, _, attribute = self.factory.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if self.extra is None or error.name == module_name:
+                raise
+            raise self._missing_extra([error.name or "?"]) from error
+        factory: Callable[..., Backend] = getattr(module, attribute)
+        return factory
+
+    def _missing_extra(self, modules: list[str]) -> MissingExtra:
+        install = f"pip install 'ojs-actors[{self.extra}]'" if self.extra else "install them"
+        return MissingExtra(
+            f"The {self.name} backend needs {', '.join(modules)}, which is not installed: "
+            f"{install}.",
+            details={"backend": self.name, "missing": modules, "extra": self.extra},
+        )
+
+
+class BackendRegistry:
+    """Backends by name, plus those found in an entry-point group on first use."""
+
+    def __init__(
+        self, entries: Iterable[BackendEntry] = (), *, entry_point_group: str | None = None
+    ) -> None:
+        self._entries: dict[str, BackendEntry] = {}
+        self._group = entry_point_group
+        for entry in entries:
+            self.register(entry)
+
+    def register(self, entry: BackendEntry) -> None:
+        if entry.name in self._entries:
+            raise ValueError(f"A backend named {entry.name!r} is registered already.")
+        self._entries[entry.name] = entry
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._all())
+
+    def entries(self) -> tuple[BackendEntry, ...]:
+        return tuple(self._all().values())
+
+    def entry(self, name: str) -> BackendEntry:
+        entries = self._all()
+        if name not in entries:
+            raise InvalidRequest(
+                f"Unknown backend {name!r}; this build has: {', '.join(entries)}.",
+                details={"backend": name, "available": list(entries)},
+            )
+        return entries[name]
+
+    def create(self, name: str, **options: Any) -> Backend:
+        return self.entry(name).create(**options)
+
+    def add_arguments(
+        self,
+        parser: argparse.ArgumentParser,
+        environ: Mapping[str, str] = os.environ,
+        *,
+        default: str = "memory",
+    ) -> None:
+        """``--backend`` and every backend's options (a flag shared by several backends once)."""
+        choices = self.names()
+        parser.add_argument(
+            "--backend",
+            default=environ.get("OJS_BACKEND", default),
+            choices=choices,
+            help="storage backend (env OJS_BACKEND; default "
+            f"{default}): "
+            + "; ".join(f"{entry.name}: {entry.description}" for entry in self.entries()),
+        )
+        added: dict[str, BackendOption] = {}
+        for entry in self.entries():
+            for option in entry.options:
+                earlier = added.get(option.flag)
+                if earlier is None:
+                    added[option.flag] = option
+                    option.add_to(parser, environ)
+                elif not earlier.same_setting_as(option):
+                    raise ValueError(
+                        f"Backend {entry.name!r} declares {option.flag} differently from "
+                        "another backend."
+                    )
+
+    def _all(self) -> dict[str, BackendEntry]:
+        if self._group is not None:
+            group, self._group = self._group, None
+            self._discover(group)
+        return self._entries
+
+    def _discover(self, group: str) -> None:
+        for point in entry_points(group=group):
+            try:
+                entry = point.load()
+            except Exception:
+                log.exception("could not load backend entry point %r", point.value)
+                continue
+            if not isinstance(entry, BackendEntry) or entry.name in self._entries:
+                log.warning(
+                    "ignoring backend entry point %r: not a BackendEntry, or its name is taken",
+                    point.value,
+                )
+                continue
+            self._entries[entry.name] = entry
+
+
+REDIS_URL_OPTION = BackendOption(
+    name="url",
+    flag="--redis-url",
+    env="REDIS_URL",
+    default=redis.DEFAULT_URL,
+    help="Redis of --backend redis: redis://[user:password@]host:port[/db]",
+)
+"""Also for backends that keep their state in Redis (``dataclasses.replace`` the name)."""
+
+
+BUILTIN: tuple[BackendEntry, ...] = (
+    BackendEntry(
+        name="memory",
+        description="in this process, gone when it stops",
+        factory="ojs_actors.backends.memory:MemoryBackend",
+    ),
+    BackendEntry(
+        name="sqlite",
+        description="one SQLite file, survives restarts and SIGKILL",
+        factory="ojs_actors.backends.sqlite:SqliteBackend",
+        options=(
+            BackendOption(
+                name="path",
+                flag="--db",
+                env="OJS_DB",
+                default=sqlite.DEFAULT_PATH,
+                help="SQLite database file of --backend sqlite, created if missing",
+            ),
+            BackendOption(
+                name="synchronous",
+                flag="--db-sync",
+                env="OJS_DB_SYNC",
+                default="full",
+                choices=sqlite.SYNCHRONOUS,
+                help="SQLite sync on commit: full survives power loss, normal only process death",
+            ),
+        ),
+    ),
+    BackendEntry(
+        name="redis",
+        description="one Redis server shared by any number of processes",
+        factory="ojs_actors.backends.redis:RedisBackend",
+        options=(REDIS_URL_OPTION,),
+        extra="redis",
+        requires=("redis", "trio_asyncio"),
+    ),
+)
+
+REGISTRY = BackendRegistry(BUILTIN, entry_point_group=ENTRY_POINT_GROUP)
+"""The registry the CLI, :func:`create_backend` and :func:`open_backend` use."""
+
+
+def create_backend(name: str, **options: Any) -> Backend:
+    """A backend by its ``--backend`` name; options are its factory's keywords."""
+    return REGISTRY.create(name, **options)
+
+
+@asynccontextmanager
+async def open_backend(
+    backend: Backend | str, /, *, bridge: AsyncioBridge | None = None, **options: Any
+) -> AsyncIterator[Backend]:
+    """Start ``backend`` (a registered name, made with ``options``, or a backend object)
+    for the block; close it on exit, shielded from cancellation.
+
+    A backend that ``needs_asyncio`` starts on ``bridge`` if given (a bridge opened by
+    another task, e.g. a test fixture's), else on the bridge open here, else on one
+    opened for the block and closed after the backend."""
+    if isinstance(backend, str):
+        store = create_backend(backend, **options)
+    elif options:
+        raise TypeError("options are for a backend given by name, not a backend object")
+    else:
+        store = backend
+    async with AsyncExitStack() as stack:
+        if store.needs_asyncio:
+            if bridge is None:
+                bridge = await stack.enter_async_context(open_asyncio_bridge())
+            with bridge_in_context(bridge):
+                await store.start()
+        else:
+            await store.start()
+        try:
+            yield store
+        finally:
+            with trio.CancelScope(shield=True):
+                await store.close()
+
+
+__all__ = [
+    "BUILTIN",
+    "ENTRY_POINT_GROUP",
+    "REDIS_URL_OPTION",
+    "REGISTRY",
+    "BackendEntry",
+    "BackendOption",
+    "BackendRegistry",
+    "MissingExtra",
+    "create_backend",
+    "open_backend",
+    "parse_bool",
+]

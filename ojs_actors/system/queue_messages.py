@@ -1,0 +1,79 @@
+"""The messages a QueueActor answers (see :mod:`.queue_actor`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from ..backends import Deduplicated
+from ..core import Job, OJSError
+from .transitions import Transition
+
+
+@dataclass(slots=True)
+class Enqueue:
+    """Store new jobs of this queue, each on its own."""
+
+    jobs: Sequence[Job]
+
+
+@dataclass(slots=True)
+class Hold:
+    """Park this queue's actor while another queue's actor stores a batch that holds jobs
+    of this queue too (see :class:`EnqueueBatch`).
+
+    The actor sets ``parked`` and handles nothing else until ``released``. Then, given
+    ``results`` (the backend's answers for this queue's jobs; left ``None`` if the batch
+    was not stored), it applies this queue's policies to the jobs stored, before any
+    claim can reach them."""
+
+    parked: trio.Event = field(default_factory=trio.Event)
+    released: trio.Event = field(default_factory=trio.Event)
+    results: list[Job | Deduplicated | OJSError] | None = None
+
+
+@dataclass(slots=True)
+class EnqueueBatch:
+    """Store ``jobs`` atomically (all or none) in one backend call. Those of other queues
+    are handed to the :class:`Hold` of their queue in ``holds``, whose actor is parked
+    meanwhile; every hold is released whatever happens.
+
+    Until the actor has ``taken`` it, the sender may withdraw it (and release the holds
+    itself): a ``withdrawn`` batch is not stored."""
+
+    jobs: Sequence[Job]
+    holds: Mapping[str, Hold]
+    taken: bool = False
+    withdrawn: bool = False
+
+
+@dataclass(slots=True)
+class Claim:
+    count: int
+    worker_id: str | None
+    visibility_ms: int | None
+
+
+@dataclass(slots=True)
+class Apply:
+    """Apply pure lifecycle transitions to jobs of this queue, each on its own; answered
+    with one ``Job`` (stored) or ``OJSError`` per item, in order."""
+
+    items: Sequence[tuple[str, Transition]]
+
+
+@dataclass(slots=True)
+class SetPaused:
+    paused: bool
+
+
+@dataclass(slots=True)
+class Describe:
+    pass
+
+
+__all__ = [
+    "Apply", "Claim", "Describe", "Enqueue", "EnqueueBatch", "Hold", "SetPaused",
+]  # fmt: skip

@@ -1,0 +1,30 @@
+"""The tunables of a :class:`~ojs_actors.system.System`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Settings:
+    poll_interval: float = 1.0
+    """How often waiting fetchers and the scheduler look again without a local wake-up
+    (what they see of other processes sharing a networked backend)."""
+    mailbox_capacity: int = 4096
+    queue_restarts: tuple[int, float] = (10, 5.0)
+    """Restart intensity of the queue supervisor: N restarts within T seconds."""
+    workflow_restarts: tuple[int, float] = (10, 5.0)
+    """Restart intensity of the workflows supervisor: N restarts within T seconds."""
+    test_hooks: bool = False
+    """Conformance-suite hooks: honour ``meta.test_directive`` in heartbeats."""
+    worker_idle_timeout: float = 300.0
+    """Seconds after a worker's last fetch or heartbeat when this process forgets it,
+    with any directive (``set_worker_state``) still waiting for it."""
+    max_workers: int = 65_536
+    """The most workers remembered at once; past it, the longest silent is forgotten."""
+    workflow_retention: float = 86_400.0
+    """Seconds a finished workflow stays readable (``GET /ojs/v1/workflows/{id}``); it is
+    deleted one to three minutes later."""
+
+
+__all__ = ["Settings"]

@@ -1,0 +1,72 @@
+"""The supervision tree of a System, and the one way its supervisors are built::
+
+    root (one_for_one, 3 restarts / 5 s)
+    ├── scheduler                              the Scheduler actor: every job timer
+    ├── queues     (Settings.queue_restarts)   a QueueActor per queue   (routing.QueueRouter)
+    ├── crons      (cron_supervisor)           a CronActor per entry    (crons.Crons)
+    └── workflows  (Settings.workflow_restarts) the keeper and a WorkflowActor per
+                                               workflow                 (workflows.Workflows)
+
+Each part owns the :class:`SupervisorSlot` of its supervisor and starts its actors in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from ..actors import Actor, ChildSpec, Strategy, Supervisor
+
+ROOT_RESTARTS = (3, 5.0)
+"""Restart intensity of the root: N restarts of its children within T seconds."""
+
+S = TypeVar("S", bound=Supervisor)
+
+
+def one_for_one(
+    name: str, restarts: tuple[int, float], children: Sequence[ChildSpec] = ()
+) -> Supervisor:
+    """A supervisor restarting only the child that exits: ``restarts`` = (N, T seconds)."""
+    max_restarts, within = restarts
+    return Supervisor(
+        name,
+        strategy=Strategy.ONE_FOR_ONE,
+        max_restarts=max_restarts,
+        within=within,
+        children=children,
+    )
+
+
+class SupervisorSlot(Generic[S]):
+    """A supervisor under the root, as the root starts and restarts it: :attr:`current`
+    is the one running now. It is built up front, so its parts can name it before the
+    tree runs; the root's first start takes that one, and each restart a new one."""
+
+    def __init__(self, name: str, build: Callable[[], S]) -> None:
+        self.name = name
+        self._build = build
+        self.current: S = build()
+
+    def child_spec(self) -> ChildSpec:
+        return ChildSpec(self.name, self._start)
+
+    async def stop_children(self, prefix: str = "") -> None:
+        """Stop the current supervisor's children whose ids start with ``prefix``."""
+        for child_id, _, _ in self.current.which_children():
+            if child_id.startswith(prefix):
+                await self.current.stop_child(child_id)
+
+    def _start(self) -> S:
+        if self.current.started:
+            self.current = self._build()
+        return self.current
+
+
+def root_supervisor(scheduler: Callable[[], Actor], *slots: SupervisorSlot[Any]) -> Supervisor:
+    """The root: the scheduler, then the supervisors of ``slots`` in order."""
+    return one_for_one(
+        "root", ROOT_RESTARTS, [ChildSpec("scheduler", scheduler), *(s.child_spec() for s in slots)]
+    )
+
+
+__all__ = ["ROOT_RESTARTS", "SupervisorSlot", "one_for_one", "root_supervisor"]

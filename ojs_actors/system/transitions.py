@@ -1,0 +1,48 @@
+"""Lifecycle transitions bound to their inputs, as a QueueActor's ``Apply`` takes them.
+
+A transition is a pure function ``(stored job, now) -> new job version`` that raises an
+``OJSError`` when the job may not change that way; the QueueActor applies it by
+compare-and-set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..core import NO_RESULT, Job, NotFound, State, lifecycle
+
+Transition = Callable[[Job, int], Job]
+
+
+def ack_with(result: Any = NO_RESULT) -> Transition:
+    """Complete the job, storing ``result`` (``NO_RESULT``: none; ``None``: JSON null)."""
+    if result is NO_RESULT:
+        return _ack_without_result
+    return lambda job, now: lifecycle.ack(job, now, result, has_result=True)
+
+
+def _ack_without_result(job: Job, now: int) -> Job:
+    return lifecycle.ack(job, now)
+
+
+def fail_with(report: dict[str, Any]) -> Transition:
+    return lambda job, now: lifecycle.fail(job, now, report)
+
+
+def extend_lease_by(visibility_ms: int | None) -> Transition:
+    return lambda job, now: lifecycle.extend_lease(job, now, visibility_ms)
+
+
+def retry_from_dead_letter(job: Job, now: int) -> Job:
+    if not (job.state is State.DISCARDED and job.dead_letter):
+        raise NotFound(
+            f"Dead letter job '{job.id}' not found.",
+            details={"resource_type": "dead_letter_job", "resource_id": job.id},
+        )
+    return lifecycle.retry_dead_letter(job, now)
+
+
+__all__ = [
+    "Transition", "ack_with", "extend_lease_by", "fail_with", "retry_from_dead_letter",
+]  # fmt: skip

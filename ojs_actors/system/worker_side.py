@@ -1,0 +1,163 @@
+"""The worker side of a System: claiming jobs, storing their outcomes, keeping their leases,
+and the record of the workers this process has heard from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from ..backends import Backend
+from ..core import NO_RESULT, Job, OJSError, State, parse_queue_name
+from .clock import Clock
+from .queue_messages import Claim
+from .routing import QueueRouter
+from .settings import Settings
+from .settle import Ack, Nack, Outcome, transition_of
+from .signals import Signals, wait_any
+from .transitions import Transition, extend_lease_by
+from .worker_registry import WorkerRegistry
+
+
+@dataclass(slots=True)
+class Heartbeat:
+    state: str
+    jobs_extended: list[str] = field(default_factory=list)
+    jobs_cancelled: list[str] = field(default_factory=list)
+
+
+class WorkerSide:
+    def __init__(
+        self,
+        router: QueueRouter,
+        backend: Backend,
+        clock: Clock,
+        signals: Signals,
+        settings: Settings,
+    ) -> None:
+        self.backend = backend
+        self.clock = clock
+        self.signals = signals
+        self.settings = settings
+        self.registry = WorkerRegistry(
+            clock,
+            idle_timeout_ms=int(settings.worker_idle_timeout * 1000),
+            capacity=settings.max_workers,
+        )
+        self._router = router
+        self.apply_many = router.apply_many
+        """Store outcomes given as bound transitions (what a worker group settles with)."""
+
+    async def fetch(
+        self,
+        queues: Sequence[str],
+        count: int = 1,
+        *,
+        worker_id: str | None = None,
+        visibility_timeout_ms: int | None = None,
+        wait: float = 0.0,
+    ) -> list[Job]:
+        """Claim up to ``count`` jobs, trying ``queues`` in order; wait up to ``wait``
+        seconds for work if there is none now."""
+        for queue in queues:
+            parse_queue_name(queue, "queues[]")
+        if worker_id is not None:
+            self.registry.seen(worker_id)
+        deadline = trio.current_time() + wait
+        while True:
+            # Take the wake-up events before claiming: work stored while the claim is in
+            # flight sets them, so the wait below cannot miss it.
+            ready = [self.signals.ready_event(queue) for queue in queues] if wait > 0 else []
+            claimed: list[Job] = []
+            for queue in queues:
+                if len(claimed) >= count:
+                    break
+                claimed.extend(
+                    await self._router.ask(
+                        queue, Claim(count - len(claimed), worker_id, visibility_timeout_ms)
+                    )
+                )
+            if claimed or trio.current_time() >= deadline:
+                for job in claimed:
+                    self._router.remember(job)
+                return claimed
+            remaining = deadline - trio.current_time()
+            with trio.move_on_after(min(remaining, self.settings.poll_interval)):
+                await wait_any(ready)
+
+    async def settle_many(self, outcomes: Sequence[Outcome]) -> list[Job | OJSError]:
+        """Ack and nack many claimed jobs in one go: one ask per queue, applied by its
+        QueueActor in one backend write. Each outcome succeeds or fails on its own; the
+        answer holds, in order, the stored job or the error (nothing is raised for one
+        job's failure, e.g. :class:`Conflict` for a job cancelled meanwhile)."""
+        items: list[tuple[str, Transition]] = []
+        invalid: dict[int, OJSError] = {}
+        for position, outcome in enumerate(outcomes):
+            try:
+                items.append((outcome.job_id, transition_of(outcome)))
+            except OJSError as error:
+                invalid[position] = error
+        if not invalid:
+            return await self._router.apply_many(items)
+        applied = iter(await self._router.apply_many(items))
+        return [invalid.get(position) or next(applied) for position in range(len(outcomes))]
+
+    async def extend_leases(
+        self, job_ids: Sequence[str], *, visibility_timeout_ms: int | None = None
+    ) -> list[Job | OJSError]:
+        """Push out the lease deadlines of active jobs (each by its own visibility
+        timeout, or by ``visibility_timeout_ms``), in one ask per queue."""
+        extend = extend_lease_by(visibility_timeout_ms)
+        return await self._router.apply_many([(job_id, extend) for job_id in job_ids])
+
+    async def ack(self, job_id: str, result: Any = NO_RESULT) -> Job:
+        return await self._router.apply(job_id, transition_of(Ack(job_id, result)))
+
+    async def nack(
+        self, job_id: str, error: dict[str, Any] | None, *, requeue: bool = False
+    ) -> Job:
+        """Report a failed attempt; the retry policy decides retryable or discarded.
+        ``requeue`` hands the job back at once without spending the attempt."""
+        return await self._router.apply(job_id, transition_of(Nack(job_id, error, requeue)))
+
+    async def heartbeat(
+        self,
+        worker_id: str,
+        job_ids: Iterable[str] = (),
+        *,
+        visibility_timeout_ms: int | None = None,
+    ) -> Heartbeat:
+        """Extend the leases of the worker's active jobs; the reply carries the state the
+        worker should be in (``running``, ``quiet``, ``terminate``)."""
+        beat = Heartbeat(state=self.registry.seen(worker_id).directive)
+        ids = list(dict.fromkeys(job_ids))
+        if not ids:
+            return beat
+        results = await self.extend_leases(ids, visibility_timeout_ms=visibility_timeout_ms)
+        refused = [
+            job_id for job_id, job in zip(ids, results, strict=True) if not isinstance(job, Job)
+        ]
+        gone = (
+            dict(zip(refused, await self.backend.get_jobs(refused), strict=True)) if refused else {}
+        )
+        for job_id, job in zip(ids, results, strict=True):
+            if not isinstance(job, Job):
+                stored = gone[job_id]
+                if stored is not None and stored.state is State.CANCELLED:
+                    beat.jobs_cancelled.append(job_id)
+                continue
+            beat.jobs_extended.append(job_id)
+            directive = job.meta.get("test_directive") if self.settings.test_hooks else None
+            if directive in ("quiet", "terminate") and beat.state == "running":
+                beat.state = directive
+        return beat
+
+    def set_worker_state(self, worker_id: str, state: str) -> None:
+        """Operator directive delivered in the worker's heartbeat replies; forgotten with
+        the worker once it has been silent for ``Settings.worker_idle_timeout``."""
+        self.registry.direct(worker_id, state)
+
+
+__all__ = ["Heartbeat", "WorkerSide"]
