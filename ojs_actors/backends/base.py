@@ -246,8 +246,9 @@ def plan_insert(
     """What inserting ``job`` would do, without writing anything.
 
     ``job_exists(id)`` and ``key_holder(unique_key)`` read the backend's current
-    state. A job to store comes back as itself (``replace_except_schedule`` may
-    move it to its holder's ``scheduled_at``).
+    state. A job to store comes back as itself, or as a copy moved to its holder's
+    ``scheduled_at`` (``replace_except_schedule``): store the job returned, never
+    ``job``, which is left as it was.
     """
     if job_exists(job.id):
         return duplicate_id(job)
@@ -296,8 +297,10 @@ def _unique_decision(job: Job, held: Job | None) -> Job | Deduplicated | OJSErro
         policy.on_conflict is unique.OnConflict.REPLACE_EXCEPT_SCHEDULE
         and holder.state is State.SCHEDULED
     ):
-        job.scheduled_at = holder.scheduled_at
-        job.state, job.enqueued_at = State.SCHEDULED, None
+        moved = job.evolve()
+        moved.scheduled_at = holder.scheduled_at
+        moved.state, moved.enqueued_at = State.SCHEDULED, None
+        return moved
     return job
 
 

@@ -152,7 +152,9 @@ class MemoryBackend:
 
     # -- indexing ----------------------------------------------------------------
 
-    def _store(self, job: Job, previous: Job | None) -> None:
+    def _store(self, job: Job, previous: Job | None) -> Job:
+        """Store ``job`` as the current version and index it; the job stored (a copy with
+        its ready ``seq`` when it becomes available: the caller's object is left alone)."""
         state = job.state
         counts = self._counts.setdefault(job.queue, {})
         if previous is not None:
@@ -161,6 +163,7 @@ class MemoryBackend:
                 self._dead_letter.pop(job.id, None)
         counts[state] = counts.get(state, 0) + 1
         if state is State.AVAILABLE:
+            job = job.evolve()
             job.seq = next(self._seq)
             ready = self._ready.get(job.queue)
             if ready is None:
@@ -173,6 +176,7 @@ class MemoryBackend:
         if state is State.DISCARDED and job.dead_letter:
             self._dead_letter[job.id] = None
         self._jobs[job.id] = job
+        return job
 
     def _timer_is_current(self, job_id: str, version: int) -> bool:
         job = self._jobs.get(job_id)
@@ -192,13 +196,13 @@ class MemoryBackend:
         for job in jobs:
             decision = plan_insert(job, stored.__contains__, self._key_holder)
             if isinstance(decision, Job):
-                if job.unique_key is not None:
-                    holder = self._key_holder(job.unique_key)
-                    cancelled = replaced_by(job, holder)
+                if decision.unique_key is not None:
+                    holder = self._key_holder(decision.unique_key)
+                    cancelled = replaced_by(decision, holder)
                     if cancelled is not None and holder is not None:
                         self._store(cancelled, holder)
-                    self._unique[job.unique_key] = job.id
-                self._store(job, None)
+                    self._unique[decision.unique_key] = decision.id
+                self._store(decision, None)
             results.append(decision)
         return results
 

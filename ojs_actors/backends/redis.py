@@ -785,16 +785,10 @@ class RedisBackend:
             if reply[0] == "retry":
                 continue
             outcomes = reply[1]
-            failed = any(outcome == -2 for outcome in outcomes)
             for index, outcome in enumerate(outcomes):
                 slot = slots[index]
-                if slot < 0:
-                    continue
-                job = jobs[slot]
-                if outcome == -2:
-                    results[slot] = duplicate_id(job)
-                elif not (atomic and failed) and outcome >= 0:
-                    job.seq = int(outcome)
+                if slot >= 0 and outcome == -2:
+                    results[slot] = duplicate_id(jobs[slot])
             return results
         raise BackendUnavailable(
             "Unique keys kept changing concurrently while inserting; try again.",
@@ -816,11 +810,12 @@ class RedisBackend:
         results: list[Job | Deduplicated | OJSError] = []
         ops: list[dict[str, Any]] = []
         slots: list[int] = []
-        for index, job in enumerate(jobs):
-            decision = plan_insert(job, taken.__contains__, holders.get)
+        for index, planned in enumerate(jobs):
+            decision = plan_insert(planned, taken.__contains__, holders.get)
             results.append(decision)
             if not isinstance(decision, Job):
                 continue
+            job = decision
             holder = holders.get(job.unique_key) if job.unique_key is not None else None
             cancelled = replaced_by(job, holder)  # a terminal holder just loses the key
             if cancelled is not None and holder is not None:
@@ -845,12 +840,7 @@ class RedisBackend:
         ops = [_op(job, expected) for job, expected in updates]
         records = _take_records(ops)
         outcomes = await self._script("update", _dumps(ops), *records)
-        results = []
-        for (job, _), outcome in zip(updates, outcomes, strict=True):
-            if outcome >= 0:
-                job.seq = int(outcome)
-            results.append(outcome != -2)
-        return results
+        return [outcome != -2 for outcome in outcomes]
 
     async def claim(
         self, queue: str, count: int, now: int, worker_id: str | None, visibility_ms: int | None

@@ -346,8 +346,7 @@ class _Stored:
 
 def _store(connection: sqlite3.Connection, job: Job, previous: _Stored | None) -> None:
     """Write one job version and derive its indexes (the memory backend's ``_store``)."""
-    if job.state is State.AVAILABLE:
-        job.seq = _next_counter(connection, "seq")
+    seq = _next_counter(connection, "seq") if job.state is State.AVAILABLE else job.seq
     dead = job.state is State.DISCARDED and job.dead_letter
     dead_seq = _next_counter(connection, "dead_seq") if dead else None
     timers = timers_of(job)
@@ -355,7 +354,7 @@ def _store(connection: sqlite3.Connection, job: Job, previous: _Stored | None) -
         job.queue,
         job.state.value,
         job.priority,
-        job.seq,
+        seq,
         job.version,
         job.created_at,
         min(timers) if timers else None,
@@ -413,9 +412,10 @@ def _insert_jobs(
         if any(isinstance(result, OJSError) for result in planned):
             return planned
     results: list[Job | Deduplicated | OJSError] = []
-    for job in jobs:
-        decision = plan_insert(job, exists, holder_of)
+    for planned_job in jobs:
+        decision = plan_insert(planned_job, exists, holder_of)
         if isinstance(decision, Job):
+            job = decision
             holder = holder_of(job.unique_key) if job.unique_key is not None else None
             cancelled = replaced_by(job, holder)
             if cancelled is not None and holder is not None:
