@@ -12,7 +12,6 @@ import bisect
 import heapq
 from collections import deque
 from collections.abc import Callable, Sequence
-from itertools import count
 from typing import Any
 
 from ..core import Job, OJSError, State, lifecycle
@@ -35,8 +34,9 @@ Timer = tuple[int, str, int]
 class ReadyOrder:
     """The available jobs of one queue in ready order: highest priority first, then FIFO.
 
-    One FIFO lane of ``(seq, job id)`` per priority: ``seq`` grows with every job made
-    available, so appending keeps each lane in order and a claim pops in O(1)."""
+    One FIFO lane of ``(version, job id)`` per priority: jobs are appended as they become
+    available, so each lane is in order and a claim pops in O(1). The job's version at
+    that moment tells a current entry from a stale one (the job moved on since)."""
 
     __slots__ = ("_lanes", "_order")
 
@@ -44,15 +44,15 @@ class ReadyOrder:
         self._lanes: dict[int, deque[tuple[int, str]]] = {}
         self._order: list[int] = []  # the lanes' priorities, negated, ascending
 
-    def push(self, priority: int, seq: int, job_id: str) -> None:
+    def push(self, priority: int, version: int, job_id: str) -> None:
         lane = self._lanes.get(priority)
         if lane is None:
             lane = self._lanes[priority] = deque()
             bisect.insort(self._order, -priority)
-        lane.append((seq, job_id))
+        lane.append((version, job_id))
 
     def pop(self) -> tuple[int, str] | None:
-        """The first entry, or ``None``; it may be stale (check the job's ``seq``)."""
+        """The first entry, or ``None``; it may be stale (check the job's ``version``)."""
         while self._order:
             lane = self._lanes[-self._order[0]]
             if lane:
@@ -139,7 +139,6 @@ class MemoryBackend:
         self._snapshots: dict[str, dict[str, Any]] = {}
         self._snapshot_versions: dict[str, int] = {}
         self._events: deque[dict[str, Any]] = deque(maxlen=self._event_log_size)
-        self._seq = count(1)
 
     async def start(self) -> None:
         pass
@@ -152,9 +151,8 @@ class MemoryBackend:
 
     # -- indexing ----------------------------------------------------------------
 
-    def _store(self, job: Job, previous: Job | None) -> Job:
-        """Store ``job`` as the current version and index it; the job stored (a copy with
-        its ready ``seq`` when it becomes available: the caller's object is left alone)."""
+    def _store(self, job: Job, previous: Job | None) -> None:
+        """Store ``job`` as the current version and index it (the job is kept as it is)."""
         state = job.state
         counts = self._counts.setdefault(job.queue, {})
         if previous is not None:
@@ -163,12 +161,10 @@ class MemoryBackend:
                 self._dead_letter.pop(job.id, None)
         counts[state] = counts.get(state, 0) + 1
         if state is State.AVAILABLE:
-            job = job.evolve()
-            job.seq = next(self._seq)
             ready = self._ready.get(job.queue)
             if ready is None:
                 ready = self._ready[job.queue] = ReadyOrder()
-            ready.push(job.priority, job.seq, job.id)
+            ready.push(job.priority, job.version, job.id)
         lease = job.lease_expires_at if state is State.ACTIVE else None
         for due in timers_of(job):
             lane = job.visibility_timeout_ms if due == lease else None
@@ -176,7 +172,6 @@ class MemoryBackend:
         if state is State.DISCARDED and job.dead_letter:
             self._dead_letter[job.id] = None
         self._jobs[job.id] = job
-        return job
 
     def _timer_is_current(self, job_id: str, version: int) -> bool:
         job = self._jobs.get(job_id)
@@ -234,9 +229,9 @@ class MemoryBackend:
             entry = ready.pop()
             if entry is None:
                 break
-            seq, job_id = entry
+            version, job_id = entry
             job = self._jobs.get(job_id)
-            if job is None or job.state is not State.AVAILABLE or job.seq != seq:
+            if job is None or job.state is not State.AVAILABLE or job.version != version:
                 continue
             if job.expires_at is not None and job.expires_at <= now:
                 gone = lifecycle.expire(job, now)
