@@ -22,6 +22,7 @@ from .http import (
 from .system import Settings
 
 _FALSE = ("0", "false", "no", "off")
+_DEFAULTS = Settings()
 
 
 def _env_bool(name: str) -> bool:
@@ -69,6 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between backend polls by timers and waiting fetches (env OJS_POLL_INTERVAL)",
     )
     run.add_argument(
+        "--workflow-retention",
+        type=float,
+        default=float(os.environ.get("OJS_WORKFLOW_RETENTION", str(_DEFAULTS.workflow_retention))),
+        help="seconds a finished workflow stays readable before it is deleted "
+        "(env OJS_WORKFLOW_RETENTION; default 86400)",
+    )
+    run.add_argument(
+        "--worker-idle-timeout",
+        type=float,
+        default=float(
+            os.environ.get("OJS_WORKER_IDLE_TIMEOUT", str(_DEFAULTS.worker_idle_timeout))
+        ),
+        help="seconds after a worker's last fetch or heartbeat when it is forgotten, with "
+        "any directive waiting for it (env OJS_WORKER_IDLE_TIMEOUT; default 300)",
+    )
+    run.add_argument(
         "--request-timeout",
         type=float,
         default=float(os.environ.get("OJS_REQUEST_TIMEOUT", str(DEFAULT_REQUEST_TIMEOUT))),
@@ -87,12 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    config = ServeConfig(
+def serve_config(args: argparse.Namespace) -> ServeConfig:
+    """What ``serve`` runs with, from its parsed arguments (and the environment)."""
+    return ServeConfig(
         backend=args.backend,
         backend_options=REGISTRY.entry(args.backend).options_from(vars(args)),
         host=args.host,
@@ -104,12 +118,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             request_timeout=args.request_timeout,
             direct_routes=args.direct_routes,
         ),
-        system=Settings(poll_interval=args.poll_interval, test_hooks=args.allow_reset),
+        system=Settings(
+            poll_interval=args.poll_interval,
+            test_hooks=args.allow_reset,
+            workflow_retention=args.workflow_retention,
+            worker_idle_timeout=args.worker_idle_timeout,
+        ),
         access_log=args.access_log,
         allow_insecure_no_auth=_env_bool("OJS_ALLOW_INSECURE_NO_AUTH"),
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
-        trio.run(serve, config)
+        trio.run(serve, serve_config(args))
     except (InsecureBinding, MissingExtra) as refusal:
         print(f"ojs-actors: {refusal}", file=sys.stderr)
         return 2

@@ -424,3 +424,20 @@ async def test_a_waiting_fetch_is_cancelled_when_its_client_leaves(
     await system.enqueue({"type": "later.job", "args": [], "options": {"queue": "later"}})
     [job] = await system.fetch(["later"])
     assert job.type == "later.job"
+
+
+def test_the_cli_carries_keys_timeouts_and_retention_into_the_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ojs_actors.cli import build_parser, serve_config
+
+    monkeypatch.setenv("OJS_API_KEY", f" {KEYS[0]} , {KEYS[1]},")
+    monkeypatch.setenv("OJS_WORKER_IDLE_TIMEOUT", "45")
+    monkeypatch.setenv("OJS_ALLOW_INSECURE_NO_AUTH", "true")
+    argv = ["serve", "--request-timeout", "7", "--workflow-retention", "60", "--no-direct-routes"]
+    config = serve_config(build_parser().parse_args(argv))
+    assert config.http.api_keys == KEYS
+    assert config.http.request_timeout == 7 and config.http.direct_routes is False
+    assert config.system.workflow_retention == 60
+    assert config.system.worker_idle_timeout == 45
+    assert config.allow_insecure_no_auth is True
