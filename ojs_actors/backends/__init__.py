@@ -5,7 +5,21 @@ needs one) and closes it after."""
 
 from __future__ import annotations
 
-from .base import EVERY_CAPABILITY, Backend, Capabilities, Deduplicated, EventFilter, timers_of
+from .base import (
+    EVERY_CAPABILITY,
+    Backend,
+    Capabilities,
+    DeadLetter,
+    Deduplicated,
+    EventFilter,
+    EventLog,
+    JobStore,
+    Lifecycle,
+    ReadyQueue,
+    Snapshots,
+    Timers,
+    timers_of,
+)
 from .memory import MemoryBackend
 from .registry import BUILTIN, REGISTRY, MissingExtra, create_backend, open_backend
 from .sqlite import SqliteBackend
@@ -20,8 +34,15 @@ __all__ = [
     "REGISTRY",
     "Backend",
     "Capabilities",
+    "DeadLetter",
     "Deduplicated",
     "EventFilter",
+    "EventLog",
+    "JobStore",
+    "Lifecycle",
+    "ReadyQueue",
+    "Snapshots",
+    "Timers",
     "MemoryBackend",
     "MissingExtra",
     "SqliteBackend",

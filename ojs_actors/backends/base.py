@@ -1,4 +1,10 @@
-"""The one protocol every backend implements.
+"""The protocol every backend implements, by part.
+
+:class:`Backend` is the union of small protocols, one per responsibility, each
+stating its own guarantees: :class:`Lifecycle` (start, close, ping, reset),
+:class:`JobStore` (records, compare-and-set), :class:`ReadyQueue` (claims),
+:class:`Timers`, :class:`DeadLetter`, :class:`Snapshots` (versioned put-if) and
+:class:`EventLog`; :class:`Capabilities` says what the backend supports.
 
 The backend is the authority: several server processes may share one
 (networked) backend, each running its own actors over it, so every method is
@@ -13,8 +19,9 @@ Conventions every implementation follows:
   job only if the stored version is the ``expected_version`` given with it.
 * The backend derives its indexes (per-queue ready order, timers, dead
   letter) from each stored job's state; callers never maintain them.
-* Ready order within a queue: higher ``priority`` first, then FIFO by ``seq``,
-  which the backend assigns each time a job becomes ``available``.
+* Ready order within a queue: higher ``priority`` first, then first made
+  ``available`` first (an order the backend keeps, e.g. by a ``seq`` of its own).
+* The caller's objects are never changed: a backend keeps its own copies.
 * Timers: for every stored job version the backend can report when it next
   needs attention (``scheduled_at``, ``next_attempt_at``, the lease deadline,
   the execution timeout, ``expires_at``); :meth:`Backend.due_jobs` returns jobs
@@ -95,8 +102,9 @@ EVERY_CAPABILITY = Capabilities(
 which no backend of this server does)."""
 
 
-@runtime_checkable
-class Backend(Protocol):
+class Lifecycle(Protocol):
+    """Opening and closing the store. Not a data part: every backend has one."""
+
     name: str
     capabilities: Capabilities
     needs_asyncio: bool
@@ -114,7 +122,15 @@ class Backend(Protocol):
     async def ping(self) -> float:
         """Round-trip latency in milliseconds; raises if the backend is unreachable."""
 
-    # -- jobs -------------------------------------------------------------------
+    async def reset(self) -> None:
+        """Delete everything (the conformance runner's reset between tests)."""
+
+
+class JobStore(Protocol):
+    """Job records. Each call is one atomic step (all of a batch with ``atomic=True``);
+    a job changes only by compare-and-set on its ``version``; results come in the order
+    of the request. The store derives the other parts' indexes (ready order, timers,
+    dead letter, counts) from each stored version, in the same atomic step."""
 
     async def insert_jobs(
         self, jobs: Sequence[Job], *, atomic: bool = False
@@ -131,13 +147,22 @@ class Backend(Protocol):
         Conflicts are decided with :func:`ojs_actors.core.unique.is_conflict`, at the new
         job's ``created_at``. With ``atomic=True`` either every job is stored or none:
         if any would fail, nothing is written and the failures are returned (the
-        others as their unsaved jobs)."""
+        others as their unsaved jobs). The caller's jobs are never changed."""
 
     async def get_jobs(self, job_ids: Sequence[str]) -> list[Job | None]: ...
 
     async def update_jobs(self, updates: Sequence[tuple[Job, int]]) -> list[bool]:
         """Compare-and-set: store each job if the stored version equals the paired
         expected version; ``False`` where it did not (changed meanwhile, or gone)."""
+
+    async def count_jobs(self, queue: str) -> dict[State, int]:
+        """Jobs of ``queue`` by state (exact if ``capabilities.exact_counts``)."""
+
+
+class ReadyQueue(Protocol):
+    """Claims in ready order: higher ``priority`` first, then first made available first.
+    A claim is one atomic step per call, so across every process sharing the store
+    each ready job is claimed once."""
 
     async def claim(
         self, queue: str, count: int, now: int, worker_id: str | None, visibility_ms: int | None
@@ -146,15 +171,20 @@ class Backend(Protocol):
         order. Jobs found past ``expires_at`` are discarded instead, never delivered.
         Returns ``(claimed, expired)``."""
 
+
+class Timers(Protocol):
+    """When stored job versions next need attention (:func:`timers_of`): a version's
+    timers are dropped as soon as it is replaced, so a due job is always current."""
+
     async def due_jobs(self, now: int, limit: int) -> list[Job]:
-        """Jobs whose current version has a timer due at or before ``now``."""
+        """Jobs whose current version has a timer due at or before ``now``, earliest first."""
 
     async def next_due_at(self) -> int | None:
         """The earliest pending timer, if any."""
 
-    async def count_jobs(self, queue: str) -> dict[State, int]: ...
 
-    # -- dead letter ----------------------------------------------------------------
+class DeadLetter(Protocol):
+    """Discarded jobs kept for inspection and retry, oldest first."""
 
     async def list_dead_letter(
         self, queue: str | None, limit: int, offset: int
@@ -164,7 +194,11 @@ class Backend(Protocol):
     async def delete_dead_letter(self, job_id: str) -> bool:
         """Remove a dead-lettered job for good; ``False`` if it is not in the dead letter queue."""
 
-    # -- actor snapshots (also the queue registry: keys ``queue:<name>``) --------
+
+class Snapshots(Protocol):
+    """Actors' persisted state by key (``queue:<name>`` also serves as the queue
+    registry). Listing is by plain string prefix. Versioned reads and compare-and-set
+    writes let actors in several processes share one key without overwriting each other."""
 
     async def load_snapshot(self, key: str) -> dict[str, Any] | None: ...
 
@@ -186,16 +220,21 @@ class Backend(Protocol):
     async def delete_snapshot(self, key: str) -> bool:
         """Forget a snapshot (an unregistered cron entry, a finished workflow)."""
 
-    # -- events ---------------------------------------------------------------
+
+class EventLog(Protocol):
+    """Lifecycle events in the order appended, bounded (oldest dropped first), read
+    after a cursor (an event id) with filters."""
 
     async def append_events(self, events: Sequence[dict[str, Any]]) -> None: ...
 
     async def read_events(self, query: EventFilter) -> list[dict[str, Any]]: ...
 
-    # -- administration -------------------------------------------------------------
 
-    async def reset(self) -> None:
-        """Delete everything (the conformance runner's reset between tests)."""
+@runtime_checkable
+class Backend(Lifecycle, JobStore, ReadyQueue, Timers, DeadLetter, Snapshots, EventLog, Protocol):
+    """A whole backend: its lifecycle and every data part. Code that needs only some parts
+    types its dependency as those parts (e.g. ``Snapshots``), so a part can later come
+    from another store than the rest."""
 
 
 def timers_of(job: Job) -> list[int]:

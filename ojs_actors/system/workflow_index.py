@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from ..backends import Backend
+from ..backends import Snapshots
 from ..core import BackendUnavailable
 from ..core.workflow import SNAPSHOT_PREFIX, Workflow, snapshot_key
 from .clock import Clock
@@ -58,7 +58,7 @@ def finished_prefix(bucket: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class WorkflowIndex:
-    backend: Backend
+    backend: Snapshots
     clock: Clock
     retention_ms: int
     _creating: set[str] = field(default_factory=set, init=False, repr=False)
