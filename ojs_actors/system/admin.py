@@ -10,8 +10,8 @@ from ..core import Job, NotFound, State, lifecycle, parse_queue_name
 from .clock import Clock
 from .crons import Crons
 from .queue_messages import Describe, SetPaused
-from .routing import QueueRouter, job_not_found
-from .transitions import retry_from_dead_letter
+from .routing import QueueRouter
+from .transitions import dead_letter_not_found, job_not_found, retry_from_dead_letter
 from .worker_registry import WorkerRegistry
 from .workflows import Workflows
 
@@ -81,11 +81,11 @@ class Admin:
         try:
             return await self._router.apply(job_id, retry_from_dead_letter)
         except NotFound as error:
-            raise _dead_letter_not_found(job_id) from error
+            raise dead_letter_not_found(job_id) from error
 
     async def delete_dead_letter(self, job_id: str) -> None:
         if not await self.backend.delete_dead_letter(job_id):
-            raise _dead_letter_not_found(job_id)
+            raise dead_letter_not_found(job_id)
         self._router.forget(job_id)
 
     # -- events and health --------------------------------------------------------------
@@ -122,13 +122,6 @@ class Admin:
             await self.backend.reset()
         self._router.forget_all()
         self._workers.clear()
-
-
-def _dead_letter_not_found(job_id: str) -> NotFound:
-    return NotFound(
-        f"Dead letter job '{job_id}' not found.",
-        details={"resource_type": "dead_letter_job", "resource_id": job_id},
-    )
 
 
 __all__ = ["Admin"]

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from ..backends import Backend
-from ..core import Conflict, Job, NotFound, OJSError, State
+from ..core import Conflict, Job, OJSError, State
 from .clock import Clock
-from .transitions import Transition
+from .transitions import Transition, job_not_found
 
 MAX_CAS_ATTEMPTS = 5
 CLAIMED_CACHE_SIZE = 10_000
@@ -89,10 +89,7 @@ class TransitionWriter:
             job_id, transition = items[index]
             job = current[job_id]
             if job is None or job.queue != queue:
-                results[index] = NotFound(
-                    f"Job '{job_id}' not found.",
-                    details={"resource_type": "job", "resource_id": job_id},
-                )
+                results[index] = job_not_found(job_id)
                 continue
             try:
                 job = current[job_id] = transition(job, now)

@@ -13,14 +13,14 @@ from typing import Any
 
 from ..actors import ActorCrashed, ActorRef, ActorStopped, ChildSpec, Restart
 from ..backends import Backend, Deduplicated
-from ..core import Job, NotFound, OJSError, ServiceRestarting
+from ..core import Job, OJSError, ServiceRestarting
 from .clock import Clock
 from .queue_actor import ChangeHook, QueueActor
 from .queue_messages import Apply, Enqueue
 from .settings import Settings
 from .signals import Signals
 from .supervision import SupervisorSlot, one_for_one
-from .transitions import Transition
+from .transitions import Transition, job_not_found
 
 QUEUE_CACHE_SIZE = 65_536
 """Jobs whose queue is remembered (least recently added forgotten first)."""
@@ -145,10 +145,4 @@ class QueueRouter:
         return [answers[position] for position in range(len(jobs))]
 
 
-def job_not_found(job_id: str) -> NotFound:
-    return NotFound(
-        f"Job '{job_id}' not found.", details={"resource_type": "job", "resource_id": job_id}
-    )
-
-
-__all__ = ["QUEUE_CACHE_SIZE", "QueueRouter", "job_not_found"]
+__all__ = ["QUEUE_CACHE_SIZE", "QueueRouter"]

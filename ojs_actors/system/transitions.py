@@ -36,13 +36,24 @@ def extend_lease_by(visibility_ms: int | None) -> Transition:
 
 def retry_from_dead_letter(job: Job, now: int) -> Job:
     if not (job.state is State.DISCARDED and job.dead_letter):
-        raise NotFound(
-            f"Dead letter job '{job.id}' not found.",
-            details={"resource_type": "dead_letter_job", "resource_id": job.id},
-        )
+        raise dead_letter_not_found(job.id)
     return lifecycle.retry_dead_letter(job, now)
 
 
+def job_not_found(job_id: str) -> NotFound:
+    return NotFound(
+        f"Job '{job_id}' not found.", details={"resource_type": "job", "resource_id": job_id}
+    )
+
+
+def dead_letter_not_found(job_id: str) -> NotFound:
+    return NotFound(
+        f"Dead letter job '{job_id}' not found.",
+        details={"resource_type": "dead_letter_job", "resource_id": job_id},
+    )
+
+
 __all__ = [
-    "Transition", "ack_with", "extend_lease_by", "fail_with", "retry_from_dead_letter",
+    "Transition", "ack_with", "dead_letter_not_found", "extend_lease_by", "fail_with",
+    "job_not_found", "retry_from_dead_letter",
 ]  # fmt: skip
