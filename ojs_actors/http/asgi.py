@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -19,11 +20,20 @@ REQUEST_ID = "ojs.request_id"
 """Scope key: the request's id (set by :class:`~.middleware.RequestContext`)."""
 BODY = "ojs.body"
 """Scope key: the whole request body (set by :class:`~.middleware.RequestBody`)."""
+EXCHANGE = "ojs.exchange"
+"""Scope key: the request's :class:`Exchange` (set by :class:`~.middleware.RequestContext`)."""
 CLIENT_GONE = "ojs.client_gone"
 """Scope key: a :class:`trio.Event` set once the client has disconnected (set up by
 :class:`~.middleware.RequestBody`, which keeps the disconnect from the app)."""
 
 Headers = Sequence[tuple[bytes, bytes]]
+
+
+@dataclass(slots=True)
+class Exchange:
+    """How far a request's answer has got, for the layers that must not answer twice."""
+
+    response_started: bool = False
 
 
 def scope_items(scope: Any) -> dict[str, Any]:

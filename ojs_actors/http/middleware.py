@@ -50,8 +50,10 @@ from ..core import (
 from .asgi import (
     BODY,
     CLIENT_GONE,
+    EXCHANGE,
     MEDIA_TYPE,
     REQUEST_ID,
+    Exchange,
     header,
     scope_items,
     send_error,
@@ -90,7 +92,7 @@ class RequestContext:
         request_id = choose_request_id(header(scope, b"x-request-id"))
         scope_items(scope)[REQUEST_ID] = request_id
         body_read = not _has_body(scope)
-        response_started = False
+        exchange = scope_items(scope)[EXCHANGE] = Exchange()
 
         async def receive_tracked() -> ASGIReceiveEvent:
             nonlocal body_read
@@ -100,9 +102,8 @@ class RequestContext:
             return message
 
         async def send_stamped(message: ASGISendEvent) -> None:
-            nonlocal response_started
             if message["type"] == "http.response.start":
-                response_started = True
+                exchange.response_started = True
                 headers = list(message.get("headers", ()))
                 if message["status"] != 204 and not any(
                     name.lower() == b"content-type" for name, _ in headers
@@ -124,7 +125,7 @@ class RequestContext:
             log.debug("connection lost while answering %s: %r", scope["path"], lost.__cause__)
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            if not response_started:
+            if not exchange.response_started:
                 await send_error(send_stamped, scope, unexpected_error())
 
 
@@ -271,7 +272,8 @@ def allow_wait(seconds: float) -> None:
 
 class Deadline:
     """No request waits forever on an actor or a backend: past ``seconds`` (plus any wait
-    the request asked for), the answer is a retryable 503."""
+    the request asked for), the answer is a retryable 503, unless the answer had started
+    (it sits inside :class:`RequestContext`, whose :class:`~.asgi.Exchange` says so)."""
 
     def __init__(self, app: ASGIFramework, seconds: float) -> None:
         self._app = app
@@ -283,20 +285,13 @@ class Deadline:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        response_started = False
-
-        async def send_tracked(message: ASGISendEvent) -> None:
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send(message)
-
         with trio.CancelScope(deadline=trio.current_time() + self._seconds) as deadline:
             token = _DEADLINE.set(deadline)
             try:
-                await self._app(scope, receive, send_tracked)
+                await self._app(scope, receive, send)
             finally:
                 _DEADLINE.reset(token)
-        if deadline.cancelled_caught and not response_started:
+        if deadline.cancelled_caught and not scope_items(scope)[EXCHANGE].response_started:
             log.warning(
                 "%s %s missed its deadline of %g s", scope["method"], scope["path"], self._seconds
             )
