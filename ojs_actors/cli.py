@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import trio
 
 from .backends import REGISTRY, MissingExtra
+from .backends.registry import parse_bool
 from .http import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_REQUEST_TIMEOUT,
@@ -21,12 +22,19 @@ from .http import (
 )
 from .system import Settings
 
-_FALSE = ("0", "false", "no", "off")
 _DEFAULTS = Settings()
 
 
-def _env_bool(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+def _env_flag(name: str, default: bool) -> bool:
+    """An on/off environment variable (as :func:`parse_bool` reads it); ``default`` when it
+    is unset, empty or neither."""
+    text = os.environ.get(name, "")
+    if not text.strip():
+        return default
+    try:
+        return parse_bool(text)
+    except ValueError:
+        return default
 
 
 def _api_keys() -> tuple[str, ...]:
@@ -54,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--allow-reset",
         action="store_true",
-        default=_env_bool("OJS_ALLOW_RESET"),
+        default=_env_flag("OJS_ALLOW_RESET", False),
         help="enable POST /ojs/v1/admin/reset and the conformance test hooks (env OJS_ALLOW_RESET)",
     )
     run.add_argument(
@@ -95,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--direct-routes",
         action=argparse.BooleanOptionalAction,
-        default=os.environ.get("OJS_DIRECT_ROUTES", "true").strip().lower() not in _FALSE,
+        default=_env_flag("OJS_DIRECT_ROUTES", True),
         help="serve the hot endpoints (enqueue, batch, fetch, ack, nack) on the direct ASGI "
         "path; --no-direct-routes has Quart serve every route (env OJS_DIRECT_ROUTES)",
     )
@@ -125,7 +133,7 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
             worker_idle_timeout=args.worker_idle_timeout,
         ),
         access_log=args.access_log,
-        allow_insecure_no_auth=_env_bool("OJS_ALLOW_INSECURE_NO_AUTH"),
+        allow_insecure_no_auth=_env_flag("OJS_ALLOW_INSECURE_NO_AUTH", False),
     )
 
 
