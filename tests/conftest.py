@@ -1,4 +1,5 @@
-"""Shared fixtures: a real ``redis-server`` for the Redis backend's tests, and a real
+"""Shared fixtures: an in-memory ``System`` and HTTP test clients of it on both serving
+paths, a real ``redis-server`` for the Redis backend's tests, and a real
 ``ojs-actors serve`` on the memory backend.
 
 The Redis fixtures start their own server (``ojs_actors.testing.services``): on a free
@@ -9,11 +10,14 @@ tests that need it with a message saying how to install it, instead of skipping 
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from typing import Any
 
 import pytest
 from serving import HTTP_PATHS, OjsServer
 
+from ojs_actors.http import HttpSettings, create_app
+from ojs_actors.system import System, open_system
 from ojs_actors.testing.services import MissingBinary, RedisServer
 
 __all__ = ["RedisServer"]  # the tests that start a redis-server of their own import it here
@@ -64,3 +68,28 @@ def memory_server(
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def system() -> AsyncIterator[System]:
+    """An embedded system on the memory backend."""
+    async with open_system() as opened:
+        yield opened
+
+
+@pytest.fixture(params=[True, False], ids=["direct", "quart"])
+def make_client(system: System, request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """Clients of the app as served (hot endpoints on the direct path), and of the app with
+    Quart serving everything: both must answer alike."""
+
+    def make(**settings: Any) -> Any:
+        settings.setdefault("direct_routes", request.param)
+        return create_app(system, HttpSettings(**settings)).test_client()
+
+    return make
+
+
+@pytest.fixture
+def client(make_client: Callable[..., Any]) -> Any:
+    """A test client of the app over ``system``, once per HTTP path."""
+    return make_client()

@@ -7,7 +7,6 @@ and trio's autojump clock.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,19 +17,7 @@ from test_system import GatedBackend
 from ojs_actors import open_system
 from ojs_actors.backends import EventFilter
 from ojs_actors.core import BackendUnavailable
-from ojs_actors.http import HttpSettings, create_app
 from ojs_actors.system import System
-
-
-@pytest.fixture
-async def system() -> AsyncIterator[System]:
-    async with open_system() as opened:
-        yield opened
-
-
-@pytest.fixture(params=[True, False], ids=["direct", "quart"])
-def client(system: System, request: pytest.FixtureRequest) -> Any:
-    return create_app(system, HttpSettings(direct_routes=request.param)).test_client()
 
 
 def job(queue: str, n: int, **options: Any) -> dict[str, Any]:

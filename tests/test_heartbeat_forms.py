@@ -14,7 +14,7 @@ in-process app too (both paths), where no server start is needed.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -22,9 +22,6 @@ import pytest
 from conftest import RedisServer
 from serving import HTTP_PATHS, OjsServer
 from test_http import assert_error, call, parse_time
-
-from ojs_actors.http import HttpSettings, create_app
-from ojs_actors.system import System, open_system
 
 FETCH_VISIBILITY_MS = 1000
 JOB_VISIBILITY_MS = 60_000
@@ -163,17 +160,6 @@ def test_leases_outlive_the_original_visibility_timeout(http: httpx.Client) -> N
 
 
 # -- answers and validation, in process ------------------------------------------------------------
-
-
-@pytest.fixture
-async def system() -> AsyncIterator[System]:
-    async with open_system() as opened:
-        yield opened
-
-
-@pytest.fixture(params=[True, False], ids=["direct", "quart"])
-def client(system: System, request: pytest.FixtureRequest) -> Any:
-    return create_app(system, HttpSettings(direct_routes=request.param)).test_client()
 
 
 async def claimed_job(client: Any) -> str:

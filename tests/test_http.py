@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,9 +18,8 @@ import pytest
 import trio
 
 from ojs_actors.core.timefmt import MAX_DURATION_MS
-from ojs_actors.http import HttpSettings, create_app
 from ojs_actors.http.wire import MAX_JSON_DEPTH
-from ojs_actors.system import System, open_system
+from ojs_actors.system import System
 
 MEDIA_TYPE = "application/openjobspec+json"
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -85,29 +84,6 @@ def assert_error(reply: Reply, status: int, code: str) -> dict[str, Any]:
 def parse_time(stamp: str) -> int:
     assert RFC3339_MS.match(stamp), stamp
     return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-@pytest.fixture
-async def system() -> AsyncIterator[System]:
-    async with open_system() as opened:
-        yield opened
-
-
-@pytest.fixture(params=[True, False], ids=["direct", "quart"])
-def make_client(system: System, request: pytest.FixtureRequest) -> Callable[..., Any]:
-    """Clients of the app as served (hot endpoints on the direct path), and of the app with
-    Quart serving everything: both must answer alike."""
-
-    def make(**settings: Any) -> Any:
-        settings.setdefault("direct_routes", request.param)
-        return create_app(system, HttpSettings(**settings)).test_client()
-
-    return make
-
-
-@pytest.fixture
-def client(make_client: Callable[..., Any]) -> Any:
-    return make_client()
 
 
 async def enqueue(client: Any, job_type: str = "test.job", **options: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ clients that go away)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from ojs_actors.http import HttpSettings, create_app
-from ojs_actors.system import System, open_system
+from ojs_actors.system import System
 
 MEDIA_TYPE = "application/openjobspec+json"
 Message = dict[str, Any]
@@ -89,12 +89,6 @@ async def exchange(
     with trio.fail_after(10):
         await app(scope(path, all_headers), receive, send)
     return result
-
-
-@pytest.fixture
-async def system() -> AsyncIterator[System]:
-    async with open_system() as opened:
-        yield opened
 
 
 def apps(system: System, **settings: Any) -> tuple[Any, Any]:

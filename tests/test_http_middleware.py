@@ -37,12 +37,6 @@ KEYS = ("current-key-0123456789", "previous-key-9876543210")
 SOCKET_DEADLINE = 5  # seconds: any wait on the server longer than this is a hang
 
 
-@pytest.fixture
-async def system() -> AsyncIterator[System]:
-    async with open_system() as opened:
-        yield opened
-
-
 @pytest.fixture(params=[True, False], ids=["direct", "quart"])
 def direct_routes(request: pytest.FixtureRequest) -> bool:
     flag: bool = request.param

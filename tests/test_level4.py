@@ -5,23 +5,16 @@ Through the embedded API (against the real in-memory backend) and through the re
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import trio
 from test_http import assert_error, call
 
-from ojs_actors import State, open_system
+from ojs_actors import State
 from ojs_actors.core import Duplicate, InvalidRequest, OJSError
 from ojs_actors.http import HttpSettings, create_app
 from ojs_actors.system import System
-
-
-@pytest.fixture
-async def system() -> AsyncIterator[System]:
-    async with open_system() as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from ojs_actors import __version__
 from ojs_actors.http import MEDIA_TYPE, HttpSettings, create_app
 from ojs_actors.http.routes.openapi import openapi_document
-from ojs_actors.system import System, open_system
+from ojs_actors.system import System
 
 SPEC = Path(os.environ.get("OJS_SPEC_DIR", REPO.parent / "shared" / "ojs-spec")) / "openapi.yaml"
 CORE_OPERATIONS = {
@@ -44,12 +43,6 @@ CORE_OPERATIONS = {
 
 def listed_operations(document: dict[str, Any]) -> set[tuple[str, str]]:
     return {(method, path) for path, item in document["paths"].items() for method in item}
-
-
-@pytest.fixture
-async def system() -> AsyncIterator[System]:
-    async with open_system() as opened:
-        yield opened
 
 
 @pytest.mark.parametrize("direct_routes", [True, False], ids=["direct", "quart"])
