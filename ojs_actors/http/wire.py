@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..core import InternalError, InvalidPayload, InvalidRequest, NotFound, OJSError, new_id
 from ..system import System
-from .asgi import MEDIA_TYPE, REQUEST_ID, scope_items, until_client_leaves
+from .asgi import BODY, MEDIA_TYPE, REQUEST_ID, scope_items, until_client_leaves
 
 ACCEPTED_MEDIA_TYPES = (MEDIA_TYPE, "application/json")
 MAX_JSON_DEPTH = 64
@@ -64,7 +64,7 @@ def json_post(
 
         async def view() -> Response:
             scope = cast(HTTPScope, request.scope)
-            reply = await answer(route, ojs_system(), await json_body(), scope, None)
+            reply = await answer(route, ojs_system(), json_body(), scope, None)
             if reply is None:  # the client left while the request waited: nobody to tell
                 return Response(status=204)
             return reply_response(reply)
@@ -161,11 +161,11 @@ def unexpected_error() -> InternalError:
     return InternalError("The server hit an unexpected error; it has been logged.")
 
 
-async def json_body() -> dict[str, Any]:
-    """The request body as a JSON object, or the OJS error saying why it is not one."""
+def json_body() -> dict[str, Any]:
+    """The request body as a JSON object, or the OJS error saying why it is not one (the
+    body the middleware read, as the direct path takes it)."""
     check_media_type(request.mimetype)
-    raw: bytes = await request.get_data(as_text=False)  # type: ignore[assignment]
-    return parse_json_object(raw)
+    return parse_json_object(scope_items(request.scope)[BODY])
 
 
 def check_media_type(mimetype: str) -> None:

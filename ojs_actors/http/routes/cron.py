@@ -63,7 +63,7 @@ async def list_crons() -> Response:
 
 @blueprint.post("/ojs/v1/cron")
 async def register() -> Response:
-    record, created = await ojs_system().register_cron(await json_body())
+    record, created = await ojs_system().register_cron(json_body())
     return ojs_response(
         {"cron": cron_wire(record)},
         201 if created else 200,
@@ -78,7 +78,7 @@ async def info(name: str) -> Response:
 
 @blueprint.patch("/ojs/v1/cron/<name>")
 async def toggle(name: str) -> Response:
-    enabled = (await json_body()).get("enabled")
+    enabled = (json_body()).get("enabled")
     if not isinstance(enabled, bool):
         raise InvalidRequest(
             "'enabled' is required and must be a boolean.",

@@ -87,7 +87,7 @@ async def heartbeat() -> Response:
     """Both documented forms: ojs-http-binding §10.4 (``active_jobs``: the ids) and
     ojs-worker-protocol §4.2 (``active_jobs``: a count, ``active_job_ids``: the ids,
     and the worker's own report beside them); the OpenAPI document's ``job_id`` too."""
-    body = await json_body()
+    body = json_body()
     worker_id = body.get("worker_id")
     if not isinstance(worker_id, str) or not worker_id:
         raise InvalidRequest(

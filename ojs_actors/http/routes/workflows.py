@@ -12,7 +12,7 @@ blueprint = Blueprint("workflows", __name__)
 
 @blueprint.post("/ojs/v1/workflows")
 async def create() -> Response:
-    workflow = await ojs_system().create_workflow(await json_body())
+    workflow = await ojs_system().create_workflow(json_body())
     return ojs_response(
         {"workflow": workflow}, 201, {"Location": f"/ojs/v1/workflows/{workflow['id']}"}
     )
