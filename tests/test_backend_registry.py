@@ -61,7 +61,7 @@ def test_the_cli_offers_the_registered_backends_with_their_options(
     flags = {flag: action for action in serve._actions for flag in action.option_strings}
     assert flags["--backend"].choices == REGISTRY.names() == ("memory", "sqlite", "redis")
     declared = {option.flag for entry in REGISTRY.entries() for option in entry.options}
-    assert declared == {"--db", "--db-sync", "--redis-url"}
+    assert declared == {"--db", "--db-sync", "--redis-url", "--event-retention"}
     assert declared <= flags.keys()
     for entry in REGISTRY.entries():
         assert entry.description in flags["--backend"].help
@@ -72,19 +72,32 @@ def test_the_cli_offers_the_registered_backends_with_their_options(
 @pytest.mark.parametrize(
     ("argv", "environ", "options"),
     [
-        (["--backend", "memory"], {}, {}),
-        (["--backend", "sqlite"], {}, {"path": "ojs.db", "synchronous": "full"}),
+        (["--backend", "memory"], {}, {"event_retention": 10_000}),
+        (["--backend", "memory", "--event-retention", "50"], {}, {"event_retention": 50}),
+        (
+            ["--backend", "sqlite"],
+            {},
+            {"path": "ojs.db", "synchronous": "full", "event_retention": 10_000},
+        ),
         (
             ["--backend", "sqlite", "--db", "a.db"],
-            {"OJS_DB": "b.db", "OJS_DB_SYNC": "normal"},
-            {"path": "a.db", "synchronous": "normal"},
+            {"OJS_DB": "b.db", "OJS_DB_SYNC": "normal", "OJS_EVENT_RETENTION": "7"},
+            {"path": "a.db", "synchronous": "normal", "event_retention": 7},
         ),
-        (["--backend", "redis"], {}, {"url": "redis://localhost:6379"}),
-        ([], {"OJS_BACKEND": "redis", "REDIS_URL": "redis://r:1/2"}, {"url": "redis://r:1/2"}),
+        (
+            ["--backend", "redis"],
+            {},
+            {"url": "redis://localhost:6379", "event_retention": 10_000},
+        ),
+        (
+            [],
+            {"OJS_BACKEND": "redis", "REDIS_URL": "redis://r:1/2"},
+            {"url": "redis://r:1/2", "event_retention": 10_000},
+        ),
         (
             ["--backend", "redis", "--redis-url", "redis://cli:3"],
             {"REDIS_URL": "redis://env:4"},
-            {"url": "redis://cli:3"},
+            {"url": "redis://cli:3", "event_retention": 10_000},
         ),
     ],
 )
@@ -226,7 +239,7 @@ def test_later_backends_declare_their_seed_servers_variables_in_one_place() -> N
             "queue_prefix": "test-",
             "fifo": True,
         },
-        "redis": {"url": "redis://state:6379"},  # one --redis-url for both backends
+        "redis": {"url": "redis://state:6379", "event_retention": 10_000},  # one --redis-url
     }
     overridden = parser.parse_args(["--backend", "sqs", "--no-sqs-use-fifo"])
     assert registry.entry("sqs").options_from(vars(overridden))["fifo"] is False
@@ -312,7 +325,7 @@ async def test_third_party_backends_are_found_by_entry_point(
             name="third",
             description="a backend of another package",
             factory=ThirdBackend,
-            options=(BackendOption("event_log_size", "--third-log", "THIRD_LOG", 10, "log", type=int),),
+            options=(BackendOption("event_retention", "--third-log", "THIRD_LOG", 10, "log", type=int),),
         )
         """,
         group="ojs_test_backends",
@@ -324,7 +337,7 @@ async def test_third_party_backends_are_found_by_entry_point(
     registry.add_arguments(parser, {"THIRD_LOG": "7"})
     args = parser.parse_args(["--backend", "third"])
     options = registry.entry("third").options_from(vars(args))
-    assert options == {"event_log_size": 7}
+    assert options == {"event_retention": 7}
     async with open_system(registry.create("third", **options)) as system:
         assert (await system.health())["backend"]["type"] == "third"
 
@@ -363,7 +376,7 @@ def test_the_cli_reports_a_missing_extra_and_exits_2(tmp_path: Path) -> None:
 
 async def test_open_backend_takes_options_only_with_a_name() -> None:
     with pytest.raises(TypeError):
-        async with open_backend(MemoryBackend(), event_log_size=5):
+        async with open_backend(MemoryBackend(), event_retention=5):
             pass
 
 

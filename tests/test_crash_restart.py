@@ -14,7 +14,10 @@ must show that:
 * a cron entry registered before the kill is still registered and fires again;
 * a chain workflow whose first step was running at the kill carries on: once that
   step is acked after the restart, the second step is released with its result;
-* in the end every acknowledged-as-enqueued job gets completed: nothing is lost.
+* in the end every acknowledged-as-enqueued job gets completed: nothing is lost;
+* the event outbox matches the stored state, right after the restart and at the end:
+  each job has the events of every version it went through, and the last of them is
+  the one of its current state (no completed job without ``job.completed``).
 
 Requests whose response never arrived (in flight at the kill) may or may not
 have been applied; the assertions leave exactly those open.
@@ -197,6 +200,7 @@ def test_sigkill_loses_no_acknowledged_write(storage: Storage, workdir: Path) ->
     server = start_server(storage, log)
     try:
         with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert_events_match_state(client, record.enqueued)
             # Every enqueue that got a 2xx is there; every 2xx ack is completed.
             for job_id in record.enqueued:
                 job = get_job(client, job_id)
@@ -244,6 +248,7 @@ def test_sigkill_loses_no_acknowledged_write(storage: Storage, workdir: Path) ->
             for job_id in record.enqueued:
                 final = get_job(client, job_id)
                 assert final is not None and final["state"] == "completed", final
+            assert_events_match_state(client, record.enqueued)
 
             # The scheduled job was promoted by the restarted server.
             response = client.post(
@@ -296,6 +301,44 @@ def test_sigkill_loses_no_acknowledged_write(storage: Storage, workdir: Path) ->
             assert flow["state"] == "completed", flow
     finally:
         server.stop()
+
+
+LAST_EVENT_OF_STATE = {
+    "available": "job.enqueued",
+    "active": "job.started",
+    "completed": "job.completed",
+    "scheduled": "job.scheduled",
+    "retryable": "job.retrying",
+    "cancelled": "job.cancelled",
+}
+
+
+def assert_events_match_state(client: httpx.Client, job_ids: set[str]) -> None:
+    """Each job's events cover every version it went through (ids ``evt_<job>_<version>_<n>``),
+    and the newest is the event of its stored state."""
+    events: list[dict[str, Any]] = []
+    after: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 1000, **({"after": after} if after else {})}
+        page = client.get("/ojs/v1/events", params=params).json()
+        events += page["events"]
+        if not page["has_more"]:
+            break
+        after = page["cursor"]
+    assert len({event["id"] for event in events}) == len(events), "event ids repeat"
+    by_job: dict[str, list[tuple[int, str]]] = {}
+    for event in events:
+        if not event["type"].startswith("job."):
+            continue  # cron's
+        job_id, version, _ = event["id"].removeprefix("evt_").split("_")
+        by_job.setdefault(job_id, []).append((int(version), event["type"]))
+    for job_id in job_ids:
+        job = get_job(client, job_id)
+        assert job is not None
+        seen = by_job.get(job_id, [])
+        versions = sorted({version for version, _ in seen})
+        assert versions == list(range(len(versions))), (job, seen)
+        assert seen and seen[-1][1] == LAST_EVENT_OF_STATE[job["state"]], (job, seen)
 
 
 def _state(client: httpx.Client, job_id: str) -> str | None:

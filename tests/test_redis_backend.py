@@ -9,8 +9,22 @@ from typing import Any
 import pytest
 
 from ojs_actors import open_system
-from ojs_actors.backends import Deduplicated, EventFilter, create_backend, open_backend
-from ojs_actors.backends.redis import RedisBackend
+from ojs_actors.backends import (
+    EVERY_CAPABILITY,
+    Backend,
+    Deduplicated,
+    EventFilter,
+    create_backend,
+    open_backend,
+)
+from ojs_actors.backends.assembly import AssembledBackend
+from ojs_actors.backends.redis import (
+    RedisBackend,
+    RedisConnection,
+    RedisEventLog,
+    RedisJobs,
+    RedisSnapshots,
+)
 from ojs_actors.core import BackendUnavailable, Duplicate, Job, State, lifecycle
 from ojs_actors.core.unique import parse_unique, unique_key
 
@@ -160,7 +174,7 @@ async def test_unique_policies(backend: RedisBackend) -> None:
     assert await backend.count_jobs("q") == {State.CANCELLED: 2, State.AVAILABLE: 1}
 
 
-async def test_snapshots_events_reset(backend: RedisBackend) -> None:
+async def test_snapshots_and_reset(backend: RedisBackend) -> None:
     await backend.save_snapshot("queue:b", {"n": 1})
     await backend.save_snapshot("cron:x", {"n": 2})
     await backend.save_snapshot("queue:a", {"n": 3})
@@ -171,19 +185,6 @@ async def test_snapshots_events_reset(backend: RedisBackend) -> None:
     assert await backend.delete_snapshot("cron:x") is True
     assert await backend.delete_snapshot("cron:x") is False
     assert await backend.load_snapshot("cron:x") is None
-    events = [
-        {"id": f"e{i}", "type": f"job.{kind}", "data": {"queue": queue, "job_type": "t"}}
-        for i, (kind, queue) in enumerate([("a", "q1"), ("b", "q2"), ("a", "q2"), ("c", "q1")])
-    ]
-    await backend.append_events(events[:2])
-    await backend.append_events(events[2:])
-    assert await backend.read_events(EventFilter()) == events
-    assert await backend.read_events(EventFilter(types=frozenset({"job.a"}))) == [
-        events[0], events[2]
-    ]  # fmt: skip
-    assert await backend.read_events(EventFilter(queues=frozenset({"q2"}), limit=1)) == [events[1]]
-    assert await backend.read_events(EventFilter(after="e1")) == events[2:]
-    assert await backend.read_events(EventFilter(after="missing")) == []
     await backend.insert_jobs([make("a")])
     await backend.reset()
     assert await backend.get_jobs(["a"]) == [None]
@@ -192,10 +193,34 @@ async def test_snapshots_events_reset(backend: RedisBackend) -> None:
     assert await backend.count_jobs("q") == {}
 
 
-async def test_event_log_is_capped(redis_url: str) -> None:
-    async with open_backend(RedisBackend(redis_url, event_log_size=3)) as store:
-        await store.append_events([{"id": f"e{i}", "type": "x", "data": {}} for i in range(5)])
-        assert [e["id"] for e in await store.read_events(EventFilter())] == ["e2", "e3", "e4"]
+async def test_parts_assemble_into_another_backend(redis_url: str) -> None:
+    """The Redis parts as another backend would reuse them: one connection, assembled
+    under another name, with the outbox written by the job part and read by the event part."""
+    connection = RedisConnection(redis_url, prefix="other:")
+    jobs = RedisJobs(connection, event_retention=100)
+    assembled = AssembledBackend(
+        name="redis-parts",
+        capabilities=EVERY_CAPABILITY,
+        needs_asyncio=connection.needs_asyncio,
+        lifetime=connection,
+        jobs=jobs,
+        ready=jobs,
+        timers=jobs,
+        dead_letter=jobs,
+        snapshots=RedisSnapshots(connection, event_retention=100),
+        events=RedisEventLog(connection),
+    )
+    assert isinstance(assembled, Backend)
+    async with open_backend(assembled) as store:
+        await store.reset()
+        job = make("p1")
+        assert await store.insert_jobs([job]) == [job]
+        [active], _ = await store.claim("q", 1, 2_000, "w", None)
+        assert await store.update_jobs([(lifecycle.ack(active, 3_000), active.version)]) == [True]
+        assert await store.count_jobs("q") == {State.COMPLETED: 1}
+        events = await store.read_events(EventFilter())
+        assert [e["type"] for e in events] == ["job.enqueued", "job.started", "job.completed"]
+        await store.reset()
 
 
 async def test_unreachable_redis_is_backend_unavailable() -> None:

@@ -60,9 +60,8 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
     [active], _ = await backend.claim("q", 1, NOW + 3, "w", 5_000)
     await backend.save_snapshot("queue:q", {"name": "q", "paused_at": None})
     await backend.save_snapshot("cron:nightly", {"expression": "@daily", "last_run": 5})
-    await backend.append_events(
-        [{"id": f"evt_{n}", "type": "x", "data": {"n": n}} for n in range(3)]
-    )
+    cron_events = [{"id": f"evt_{n}", "type": "x", "data": {"n": n}} for n in range(3)]
+    assert await backend.save_snapshot_if("cron:hourly", {"n": 1}, None, events=cron_events)
     job_ids = [job.id for job in (*available, scheduled, keyed, failing)]
     before = await everything(backend, job_ids)
     await backend.close()

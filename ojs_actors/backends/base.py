@@ -44,6 +44,9 @@ class EventFilter:
     job_types: frozenset[str] = frozenset()
     after: str | None = None
     limit: int = 100
+    resume: bool = False
+    """If ``after`` is no longer kept (retention), start at the oldest event kept
+    instead of returning nothing: for a consumer that fell behind."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,23 +214,34 @@ class Snapshots(Protocol):
         conditional or not, gives it a new (greater) version; a deleted key starts over."""
 
     async def save_snapshot_if(
-        self, key: str, state: dict[str, Any], expected_version: int | None
+        self,
+        key: str,
+        state: dict[str, Any],
+        expected_version: int | None,
+        *,
+        events: Sequence[dict[str, Any]] = (),
     ) -> int | None:
         """Compare-and-set: store ``state`` only if the stored version is
         ``expected_version`` (``None``: only if the key does not exist). Returns the
-        new version, or ``None`` (nothing written) when the stored version differs."""
+        new version, or ``None`` (nothing written) when the stored version differs.
+        ``events`` (whole envelopes, e.g. cron's) go into the event outbox in the same
+        atomic step, only if the save lands."""
 
     async def delete_snapshot(self, key: str) -> bool:
         """Forget a snapshot (an unregistered cron entry, a finished workflow)."""
 
 
 class EventLog(Protocol):
-    """Lifecycle events in the order appended, bounded (oldest dropped first), read
-    after a cursor (an event id) with filters."""
+    """The event outbox, read. Writes happen inside the other parts' atomic steps: every
+    stored job version appends ``(state before, job)`` (:mod:`ojs_actors.backends.outbox`),
+    and :meth:`Snapshots.save_snapshot_if` appends the events it is given. Entries
+    are kept in write order, the newest ``event_retention`` of them."""
 
-    async def append_events(self, events: Sequence[dict[str, Any]]) -> None: ...
-
-    async def read_events(self, query: EventFilter) -> list[dict[str, Any]]: ...
+    async def read_events(self, query: EventFilter) -> list[dict[str, Any]]:
+        """Events in outbox order after the event ``query.after`` (from the oldest kept if
+        ``None``), filtered, at most ``query.limit``; rendered by
+        :func:`ojs_actors.backends.outbox.collect`, so the same change always gives the
+        same events with the same ids."""
 
 
 @runtime_checkable

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..core import Job, OJSError, State, lifecycle
+from ..core.events import change_key
 from .base import (
     EVERY_CAPABILITY,
     Deduplicated,
@@ -24,8 +25,7 @@ from .base import (
     replaced_by,
     timers_of,
 )
-
-EVENT_LOG_SIZE = 10_000
+from .outbox import EVENT_RETENTION, OutboxEntry, collect, cursor
 
 Timer = tuple[int, str, int]
 """``(due, job id, job version)``."""
@@ -120,13 +120,51 @@ class TimerIndex:
         return taken
 
 
+class Outbox:
+    """The newest ``retention`` outbox entries, in order, and each one's position by key."""
+
+    __slots__ = ("_entries", "_first", "_positions", "_retention")
+
+    def __init__(self, retention: int) -> None:
+        self._retention = retention
+        self._entries: deque[tuple[str, OutboxEntry]] = deque()
+        self._positions: dict[str, int] = {}
+        self._first = 0  # the position of _entries[0]
+
+    def append(self, key: str, entry: OutboxEntry) -> None:
+        entries = self._entries
+        self._positions[key] = self._first + len(entries)
+        entries.append((key, entry))
+        if len(entries) > self._retention:
+            gone, _ = entries.popleft()
+            del self._positions[gone]
+            self._first += 1
+
+    def read(self, query: EventFilter) -> list[dict[str, Any]]:
+        start, skip = 0, 0
+        after = cursor(query)
+        if after is not None:
+            key, skip = after
+            position = self._positions.get(key)
+            if position is not None:
+                start = position - self._first
+            elif not query.resume:
+                return []
+            else:
+                skip = 0
+        found: list[dict[str, Any]] = []
+        entries = self._entries
+        collect((entries[i][1] for i in range(start, len(entries))), query, skip, found)
+        return found
+
+
 class MemoryBackend:
     name = "memory"
     capabilities = EVERY_CAPABILITY
     needs_asyncio = False
 
-    def __init__(self, *, event_log_size: int = EVENT_LOG_SIZE) -> None:
-        self._event_log_size = event_log_size
+    def __init__(self, *, event_retention: int = EVENT_RETENTION) -> None:
+        self._event_retention = event_retention
         self._clear()
 
     def _clear(self) -> None:
@@ -138,7 +176,7 @@ class MemoryBackend:
         self._counts: dict[str, dict[State, int]] = {}
         self._snapshots: dict[str, dict[str, Any]] = {}
         self._snapshot_versions: dict[str, int] = {}
-        self._events: deque[dict[str, Any]] = deque(maxlen=self._event_log_size)
+        self._outbox = Outbox(self._event_retention)
 
     async def start(self) -> None:
         pass
@@ -152,13 +190,17 @@ class MemoryBackend:
     # -- indexing ----------------------------------------------------------------
 
     def _store(self, job: Job, previous: Job | None) -> None:
-        """Store ``job`` as the current version and index it (the job is kept as it is)."""
+        """Store ``job`` as the current version, index it and append its outbox entry
+        (the job is kept as it is)."""
         state = job.state
         counts = self._counts.setdefault(job.queue, {})
         if previous is not None:
             counts[previous.state] -= 1
             if previous.state is State.DISCARDED and previous.dead_letter:
                 self._dead_letter.pop(job.id, None)
+            self._outbox.append(change_key(job), (previous.state, job, None))
+        else:
+            self._outbox.append(change_key(job), (None, job, None))
         counts[state] = counts.get(state, 0) + 1
         if state is State.AVAILABLE:
             ready = self._ready.get(job.queue)
@@ -290,11 +332,18 @@ class MemoryBackend:
         return (dict(state), self._snapshot_versions[key]) if state is not None else None
 
     async def save_snapshot_if(
-        self, key: str, state: dict[str, Any], expected_version: int | None
+        self,
+        key: str,
+        state: dict[str, Any],
+        expected_version: int | None,
+        *,
+        events: Sequence[dict[str, Any]] = (),
     ) -> int | None:
         if self._snapshot_versions.get(key) != expected_version:
             return None
         await self.save_snapshot(key, state)
+        for event in events:
+            self._outbox.append(event["id"], (None, None, (event,)))
         return self._snapshot_versions[key]
 
     async def list_snapshots(self, prefix: str) -> dict[str, dict[str, Any]]:
@@ -306,27 +355,8 @@ class MemoryBackend:
 
     # -- events -----------------------------------------------------------------------
 
-    async def append_events(self, events: Sequence[dict[str, Any]]) -> None:
-        self._events.extend(events)
-
     async def read_events(self, query: EventFilter) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        started = query.after is None
-        for event in self._events:
-            if not started:
-                started = event["id"] == query.after
-                continue
-            data = event.get("data", {})
-            if query.types and event["type"] not in query.types:
-                continue
-            if query.queues and data.get("queue") not in query.queues:
-                continue
-            if query.job_types and data.get("job_type") not in query.job_types:
-                continue
-            found.append(event)
-            if len(found) >= query.limit:
-                break
-        return found
+        return self._outbox.read(query)
 
     async def reset(self) -> None:
         self._clear()

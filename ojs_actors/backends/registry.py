@@ -32,6 +32,7 @@ from ..core import InvalidRequest
 from . import redis, sqlite
 from .base import Backend
 from .bridge import AsyncioBridge, bridge_in_context, open_asyncio_bridge
+from .outbox import EVENT_RETENTION
 
 log = logging.getLogger("ojs_actors.backends")
 
@@ -53,6 +54,13 @@ def parse_bool(text: str) -> bool:
     if value in _FALSE:
         return False
     raise ValueError(f"expected true or false, not {text!r}")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"expected a whole number of at least 1, not {text!r}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,12 +269,22 @@ REDIS_URL_OPTION = BackendOption(
 )
 """Also for backends that keep their state in Redis (``dataclasses.replace`` the name)."""
 
+EVENT_RETENTION_OPTION = BackendOption(
+    name="event_retention",
+    flag="--event-retention",
+    env="OJS_EVENT_RETENTION",
+    default=EVENT_RETENTION,
+    help="event outbox entries kept, newest first (a job change is one or two events)",
+    type=positive_int,
+)
+
 
 BUILTIN: tuple[BackendEntry, ...] = (
     BackendEntry(
         name="memory",
         description="in this process, gone when it stops",
         factory="ojs_actors.backends.memory:MemoryBackend",
+        options=(EVENT_RETENTION_OPTION,),
     ),
     BackendEntry(
         name="sqlite",
@@ -288,13 +306,14 @@ BUILTIN: tuple[BackendEntry, ...] = (
                 choices=sqlite.SYNCHRONOUS,
                 help="SQLite sync on commit: full survives power loss, normal only process death",
             ),
+            EVENT_RETENTION_OPTION,
         ),
     ),
     BackendEntry(
         name="redis",
         description="one Redis server shared by any number of processes",
         factory="ojs_actors.backends.redis:RedisBackend",
-        options=(REDIS_URL_OPTION,),
+        options=(REDIS_URL_OPTION, EVENT_RETENTION_OPTION),
         extra="redis",
         requires=("redis", "trio_asyncio"),
     ),

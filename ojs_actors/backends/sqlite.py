@@ -35,9 +35,14 @@ as JSON) plus the columns its indexes need: the ready order per queue
 (``due_at = min(timers_of(job))``), dead-letter order (``dead_seq``). Unique
 keys map to the job that last took them (``unique_keys``), per-queue counts
 per state are maintained in ``counts`` (plus a ``dead_letter`` pseudo-state),
-``counters`` hands out ``seq`` and ``dead_seq``. Snapshots and the event log
-(trimmed to the newest ``event_log_size``) have their own tables. Behaviour
-matches :class:`~ojs_actors.backends.memory.MemoryBackend` method for method.
+``counters`` hands out ``seq`` and ``dead_seq``. Snapshots have their own table.
+
+Outbox. Every job write appends a row to ``outbox`` in the same savepoint (the
+change's key, the state before and the record just written; see
+:mod:`ojs_actors.backends.outbox`), as does a snapshot save given events; so a
+change and its events commit together. The writer trims the outbox to the newest
+``event_retention`` rows once per transaction. Behaviour matches
+:class:`~ojs_actors.backends.memory.MemoryBackend` method for method.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ from ..core import (
     State,
     lifecycle,
 )
+from ..core.events import change_key
 from .base import (
     EVERY_CAPABILITY,
     Deduplicated,
@@ -73,11 +79,12 @@ from .base import (
     replaced_by,
     timers_of,
 )
-from .memory import EVENT_LOG_SIZE
+from .outbox import EVENT_RETENTION, OutboxEntry, collect, cursor
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1 → 2: the ``events`` table became the ``outbox`` (migrated at start-up, old events dropped)."""
 DEFAULT_PATH = "ojs.db"
 MAX_GROUP = 256
 SYNCHRONOUS = ("full", "normal")
@@ -120,11 +127,13 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS snapshot_versions (
         key TEXT PRIMARY KEY, version INTEGER NOT NULL
     ) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS events (
-        pos INTEGER PRIMARY KEY, id, type, queue, job_type, body TEXT NOT NULL
+    """CREATE TABLE IF NOT EXISTS outbox (
+        pos INTEGER PRIMARY KEY, key TEXT NOT NULL, queue TEXT, job_type TEXT,
+        before TEXT, record TEXT, event TEXT
     )""",
-    """CREATE INDEX IF NOT EXISTS events_id ON events (id)""",
+    """CREATE INDEX IF NOT EXISTS outbox_key ON outbox (key)""",
 )
+_OUTBOX_PAGE = 500
 _COUNTERS = ("seq", "dead_seq")
 
 
@@ -169,10 +178,13 @@ class _Worker:
         *,
         group: bool,
         max_group: int = MAX_GROUP,
+        before_commit: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
+        """``before_commit`` runs once per group transaction, after its calls."""
         self._connect = connect
         self._group = group
         self._max_group = max_group
+        self._before_commit = before_commit
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.transactions = 0
@@ -270,6 +282,8 @@ class _Worker:
                 else:
                     connection.execute("RELEASE call")
                     outcomes.append((value, None))
+            if self._before_commit is not None:
+                self._before_commit(connection)
             connection.execute("COMMIT")
         except sqlite3.Error as error:
             # The transaction itself failed (lock timeout, I/O, disk full): nothing of
@@ -345,11 +359,13 @@ class _Stored:
 
 
 def _store(connection: sqlite3.Connection, job: Job, previous: _Stored | None) -> None:
-    """Write one job version and derive its indexes (the memory backend's ``_store``)."""
+    """Write one job version, derive its indexes and append its outbox entry (the memory
+    backend's ``_store``)."""
     seq = _next_counter(connection, "seq") if job.state is State.AVAILABLE else job.seq
     dead = job.state is State.DISCARDED and job.dead_letter
     dead_seq = _next_counter(connection, "dead_seq") if dead else None
     timers = timers_of(job)
+    record = _dumps(job.to_record())
     row = (
         job.queue,
         job.state.value,
@@ -359,8 +375,12 @@ def _store(connection: sqlite3.Connection, job: Job, previous: _Stored | None) -
         job.created_at,
         min(timers) if timers else None,
         dead_seq,
-        _dumps(job.to_record()),
+        record,
         job.id,
+    )
+    connection.execute(
+        "INSERT INTO outbox (key, queue, job_type, before, record) VALUES (?, ?, ?, ?, ?)",
+        (change_key(job), job.queue, job.type, previous.state if previous else None, record),
     )
     if previous is None:
         connection.execute(
@@ -490,49 +510,59 @@ def _get_jobs(connection: sqlite3.Connection, job_ids: Sequence[str]) -> list[Jo
 
 
 def _read_events(connection: sqlite3.Connection, query: EventFilter) -> list[dict[str, Any]]:
-    start = 0
-    if query.after is not None:
-        row = connection.execute("SELECT MIN(pos) FROM events WHERE id = ?", (query.after,))
-        position = row.fetchone()[0]
-        if position is None:
+    found: list[dict[str, Any]] = []
+    start, skip = 0, 0  # read rows after pos `start`, the cursor's row on its own first
+    after = cursor(query)
+    if after is not None:
+        key, skip = after
+        row = connection.execute(
+            "SELECT pos, before, record, event FROM outbox WHERE key = ? ORDER BY pos LIMIT 1",
+            (key,),
+        ).fetchone()
+        if row is not None:
+            start = row[0]
+            if collect([_entry(*row[1:])], query, skip, found):
+                return found
+        elif not query.resume:
             return []  # as the memory backend: an unknown cursor matches nothing
-        start = position
-    sql = ["SELECT body FROM events WHERE pos > ?"]
-    params: list[Any] = [start]
-    for column, values in (
-        ("type", query.types),
-        ("queue", query.queues),
-        ("job_type", query.job_types),
-    ):
+    sql = ["SELECT pos, before, record, event FROM outbox WHERE pos > ?"]
+    filters: list[Any] = []
+    for column, values in (("queue", query.queues), ("job_type", query.job_types)):
         if values:
             sql.append(f"AND {column} IN ({', '.join('?' * len(values))})")
-            params.extend(sorted(values))
-    # The memory backend checks its limit after taking an event: at least one is returned.
+            filters.extend(sorted(values))
     sql.append("ORDER BY pos LIMIT ?")
-    params.append(max(query.limit, 1))
-    return [json.loads(body) for (body,) in connection.execute(" ".join(sql), params)]
+    text = " ".join(sql)
+    while True:
+        rows = connection.execute(text, [start, *filters, _OUTBOX_PAGE]).fetchall()
+        if not rows:
+            return found
+        if collect((_entry(*row[1:]) for row in rows), query, 0, found):
+            return found
+        start = rows[-1][0]
 
 
-def _append_events(
-    connection: sqlite3.Connection, events: Sequence[dict[str, Any]], keep: int
-) -> None:
+def _entry(before: str | None, record: str | None, event: str | None) -> OutboxEntry:
+    if event is not None:
+        return None, None, (json.loads(event),)
+    assert record is not None
+    return (State(before) if before else None), _load(record), None
+
+
+def _append_events(connection: sqlite3.Connection, events: Sequence[dict[str, Any]]) -> None:
+    """Events stored whole (cron's), one outbox row each, keyed by their ids."""
     rows = []
     for event in events:
         data = event.get("data")
         data = data if isinstance(data, dict) else {}
-        rows.append(
-            (
-                event.get("id"),
-                event.get("type"),
-                data.get("queue"),
-                data.get("job_type"),
-                _dumps(event),
-            )
-        )
+        rows.append((event["id"], data.get("queue"), data.get("job_type"), _dumps(event)))
     connection.executemany(
-        "INSERT INTO events (id, type, queue, job_type, body) VALUES (?, ?, ?, ?, ?)", rows
+        "INSERT INTO outbox (key, queue, job_type, event) VALUES (?, ?, ?, ?)", rows
     )
-    connection.execute("DELETE FROM events WHERE pos <= (SELECT MAX(pos) FROM events) - ?", (keep,))
+
+
+def _trim_outbox(connection: sqlite3.Connection, keep: int) -> None:
+    connection.execute("DELETE FROM outbox WHERE pos <= (SELECT MAX(pos) FROM outbox) - ?", (keep,))
 
 
 def _list_snapshots(connection: sqlite3.Connection, prefix: str) -> dict[str, dict[str, Any]]:
@@ -568,6 +598,10 @@ def _create_schema(connection: sqlite3.Connection) -> None:
     for statement in _SCHEMA:
         connection.execute(statement)
     row = connection.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+    if row is not None and row[0] == 1:  # the event log became the outbox
+        connection.execute("DROP TABLE IF EXISTS events")
+        connection.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (2,))
+        row = (2,)
     if row is None:
         connection.execute(
             "INSERT INTO meta (name, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
@@ -585,7 +619,7 @@ def _create_schema(connection: sqlite3.Connection) -> None:
 
 
 def _reset(connection: sqlite3.Connection) -> None:
-    for table in ("jobs", "unique_keys", "counts", "snapshots", "snapshot_versions", "events"):
+    for table in ("jobs", "unique_keys", "counts", "snapshots", "snapshot_versions", "outbox"):
         connection.execute(f"DELETE FROM {table}")
     connection.execute("UPDATE counters SET value = 0")
 
@@ -605,7 +639,7 @@ class SqliteBackend:
         path: str | os.PathLike[str] = DEFAULT_PATH,
         *,
         synchronous: str = "full",
-        event_log_size: int = EVENT_LOG_SIZE,
+        event_retention: int = EVENT_RETENTION,
         busy_timeout_ms: int = 5_000,
         max_group: int = MAX_GROUP,
     ) -> None:
@@ -616,7 +650,7 @@ class SqliteBackend:
             )
         self.path = os.fspath(path)
         self.synchronous = synchronous.lower()
-        self._event_log_size = event_log_size
+        self._event_retention = event_retention
         self._busy_timeout_ms = busy_timeout_ms
         self._max_group = max_group
         self._writer: _Worker | None = None
@@ -655,6 +689,7 @@ class SqliteBackend:
             ),
             group=write,
             max_group=self._max_group,
+            before_commit=partial(_trim_outbox, keep=self._event_retention) if write else None,
         )
 
     async def close(self) -> None:
@@ -829,7 +864,12 @@ class SqliteBackend:
         return await self._read(load)
 
     async def save_snapshot_if(
-        self, key: str, state: dict[str, Any], expected_version: int | None
+        self,
+        key: str,
+        state: dict[str, Any],
+        expected_version: int | None,
+        *,
+        events: Sequence[dict[str, Any]] = (),
     ) -> int | None:
         value = _dumps(state)
 
@@ -843,6 +883,7 @@ class SqliteBackend:
             current = None if row is None else int(row[0] or 0)
             if current != expected_version:
                 return None
+            _append_events(connection, events)
             return _store_snapshot(connection, key, value)
 
         return await self._write(save)
@@ -858,13 +899,6 @@ class SqliteBackend:
         return await self._write(delete)
 
     # -- events --------------------------------------------------------------------------
-
-    async def append_events(self, events: Sequence[dict[str, Any]]) -> None:
-        if not events:
-            return
-        await self._write(
-            lambda connection: _append_events(connection, events, self._event_log_size)
-        )
 
     async def read_events(self, query: EventFilter) -> list[dict[str, Any]]:
         return await self._read(lambda connection: _read_events(connection, query))

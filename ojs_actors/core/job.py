@@ -81,6 +81,8 @@ class Job:
     lease_expires_at: int | None = None
     dead_letter: bool = False
     version: int = 0
+    changed_at: int = 0
+    """When this version was made (0: as created, at ``created_at``); events are dated by it."""
     seq: int = 0
 
     def evolve(self) -> Job:

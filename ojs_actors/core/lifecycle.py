@@ -19,13 +19,20 @@ from .states import Event, State, check_transition
 from .timefmt import format_ms
 
 MAX_ERROR_HISTORY = 50
+EXPIRED_ERROR = {
+    "code": "expired",
+    "type": "expired",
+    "message": "The job expired before it started.",
+}
+"""The error on record of a job :func:`expire` discarded."""
 
 
-def _next(job: Job, event: Event) -> Job:
+def _next(job: Job, event: Event, now: int) -> Job:
     target = check_transition(job.state, event, job.id)
     successor = job.evolve()
     successor.state = target
     successor.version = job.version + 1
+    successor.changed_at = now
     return successor
 
 
@@ -36,21 +43,21 @@ def _release_claim(job: Job) -> None:
 
 def promote(job: Job, now: int) -> Job:
     """``scheduled``/``retryable`` -> ``available`` once its time has come."""
-    nxt = _next(job, Event.PROMOTE)
+    nxt = _next(job, Event.PROMOTE, now)
     nxt.enqueued_at = now
     nxt.next_attempt_at = None
     return nxt
 
 
 def activate(job: Job, now: int) -> Job:
-    nxt = _next(job, Event.ACTIVATE)
+    nxt = _next(job, Event.ACTIVATE, now)
     nxt.enqueued_at = now
     return nxt
 
 
 def claim(job: Job, now: int, worker_id: str | None, visibility_ms: int | None) -> Job:
     """``available`` -> ``active``: one more attempt, leased for the visibility timeout."""
-    nxt = _next(job, Event.FETCH)
+    nxt = _next(job, Event.FETCH, now)
     nxt.attempt = job.attempt + 1
     nxt.started_at = now
     nxt.worker_id = worker_id
@@ -71,12 +78,13 @@ def extend_lease(job: Job, now: int, visibility_ms: int | None) -> Job:
         )
     nxt = job.evolve()
     nxt.version = job.version + 1
+    nxt.changed_at = now
     nxt.lease_expires_at = now + (visibility_ms or job.visibility_timeout_ms)
     return nxt
 
 
 def ack(job: Job, now: int, result: Any = None, *, has_result: bool = False) -> Job:
-    nxt = _next(job, Event.ACK)
+    nxt = _next(job, Event.ACK, now)
     nxt.completed_at = now
     nxt.error = None
     nxt.next_attempt_at = None
@@ -135,11 +143,11 @@ def fail(job: Job, now: int, report: dict[str, Any], rng: random.Random | None =
     )
     entry = _history_entry(report, job.attempt, format_ms(now))
     if decision.retry:
-        nxt = _next(job, Event.FAIL_RETRY)
+        nxt = _next(job, Event.FAIL_RETRY, now)
         nxt.next_attempt_at = now + decision.delay_ms
         nxt.retry_delay_ms = decision.delay_ms
     else:
-        nxt = _next(job, Event.FAIL_DISCARD)
+        nxt = _next(job, Event.FAIL_DISCARD, now)
         nxt.discarded_at = now
         nxt.completed_at = now
         nxt.next_attempt_at = None
@@ -152,7 +160,7 @@ def fail(job: Job, now: int, report: dict[str, Any], rng: random.Random | None =
 
 def requeue(job: Job, now: int) -> Job:
     """The worker hands the job back unprocessed (nack with ``requeue``): the attempt is not spent."""
-    nxt = _next(job, Event.REQUEUE)
+    nxt = _next(job, Event.REQUEUE, now)
     nxt.attempt = max(job.attempt - 1, 0)
     nxt.enqueued_at = now
     _release_claim(nxt)
@@ -174,7 +182,7 @@ def lease_expired(job: Job, now: int) -> Job:
     }
     if job.attempt >= job.retry.max_attempts:
         return fail(job, now, report)
-    nxt = _next(job, Event.LEASE_EXPIRED)
+    nxt = _next(job, Event.LEASE_EXPIRED, now)
     entry = _history_entry(report, job.attempt, format_ms(now))
     nxt.error = {k: v for k, v in entry.items() if k != "timestamp"}
     nxt.errors = [*job.errors, entry][-MAX_ERROR_HISTORY:]
@@ -196,7 +204,7 @@ def execution_timed_out(job: Job, now: int, rng: random.Random | None = None) ->
 
 
 def cancel(job: Job, now: int) -> Job:
-    nxt = _next(job, Event.CANCEL)
+    nxt = _next(job, Event.CANCEL, now)
     nxt.cancelled_at = now
     nxt.next_attempt_at = None
     _release_claim(nxt)
@@ -205,19 +213,15 @@ def cancel(job: Job, now: int) -> Job:
 
 def expire(job: Job, now: int) -> Job:
     """``expires_at`` passed before the job started: discarded, never delivered."""
-    nxt = _next(job, Event.EXPIRE)
+    nxt = _next(job, Event.EXPIRE, now)
     nxt.discarded_at = now  # no completed_at: the job never ran (conformance L2-TTL-001)
-    nxt.error = {
-        "code": "expired",
-        "type": "expired",
-        "message": "The job expired before it started.",
-    }
+    nxt.error = dict(EXPIRED_ERROR)
     return nxt
 
 
 def retry_dead_letter(job: Job, now: int) -> Job:
     """Manual retry from the dead-letter queue: a fresh start with a clean history."""
-    nxt = _next(job, Event.MANUAL_RETRY)
+    nxt = _next(job, Event.MANUAL_RETRY, now)
     nxt.attempt = 0
     nxt.errors = ()
     nxt.error = None

@@ -1,6 +1,7 @@
 """The job system: QueueActors, the Scheduler, and the embedded API that drives them."""
 
 from .clock import Clock, trio_wall_clock
+from .event_cursor import EventCursor
 from .queue_actor import QueueActor
 from .scheduler import Scheduler
 from .settle import Ack, Nack, Outcome
@@ -8,6 +9,6 @@ from .system import Heartbeat, Settings, System, open_system
 from .worker_group import Handler, WorkerGroup, WorkerGroupStats
 
 __all__ = [
-    "Ack", "Clock", "Handler", "Heartbeat", "Nack", "Outcome", "QueueActor", "Scheduler",
+    "Ack", "Clock", "EventCursor", "Handler", "Heartbeat", "Nack", "Outcome", "QueueActor", "Scheduler",
     "Settings", "System", "WorkerGroup", "WorkerGroupStats", "open_system", "trio_wall_clock",
 ]  # fmt: skip

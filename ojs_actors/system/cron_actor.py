@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,8 +36,9 @@ from ..actors import Actor
 from ..backends import Backend
 from ..core import Job, OJSError, QueuePaused, State, format_ms, new_id
 from ..core.cron import CronSpec, Decision, decide_overlap, job_request
+from ..core.events import cron_event
 from .clock import Clock
-from .cron_book import Book, Intent, cron_event
+from .cron_book import Book, Intent
 
 log = logging.getLogger("ojs_actors.cron")
 
@@ -145,11 +146,12 @@ class CronActor(Actor):
             log.exception("cron %s: unreadable snapshot, entry inactive", self.name)
             self.spec = self.book = None
 
-    async def persist(self) -> None:
+    async def persist(self, events: Sequence[dict[str, Any]] = ()) -> None:
         """Compare-and-set on the version read: :class:`SnapshotConflict` if another
-        process wrote (or deleted) the entry since."""
+        process wrote (or deleted) the entry since. ``events`` go into the outbox with
+        the save (only if it lands)."""
         version = await self.backend.save_snapshot_if(
-            self.snapshot_key, self.snapshot(), self.version
+            self.snapshot_key, self.snapshot(), self.version, events=events
         )
         if version is None:
             raise SnapshotConflict(self.snapshot_key)
@@ -277,8 +279,7 @@ class CronActor(Actor):
                 "active_job_id": book.current_job_id,
                 "scheduled_time": format_ms(slot),
             }))  # fmt: skip
-            await self.persist()
-            await self.backend.append_events(events)
+            await self.persist(events)
             return
         if decision is Decision.CANCEL_AND_FIRE and book.current_job_id is not None:
             try:
@@ -291,9 +292,7 @@ class CronActor(Actor):
         # The intent is durable before the job exists, and claims the slot: of several
         # processes only the one whose compare-and-set lands gets past this line (so
         # only it reports the skipped wall-clock times).
-        await self.persist()
-        if events:
-            await self.backend.append_events(events)
+        await self.persist(events)
         await self._enqueue(spec, book, book.intent)
 
     async def _enqueue(self, spec: CronSpec, book: Book, intent: Intent) -> None:
@@ -312,8 +311,7 @@ class CronActor(Actor):
             book.dropped(intent)
             reason = "queue_paused" if isinstance(error, QueuePaused) else "enqueue_failed"
             log.warning("cron %s: slot %s not enqueued: %s", self.name, intent.slot, error)
-            await self.persist()
-            await self.backend.append_events([cron_event("cron.skipped", spec, self.clock(), {
+            await self.persist([cron_event("cron.skipped", spec, self.clock(), {
                 "reason": reason, "error": error.code, "scheduled_time": format_ms(intent.slot),
             })])  # fmt: skip
             return
@@ -323,8 +321,7 @@ class CronActor(Actor):
         now = self.clock()
         book.fired(intent, job.id, now)
         book.plan(spec)
-        await self.persist()
-        await self.backend.append_events([cron_event("cron.triggered", spec, now, {
+        await self.persist([cron_event("cron.triggered", spec, now, {
             "job_id": job.id,
             "queue": job.queue,
             "run_count": book.run_count,

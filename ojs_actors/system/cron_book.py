@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.cron import CronSpec
-from .events import envelope
 
 
 @dataclass(slots=True)
@@ -106,22 +105,4 @@ class Book:
         self.intent = None
 
 
-def cron_event(kind: str, spec: CronSpec, now: int, data: dict[str, Any]) -> dict[str, Any]:
-    """``cron.triggered`` / ``cron.skipped`` (ojs-cron §9) in the event log's envelope."""
-    queue = (spec.job_template.get("options") or {}).get("queue") or "default"
-    return envelope(
-        kind,
-        spec.name,
-        now,
-        {
-            "cron_name": spec.name,
-            "cron_expression": spec.expression,
-            "timezone": spec.timezone,
-            "job_type": spec.job_template.get("type"),
-            "queue": queue,
-            **data,
-        },
-    )
-
-
-__all__ = ["Book", "Intent", "cron_event"]
+__all__ = ["Book", "Intent"]

@@ -21,7 +21,6 @@ from ..backends import Backend, Deduplicated
 from ..backends.base import timers_of
 from ..core import BackendUnavailable, Job, OJSError, State
 from .clock import Clock
-from .events import lifecycle_events
 from .queue_messages import Apply, Claim, Describe, Enqueue, EnqueueBatch, Hold, SetPaused
 from .queue_writes import Changes, TransitionWriter
 from .signals import Signals
@@ -190,10 +189,10 @@ class QueueActor(Actor):
             await self._adopt_stored(hold.results)
 
     async def _adopt_stored(self, results: Sequence[Job | Deduplicated | OJSError]) -> None:
-        """This queue's policies, events and wake-ups for the jobs just stored."""
+        """This queue's policies and wake-ups for the jobs just stored."""
         stored = [result for result in results if isinstance(result, Job)]
         await self._adopt_rate_limit(stored)
-        await self._after_store([(None, job) for job in stored], self.clock())
+        self._after_store([(None, job) for job in stored])
 
     async def _adopt_rate_limit(self, jobs: Sequence[Job]) -> None:
         limits = [job.rate_limit for job in jobs if job.rate_limit]
@@ -235,10 +234,9 @@ class QueueActor(Actor):
         if allowance is not None:
             self._recent_claims.extend(now for _ in claimed)
         self._writer.remember_claimed(claimed)
-        await self._after_store(
+        self._after_store(
             [(State.AVAILABLE, job) for job in claimed]
-            + [(State.AVAILABLE, job) for job in expired],
-            now,
+            + [(State.AVAILABLE, job) for job in expired]
         )
         return claimed
 
@@ -266,17 +264,15 @@ class QueueActor(Actor):
 
     # -- helpers -----------------------------------------------------------------------
 
-    async def _after_store(self, changes: Changes, now: int) -> None:
-        """Events, wake-ups and timers for jobs just written."""
+    def _after_store(self, changes: Changes) -> None:
+        """Wake-ups and timers for jobs just written (their events are in the outbox)."""
         if not changes:
             return
         if self.on_change is not None:
             self.on_change(changes)
-        events: list[dict[str, Any]] = []
         ready: set[str] = set()
         earliest_timer: int | None = None
-        for before, job in changes:
-            events += lifecycle_events(before, job, now)
+        for _, job in changes:
             if job.state is State.AVAILABLE:
                 ready.add(job.queue)
             for due in timers_of(job):
@@ -284,7 +280,6 @@ class QueueActor(Actor):
                     earliest_timer = due
         if earliest_timer is not None:
             self.signals.timer_added(earliest_timer)
-        await self.backend.append_events(events)
         for queue in ready:
             self.signals.notify_ready(queue)
 

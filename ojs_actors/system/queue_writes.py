@@ -10,7 +10,7 @@ only costs the read it would have saved.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ..backends import Backend
 from ..core import Conflict, Job, OJSError, State
@@ -23,12 +23,12 @@ CLAIMED_CACHE_SIZE = 10_000
 
 Changes = Sequence[tuple[State | None, Job]]
 """Stored job changes: ``(state before, or None if new; the job as stored)``."""
-AfterStore = Callable[[Changes, int], Awaitable[None]]
+AfterStore = Callable[[Changes], None]
 
 
 class TransitionWriter:
     def __init__(self, queue: str, backend: Backend, clock: Clock, after_store: AfterStore) -> None:
-        """``after_store(changes, now)`` is awaited after every write (events, wake-ups)."""
+        """``after_store(changes)`` is called after every write (wake-ups, timers)."""
         self.queue = queue
         self.backend = backend
         self.clock = clock
@@ -121,8 +121,7 @@ class TransitionWriter:
             for index in indexes:
                 if items[index][0] in lost:
                     retry.append(index)
-        await self.after_store(
-            [(before.state, job) for (job, before), ok in zip(changed, stored, strict=True) if ok],
-            now,
+        self.after_store(
+            [(before.state, job) for (job, before), ok in zip(changed, stored, strict=True) if ok]
         )
         return retry

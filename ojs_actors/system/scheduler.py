@@ -20,7 +20,6 @@ from ..actors import Actor
 from ..backends import Backend
 from ..core import BackendUnavailable, Job, State, lifecycle
 from .clock import Clock
-from .events import lifecycle_events
 from .queue_actor import ChangeHook
 from .signals import Signals
 
@@ -103,7 +102,6 @@ class Scheduler(Actor):
         if not updates:
             return len(due)
         stored = await self.backend.update_jobs(updates)
-        events = []
         changes: list[tuple[State | None, Job]] = []
         for (before, nxt), ok in zip(
             [(job, nxt) for job, nxt in planned if nxt is not None], stored, strict=True
@@ -112,10 +110,8 @@ class Scheduler(Actor):
                 continue
             self.applied += 1
             changes.append((before.state, nxt))
-            events.extend(lifecycle_events(before.state, nxt, now))
             if nxt.state is State.AVAILABLE:
                 self.signals.notify_ready(nxt.queue)
         if self.on_change is not None and changes:
             self.on_change(changes)
-        await self.backend.append_events(events)
         return len(due)

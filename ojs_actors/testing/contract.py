@@ -8,13 +8,14 @@ its module docstring states the conventions): the lifecycle (``start``, ``close`
 ``ping``), jobs (``insert_jobs`` with unique policies, ``get_jobs``, ``update_jobs`` by
 compare-and-set on ``version``, ``claim`` in priority-then-FIFO order, ``due_jobs`` and
 ``next_due_at`` for timers, ``count_jobs``), the dead letter queue, snapshots (with the
-versioned ``load_snapshot_versioned`` / ``save_snapshot_if``), the event log
-(``append_events``, ``read_events``) and ``reset``. Every call is atomic on its own and safe
+versioned ``load_snapshot_versioned`` / ``save_snapshot_if``), the event outbox
+(written with every job change and by ``save_snapshot_if(events=...)``; read by
+``read_events``) and ``reset``. Every call is atomic on its own and safe
 against callers in other processes sharing the store.
 
 Check it with this suite: subclass :class:`BackendContract` in a test module and provide
 the ``backend_factory`` fixture, which opens a fresh, empty backend (``**options`` are the
-backend's constructor options the suite varies, today ``event_log_size``) as an async
+backend's constructor options the suite varies, today ``event_retention``) as an async
 context manager that closes it on exit::
 
     # tests/test_my_backend.py
@@ -412,6 +413,29 @@ class BackendContract:
         assert await backend.count_jobs("q") == {State.ACTIVE: 6}
         assert await backend.claim("q", 0, NOW + 4, "w", None) == ([], [])
 
+    async def test_claim_stores_what_the_lifecycle_decides(self, backend: Backend) -> None:
+        """A claim applies ``lifecycle.claim`` (or ``lifecycle.expire`` past ``expires_at``)
+        field for field: the backend supplies the atomic step, core decides the change."""
+        plain, timed = make(1), make(2, timeout_ms=2_000, priority=-1)
+        expiring, anonymous = make(3, expires_at="+PT1S", queue="x"), make(4, queue="x")
+        await put(backend, plain, timed, expiring, anonymous)
+        claimed, _ = await backend.claim("q", 2, NOW + 7, "w", 9_000)
+        [unnamed], [expired] = await backend.claim("x", 2, NOW + SECOND, None, None)
+
+        def same(job: Job, decided: Job) -> None:
+            mine, theirs = job.to_record(), decided.to_record()
+            mine.pop("seq", None), theirs.pop("seq", None)  # the backend's own order
+            assert mine == theirs
+
+        for job, original in zip(claimed, [plain, timed], strict=True):
+            same(job, lifecycle.claim(original, NOW + 7, "w", 9_000))
+        same(unnamed, lifecycle.claim(anonymous, NOW + SECOND, None, None))
+        same(expired, lifecycle.expire(expiring, NOW + SECOND))
+        for job in (*claimed, unnamed, expired):  # and what claim returned is what is stored
+            again = await stored(backend, job.id)
+            assert again is not None
+            same(again, job)
+
     async def test_fifo_order_is_by_when_a_job_became_available(self, backend: Backend) -> None:
         a, b = make(1), make(2)
         await put(backend, a, b)
@@ -660,72 +684,115 @@ class BackendContract:
         found = await backend.load_snapshot_versioned("workflow:w")
         assert found is not None and found[1] == results[winner[0]]
 
-    # -- events ------------------------------------------------------------------------------------
+    # -- events (the outbox) -----------------------------------------------------------------------
+
+    async def test_every_job_write_appends_its_events(self, backend: Backend) -> None:
+        assert await backend.read_events(EventFilter()) == []
+        [job] = await put(backend, make(1))
+        [active], _ = await backend.claim("q", 1, NOW + 5, "w", None)
+        await advance(
+            backend, active, lifecycle.ack(active, NOW + 9, {"ok": True}, has_result=True)
+        )
+        found = await backend.read_events(EventFilter())
+        assert [(e["type"], e["id"], e["time"]) for e in found] == [
+            ("job.enqueued", f"evt_{job.id}_0_0", "2026-01-01T00:00:00.000Z"),
+            ("job.started", f"evt_{job.id}_1_0", "2026-01-01T00:00:00.005Z"),
+            ("job.completed", f"evt_{job.id}_2_0", "2026-01-01T00:00:00.009Z"),
+        ]
+        assert found[1]["data"] == {
+            "job_id": job.id, "job_type": "test.work", "queue": "q", "worker_id": "w", "attempt": 1,
+        }  # fmt: skip
+        assert found[2]["data"]["result"] == {"ok": True}
+        assert await backend.read_events(EventFilter()) == found  # rendered alike every time
+
+    async def test_writes_that_do_not_land_append_nothing(self, backend: Backend) -> None:
+        [job] = await put(backend, make(1))
+        assert await backend.update_jobs([(lifecycle.cancel(job, NOW + 1), 7)]) == [False]
+        assert isinstance((await backend.insert_jobs([job]))[0], Duplicate)
+        refused = await backend.insert_jobs([make(2), job], atomic=True)
+        assert isinstance(refused[1], Duplicate)
+        assert await backend.save_snapshot_if("cron:c", {"n": 1}, 3, events=[event(1)]) is None
+        assert [e["type"] for e in await backend.read_events(EventFilter())] == ["job.enqueued"]
 
     async def test_events_filter_after_and_limit(self, backend: Backend) -> None:
-        assert await backend.read_events(EventFilter()) == []
-        events = [
-            event(0),
-            event(1, "job.completed"),
-            event(2, queue="other"),
-            event(3, job_type="mail.send"),
-            event(4, "job.failed", queue="other"),
-        ]
-        await backend.append_events(events[:2])
-        await backend.append_events([])
-        await backend.append_events(events[2:])
+        a, b = make(0), make(1, queue="other")
+        c = parse_enqueue({"type": "mail.send", "args": [], "options": {"queue": "q"}}, NOW)
+        await put(backend, a, b, c)
+        [active], _ = await backend.claim("q", 1, NOW + 1, "w", None)  # a
+        failed = lifecycle.fail(active, NOW + 2, {"code": "handler_error", "message": "no"})
+        await advance(backend, active, failed)  # job.failed + job.retrying: one entry, two events
+        version = await backend.save_snapshot_if("cron:c", {"n": 1}, None, events=[event(9)])
+        assert version is not None
 
-        def numbers(found: list[dict[str, Any]]) -> list[int]:
-            return [item["data"]["n"] for item in found]
+        def kinds(found: list[dict[str, Any]]) -> list[tuple[str, str]]:
+            return [(e["type"], e["data"]["job_id"]) for e in found]
 
-        assert await backend.read_events(EventFilter()) == events
-        assert numbers(await backend.read_events(EventFilter(limit=2))) == [0, 1]
-        assert numbers(
-            await backend.read_events(EventFilter(types=frozenset({"job.enqueued"})))
-        ) == [
-            0,
-            2,
-            3,
+        everything = await backend.read_events(EventFilter())
+        assert kinds(everything) == [
+            ("job.enqueued", a.id), ("job.enqueued", b.id), ("job.enqueued", c.id),
+            ("job.started", a.id), ("job.failed", a.id), ("job.retrying", a.id),
+            ("job.enqueued", "job_9"),
+        ]  # fmt: skip
+        assert len({e["id"] for e in everything}) == len(everything)
+        assert kinds(await backend.read_events(EventFilter(limit=2))) == kinds(everything[:2])
+        enqueued = EventFilter(types=frozenset({"job.enqueued"}))
+        assert kinds(await backend.read_events(enqueued)) == [
+            ("job.enqueued", a.id), ("job.enqueued", b.id), ("job.enqueued", c.id),
+            ("job.enqueued", "job_9"),
+        ]  # fmt: skip
+        assert kinds(await backend.read_events(EventFilter(queues=frozenset({"other"})))) == [
+            ("job.enqueued", b.id)
         ]
-        assert numbers(await backend.read_events(EventFilter(queues=frozenset({"other"})))) == [
-            2,
-            4,
-        ]
-        assert numbers(
-            await backend.read_events(EventFilter(job_types=frozenset({"mail.send"})))
-        ) == [3]
+        mail = EventFilter(job_types=frozenset({"mail.send"}))
+        assert kinds(await backend.read_events(mail)) == [("job.enqueued", c.id)]
         both = EventFilter(
-            types=frozenset({"job.enqueued", "job.failed"}), queues=frozenset({"other"})
+            types=frozenset({"job.retrying", "job.started"}), queues=frozenset({"q"})
         )
-        assert numbers(await backend.read_events(both)) == [2, 4]
-        assert numbers(await backend.read_events(EventFilter(after="evt_1"))) == [2, 3, 4]
-        assert numbers(await backend.read_events(EventFilter(after="evt_1", limit=1))) == [2]
-        assert numbers(await backend.read_events(EventFilter(after="evt_4"))) == []
+        assert kinds(await backend.read_events(both)) == [
+            ("job.started", a.id), ("job.retrying", a.id)
+        ]  # fmt: skip
+        for position, seen in enumerate(everything):
+            rest = await backend.read_events(EventFilter(after=seen["id"]))
+            assert rest == everything[position + 1 :], seen["id"]
+        inside = everything[4]["id"]  # job.failed: its entry's second event comes next
+        assert kinds(await backend.read_events(EventFilter(after=inside, limit=1))) == [
+            ("job.retrying", a.id)
+        ]
+        after_filtered = EventFilter(after=everything[0]["id"], queues=frozenset({"other"}))
+        assert kinds(await backend.read_events(after_filtered)) == [("job.enqueued", b.id)]
         assert await backend.read_events(EventFilter(after="evt_unknown")) == []
-        after_filtered = EventFilter(after="evt_0", queues=frozenset({"q"}))
-        assert numbers(await backend.read_events(after_filtered)) == [1, 3]
+        assert await backend.read_events(EventFilter(after=f"evt_{a.id}_7_0")) == []
 
-    async def test_event_log_keeps_the_newest(self, new_backend: Opener) -> None:
-        backend = await new_backend(event_log_size=5)
-        await backend.append_events([event(n) for n in range(4)])
-        await backend.append_events([event(n) for n in range(4, 8)])
+    async def test_the_outbox_keeps_the_newest(self, new_backend: Opener) -> None:
+        backend = await new_backend(event_retention=5)
+        jobs = [make(n) for n in range(8)]
+        await put(backend, *jobs[:4])
+        await put(backend, *jobs[4:])
         found = await backend.read_events(EventFilter(limit=100))
-        assert [item["id"] for item in found] == [f"evt_{n}" for n in range(3, 8)]
-        assert await backend.read_events(EventFilter(after="evt_1")) == []  # trimmed away
-        # Reading after an id still kept counts from where it is now, after trims.
-        assert [item["id"] for item in await backend.read_events(EventFilter(after="evt_5"))] == [
-            "evt_6",
-            "evt_7",
+        assert [e["data"]["job_id"] for e in found] == ids(jobs[3:])
+        gone = f"evt_{jobs[1].id}_0_0"
+        assert await backend.read_events(EventFilter(after=gone)) == []  # trimmed away
+        resumed = await backend.read_events(EventFilter(after=gone, resume=True))
+        assert resumed == found  # a consumer that fell behind starts at the oldest kept
+        kept = f"evt_{jobs[5].id}_0_0"
+        assert [
+            e["data"]["job_id"] for e in await backend.read_events(EventFilter(after=kept))
+        ] == [
+            jobs[6].id,
+            jobs[7].id,
         ]
 
     async def test_reading_events_after_an_id_deep_in_a_long_log(self, new_backend: Opener) -> None:
-        backend = await new_backend(event_log_size=1500)
-        await backend.append_events([event(n) for n in range(1200)])
-        await backend.append_events([event(n, queue="rare") for n in range(1200, 1300)])
-        found = await backend.read_events(EventFilter(after="evt_700", queues=frozenset({"rare"})))
-        assert [item["data"]["n"] for item in found] == list(range(1200, 1300))
-        found = await backend.read_events(EventFilter(after="evt_1198", limit=3))
-        assert [item["data"]["n"] for item in found] == [1199, 1200, 1201]
+        backend = await new_backend(event_retention=1500)
+        common = [make(n) for n in range(1200)]
+        rare = [make(n, queue="rare") for n in range(100)]
+        await put(backend, *common)
+        await put(backend, *rare)
+        after = f"evt_{common[700].id}_0_0"
+        found = await backend.read_events(EventFilter(after=after, queues=frozenset({"rare"})))
+        assert [e["data"]["job_id"] for e in found] == ids(rare)
+        found = await backend.read_events(EventFilter(after=f"evt_{common[1198].id}_0_0", limit=3))
+        assert [e["data"]["job_id"] for e in found] == [common[1199].id, rare[0].id, rare[1].id]
 
     # -- reset -------------------------------------------------------------------------------------
 
@@ -733,7 +800,7 @@ class BackendContract:
         keyed = unique_job(1)
         await put(backend, keyed, make(2, scheduled_at="+PT1M"), dead_lettered(3))
         await backend.save_snapshot("queue:q", {"name": "q"})
-        await backend.append_events([event(1)])
+        await backend.save_snapshot_if("cron:c", {"n": 1}, None, events=[event(1)])
         await backend.reset()
         assert await backend.get_jobs([keyed.id]) == [None]
         assert await backend.count_jobs("q") == {}

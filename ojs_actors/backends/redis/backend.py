@@ -1,0 +1,55 @@
+"""The Redis backend, assembled: :class:`RedisBackend` (see the package docstring)."""
+
+from __future__ import annotations
+
+from ..assembly import AssembledBackend
+from ..base import EVERY_CAPABILITY
+from ..outbox import EVENT_RETENTION
+from .connection import DEFAULT_PREFIX, RedisConnection
+from .events import RedisEventLog
+from .jobs import RedisJobs
+from .snapshots import RedisSnapshots
+
+
+class RedisBackend(AssembledBackend):
+    """Every part on one :class:`RedisConnection`: :class:`RedisJobs` (job store, ready
+    queue, timers, dead letter), :class:`RedisSnapshots` and :class:`RedisEventLog`."""
+
+    name = "redis"
+    capabilities = EVERY_CAPABILITY
+    needs_asyncio = True
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        event_retention: int = EVENT_RETENTION,
+        socket_timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        connection = RedisConnection(
+            url, prefix=prefix, socket_timeout=socket_timeout, connect_timeout=connect_timeout
+        )
+        self.connection = connection
+        jobs = RedisJobs(connection, event_retention)
+        super().__init__(
+            name=self.name,
+            capabilities=self.capabilities,
+            needs_asyncio=connection.needs_asyncio,
+            lifetime=connection,
+            jobs=jobs,
+            ready=jobs,
+            timers=jobs,
+            dead_letter=jobs,
+            snapshots=RedisSnapshots(connection, event_retention),
+            events=RedisEventLog(connection),
+        )
+
+    @property
+    def url(self) -> str:
+        return self.connection.url
+
+    @property
+    def prefix(self) -> str:
+        return self.connection.prefix

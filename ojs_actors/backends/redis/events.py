@@ -1,0 +1,50 @@
+"""The event outbox in Redis, read: :class:`RedisEventLog`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ...core import State
+from ..base import EventFilter
+from ..outbox import OutboxEntry, collect, cursor
+from .connection import RedisConnection
+from .records import _job_of
+
+PAGE = 500
+"""Outbox entries per read round trip."""
+
+
+class RedisEventLog:
+    """The :class:`~ojs_actors.backends.base.EventLog` part on ``connection``: reads the
+    outbox that :class:`~ojs_actors.backends.redis.jobs.RedisJobs` and
+    :class:`~ojs_actors.backends.redis.snapshots.RedisSnapshots` append to, in pages of
+    :data:`PAGE` entries, rendered and filtered here (:func:`~ojs_actors.backends.outbox.collect`).
+
+    Reads the keys ``outbox``, ``outseq`` and ``outkeys`` (layout in
+    :mod:`~ojs_actors.backends.redis.lua_outbox`)."""
+
+    def __init__(self, connection: RedisConnection) -> None:
+        self._connection = connection
+
+    async def read_events(self, query: EventFilter) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        after = cursor(query)
+        key, skip = after if after is not None else ("", 0)
+        resume = "1" if query.resume else ""
+        first, at_key, texts = await self._connection.script("read_outbox", key, resume, "", PAGE)
+        if not at_key:
+            skip = 0  # from the oldest kept (or nothing, if the key is unknown)
+        while texts:
+            if collect(map(_entry, texts), query, skip, found):
+                break
+            first, skip = int(first) + len(texts), 0
+            first, _, texts = await self._connection.script("read_outbox", "", "", str(first), PAGE)
+        return found
+
+
+def _entry(text: str) -> OutboxEntry:
+    _, before, body = text.split("\n", 2)
+    if before == "*":
+        return None, None, (json.loads(body),)
+    return (State(before) if before else None), _job_of(body), None

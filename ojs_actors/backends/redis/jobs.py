@@ -1,0 +1,199 @@
+"""Job records in Redis and the indexes derived from them: :class:`RedisJobs`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ...core import BackendUnavailable, Event, Job, OJSError, State, check_transition, lifecycle
+from ..base import Deduplicated, duplicate_id, plan_insert, replaced_by
+from ..outbox import EVENT_RETENTION
+from .connection import RedisConnection
+from .records import _dumps, _field_text, _job_of, _op, _take_records
+
+MAX_INSERT_ATTEMPTS = 20
+
+
+def _claim_plan() -> str:
+    """What the claim script applies, as :mod:`ojs_actors.core.lifecycle` decides it: a
+    claim moves an ``available`` job on ``Event.FETCH`` (``lifecycle.claim``), or on
+    ``Event.EXPIRE`` with ``EXPIRED_ERROR`` if it is past ``expires_at``
+    (``lifecycle.expire``). The contract suite checks the stored result equals theirs."""
+    source = State.AVAILABLE
+    claimed = check_transition(source, Event.FETCH)
+    expired = check_transition(source, Event.EXPIRE)
+    return _dumps(
+        {
+            "from": _field_text(source.value),
+            "claimed": _field_text(claimed.value),
+            "expired": _field_text(expired.value),
+            "error": _dumps(lifecycle.EXPIRED_ERROR),
+            "from_state": source.value,
+            "claimed_state": claimed.value,
+            "expired_state": expired.value,
+        }
+    )
+
+
+_CLAIM_PLAN = _claim_plan()
+
+
+class RedisJobs:
+    """The :class:`~ojs_actors.backends.base.JobStore`,
+    :class:`~ojs_actors.backends.base.ReadyQueue`, :class:`~ojs_actors.backends.base.Timers`
+    and :class:`~ojs_actors.backends.base.DeadLetter` parts on ``connection``: one part,
+    because the scripts that write a job keep its ready, timer, dead-letter, count and
+    unique-key entries in the same step (the prelude of
+    :mod:`~ojs_actors.backends.redis.lua_jobs`).
+
+    Owns the keys ``jobs``, ``ready:{q}``, ``seq``, ``timers``, ``dead``, ``deadq:{q}``,
+    ``dead_seq``, ``counts:{q}`` and ``unique`` under the connection's prefix."""
+
+    def __init__(self, connection: RedisConnection, event_retention: int = EVENT_RETENTION) -> None:
+        """``event_retention``: outbox entries kept (the scripts that write jobs append them)."""
+        self._connection = connection
+        self._keep = event_retention
+
+    # -- JobStore -------------------------------------------------------------------
+
+    async def insert_jobs(
+        self, jobs: Sequence[Job], *, atomic: bool = False
+    ) -> list[Job | Deduplicated | OJSError]:
+        if not jobs:
+            return []
+        script = self._connection.script
+        keys = list(
+            dict.fromkeys(
+                job.unique_key for job in jobs if job.unique_key is not None and job.unique
+            )
+        )
+        for _ in range(MAX_INSERT_ATTEMPTS):
+            if keys:
+                exists, holders = await script(
+                    "peek", _dumps({"ids": [job.id for job in jobs], "keys": keys})
+                )
+                existing = {job.id for job, found in zip(jobs, exists, strict=True) if found}
+                stored_holders = {
+                    key: (holder_id, _job_of(raw))
+                    for key, (holder_id, raw) in zip(keys, holders, strict=True)
+                }
+            else:
+                existing, stored_holders = set(), {}
+            results, ops, slots = self._plan(jobs, existing, stored_holders)
+            if atomic and any(isinstance(result, OJSError) for result in results):
+                return results
+            guards = [
+                [key, holder_id, holder.version if holder is not None else -1]
+                for key, (holder_id, holder) in stored_holders.items()
+            ]
+            spec = {"atomic": atomic, "strict": bool(keys), "guards": guards, "ops": ops}
+            records = _take_records(ops)
+            reply = await script("insert", _dumps(spec), *records, self._keep)
+            if reply[0] == "retry":
+                continue
+            outcomes = reply[1]
+            for index, outcome in enumerate(outcomes):
+                slot = slots[index]
+                if slot >= 0 and outcome == -2:
+                    results[slot] = duplicate_id(jobs[slot])
+            return results
+        raise BackendUnavailable(
+            "Unique keys kept changing concurrently while inserting; try again.",
+            details={"backend": "redis"},
+        )
+
+    def _plan(
+        self,
+        jobs: Sequence[Job],
+        existing: set[str],
+        stored_holders: dict[str, tuple[str, Job | None]],
+    ) -> tuple[list[Job | Deduplicated | OJSError], list[dict[str, Any]], list[int]]:
+        """Decide each insert as MemoryBackend does, in order, against the holders read.
+
+        Returns the results, the write operations and, per operation, the index of
+        the job it stores (``-1`` for a replaced holder being cancelled)."""
+        holders: dict[str, Job | None] = {key: job for key, (_, job) in stored_holders.items()}
+        taken = set(existing)
+        results: list[Job | Deduplicated | OJSError] = []
+        ops: list[dict[str, Any]] = []
+        slots: list[int] = []
+        for index, planned in enumerate(jobs):
+            decision = plan_insert(planned, taken.__contains__, holders.get)
+            results.append(decision)
+            if not isinstance(decision, Job):
+                continue
+            job = decision
+            holder = holders.get(job.unique_key) if job.unique_key is not None else None
+            cancelled = replaced_by(job, holder)  # a terminal holder just loses the key
+            if cancelled is not None and holder is not None:
+                ops.append(_op(cancelled, holder.version))
+                slots.append(-1)
+            taken.add(job.id)
+            ops.append(_op(job))
+            slots.append(index)
+            if job.unique_key is not None:
+                holders[job.unique_key] = job
+        return results, ops, slots
+
+    async def get_jobs(self, job_ids: Sequence[str]) -> list[Job | None]:
+        if not job_ids:
+            return []
+        found = await self._connection.script("get", *job_ids)
+        return [_job_of(raw) for raw in found]
+
+    async def update_jobs(self, updates: Sequence[tuple[Job, int]]) -> list[bool]:
+        if not updates:
+            return []
+        ops = [_op(job, expected) for job, expected in updates]
+        records = _take_records(ops)
+        outcomes = await self._connection.script("update", _dumps(ops), *records, self._keep)
+        return [outcome != -2 for outcome in outcomes]
+
+    async def count_jobs(self, queue: str) -> dict[State, int]:
+        connection = self._connection
+        counts = await connection.hgetall(f"{connection.prefix}counts:{queue}")
+        return {State(state): int(n) for state, n in counts.items() if int(n) > 0}
+
+    # -- ReadyQueue -------------------------------------------------------------------
+
+    async def claim(
+        self, queue: str, count: int, now: int, worker_id: str | None, visibility_ms: int | None
+    ) -> tuple[list[Job], list[Job]]:
+        if count <= 0:
+            return [], []
+        claimed, expired = await self._connection.script(
+            "claim",
+            queue,
+            count,
+            now,
+            _dumps(worker_id) if worker_id is not None else "",
+            visibility_ms or 0,
+            _CLAIM_PLAN,
+            self._keep,
+        )
+        return (
+            [job for job in map(_job_of, claimed) if job is not None],
+            [job for job in map(_job_of, expired) if job is not None],
+        )
+
+    # -- Timers -----------------------------------------------------------------------
+
+    async def due_jobs(self, now: int, limit: int) -> list[Job]:
+        found = await self._connection.script("due", now, limit)
+        return [job for job in map(_job_of, found) if job is not None]
+
+    async def next_due_at(self) -> int | None:
+        connection = self._connection
+        first = await connection.zrange_withscores(connection.prefix + "timers", 0, 0)
+        return int(first[0][1]) if first else None
+
+    # -- DeadLetter -------------------------------------------------------------------
+
+    async def list_dead_letter(
+        self, queue: str | None, limit: int, offset: int
+    ) -> tuple[list[Job], int]:
+        total, found = await self._connection.script("dead_page", queue or "", offset, limit)
+        return [job for job in map(_job_of, found) if job is not None], int(total)
+
+    async def delete_dead_letter(self, job_id: str) -> bool:
+        return bool(await self._connection.script("delete_dead", job_id))

@@ -1,0 +1,373 @@
+"""The Lua scripts of :class:`~ojs_actors.backends.redis.jobs.RedisJobs`: job records and
+the indexes derived from them (ready sets, timers, dead letter, counts, unique keys).
+
+Each script names its keys from the prefix in ``ARGV[1]``; the shared prelude keeps every
+index in step with each job version written. :data:`JOB_SCRIPTS` maps the names
+``RedisJobs`` calls them by to their texts (:data:`~ojs_actors.backends.redis.lua.SCRIPTS`
+has every script)."""
+
+from __future__ import annotations
+
+from .lua_outbox import APPEND
+
+# HMGET in chunks (Lua's unpack has a stack limit); missing fields come back false.
+_HMGET_ALL = r"""
+local function hmget_all(key, ids, first)
+  local out = {}
+  first = first or 1
+  for j = first, #ids, 1000 do
+    local part = redis.call('HMGET', key, unpack(ids, j, math.min(j + 999, #ids)))
+    for k = 1, #part do out[#out + 1] = part[k] end
+  end
+  return out
+end
+"""
+
+_PRELUDE = (
+    _HMGET_ALL
+    + APPEND
+    + r"""
+local P = ARGV[1]
+local JOBS = P .. 'jobs'
+-- Every writing script takes the outbox's retention as its last argument.
+local KEEP = tonumber(ARGV[#ARGV])
+local function fmt(n) return string.format('%d', n) end
+-- What the indexes need of a decoded record (nil if there is none).
+local function index_of(r)
+  if not r then return nil end
+  local s = cjson.decode(r.state)
+  return {v = tonumber(r.version), q = cjson.decode(r.queue), s = s,
+          dl = (s == 'discarded' and r.dead_letter == 'true')}
+end
+local function old_of(id)
+  local raw = redis.call('HGET', JOBS, id)
+  if not raw then return nil end
+  return index_of(cjson.decode(raw))
+end
+-- A record text with the seq Redis handed out (records of available jobs are
+-- sent without one).
+local function with_seq(r, seq) return string.sub(r, 1, -2) .. ',"seq":"' .. fmt(seq) .. '"}' end
+-- Move job `id` from its old index entries (old may be nil) to those of `new`
+-- ({q, s, p, d, dl}); returns the seq handed out if it became available, else -1.
+local function reindex(id, old, new)
+  if old then
+    redis.call('HINCRBY', P .. 'counts:' .. old.q, old.s, -1)
+    if old.s == 'available' then redis.call('ZREM', P .. 'ready:' .. old.q, id) end
+  end
+  redis.call('HINCRBY', P .. 'counts:' .. new.q, new.s, 1)
+  local seq = -1
+  if new.s == 'available' then
+    seq = redis.call('INCR', P .. 'seq')
+    redis.call('ZADD', P .. 'ready:' .. new.q, fmt(-new.p * 17592186044416 + seq), id)
+  end
+  if new.d >= 0 then
+    redis.call('ZADD', P .. 'timers', fmt(new.d), id)
+  else
+    redis.call('ZREM', P .. 'timers', id)
+  end
+  local was_dead = old and old.dl
+  if was_dead and not (new.dl and old.q == new.q) then
+    redis.call('ZREM', P .. 'dead', id)
+    redis.call('ZREM', P .. 'deadq:' .. old.q, id)
+  end
+  if new.dl and not (was_dead and old.q == new.q) then
+    local n = redis.call('INCR', P .. 'dead_seq')
+    redis.call('ZADD', P .. 'dead', n, id)
+    redis.call('ZADD', P .. 'deadq:' .. new.q, n, id)
+  end
+  return seq
+end
+-- Write a whole job version (op = {id, v, r = record text, q, s, p, d, dl}) and its
+-- outbox entry.
+local function store(op, old)
+  local seq = reindex(op.id, old, op)
+  local r = op.r
+  if seq >= 0 then r = with_seq(r, seq) end
+  redis.call('HSET', JOBS, op.id, r)
+  emit(op.id .. '_' .. op.v, old and old.s or '', r)
+  return seq
+end
+-- Run `command key list...` in chunks (Lua's unpack has a stack limit).
+local function chunked(command, key, list)
+  for j = 1, #list, 1000 do
+    redis.call(command, key, unpack(list, j, math.min(j + 999, #list)))
+  end
+end
+"""
+)
+
+_INSERT = (
+    _PRELUDE
+    + r"""
+local spec = cjson.decode(ARGV[2])
+for i, op in ipairs(spec.ops) do op.r = ARGV[2 + i] end
+for _, g in ipairs(spec.guards) do
+  local holder = redis.call('HGET', P .. 'unique', g[1])
+  if g[2] == '' then
+    if holder then return {'retry'} end
+  else
+    if holder ~= g[2] then return {'retry'} end
+    local old = old_of(holder)
+    if (old and old.v or -1) ~= g[3] then return {'retry'} end
+  end
+end
+local results = {}
+local dup = false
+local new_ids, new_index = {}, {}
+for i, op in ipairs(spec.ops) do
+  results[i] = 0
+  if op.e < 0 then
+    new_ids[#new_ids + 1] = op.id
+    new_index[#new_index + 1] = i
+  end
+end
+-- one HMGET for the whole batch tells which ids are taken
+local found = hmget_all(JOBS, new_ids)
+for k = 1, #new_ids do
+  if found[k] then
+    if spec.strict then return {'retry'} end
+    results[new_index[k]] = -2
+    dup = true
+  end
+end
+if dup and spec.atomic then return {'done', results} end
+-- New jobs' records and index entries are collected and written with one command
+-- per key (records, each index, each queue's counts) at the end, or before any
+-- write that reads them (cancelling a replaced holder).
+local fresh = 0
+for i, op in ipairs(spec.ops) do
+  if results[i] ~= -2 and op.e < 0 and op.s == 'available' then fresh = fresh + 1 end
+end
+local next_seq = 0
+if fresh > 0 then next_seq = redis.call('INCRBY', P .. 'seq', fresh) - fresh end
+local records, counts, ready, timers, uniques = {}, {}, {}, {}, {}
+local function flush()
+  chunked('HSET', JOBS, records)
+  for name, n in pairs(counts) do
+    redis.call('HINCRBY', P .. 'counts:' .. n[1], n[2], n[3])
+  end
+  for queue, entries in pairs(ready) do
+    chunked('ZADD', P .. 'ready:' .. queue, entries)
+  end
+  chunked('ZADD', P .. 'timers', timers)
+  chunked('HSET', P .. 'unique', uniques)
+  records, counts, ready, timers, uniques = {}, {}, {}, {}, {}
+end
+for i, op in ipairs(spec.ops) do
+  if results[i] ~= -2 then
+    if op.e >= 0 or op.dl then
+      flush()
+      local old = nil
+      if op.e >= 0 then
+        old = old_of(op.id)
+        if not old or old.v ~= op.e then
+          flush_outbox(P, KEEP)  -- what was written stays: its entries too
+          return redis.error_reply('insert: holder changed')
+        end
+      end
+      results[i] = store(op, old)
+    else
+      local r = op.r
+      results[i] = -1
+      if op.s == 'available' then
+        next_seq = next_seq + 1
+        results[i] = next_seq
+        r = with_seq(r, next_seq)
+        local entries = ready[op.q] or {}
+        entries[#entries + 1] = fmt(-op.p * 17592186044416 + next_seq)
+        entries[#entries + 1] = op.id
+        ready[op.q] = entries
+      end
+      records[#records + 1] = op.id
+      records[#records + 1] = r
+      emit(op.id .. '_' .. op.v, '', r)
+      local name = op.q .. '\0' .. op.s
+      local n = counts[name] or {op.q, op.s, 0}
+      n[3] = n[3] + 1
+      counts[name] = n
+      if op.d >= 0 then
+        timers[#timers + 1] = fmt(op.d)
+        timers[#timers + 1] = op.id
+      end
+    end
+    if op.e < 0 and op.uk ~= '' then
+      uniques[#uniques + 1] = op.uk
+      uniques[#uniques + 1] = op.id
+    end
+  end
+end
+flush()
+flush_outbox(P, KEEP)
+return {'done', results}
+"""
+)
+
+_UPDATE = (
+    _PRELUDE
+    + r"""
+local ops = cjson.decode(ARGV[2])
+for i, op in ipairs(ops) do op.r = ARGV[2 + i] end
+local results = {}
+for i, op in ipairs(ops) do
+  local old = old_of(op.id)
+  if old and old.v == op.e then
+    results[i] = store(op, old)
+  else
+    results[i] = -2
+  end
+end
+flush_outbox(P, KEEP)
+return results
+"""
+)
+
+_CLAIM = (
+    _PRELUDE
+    + r"""
+local queue, count, now, worker, vis = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+-- The transitions as core decides them (RedisJobs.claim): target states, the expiry error.
+local plan = cjson.decode(ARGV[7])
+local ready = P .. 'ready:' .. queue
+local claimed, expired = {}, {}
+local writes, timers, gone = {}, {}, {}
+while #claimed < count do
+  local popped = redis.call('ZPOPMIN', ready, count - #claimed)
+  if #popped == 0 then break end
+  local ids = {}
+  for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+  local raws = hmget_all(JOBS, ids)
+  for i, id in ipairs(ids) do
+    local r = raws[i] and cjson.decode(raws[i])
+    -- a popped id whose record is gone or no longer available is a stale entry
+    if r and r.state == plan.from then
+      r.version = fmt(tonumber(r.version) + 1)
+      r.changed_at = fmt(now)
+      if r.expires_at and tonumber(r.expires_at) <= now then
+        r.state = plan.expired
+        r.discarded_at = fmt(now)
+        r.error = plan.error
+        gone[#gone + 1] = id
+        expired[#expired + 1] = cjson.encode(r)
+        writes[#writes + 1] = id
+        writes[#writes + 1] = expired[#expired]
+        emit(id .. '_' .. r.version, plan.from_state, expired[#expired])
+      else
+        local lease = now + ((vis > 0) and vis or tonumber(r.visibility_timeout_ms))
+        local due = lease
+        local timeout = r.timeout_ms and tonumber(r.timeout_ms) or 0
+        if timeout > 0 and now + timeout < due then due = now + timeout end
+        r.state = plan.claimed
+        r.attempt = fmt(tonumber(r.attempt) + 1)
+        r.started_at = fmt(now)
+        r.lease_expires_at = fmt(lease)
+        if worker ~= '' then r.worker_id = worker else r.worker_id = nil end
+        timers[#timers + 1] = fmt(due)
+        timers[#timers + 1] = id
+        claimed[#claimed + 1] = cjson.encode(r)
+        writes[#writes + 1] = id
+        writes[#writes + 1] = claimed[#claimed]
+        emit(id .. '_' .. r.version, plan.from_state, claimed[#claimed])
+      end
+    end
+  end
+end
+chunked('HSET', JOBS, writes)
+chunked('ZADD', P .. 'timers', timers)
+chunked('ZREM', P .. 'timers', gone)
+local counts = P .. 'counts:' .. queue
+if #claimed + #expired > 0 then
+  redis.call('HINCRBY', counts, plan.from_state, -(#claimed + #expired))
+end
+if #claimed > 0 then redis.call('HINCRBY', counts, plan.claimed_state, #claimed) end
+if #expired > 0 then redis.call('HINCRBY', counts, plan.expired_state, #expired) end
+flush_outbox(P, KEEP)
+return {claimed, expired}
+"""
+)
+
+_PEEK = (
+    _HMGET_ALL
+    + r"""
+local P = ARGV[1]
+local JOBS = P .. 'jobs'
+local spec = cjson.decode(ARGV[2])
+local exists = {}
+local found = hmget_all(JOBS, spec.ids)
+for i = 1, #spec.ids do exists[i] = found[i] and 1 or 0 end
+local holders = {}
+for i, key in ipairs(spec.keys) do
+  local holder = redis.call('HGET', P .. 'unique', key)
+  if holder then
+    holders[i] = {holder, redis.call('HGET', JOBS, holder) or ''}
+  else
+    holders[i] = {'', ''}
+  end
+end
+return {exists, holders}
+"""
+)
+
+# Reads of records return one list of record texts (false where there is none).
+_GET = (
+    _HMGET_ALL
+    + r"""
+return hmget_all(ARGV[1] .. 'jobs', ARGV, 2)
+"""
+)
+
+_DUE = (
+    _HMGET_ALL
+    + r"""
+local P = ARGV[1]
+local ids = redis.call('ZRANGEBYSCORE', P .. 'timers', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+return hmget_all(P .. 'jobs', ids)
+"""
+)
+
+_DEAD_PAGE = (
+    _HMGET_ALL
+    + r"""
+local P = ARGV[1]
+local key = P .. 'dead'
+if ARGV[2] ~= '' then key = P .. 'deadq:' .. ARGV[2] end
+local offset, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
+local total = redis.call('ZCARD', key)
+local found = {}
+if limit > 0 then
+  local ids = redis.call('ZRANGE', key, offset, offset + limit - 1)
+  found = hmget_all(P .. 'jobs', ids)
+end
+return {total, found}
+"""
+)
+
+_DELETE_DEAD = r"""
+local P, id = ARGV[1], ARGV[2]
+if not redis.call('ZSCORE', P .. 'dead', id) then return 0 end
+local raw = redis.call('HGET', P .. 'jobs', id)
+if not raw then return 0 end
+local r = cjson.decode(raw)
+local queue = cjson.decode(r.queue)
+redis.call('ZREM', P .. 'dead', id)
+redis.call('ZREM', P .. 'deadq:' .. queue, id)
+redis.call('ZREM', P .. 'timers', id)
+redis.call('HINCRBY', P .. 'counts:' .. queue, cjson.decode(r.state), -1)
+if r.unique_key then
+  local ukey = cjson.decode(r.unique_key)
+  if redis.call('HGET', P .. 'unique', ukey) == id then redis.call('HDEL', P .. 'unique', ukey) end
+end
+redis.call('HDEL', P .. 'jobs', id)
+return 1
+"""
+
+
+JOB_SCRIPTS = {
+    "insert": _INSERT,
+    "update": _UPDATE,
+    "claim": _CLAIM,
+    "peek": _PEEK,
+    "get": _GET,
+    "due": _DUE,
+    "dead_page": _DEAD_PAGE,
+    "delete_dead": _DELETE_DEAD,
+}
