@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import trio
 
 from .backends import REGISTRY, MissingExtra
-from .backends.registry import parse_bool
+from .backends.registry import parse_bool, positive_int
 from .http import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_REQUEST_TIMEOUT,
@@ -20,6 +20,8 @@ from .http import (
     ServeConfig,
     serve,
 )
+from .http.serve import check_exposure
+from .http.workers import WorkerPlan, run_workers
 from .system import Settings
 
 _DEFAULTS = Settings()
@@ -107,9 +109,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the hot endpoints (enqueue, batch, fetch, ack, nack) on the direct ASGI "
         "path; --no-direct-routes has Quart serve every route (env OJS_DIRECT_ROUTES)",
     )
+    run.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=os.environ.get("OJS_WORKERS", "1"),  # a string: argparse checks it too
+        help="server processes on the one port, each a full server over the shared backend "
+        "(sqlite, redis; not memory), restarted if one dies (env OJS_WORKERS; default 1)",
+    )
     run.add_argument("--access-log", action="store_true", help="log every request")
     run.add_argument("--log-level", default=os.environ.get("OJS_LOG_LEVEL", "INFO"))
+    # A worker process of --workers N: the socket it serves, the pipe from its parent.
+    run.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
+    run.add_argument("--parent-fd", type=int, default=None, help=argparse.SUPPRESS)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        return positive_int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def serve_config(args: argparse.Namespace) -> ServeConfig:
@@ -134,14 +153,52 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
         ),
         access_log=args.access_log,
         allow_insecure_no_auth=_env_flag("OJS_ALLOW_INSECURE_NO_AUTH", False),
+        listen_fd=args.listen_fd,
+        parent_fd=args.parent_fd,
     )
+
+
+def serve_workers(args: argparse.Namespace, arguments: Sequence[str]) -> int:
+    """``serve --workers N`` (N > 1): refuse what N processes cannot serve as one server,
+    then run and supervise them (:mod:`ojs_actors.http.workers`)."""
+    if not REGISTRY.entry(args.backend).shared_between_processes:
+        print(
+            f"ojs-actors: --workers {args.workers} needs a backend shared between processes: "
+            f"with --backend {args.backend} each worker process would have its own memory (its "
+            "own jobs, queues and workflows), so they would not behave as one server. Use "
+            "--backend sqlite or --backend redis, or --workers 1.",
+            file=sys.stderr,
+        )
+        return 2
+    if sys.platform == "win32":
+        print("ojs-actors: --workers above 1 needs a POSIX system.", file=sys.stderr)
+        return 2
+    try:
+        check_exposure(serve_config(args))
+        REGISTRY.entry(args.backend).check_installed()
+    except (InsecureBinding, MissingExtra) as refusal:
+        print(f"ojs-actors: {refusal}", file=sys.stderr)
+        return 2
+    plan = WorkerPlan(arguments=arguments, workers=args.workers, host=args.host, port=args.port)
+    return run_workers(plan)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(arguments)
+    several = args.workers > 1 or args.listen_fd is not None
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level.upper(),
+        # with several processes on one output, each line says which one wrote it
+        format="%(asctime)s %(levelname)s %(name)s"
+        + ("[%(process)d]" if several else "")
+        + ": %(message)s",
     )
+    if args.workers > 1:
+        try:
+            return serve_workers(args, arguments)
+        except KeyboardInterrupt:
+            return 0
     try:
         trio.run(serve, serve_config(args))
     except (InsecureBinding, MissingExtra) as refusal:

@@ -1,11 +1,11 @@
 """The asyncio bridge lives inside structured concurrency: opened by ``open_system`` (through
 ``open_backend``) for a backend that runs asyncio clients, shared by every such backend,
-closed after them, and never a trio system task. Against a real ``redis-server``."""
+closed after them, and never a trio system task. The backends here run real asyncio
+coroutines on it; the Redis backend, native to trio, opens none."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -45,17 +45,33 @@ def system_tasks() -> set[str]:
     return {task.name for nursery in root.child_nurseries for task in nursery.child_tasks}
 
 
-def unreachable_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+class AsyncioClientBackend(MemoryBackend):
+    """The memory backend plus a real asyncio coroutine on the bridge at start and close,
+    as an asyncio client's connect and disconnect would run."""
+
+    needs_asyncio = True
+
+    def __init__(self, *, fail_to_start: bool = False) -> None:
+        super().__init__()
+        self.bridge: AsyncioBridge | None = None
+        self.closed_on_open_bridge = False
+        self.fail_to_start = fail_to_start
+
+    async def start(self) -> None:
+        self.bridge = current_asyncio_bridge()
+        await self.bridge.run(asyncio.sleep(0))
+        if self.fail_to_start:
+            raise BackendUnavailable("the asyncio client could not connect")
+
+    async def close(self) -> None:
+        assert self.bridge is not None
+        self.closed_on_open_bridge = not self.bridge.closed
+        await self.bridge.run(asyncio.sleep(0))
 
 
-async def test_open_system_runs_the_loop_inside_its_nursery_and_closes_it(
-    redis_url: str,
-) -> None:
+async def test_open_system_runs_the_loop_inside_its_nursery_and_closes_it() -> None:
     before = system_tasks()
-    async with open_system(RedisBackend(redis_url)) as system:
+    async with open_system(AsyncioClientBackend()) as system:
         bridge = current_asyncio_bridge()
         assert not bridge.closed
         assert system_tasks() == before  # no system task of ours
@@ -69,10 +85,10 @@ async def test_open_system_runs_the_loop_inside_its_nursery_and_closes_it(
         current_asyncio_bridge()
 
 
-async def test_every_asyncio_backend_shares_one_loop(redis_url: str) -> None:
+async def test_every_asyncio_backend_shares_one_loop() -> None:
     async with (
-        open_system(RedisBackend(redis_url, prefix="a:")) as first,
-        open_system(RedisBackend(redis_url, prefix="b:")) as second,
+        open_system(AsyncioClientBackend()) as first,
+        open_system(AsyncioClientBackend()) as second,
     ):
         assert len(loop_tasks()) == 1
         await first.enqueue({"type": "t", "args": [], "options": {"queue": "q"}})
@@ -80,15 +96,15 @@ async def test_every_asyncio_backend_shares_one_loop(redis_url: str) -> None:
     assert loop_tasks() == []
 
 
-async def test_an_application_loop_is_reused(redis_url: str) -> None:
+async def test_an_application_loop_is_reused() -> None:
     async with trio_asyncio.open_loop():
-        async with open_system(RedisBackend(redis_url)) as system:
+        async with open_system(AsyncioClientBackend()) as system:
             assert len(loop_tasks()) == 1
             assert (await system.health())["status"] == "ok"
         assert len(loop_tasks()) == 1  # the application's loop outlives the system
 
 
-async def test_a_bridge_opened_by_another_task_is_used_when_given(redis_url: str) -> None:
+async def test_a_bridge_opened_by_another_task_is_used_when_given() -> None:
     """A test fixture's case: the bridge is opened in one task, the backend in another."""
     release = trio.Event()
 
@@ -99,33 +115,12 @@ async def test_a_bridge_opened_by_another_task_is_used_when_given(redis_url: str
 
     async with trio.open_nursery() as nursery:
         bridge = await nursery.start(hold_bridge)
-        async with open_backend("redis", bridge=bridge, url=redis_url) as backend:
+        async with open_backend(AsyncioClientBackend(), bridge=bridge) as backend:
             assert await backend.ping() >= 0
             assert len(loop_tasks()) == 1
         assert not bridge.closed
         release.set()
     assert bridge.closed
-
-
-class AsyncioClientBackend(MemoryBackend):
-    """The memory backend plus a real asyncio coroutine on the bridge at start and close,
-    as an asyncio client's connect and disconnect would run."""
-
-    needs_asyncio = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.bridge: AsyncioBridge | None = None
-        self.closed_on_open_bridge = False
-
-    async def start(self) -> None:
-        self.bridge = current_asyncio_bridge()
-        await self.bridge.run(asyncio.sleep(0))
-
-    async def close(self) -> None:
-        assert self.bridge is not None
-        self.closed_on_open_bridge = not self.bridge.closed
-        await self.bridge.run(asyncio.sleep(0))
 
 
 async def test_the_backend_closes_before_its_bridge_even_when_cancelled() -> None:
@@ -141,16 +136,25 @@ async def test_the_backend_closes_before_its_bridge_even_when_cancelled() -> Non
     assert loop_tasks() == []
 
 
-async def test_starting_without_a_bridge_says_how_to_open_one(redis_url: str) -> None:
+async def test_starting_without_a_bridge_says_how_to_open_one() -> None:
     with pytest.raises(BridgeUnavailable, match="open_backend"):
-        await RedisBackend(redis_url).start()
+        await AsyncioClientBackend().start()
 
 
 async def test_a_failed_start_raises_as_it_would_without_the_bridge() -> None:
     with pytest.raises(BackendUnavailable):
-        async with open_system(RedisBackend(unreachable_url())):
+        async with open_system(AsyncioClientBackend(fail_to_start=True)):
             pass  # pragma: no cover
     assert loop_tasks() == []
+
+
+async def test_the_redis_backend_needs_no_asyncio(redis_url: str) -> None:
+    assert RedisBackend.needs_asyncio is False
+    async with open_system(RedisBackend(redis_url)) as system:
+        await system.enqueue({"type": "t", "args": [], "options": {"queue": "q"}})
+        assert loop_tasks() == []
+        with pytest.raises(BridgeUnavailable):
+            current_asyncio_bridge()
 
 
 def nesting(error: BaseException) -> list[str]:
@@ -162,9 +166,9 @@ def nesting(error: BaseException) -> list[str]:
     return [*shape, type(error).__name__]
 
 
-async def test_errors_of_the_block_come_out_as_without_the_bridge(redis_url: str) -> None:
+async def test_errors_of_the_block_come_out_as_without_the_bridge() -> None:
     shapes = []
-    for backend in (MemoryBackend(), RedisBackend(redis_url)):
+    for backend in (MemoryBackend(), AsyncioClientBackend()):
         with pytest.raises(BaseException) as raised:
             async with open_system(backend):
                 raise KeyError("from the block")

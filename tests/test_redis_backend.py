@@ -223,6 +223,40 @@ async def test_parts_assemble_into_another_backend(redis_url: str) -> None:
         await store.reset()
 
 
+async def test_a_batch_costs_redis_the_same_commands_as_one_job(
+    backend: RedisBackend, redis_url: str
+) -> None:
+    """``INFO stats`` ``total_commands_processed`` counts the commands scripts run: inserting
+    500 jobs, claiming 200 and acking them each run about as many commands as for one job
+    (one ``HSET`` of every record, one command per index and for the outbox)."""
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+
+    def commands() -> int:
+        processed: int = admin.info("stats")["total_commands_processed"]
+        return processed - 1  # the INFO itself
+
+    async def cost(count: int, first: int) -> tuple[int, int, int]:
+        jobs = [make(f"c{first + n}", queue=f"q{count}") for n in range(count)]
+        before = commands()
+        await backend.insert_jobs(jobs)
+        inserted = commands()
+        claimed, _ = await backend.claim(f"q{count}", count, 2_000, "w", None)
+        taken = commands()
+        acks = [(lifecycle.ack(job, 3_000), job.version) for job in claimed]
+        assert await backend.update_jobs(acks) == [True] * count
+        return inserted - before, taken - inserted, commands() - taken
+
+    try:
+        one = await cost(1, 0)
+        many = await cost(200, 100)
+    finally:
+        admin.close()
+    assert all(n <= 12 for n in one), one
+    assert all(m <= n + 2 for m, n in zip(many, one, strict=True)), (one, many)
+
+
 async def test_unreachable_redis_is_backend_unavailable() -> None:
     import socket
 

@@ -134,51 +134,6 @@ def test_pause_through_one_process_holds_for_the_other(
         assert got == [job_id]
 
 
-def test_redis_commands_per_enqueued_job(
-    servers: tuple[OjsServer, OjsServer], redis_url: str
-) -> None:
-    """64 concurrent HTTP enqueuers on one process: Redis commands per job (``INFO stats``
-    ``total_commands_processed``, which counts the commands Lua scripts run too).
-
-    The target is at most 1: a batch of enqueues drained from the queue actor's
-    mailbox is one insert script whose commands do not grow with the batch (one
-    HSET of all records, one command per index), plus one event append."""
-    import redis
-
-    a, _ = servers
-    enqueuers, per_enqueuer = 64, 10
-    enqueue(a.url, "cmd", -1)  # the queue actor exists before measuring
-    client = redis.Redis.from_url(redis_url)
-
-    def commands() -> int:
-        processed: int = client.info("stats")["total_commands_processed"]
-        return processed
-
-    start = threading.Barrier(enqueuers)
-
-    def enqueuer(i: int) -> None:
-        with httpx.Client() as http:
-            start.wait()
-            for n in range(per_enqueuer):
-                response = http.post(
-                    f"{a.url}/ojs/v1/jobs",
-                    json={"type": "cmd.test", "args": [i, n], "options": {"queue": "cmd"}},
-                    timeout=10,
-                )
-                assert response.status_code == 201, response.text
-
-    threads = [threading.Thread(target=enqueuer, args=(i,)) for i in range(enqueuers)]
-    before = commands()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    per_job = (commands() - before - 1) / (enqueuers * per_enqueuer)  # -1: the INFO itself
-    client.close()
-    print(f"redis commands per enqueued job: {per_job:.2f}")
-    assert per_job <= 1.0, per_job
-
-
 def drain(client: httpx.Client, url: str, queue: str) -> list[dict[str, Any]]:
     """Claim every job ``queue`` holds now."""
     jobs: list[dict[str, Any]] = []

@@ -57,7 +57,10 @@ def parse_bool(text: str) -> bool:
 
 
 def positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
         raise ValueError(f"expected a whole number of at least 1, not {text!r}")
     return value
@@ -138,6 +141,9 @@ class BackendEntry:
     """The ``ojs-actors`` extra that installs the dependencies, e.g. ``"redis"``."""
     requires: tuple[str, ...] = ()
     """Top-level modules the extra installs, checked before the factory is imported."""
+    shared_between_processes: bool = True
+    """Several server processes over it behave as one server (``serve --workers N``);
+    ``False`` for a store that lives in one process's memory."""
 
     def create(self, **options: Any) -> Backend:
         self.check_installed()
@@ -285,6 +291,7 @@ BUILTIN: tuple[BackendEntry, ...] = (
         description="in this process, gone when it stops",
         factory="ojs_actors.backends.memory:MemoryBackend",
         options=(EVENT_RETENTION_OPTION,),
+        shared_between_processes=False,
     ),
     BackendEntry(
         name="sqlite",
@@ -315,7 +322,7 @@ BUILTIN: tuple[BackendEntry, ...] = (
         factory="ojs_actors.backends.redis:RedisBackend",
         options=(REDIS_URL_OPTION, EVENT_RETENTION_OPTION),
         extra="redis",
-        requires=("redis", "trio_asyncio"),
+        requires=("hiredis", "orjson"),
     ),
 )
 

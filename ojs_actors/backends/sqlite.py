@@ -307,7 +307,10 @@ def _connect(
     connection = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
     try:
         if write:
-            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = _when_unlocked(
+                lambda: connection.execute("PRAGMA journal_mode=WAL").fetchone()[0],
+                busy_timeout_ms,
+            )
             if mode != "wal" and path != ":memory:":
                 raise sqlite3.OperationalError(f"cannot switch {path} to WAL mode (got {mode})")
             connection.execute(f"PRAGMA synchronous={synchronous.upper()}")
@@ -317,6 +320,20 @@ def _connect(
         connection.close()
         raise
     return connection
+
+
+def _when_unlocked(step: Callable[[], T], busy_timeout_ms: int) -> T:
+    """Run ``step``, again while SQLite answers "database is locked" without waiting, for
+    up to ``busy_timeout_ms``. Switching a file to WAL takes an exclusive lock and does not
+    wait for it: two processes opening a new file at once (``serve --workers N``) collide."""
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 # -- storage helpers (run on the writer or reader thread) -----------------------------

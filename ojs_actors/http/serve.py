@@ -14,6 +14,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from ..system import Settings, open_system
+from . import workers
 from .app import HttpSettings, create_app
 
 log = logging.getLogger("ojs_actors.serve")
@@ -36,6 +37,12 @@ class ServeConfig:
     access_log: bool = False
     allow_insecure_no_auth: bool = False
     """Serve a non-loopback address without an API key (``OJS_ALLOW_INSECURE_NO_AUTH``)."""
+    listen_fd: int | None = None
+    """Serve this inherited listening socket instead of binding ``host:port`` (a worker
+    process of ``serve --workers N``, see :mod:`ojs_actors.http.workers`)."""
+    parent_fd: int | None = None
+    """Shut down, as on SIGTERM, when this pipe reads end-of-file (the supervising
+    process of ``serve --workers N`` is gone)."""
 
 
 class InsecureBinding(ValueError):
@@ -77,21 +84,38 @@ async def serve(
         app = create_app(system, config.http)
         _tune_garbage_collector()
         hyper = HypercornConfig()
-        hyper.bind = [f"{config.host}:{config.port}"]
+        if config.listen_fd is None:
+            hyper.bind = [f"{config.host}:{config.port}"]
+        else:
+            hyper.bind = [f"fd://{config.listen_fd}"]
         hyper.accesslog = "-" if config.access_log else None
         hyper.errorlog = logging.getLogger("hypercorn.error")
         hyper.graceful_timeout = 5.0
         shutdown = trio.Event()
 
-        async def wait_for_signal() -> None:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    log.info("received %s, shutting down", signal.Signals(signum).name)
-                    shutdown.set()
-                    return
+        watchers = trio.CancelScope()
+        """What watches for a reason to shut down, cancelled once shutting down."""
+
+        async def wait_for_parent_exit(fd: int) -> None:
+            await workers.wait_for_parent_exit(fd)
+            log.warning("the supervising process is gone, shutting down")
+            shutdown.set()
+
+        async def watch_for_shutdown(
+            *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        ) -> None:
+            with watchers, trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async with trio.open_nursery() as watching:
+                    if config.parent_fd is not None:
+                        watching.start_soon(wait_for_parent_exit, config.parent_fd)
+                    task_status.started()  # SIGINT and SIGTERM are ours before serving
+                    async for signum in signals:
+                        log.info("received %s, shutting down", signal.Signals(signum).name)
+                        shutdown.set()
+                        break
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(wait_for_signal)
+            await nursery.start(watch_for_shutdown)
             binds = await nursery.start(
                 lambda task_status: hypercorn_serve(
                     app, hyper, shutdown_trigger=shutdown.wait, task_status=task_status
@@ -105,6 +129,7 @@ async def serve(
             )
             task_status.started(binds)
             await shutdown.wait()
+            watchers.cancel()
             nursery.cancel_scope.deadline = trio.current_time() + hyper.graceful_timeout + 1
 
 

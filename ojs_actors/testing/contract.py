@@ -169,6 +169,7 @@ class BackendContract:
             expires_at="2030-01-01T00:00:00Z",
         )
         job.extra = {"x-custom": {"kept": "as sent"}}
+        job.args = [2**70, -(2**64), 0.1, 1e300, 'é ✓ \u2028 "quoted"', [], {}, [[]], {"": None}]
         other = make(2)
         [first, second] = await backend.insert_jobs([job, other])
         assert first is job and second is other  # results are the stored jobs, in order
@@ -178,6 +179,8 @@ class BackendContract:
         assert got[2] is not None and got[2].to_record() | {"seq": 0} == job.to_record()
         assert got[2].to_wire() == job.to_wire()
         assert await backend.get_jobs([]) == []
+        [active], _ = await backend.claim("q", 1, NOW + 1, "w", None)  # rewritten by the claim
+        assert active.id == job.id and (active.args, active.meta) == (job.args, job.meta)
 
     async def test_insert_reports_duplicate_ids_in_store_and_in_batch(
         self, backend: Backend

@@ -17,7 +17,7 @@ class RedisBackend(AssembledBackend):
 
     name = "redis"
     capabilities = EVERY_CAPABILITY
-    needs_asyncio = True
+    needs_asyncio = False
 
     def __init__(
         self,
@@ -25,7 +25,7 @@ class RedisBackend(AssembledBackend):
         *,
         prefix: str = DEFAULT_PREFIX,
         event_retention: int = EVENT_RETENTION,
-        socket_timeout: float = 5.0,
+        socket_timeout: float | None = 5.0,
         connect_timeout: float = 2.0,
     ) -> None:
         connection = RedisConnection(

@@ -206,16 +206,93 @@ _UPDATE = (
     _PRELUDE
     + r"""
 local ops = cjson.decode(ARGV[2])
-for i, op in ipairs(ops) do op.r = ARGV[2 + i] end
-local results = {}
+local ids, seen, distinct = {}, {}, true
 for i, op in ipairs(ops) do
-  local old = old_of(op.id)
+  op.r = ARGV[2 + i]
+  ids[i] = op.id
+  if seen[op.id] then distinct = false end
+  seen[op.id] = true
+end
+local results = {}
+if not distinct then
+  -- the same job twice: each compare-and-set must see the one before it
+  for i, op in ipairs(ops) do
+    local old = old_of(op.id)
+    if old and old.v == op.e then results[i] = store(op, old) else results[i] = -2 end
+  end
+  flush_outbox(P, KEEP)
+  return results
+end
+-- Distinct jobs: one HMGET of the versions replaced, then one command per key for all
+-- the writes (records, each queue's counts and ready set, timers), as insert does.
+local raws = hmget_all(JOBS, ids)
+local olds, fresh = {}, 0
+for i, op in ipairs(ops) do
+  local old = index_of(raws[i] and cjson.decode(raws[i]))
   if old and old.v == op.e then
-    results[i] = store(op, old)
+    olds[i] = old
+    if op.s == 'available' then fresh = fresh + 1 end
   else
     results[i] = -2
   end
 end
+local next_seq = 0
+if fresh > 0 then next_seq = redis.call('INCRBY', P .. 'seq', fresh) - fresh end
+local records, counts, ready, unready, timers, untimed = {}, {}, {}, {}, {}, {}
+local function count(q, s, delta)
+  local name = q .. '\0' .. s
+  local n = counts[name] or {q, s, 0}
+  n[3] = n[3] + delta
+  counts[name] = n
+end
+local function add(lists, q, a, b)
+  local list = lists[q] or {}
+  list[#list + 1] = a
+  if b then list[#list + 1] = b end
+  lists[q] = list
+end
+for i, op in ipairs(ops) do
+  local old = olds[i]
+  if old then
+    count(old.q, old.s, -1)
+    count(op.q, op.s, 1)
+    if old.s == 'available' then add(unready, old.q, op.id) end
+    local r = op.r
+    results[i] = -1
+    if op.s == 'available' then
+      next_seq = next_seq + 1
+      results[i] = next_seq
+      r = with_seq(r, next_seq)
+      add(ready, op.q, fmt(-op.p * 17592186044416 + next_seq), op.id)
+    end
+    if op.d >= 0 then
+      timers[#timers + 1] = fmt(op.d)
+      timers[#timers + 1] = op.id
+    else
+      untimed[#untimed + 1] = op.id
+    end
+    if old.dl and not (op.dl and old.q == op.q) then
+      redis.call('ZREM', P .. 'dead', op.id)
+      redis.call('ZREM', P .. 'deadq:' .. old.q, op.id)
+    end
+    if op.dl and not (old.dl and old.q == op.q) then
+      local n = redis.call('INCR', P .. 'dead_seq')
+      redis.call('ZADD', P .. 'dead', n, op.id)
+      redis.call('ZADD', P .. 'deadq:' .. op.q, n, op.id)
+    end
+    records[#records + 1] = op.id
+    records[#records + 1] = r
+    emit(op.id .. '_' .. op.v, old.s, r)
+  end
+end
+chunked('HSET', JOBS, records)
+for _, n in pairs(counts) do
+  if n[3] ~= 0 then redis.call('HINCRBY', P .. 'counts:' .. n[1], n[2], n[3]) end
+end
+for q, list in pairs(unready) do chunked('ZREM', P .. 'ready:' .. q, list) end
+for q, list in pairs(ready) do chunked('ZADD', P .. 'ready:' .. q, list) end
+chunked('ZADD', P .. 'timers', timers)
+chunked('ZREM', P .. 'timers', untimed)
 flush_outbox(P, KEEP)
 return results
 """

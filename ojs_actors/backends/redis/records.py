@@ -7,26 +7,46 @@ docstring)."""
 from __future__ import annotations
 
 import json
-from json.encoder import encode_basestring_ascii
 from typing import Any
+
+import orjson
 
 from ...core import Job, State
 from ..base import timers_of
 
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_stdlib_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+EXACT = "_exact"
+"""A record field marking a record with an integer beyond 64 bits somewhere: ``orjson``
+refuses to write one and would read it back as a float, so such a record is written and
+read by the standard library (a ``Job.from_record`` ignores the field)."""
 
 
-def _field_text(value: Any) -> str:
-    """``_dumps(value)``, with the common scalars done without the encoder's overhead
-    (a record has some thirty fields; this is most of the cost of writing one)."""
-    kind = type(value)
-    if kind is str:
-        return encode_basestring_ascii(value)  # what json.dumps does for a str
-    if kind is int:
-        return int.__repr__(value)
-    if kind is bool:
-        return "true" if value else "false"
-    return _dumps(value)
+def _dumps(value: Any) -> str:
+    """Compact JSON text, by ``orjson`` (encoding records is most of the Python cost of a
+    Redis call), or the standard library for what ``orjson`` refuses (integers beyond 64
+    bits). NaN and infinities, which JSON lacks and the HTTP API refuses, become null."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return _stdlib_dumps(value)
+
+
+_field_text = _dumps
+"""A record field's own JSON text."""
+
+
+def _record_text(record: dict[str, Any]) -> str:
+    """The stored text of a record: each field's own JSON text, in one JSON object."""
+    texts: dict[str, str] = {}
+    dumps = orjson.dumps
+    for name, value in record.items():
+        try:
+            texts[name] = dumps(value).decode()
+        except orjson.JSONEncodeError:
+            texts[name] = _stdlib_dumps(value)
+            texts[EXACT] = "true"
+    return dumps(texts).decode()
 
 
 def _job_of(raw: str | None) -> Job | None:
@@ -36,8 +56,9 @@ def _job_of(raw: str | None) -> Job | None:
     record is rebuilt as one JSON object and parsed in one call."""
     if not raw:
         return None
-    fields = json.loads(raw)
-    record = json.loads("{" + ",".join([f'"{name}":{text}' for name, text in fields.items()]) + "}")
+    fields = orjson.loads(raw)  # field names to texts: strings only
+    text = "{" + ",".join([f'"{name}":{text}' for name, text in fields.items()]) + "}"
+    record = json.loads(text) if EXACT in fields else orjson.loads(text)
     return Job.from_record(record)
 
 
@@ -51,7 +72,7 @@ def _op(job: Job, expected: int = -1) -> dict[str, Any]:
         "id": job.id,
         "v": job.version,
         "e": expected,
-        "r": _dumps({name: _field_text(value) for name, value in record.items()}),
+        "r": _record_text(record),
         "q": job.queue,
         "s": job.state.value,
         "p": job.priority,
