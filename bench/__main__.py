@@ -42,6 +42,14 @@ def _runner(scenario: str) -> Runner:
         from ._growth import run_growth
 
         return run_growth
+    if scenario == "redis_client":
+        from ._redis_client import run_redis_client
+
+        return run_redis_client
+    if scenario == "scale_out":
+        from ._scale_out import run_scale_out
+
+        return run_scale_out
     raise ValueError(scenario)
 
 
@@ -53,7 +61,8 @@ def _scenarios(chosen: Sequence[str] | None) -> tuple[str, ...]:
         for name in ALIASES.get(word, word).split(","):
             if name not in SCENARIOS:
                 raise SystemExit(
-                    f"unknown scenario {word!r}; choose from {', '.join(SCENARIOS)} or 1-6"
+                    f"unknown scenario {word!r}; choose from {', '.join(SCENARIOS)} "
+                    "or 1-5, 6 (= 1-3), 7, 8"
                 )
             if name not in names:
                 names.append(name)
@@ -70,11 +79,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BenchConfig, Path]:
     parser.add_argument("--runs", type=int, help="runs per figure (default 3; 1 with --quick)")
     parser.add_argument(
         "--only", nargs="+", metavar="SCENARIO",
-        help=f"scenarios to run: {', '.join(SCENARIOS)} (or 1-5; 6 = 1-3); default all",
+        help=f"scenarios to run: {', '.join(SCENARIOS)} (or 1-5, 7, 8; 6 = 1-3); default all",
     )  # fmt: skip
     parser.add_argument(
         "--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
-        help="backends for scenarios 1-3 and 5 (default: every backend)",
+        help="backends for scenarios 1-3 and 5 (default: every backend); 4, 7, 8 are redis",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
     args = parser.parse_args(argv)

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-SCENARIOS = ("http_enqueue", "http_lifecycle", "embedded", "peers", "growth")
-SCENARIO_NUMBERS = {str(number): name for number, name in enumerate(SCENARIOS, start=1)}
+SCENARIOS = (
+    "http_enqueue", "http_lifecycle", "embedded", "peers", "growth", "redis_client", "scale_out",
+)  # fmt: skip
+# The numbers: 6 is not a scenario of its own (it is 1-3 on every backend, an alias
+# in __main__), so the scenarios after growth are 7 and 8.
+SCENARIO_NUMBERS = {
+    "1": "http_enqueue", "2": "http_lifecycle", "3": "embedded", "4": "peers", "5": "growth",
+    "7": "redis_client", "8": "scale_out",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,15 @@ class Sizes:
     growth_connections: int = 16
     fill_chunk: int = 5000  # jobs per batch request while filling
     fill_connections: int = 4
+    # 7. Redis client beside raw RESP: per run, calls per subject and block, blocks, warm-up
+    rtt_calls: int = 2000
+    rtt_blocks: int = 3
+    rtt_warmup: int = 200
+    # 8. scale-out: ojs-actors serve --workers N on redis
+    scale_workers: tuple[int, ...] = (1, 2, 4)
+    scale_jobs: int = 2000  # HTTP lifecycle jobs (latency jobs: http_latency_jobs)
+    scale_fetch_count: int = 50
+    scale_concurrency: int = 64  # single enqueue connections
     # every lifecycle run, every fill: the most it may take
     timeout_s: float = 120.0
     fill_timeout_s: float = 400.0
@@ -63,6 +79,12 @@ QUICK = Sizes(
     growth_connections=4,
     fill_chunk=1000,
     fill_connections=2,
+    rtt_calls=200,
+    rtt_blocks=2,
+    rtt_warmup=20,
+    scale_workers=(1, 2),
+    scale_jobs=100,
+    scale_concurrency=16,
     timeout_s=30.0,
     fill_timeout_s=60.0,
 )

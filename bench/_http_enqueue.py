@@ -31,7 +31,7 @@ def _job_body() -> bytes:
     return json.dumps(JOB, separators=(",", ":")).encode()
 
 
-def _record(outcome: Outcome, subject: str, result: LoadResult, run: int) -> None:
+def record_load(outcome: Outcome, subject: str, result: LoadResult, run: int) -> None:
     outcome.runs.append({"run": run, "subject": subject, **result.as_dict()})
     if result.failures:
         outcome.notes.append(f"run {run + 1}, {subject}: {result.failures} failed requests")
@@ -85,20 +85,20 @@ def run_http_enqueue(config: BenchConfig, progress: Progress) -> Outcome:
             progress(f"{SCENARIO}: run {run + 1}/{sizes.runs}")
             for concurrency in sizes.concurrencies:
                 result = load(hello.port, hello_request, concurrency)
-                _record(outcome, f"hello-world c={concurrency}", result, run)
+                record_load(outcome, f"hello-world c={concurrency}", result, run)
                 outcome.series_of(
                     f"load generator, hello-world c={concurrency}", "CPU cores used"
                 ).values.append(result.client_cpu)
                 for backend, server in servers.items():
                     result = load(server.port, enqueue[backend], concurrency)
-                    _record(outcome, f"{backend} enqueue c={concurrency}", result, run)
+                    record_load(outcome, f"{backend} enqueue c={concurrency}", result, run)
             for backend, server in servers.items():
                 result = load(server.port, batch[backend], sizes.batch_connections)
                 subject = f"{backend} batch x{sizes.batch_size} c={sizes.batch_connections}"
-                _record(outcome, subject, result, run)
+                record_load(outcome, subject, result, run)
                 outcome.series_of(subject, "jobs/s").values.append(result.per_s * sizes.batch_size)
             result = load(static.port, static_request, CEILING_CONNECTIONS)
-            _record(outcome, f"load generator ceiling c={CEILING_CONNECTIONS}", result, run)
+            record_load(outcome, f"load generator ceiling c={CEILING_CONNECTIONS}", result, run)
 
     _add_ratios(outcome, config)
     return outcome

@@ -1,4 +1,5 @@
-"""Scenarios 2 and 3: the no-op lifecycle on every backend, over HTTP and embedded.
+"""Scenarios 2 and 3: the no-op lifecycle on every backend, over HTTP and embedded
+(on redis, embedded, also the Redis round trips per job).
 
 Every lifecycle run happens in a fresh process (:mod:`bench._isolated`). Runs are
 interleaved: run 1 of every subject, then run 2 of every subject, and so on.
@@ -15,6 +16,16 @@ from ._results import Ratio, ratio_of
 from ._servers import RedisProcess, ServerGroup
 
 TARGET_EMBEDDED_MEMORY_JOBS_PER_S = 50_000.0
+ROUND_TRIPS_NOTE = (
+    "embedded redis, round trips/job: requests the backend's RedisClient sent to Redis "
+    "(its round_trips counter; a pipeline, or one EVALSHA of a Lua script however many "
+    "keys it touches, counts as one; the NOSCRIPT reload makes two), by every part of the "
+    "system, background tasks included, from the first enqueue to the moment the last "
+    "job's ack is stored, divided by the jobs; latency round trips/job: the same over the "
+    "latency phase (first latency enqueue to the last latency job's stored ack, the idle "
+    "worker group's fetches between jobs included) divided by the latency jobs; memory and "
+    "sqlite have no such count"
+)
 
 
 def http_subject(backend: str, fetch_count: int) -> str:
@@ -93,6 +104,10 @@ def run_embedded_lifecycle(config: BenchConfig, progress: Progress) -> Outcome:
                 }
                 result = run_isolated("embedded", embedded_subject(backend), kwargs)
                 outcome.record_lifecycle(run, result)
+                if backend == "redis":
+                    outcome.record_round_trips(result)
+    if "redis" in config.backends:
+        outcome.notes.append(ROUND_TRIPS_NOTE)
     if "memory" in config.backends:
         process = outcome.series_of(embedded_subject("memory"), "process jobs/s")
         outcome.ratios.append(

@@ -17,6 +17,10 @@ LIFECYCLE_METRICS = (
     ("latency p50 ms", "latency_p50_ms"),
     ("latency p99 ms", "latency_p99_ms"),
 )
+ROUND_TRIP_METRICS = (
+    ("round trips/job", "round_trips_per_job"),
+    ("latency round trips/job", "latency_round_trips_per_job"),
+)
 
 
 @dataclass
@@ -57,6 +61,13 @@ class Outcome:
                     else ""
                 )
             )
+
+    def record_round_trips(self, result: LifecycleResult) -> None:
+        """A lifecycle run's Redis round trips per job (enqueue and process phases) and per
+        latency job, as two more series of its subject; NaN unless the run is ``ok``."""
+        for metric, attribute in ROUND_TRIP_METRICS:
+            value = float(getattr(result, attribute)) if result.ok else math.nan
+            self.series_of(result.subject, metric).values.append(value)
 
     def all_lifecycles_ok(self) -> bool:
         return all(run.get("ok", True) for run in self.runs)

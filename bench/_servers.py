@@ -8,6 +8,7 @@ ends, whatever ended it. Logs go to files in the group's directory.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -29,6 +30,7 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 VENV_BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
+SERVING_LINE = re.compile(r"ojs_actors\.serve\[(\d+)\]: ojs-actors serving")
 
 
 def free_port() -> int:
@@ -132,6 +134,25 @@ class HttpProcess(Process):
         return http_exchange(self.port, self.probe)[0] < 300
 
 
+class WorkersProcess(HttpProcess):
+    """``ojs-actors serve --workers N``: the parent answers once one child serves; ready
+    only when ``workers`` children have logged that they serve."""
+
+    def __init__(
+        self, name: str, command: Sequence[str], port: int, log: Path, probe: bytes, workers: int
+    ) -> None:
+        super().__init__(name, command, port, log, probe)
+        self.workers = workers
+
+    def serving_pids(self) -> set[int]:
+        """The processes that logged ``ojs-actors serving`` (each child does, once up)."""
+        text = self.log_path.read_text(errors="replace")
+        return {int(pid) for pid in SERVING_LINE.findall(text)}
+
+    def ready(self) -> bool:
+        return len(self.serving_pids()) >= self.workers and super().ready()
+
+
 class RedisProcess(Process):
     def ready(self) -> bool:
         return redis_command(self.port, "PING", timeout=1.0) == b"+PONG"
@@ -198,11 +219,14 @@ class ServerGroup:
         self._add(process)
         return process
 
-    def ojs(self, backend: str, redis_url: str | None = None) -> HttpProcess:
-        """``ojs-actors serve --backend B`` from the project's virtualenv."""
+    def ojs(self, backend: str, redis_url: str | None = None, workers: int = 1) -> HttpProcess:
+        """``ojs-actors serve --backend B`` from the project's virtualenv; with ``workers``
+        above 1, ``--workers N`` (a :class:`WorkersProcess`: the parent's pid, N children)."""
         port = free_port()
         command = [str(VENV_BIN / "ojs-actors"), "serve", "--backend", backend,
                    "--host", HOST, "--port", str(port)]  # fmt: skip
+        if workers > 1:
+            command += ["--workers", str(workers)]
         if backend == "sqlite":
             command += ["--db", str(self.directory / f"ojs-{port}.db")]
         if backend == "redis":
@@ -211,7 +235,13 @@ class ServerGroup:
             command += ["--redis-url", redis_url]
         probe = build_request("GET", "/ojs/v1/health", host=HOST, port=port)
         log = self.directory / f"ojs-{backend}-{port}.log"
-        process = HttpProcess(f"ojs-actors {backend}:{port}", command, port, log, probe)
+        name = f"ojs-actors {backend}:{port}"
+        process: HttpProcess
+        if workers > 1:
+            name += f" --workers {workers}"
+            process = WorkersProcess(name, command, port, log, probe, workers)
+        else:
+            process = HttpProcess(name, command, port, log, probe)
         self._add(process)
         return process
 

@@ -16,12 +16,20 @@ their figures compare:
 
 Every phase is bounded by ``timeout_s``; a run that times out reports the jobs it
 completed and is not a valid measurement (``ok`` is false).
+
+Where the subject talks to Redis through ojs-actors' own client (ojs-actors embedded on
+``redis``), the run also counts the client's round trips (``RedisClient.round_trips``:
+requests sent, a pipeline counting as one) per phase: ``round_trips_per_job`` is the
+enqueue and process phases' count (first enqueue through the last job's stored ack)
+over ``jobs``; the latency phase's count over ``latency_jobs`` is reported apart, in
+``latency_round_trips_per_job``, as it includes the idle worker's polling between jobs.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ._results import percentile
@@ -42,6 +50,10 @@ class LifecycleResult:
     latency_p50_ms: float
     latency_p99_ms: float
     settings: str = ""  # how it was run: pool, concurrency, bulk API, versions
+    # Redis round trips by phase ("enqueue", "process", "latency"), where counted (else empty)
+    round_trips: dict[str, int] = field(default_factory=dict)
+    round_trips_per_job: float = math.nan  # (enqueue + process) / jobs
+    latency_round_trips_per_job: float = math.nan  # latency / latency_jobs
 
     @classmethod
     def measured(
@@ -55,10 +67,22 @@ class LifecycleResult:
         latencies_s: Iterable[float],
         latency_jobs: int,
         settings: str,
+        round_trips: dict[str, int] | None = None,
     ) -> LifecycleResult:
         """A run's result from its latency samples (seconds); unless every one of the
-        ``latency_jobs`` was measured, ``latency_jobs`` is 0 and the run is not ``ok``."""
+        ``latency_jobs`` was measured, ``latency_jobs`` is 0 and the run is not ``ok``.
+        ``round_trips``: the counts by phase, where counted; a phase that did not finish
+        is left out, and its per-job figure is NaN."""
         samples = sorted(latencies_s)
+        counts = dict(round_trips or {})
+        bulk = (
+            (counts["enqueue"] + counts["process"]) / jobs
+            if jobs and "enqueue" in counts and "process" in counts
+            else math.nan
+        )
+        latency = (
+            counts["latency"] / latency_jobs if latency_jobs and "latency" in counts else math.nan
+        )
         return cls(
             subject=subject,
             jobs=jobs,
@@ -69,6 +93,9 @@ class LifecycleResult:
             latency_p50_ms=percentile(samples, 50) * 1000.0,
             latency_p99_ms=percentile(samples, 99) * 1000.0,
             settings=settings,
+            round_trips=counts,
+            round_trips_per_job=bulk,
+            latency_round_trips_per_job=latency,
         )
 
     @property

@@ -7,6 +7,12 @@ batches. The process phase ends when the last job's ack is stored. The latency
 phase enqueues single jobs (``System.enqueue``) carrying their enqueue time while
 the group keeps running.
 
+On ``redis`` the run also counts the backend client's round trips
+(``RedisClient.round_trips``: requests sent to Redis, a pipeline counting as one, by
+every part of the system, background tasks included): the enqueue phase, the process
+phase up to the moment the last job's ack is stored, and, apart, the latency phase
+(first latency enqueue through the last latency job's stored ack).
+
     python -m bench.embedded --backend memory --jobs 50000
 """
 
@@ -16,7 +22,7 @@ import argparse
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
@@ -33,7 +39,19 @@ GRACE_PERIOD_S = 5.0
 
 
 class _Progress(LifecycleProgress):
-    """What the worker group has done so far."""
+    """What the worker group has done so far; with ``count`` (the Redis client's round
+    trips so far), also the count at the moment the last bulk job's, and the last latency
+    job's, ack is stored."""
+
+    def __init__(self, jobs: int, latency_jobs: int, count: Callable[[], int] | None) -> None:
+        super().__init__(jobs, latency_jobs)
+        self.count = count
+        self.count_at_completion: int | None = None
+        self.latency_settled = 0
+        self.count_at_latency_settled: int | None = None
+        self.all_latencies_settled = trio.Event()
+        if latency_jobs == 0:
+            self.all_latencies_settled.set()
 
     async def handle(self, job: Job) -> None:
         """The no-op handler: latency-phase jobs carry their enqueue time."""
@@ -43,13 +61,35 @@ class _Progress(LifecycleProgress):
 
     def settled(self, jobs: Sequence[Job]) -> None:
         """Acks stored: the process phase counts bulk-phase jobs once completed."""
-        self.bulk_jobs_completed(
-            sum(
-                1
-                for job in jobs
-                if job.state is State.COMPLETED and not isinstance(job.args[0], dict)
-            )
-        )
+        completed = [job for job in jobs if job.state is State.COMPLETED]
+        latency = sum(1 for job in completed if isinstance(job.args[0], dict))
+        self.bulk_jobs_completed(len(completed) - latency)
+        if self.count is not None and self.all_completed.is_set():
+            if self.count_at_completion is None:
+                self.count_at_completion = self.count()
+        if latency:
+            self.latency_settled += latency
+            if self.latency_settled >= self.latency_jobs:
+                if self.count is not None and self.count_at_latency_settled is None:
+                    self.count_at_latency_settled = self.count()
+                self.all_latencies_settled.set()
+
+
+def round_trip_counter(system: System) -> Callable[[], int] | None:
+    """A reader of ``RedisClient.round_trips`` of the system's backend, where it has that
+    client (``redis``: ``backend.connection.client``); else None."""
+    try:
+        client: Any = system.backend.connection.client  # type: ignore[attr-defined]
+    except Exception:  # no such attribute (memory, sqlite), or not connected
+        return None
+    if not isinstance(getattr(client, "round_trips", None), int):
+        return None
+
+    def count() -> int:
+        value: int = client.round_trips
+        return value
+
+    return count
 
 
 async def _enqueue_all(system: System, jobs: int, chunk_size: int) -> None:
@@ -88,14 +128,20 @@ async def embedded_lifecycle(
     name and options), each bounded by what is left of ``timeout_s``. A run that
     times out reports what it completed."""
     deadline = trio.current_time() + timeout_s
-    progress = _Progress(jobs, latency_jobs)
     enqueue_per_s = process_per_s = math.nan
+    round_trips: dict[str, int] = {}
     async with open_system(create_backend(backend, **options)) as system:
+        count = round_trip_counter(system)
+        progress = _Progress(jobs, latency_jobs, count)
         with trio.move_on_at(deadline):
+            before = count() if count else 0
             started = time.perf_counter()
             await _enqueue_all(system, jobs, enqueue_chunk)
             enqueue_per_s = jobs / (time.perf_counter() - started)
+            if count:
+                round_trips["enqueue"] = count() - before
         if not math.isnan(enqueue_per_s):
+            before = count() if count else 0
             started = time.perf_counter()
             async with system.worker_group(
                 [QUEUE],
@@ -109,8 +155,20 @@ async def embedded_lifecycle(
                     await progress.all_completed.wait()
                     if jobs:
                         process_per_s = jobs / (progress.last_completion - started)
+                    if count:
+                        at_completion = progress.count_at_completion
+                        round_trips["process"] = (
+                            count() if at_completion is None else at_completion
+                        ) - before
+                        before = count()
                     await _enqueue_latency_jobs(system, latency_jobs)
                     await progress.all_latencies.wait()
+                    if count:
+                        await progress.all_latencies_settled.wait()
+                        at_settled = progress.count_at_latency_settled
+                        round_trips["latency"] = (
+                            count() if at_settled is None else at_settled
+                        ) - before
     return LifecycleResult.measured(
         subject or f"ojs-actors embedded ({backend})",
         jobs=jobs,
@@ -124,6 +182,7 @@ async def embedded_lifecycle(
             f"process: concurrency {concurrency}, batch size {batch_size}, acks stored in "
             f"batches (System.settle_many path); backend {backend}"
         ),
+        round_trips=round_trips,
     )
 
 

@@ -1,10 +1,10 @@
 """The benchmark harness itself: its maths, its response parser, and a tiny end-to-end run.
 
-The end-to-end test runs ``python -m bench --quick`` with real servers (ojs-actors on
-memory and redis, the hello-world app, redis-server) and checks that every job of
-every lifecycle run really completed and that the table, the JSON and the PNGs are
-written and readable. The peers scenario is left out: it builds a virtualenv per
-peer, which takes minutes.
+The end-to-end tests run ``python -m bench --quick`` with real servers (ojs-actors on
+memory and redis, ``serve --workers 2``, the hello-world app, redis-server) and check
+that every job of every lifecycle run really completed and that the table, the JSON and
+the PNGs are written and readable. The peers scenario is left out: it builds a
+virtualenv per peer, which takes minutes.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.__main__ import parse_args
 from bench._load import LoadSpec, ProtocolError, build_request, generate_load, parse_response
 from bench._results import Ratio, Series, percentile, ratio_of
 from bench._servers import ServerGroup
+from bench._workload import LifecycleResult
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -104,6 +106,38 @@ def test_ratio_targets_in_both_directions() -> None:
     assert Ratio("s", "all failed", [math.nan], target=1.0).met is None
 
 
+def test_round_trips_per_job_cover_enqueue_and_process_and_latency_apart() -> None:
+    def result(round_trips: dict[str, int] | None) -> LifecycleResult:
+        return LifecycleResult.measured(
+            "s", jobs=1000, completed=1000, enqueue_per_s=1.0, process_per_s=1.0,
+            latencies_s=[0.001] * 10, latency_jobs=10, settings="", round_trips=round_trips,
+        )  # fmt: skip
+
+    counted = result({"enqueue": 5, "process": 21, "latency": 40})
+    assert counted.round_trips_per_job == 0.026 and counted.latency_round_trips_per_job == 4.0
+    assert counted.as_dict()["round_trips"] == {"enqueue": 5, "process": 21, "latency": 40}
+    unfinished = result({"enqueue": 5})  # the process phase timed out: no figure
+    assert math.isnan(unfinished.round_trips_per_job)
+    assert math.isnan(unfinished.latency_round_trips_per_job)
+    uncounted = result(None)  # memory, sqlite, the peers
+    assert uncounted.round_trips == {} and math.isnan(uncounted.round_trips_per_job)
+    # a result still loads from its JSON form (the isolated runs' and the peers' way)
+    fields = json.loads(json.dumps(counted.as_dict()))
+    fields.pop("ok")
+    assert LifecycleResult(**fields) == counted
+
+
+def test_scenario_numbers_keep_6_as_1_to_3() -> None:
+    def chosen(*words: str) -> tuple[str, ...]:
+        return parse_args(["--only", *words])[0].scenarios
+
+    assert chosen("6") == ("http_enqueue", "http_lifecycle", "embedded")
+    assert chosen("8", "3", "7") == ("embedded", "redis_client", "scale_out")
+    assert chosen("redis_client", "5") == ("growth", "redis_client")
+    with pytest.raises(SystemExit):
+        chosen("9")
+
+
 # -- the load generator against a real server -------------------------------------------------
 
 
@@ -157,6 +191,17 @@ def test_quick_run_completes_every_job_and_writes_the_report(tmp_path: Path) -> 
         assert run["completed"] == run["jobs"] > 0
         assert run["process_per_s"] > 0 and run["latency_p50_ms"] > 0
 
+    # Redis round trips: counted for embedded redis only, every phase of it
+    embedded = {run["subject"]: run for run in scenarios["embedded"]["runs"]}
+    counted = embedded["embedded redis"]
+    assert set(counted["round_trips"]) == {"enqueue", "process", "latency"}
+    assert 0 < counted["round_trips_per_job"] < 1  # batched: fewer round trips than jobs
+    assert counted["latency_round_trips_per_job"] >= 1  # single jobs: at least their enqueue
+    assert embedded["embedded memory"]["round_trips"] == {}
+    rows = {(series["subject"], series["metric"]) for series in scenarios["embedded"]["series"]}
+    assert ("embedded redis", "round trips/job") in rows
+    assert ("embedded memory", "round trips/job") not in rows
+
     enqueue_runs = scenarios["http_enqueue"]["runs"]
     assert enqueue_runs and all(
         run["failures"] == 0 and run["requests"] > 0 for run in enqueue_runs
@@ -173,3 +218,43 @@ def test_quick_run_completes_every_job_and_writes_the_report(tmp_path: Path) -> 
     for name in ("http_enqueue", "http_lifecycle", "embedded", "growth"):
         image = matplotlib.image.imread(folder / f"{name}.png")
         assert image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_quick_redis_client_and_scale_out(tmp_path: Path) -> None:
+    """Scenarios 7 and 8, tiny: the client beside raw RESP; serve --workers 1 and 2."""
+    command = [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path),
+               "--only", "redis_client", "scale_out"]  # fmt: skip
+    finished = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    table = finished.stdout
+    assert "7. Redis client round trip" in table and "8. Scale-out" in table
+    document = json.loads((tmp_path / "latest" / "results.json").read_text())
+    scenarios = {scenario["scenario"]: scenario for scenario in document["scenarios"]}
+    assert list(scenarios) == ["redis_client", "scale_out"]
+
+    client = scenarios["redis_client"]
+    [run] = client["runs"]
+    assert set(run["median_us"]) == {"client EVALSHA", "raw EVALSHA", "client PING", "raw PING"}
+    assert all(0 < value < 100_000 for value in run["median_us"].values())
+    # the client's calls only: warm-up and timed calls of EVALSHA and PING
+    assert run["round_trips_counted"] == 2 * (run["warmup"] + run["blocks"] * run["calls"])
+    ratios = {ratio["name"]: ratio for ratio in client["ratios"]}
+    evalsha = ratios["Redis client / raw RESP round trip, EVALSHA"]
+    assert evalsha["target"] == 1.5 and evalsha["at_most"] and evalsha["met"] is not None
+
+    scale = scenarios["scale_out"]
+    lifecycles = [run for run in scale["runs"] if "completed" in run]
+    loads = [run for run in scale["runs"] if "requests" in run]
+    assert len(lifecycles) == len(loads) == 2  # --workers 1 and 2, one run each
+    for run in lifecycles:
+        assert run["ok"] and run["completed"] == run["jobs"] > 0, run
+    for run in loads:
+        assert run["requests"] > 0 and run["failures"] == 0, run
+    assert any("--workers 2: CPU seconds per serving process" in note for note in scale["notes"])
+    assert not any("serving processes at the end" in note for note in scale["notes"])
+    names = {ratio["name"] for ratio in scale["ratios"]}
+    assert "--workers 2 / --workers 1: HTTP lifecycle process jobs/s" in names
+    for scenario in scenarios.values():
+        assert all(series["median"] is not None for series in scenario["series"]), scenario
