@@ -4,9 +4,11 @@ The suites and their runner live outside this repository: by default in
 ``../shared/conformance`` next to the checkout, or wherever
 ``OJS_CONFORMANCE_DIR`` points. Without them these tests are skipped, and say so.
 
-Levels 0-4 (core suites) run once per backend. The cron cases wait for real minute
-boundaries, so a run takes minutes; the backends' runs are started together, each
-against its own server, and each test waits for its backend's run.
+Levels 0-4 (core suites) run once per backend, and once more against two server
+processes on one port over Redis (``serve --workers 2``: each request may reach
+either). The cron cases wait for real minute boundaries, so a run takes minutes; the
+runs are started together, each against its own server, and each test waits for its
+run.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ CONFORMANCE_DIR = Path(
     os.environ.get("OJS_CONFORMANCE_DIR", REPO.parent / "shared" / "conformance")
 )
 RUNNER = CONFORMANCE_DIR / "ojs_conformance.py"
-BACKENDS = ("memory", "sqlite", "redis")
+SUBJECTS = ("memory", "sqlite", "redis", "redis-workers-2")
+"""A backend, or ``redis-workers-2``: ``serve --workers 2 --backend redis``."""
 MAX_LEVEL = 4
 RUN_TIMEOUT = 1500  # seconds; a full run takes about 7 minutes
 
@@ -62,12 +65,15 @@ class Run:
         self.server.stop()
 
 
-def start_run(backend: str, workdir: Path, redis_url: str | None) -> Run:
-    storage = ["--db", str(workdir / "ojs.db")] if backend == "sqlite" else []
+def start_run(subject: str, workdir: Path, redis_url: str | None) -> Run:
+    backend, _, workers = subject.partition("-workers-")
+    arguments = ["--backend", backend]
+    if backend == "sqlite":
+        arguments += ["--db", str(workdir / "ojs.db")]
+    if workers:
+        arguments += ["--workers", workers]
     env = {"REDIS_URL": redis_url} if redis_url is not None else {}
-    server = OjsServer(
-        ["--backend", backend, *storage], workdir / "server.log", env=env, allow_reset=True
-    )
+    server = OjsServer(arguments, workdir / "server.log", env=env, allow_reset=True)
     url = server.url
     command = [
         sys.executable, str(RUNNER), "--url", url,
@@ -77,7 +83,7 @@ def start_run(backend: str, workdir: Path, redis_url: str | None) -> Run:
     for test_id in sorted(KNOWN_SUITE_DEFECTS):
         command += ["--exclude", test_id]
     runner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return Run(backend, server, runner)
+    return Run(subject, server, runner)
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +92,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
     redis.start()
     started: dict[str, Run] = {}
     try:
-        for backend in BACKENDS:
-            redis_url = redis.url if backend == "redis" else None
-            started[backend] = start_run(backend, tmp_path_factory.mktemp(backend), redis_url)
+        for db, subject in enumerate(SUBJECTS):
+            redis_url = f"{redis.url.rsplit('/', 1)[0]}/{db}" if "redis" in subject else None
+            started[subject] = start_run(subject, tmp_path_factory.mktemp(subject), redis_url)
         yield started
     finally:
         for run in started.values():
@@ -96,7 +102,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
         redis.stop()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", SUBJECTS)
 def test_levels_0_to_4(runs: dict[str, Run], backend: str) -> None:
     run = runs[backend]
     code, stdout = run.result()

@@ -678,3 +678,23 @@ async def test_no_claim_lost_under_cancellation(redis_url: str) -> None:
         assert all(job is not None and job.state is State.ACTIVE for job in unreturned)
         assert all(job is not None and job.attempt == 1 for job in unreturned)
         assert calls["answered"] > 0 and calls["cancelled"] > 0, calls
+
+
+# -- subscribe --------------------------------------------------------------------------
+
+
+async def test_a_subscription_receives_what_is_published_and_ends_with_the_server(
+    own_redis: RedisServer,
+) -> None:
+    client = RedisClient(own_redis.url)
+    try:
+        async with client.subscribe("news") as receive:
+            for text in ("one", "two"):
+                assert await client.execute("PUBLISH", "news", text) == 1  # one subscriber
+                with trio.fail_after(3):
+                    assert await receive() == text
+            own_redis.stop()
+            with trio.fail_after(5), pytest.raises(BackendUnavailable):
+                await receive()
+    finally:
+        await client.aclose()

@@ -144,6 +144,25 @@ def sqlite_workers(tmp_path: Path) -> Iterator[OjsServer]:
         server.stop()
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def shared_workers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OjsServer]:
+    """``serve --workers 2`` over sqlite, then over redis, both children serving."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("sqlite_workers")
+        return
+    server = OjsServer(
+        ["--workers", "2", "--backend", "redis", "--access-log"],
+        tmp_path / "server.log",
+        env={"REDIS_URL": request.getfixturevalue("redis_url")},
+        poll_interval=0.2,
+    )
+    try:
+        wait_for_children(server, 2)
+        yield server
+    finally:
+        server.stop()
+
+
 def test_the_cli_reads_workers_from_the_flag_and_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -180,9 +199,9 @@ def test_two_workers_serve_one_port_over_sqlite(sqlite_workers: OjsServer) -> No
 
 
 def test_a_killed_worker_is_restarted_and_no_acknowledged_job_is_lost(
-    sqlite_workers: OjsServer,
+    shared_workers: OjsServer,
 ) -> None:
-    server = sqlite_workers
+    server = shared_workers
     first = children(server.process.pid)
     enqueued: set[str] = set()
     answered_at: list[float] = []

@@ -27,6 +27,7 @@ from .base import (
     EventFilter,
     EventLog,
     JobStore,
+    RateLimit,
     ReadyQueue,
     Snapshots,
     Timers,
@@ -108,9 +109,16 @@ class AssembledBackend(Backend):
     # -- ReadyQueue ---------------------------------------------------------------------
 
     async def claim(
-        self, queue: str, count: int, now: int, worker_id: str | None, visibility_ms: int | None
+        self,
+        queue: str,
+        count: int,
+        now: int,
+        worker_id: str | None,
+        visibility_ms: int | None,
+        *,
+        rate: RateLimit | None = None,
     ) -> tuple[list[Job], list[Job]]:
-        return await self._ready.claim(queue, count, now, worker_id, visibility_ms)
+        return await self._ready.claim(queue, count, now, worker_id, visibility_ms, rate=rate)
 
     # -- Timers -------------------------------------------------------------------------
 

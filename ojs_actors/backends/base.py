@@ -50,6 +50,15 @@ class EventFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``limit`` claims of a queue in any ``window_ms``, counted by the backend, so
+    every process sharing it counts the same claims."""
+
+    limit: int
+    window_ms: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
 class Deduplicated:
     """Insert result under ``on_conflict: ignore``: the job already there."""
 
@@ -168,11 +177,20 @@ class ReadyQueue(Protocol):
     each ready job is claimed once."""
 
     async def claim(
-        self, queue: str, count: int, now: int, worker_id: str | None, visibility_ms: int | None
+        self,
+        queue: str,
+        count: int,
+        now: int,
+        worker_id: str | None,
+        visibility_ms: int | None,
+        *,
+        rate: RateLimit | None = None,
     ) -> tuple[list[Job], list[Job]]:
         """Atomically move up to ``count`` ready jobs of ``queue`` to ``active``, in ready
         order. Jobs found past ``expires_at`` are discarded instead, never delivered.
-        Returns ``(claimed, expired)``."""
+        With ``rate``, fewer if the queue's claims in the window ending at ``now`` (this
+        call's included, through any process) would pass its limit. Returns
+        ``(claimed, expired)``."""
 
 
 class Timers(Protocol):
@@ -242,6 +260,19 @@ class EventLog(Protocol):
         ``None``), filtered, at most ``query.limit``; rendered by
         :func:`ojs_actors.backends.outbox.collect`, so the same change always gives the
         same events with the same ids."""
+
+
+@runtime_checkable
+class ReadyNotices(Protocol):
+    """Optional part: news of jobs becoming available, from every process sharing the
+    store, so fetches waiting in this process look at once rather than at their next poll
+    (``Settings.poll_interval``). A backend has it if it implements this method."""
+
+    async def watch_ready(self, notify: Callable[[str], None]) -> None:
+        """Call ``notify(queue)`` whenever jobs of ``queue`` become available, through any
+        process, until cancelled; raise :class:`~ojs_actors.core.BackendUnavailable` if the
+        store goes away (call again later). Notices are hints, not records: one missed
+        across a reconnect is made up for by the waiters' polling."""
 
 
 @runtime_checkable

@@ -20,6 +20,7 @@ from .base import (
     EVERY_CAPABILITY,
     Deduplicated,
     EventFilter,
+    RateLimit,
     plan_insert,
     plan_inserts,
     replaced_by,
@@ -177,6 +178,7 @@ class MemoryBackend:
         self._snapshots: dict[str, dict[str, Any]] = {}
         self._snapshot_versions: dict[str, int] = {}
         self._outbox = Outbox(self._event_retention)
+        self._claim_times: dict[str, deque[int]] = {}  # per queue, for rate limits
 
     async def start(self) -> None:
         pass
@@ -262,8 +264,20 @@ class MemoryBackend:
         return results
 
     async def claim(
-        self, queue: str, count: int, now: int, worker_id: str | None, visibility_ms: int | None
+        self,
+        queue: str,
+        count: int,
+        now: int,
+        worker_id: str | None,
+        visibility_ms: int | None,
+        *,
+        rate: RateLimit | None = None,
     ) -> tuple[list[Job], list[Job]]:
+        if rate is not None:
+            times = self._claim_times.setdefault(queue, deque())
+            while times and times[0] <= now - rate.window_ms:
+                times.popleft()
+            count = min(count, rate.limit - len(times))
         ready = self._ready.get(queue)
         claimed: list[Job] = []
         expired: list[Job] = []
@@ -283,6 +297,8 @@ class MemoryBackend:
             active = lifecycle.claim(job, now, worker_id, visibility_ms)
             self._store(active, job)
             claimed.append(active)
+        if rate is not None:
+            self._claim_times[queue].extend(now for _ in claimed)
         return claimed, expired
 
     async def due_jobs(self, now: int, limit: int) -> list[Job]:

@@ -74,6 +74,7 @@ from .base import (
     EVERY_CAPABILITY,
     Deduplicated,
     EventFilter,
+    RateLimit,
     plan_insert,
     plan_inserts,
     replaced_by,
@@ -132,6 +133,8 @@ _SCHEMA = (
         before TEXT, record TEXT, event TEXT
     )""",
     """CREATE INDEX IF NOT EXISTS outbox_key ON outbox (key)""",
+    """CREATE TABLE IF NOT EXISTS claim_times (queue TEXT NOT NULL, at INTEGER NOT NULL)""",
+    """CREATE INDEX IF NOT EXISTS claim_times_by_queue ON claim_times (queue, at)""",
 )
 _OUTBOX_PAGE = 500
 _COUNTERS = ("seq", "dead_seq")
@@ -489,9 +492,19 @@ def _claim(
     now: int,
     worker_id: str | None,
     visibility_ms: int | None,
+    rate: RateLimit | None,
 ) -> tuple[list[Job], list[Job]]:
     claimed: list[Job] = []
     expired: list[Job] = []
+    if rate is not None:
+        connection.execute(
+            "DELETE FROM claim_times WHERE queue = ? AND at <= ?",
+            (queue_name, now - rate.window_ms),
+        )
+        (recent,) = connection.execute(
+            "SELECT COUNT(*) FROM claim_times WHERE queue = ?", (queue_name,)
+        ).fetchone()
+        count = min(count, rate.limit - recent)
     while len(claimed) < count:
         rows = connection.execute(
             "SELECT record FROM jobs WHERE queue = ? AND state = 'available'"
@@ -510,6 +523,10 @@ def _claim(
             active = lifecycle.claim(job, now, worker_id, visibility_ms)
             _store(connection, active, _Stored.of(job))
             claimed.append(active)
+    if rate is not None and claimed:
+        connection.executemany(
+            "INSERT INTO claim_times (queue, at) VALUES (?, ?)", [(queue_name, now)] * len(claimed)
+        )
     return claimed, expired
 
 
@@ -636,7 +653,9 @@ def _create_schema(connection: sqlite3.Connection) -> None:
 
 
 def _reset(connection: sqlite3.Connection) -> None:
-    for table in ("jobs", "unique_keys", "counts", "snapshots", "snapshot_versions", "outbox"):
+    for table in (
+        "jobs", "unique_keys", "counts", "snapshots", "snapshot_versions", "outbox", "claim_times",
+    ):  # fmt: skip
         connection.execute(f"DELETE FROM {table}")
     connection.execute("UPDATE counters SET value = 0")
 
@@ -783,12 +802,19 @@ class SqliteBackend:
         return await self._write(lambda connection: _update_jobs(connection, updates))
 
     async def claim(
-        self, queue: str, count: int, now: int, worker_id: str | None, visibility_ms: int | None
+        self,
+        queue: str,
+        count: int,
+        now: int,
+        worker_id: str | None,
+        visibility_ms: int | None,
+        *,
+        rate: RateLimit | None = None,
     ) -> tuple[list[Job], list[Job]]:
         if count <= 0:
             return [], []
         return await self._write(
-            lambda connection: _claim(connection, queue, count, now, worker_id, visibility_ms)
+            lambda connection: _claim(connection, queue, count, now, worker_id, visibility_ms, rate)
         )
 
     async def due_jobs(self, now: int, limit: int) -> list[Job]:

@@ -12,12 +12,11 @@ compare-and-set, a cache of the versions it claimed) is :mod:`.queue_writes`.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..actors import Actor, Envelope
-from ..backends import Backend, Deduplicated
+from ..backends import Backend, Deduplicated, RateLimit
 from ..backends.base import timers_of
 from ..core import BackendUnavailable, Job, OJSError, State
 from .clock import Clock
@@ -58,7 +57,6 @@ class QueueActor(Actor):
         self.paused_at: int | None = None
         self.max_per_second: int | None = None
         """Rate limit adopted from the newest job that set ``options.rate_limit``."""
-        self._recent_claims: deque[int] = deque()
         self._writer = TransitionWriter(queue, backend, clock, self._after_store)
 
     @property
@@ -200,14 +198,6 @@ class QueueActor(Actor):
             self.max_per_second = limits[-1]["max_per_second"]
             await self.persist()
 
-    def _rate_allowance(self, now: int) -> int | None:
-        """How many claims the rate limit allows right now (``None``: unlimited)."""
-        if self.max_per_second is None:
-            return None
-        while self._recent_claims and self._recent_claims[0] <= now - 1000:
-            self._recent_claims.popleft()
-        return max(0, self.max_per_second - len(self._recent_claims))
-
     async def _claim(self, message: Claim) -> list[Job]:
         if (
             not self.paused
@@ -222,17 +212,10 @@ class QueueActor(Actor):
             if self.paused:
                 return []
         now = self.clock()
-        count = message.count
-        allowance = self._rate_allowance(now)
-        if allowance is not None:
-            count = min(count, allowance)
-            if count == 0:
-                return []
+        rate = RateLimit(self.max_per_second) if self.max_per_second is not None else None
         claimed, expired = await self.backend.claim(
-            self.queue, count, now, message.worker_id, message.visibility_ms
+            self.queue, message.count, now, message.worker_id, message.visibility_ms, rate=rate
         )
-        if allowance is not None:
-            self._recent_claims.extend(now for _ in claimed)
         self._writer.remember_claimed(claimed)
         self._after_store(
             [(State.AVAILABLE, job) for job in claimed]

@@ -1,8 +1,9 @@
 """Process-local wake-ups between actors and waiting callers.
 
 These carry no state of record, only "look again": fetchers waiting for work
-on a queue, and the scheduler waiting for its next timer. Other processes
-sharing a networked backend are not signalled; the waiters also poll.
+on a queue, and the scheduler waiting for its next timer. Work made available
+through other processes sharing a backend reaches them through the backend where
+it can tell (:mod:`.ready_watcher`); the waiters also poll.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
     root (one_for_one, 3 restarts / 5 s)
     ├── scheduler                              the Scheduler actor: every job timer
+    ├── ready-watcher                          other processes' new work (ReadyNotices
+    │                                          backends only: Redis)
     ├── queues     (Settings.queue_restarts)   a QueueActor per queue   (routing.QueueRouter)
     ├── crons      (cron_supervisor)           a CronActor per entry    (crons.Crons)
     └── workflows  (Settings.workflow_restarts) the keeper and a WorkflowActor per
@@ -62,10 +64,18 @@ class SupervisorSlot(Generic[S]):
         return self.current
 
 
-def root_supervisor(scheduler: Callable[[], Actor], *slots: SupervisorSlot[Any]) -> Supervisor:
-    """The root: the scheduler, then the supervisors of ``slots`` in order."""
+def root_supervisor(
+    scheduler: Callable[[], Actor],
+    *slots: SupervisorSlot[Any],
+    watcher: Callable[[], Actor] | None = None,
+) -> Supervisor:
+    """The root: the scheduler, the ready watcher if the backend has one, then the
+    supervisors of ``slots`` in order."""
+    watchers = [ChildSpec("ready-watcher", watcher)] if watcher is not None else []
     return one_for_one(
-        "root", ROOT_RESTARTS, [ChildSpec("scheduler", scheduler), *(s.child_spec() for s in slots)]
+        "root",
+        ROOT_RESTARTS,
+        [ChildSpec("scheduler", scheduler), *watchers, *(s.child_spec() for s in slots)],
     )
 
 

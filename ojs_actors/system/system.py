@@ -28,13 +28,14 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import trio
 
 from ..actors import Supervisor
-from ..backends import Backend, open_backend
+from ..backends import Backend, ReadyNotices, open_backend
 from ..core import Job
 from .admin import Admin
 from .clock import Clock, trio_wall_clock
 from .cron_supervisor import CronSupervisor
 from .crons import Crons
 from .producer import Producer
+from .ready_watcher import ReadyWatcher
 from .routing import QueueRouter
 from .scheduler import Scheduler
 from .settings import Settings
@@ -60,7 +61,11 @@ class System:
         self._workflows = workflows = Workflows(backend, clock, settings, router, inbox)
         self._crons = crons = Crons(backend, clock, settings, jobs=self)
         self.root = root_supervisor(
-            self._new_scheduler, router.supervisors, crons.supervisors, workflows.supervisors
+            self._new_scheduler,
+            router.supervisors,
+            crons.supervisors,
+            workflows.supervisors,
+            watcher=self._new_ready_watcher if isinstance(backend, ReadyNotices) else None,
         )
         self._worker_side = worker_side = WorkerSide(router, backend, clock, signals, settings)
         self.workers = worker_side.registry
@@ -116,6 +121,10 @@ class System:
             poll_interval=self.settings.poll_interval,
             on_change=self._inbox.jobs_changed,
         )
+
+    def _new_ready_watcher(self) -> ReadyWatcher:
+        assert isinstance(self.backend, ReadyNotices)
+        return ReadyWatcher(self.backend, self.signals, poll_interval=self.settings.poll_interval)
 
     @property
     def queues(self) -> Supervisor:

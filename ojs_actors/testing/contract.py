@@ -53,7 +53,7 @@ from typing import Any
 import pytest
 import trio
 
-from ..backends import Backend, Deduplicated, EventFilter
+from ..backends import Backend, Deduplicated, EventFilter, RateLimit
 from ..core import Duplicate, Job, State, lifecycle, parse_enqueue
 
 NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -438,6 +438,22 @@ class BackendContract:
             again = await stored(backend, job.id)
             assert again is not None
             same(again, job)
+
+    async def test_a_rate_limit_counts_every_claim_of_the_queue_in_its_window(
+        self, backend: Backend
+    ) -> None:
+        """The backend counts the claims (whoever asks: every process sharing it)."""
+        await put(backend, *[make(n) for n in range(8)])
+        rate = RateLimit(3, window_ms=1_000)
+        first, _ = await backend.claim("q", 2, NOW, "w1", None, rate=rate)
+        second, _ = await backend.claim("q", 5, NOW + 10, "w2", None, rate=rate)
+        assert (len(first), len(second)) == (2, 1)
+        assert await backend.claim("q", 5, NOW + 999, "w3", None, rate=rate) == ([], [])
+        third, _ = await backend.claim("q", 5, NOW + 1_000, "w3", None, rate=rate)
+        assert len(third) == 2  # the first two left the window; the one at +10 is in it
+        unlimited, _ = await backend.claim("q", 5, NOW + 1_001, "w4", None)
+        assert len(unlimited) == 3
+        assert await backend.count_jobs("q") == {State.ACTIVE: 8}
 
     async def test_fifo_order_is_by_when_a_job_became_available(self, backend: Backend) -> None:
         a, b = make(1), make(2)

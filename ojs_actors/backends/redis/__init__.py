@@ -47,6 +47,8 @@ Key layout (``prefix`` defaults to ``ojs:``; ``{q}`` is a queue name), by owning
     ojs:dead_seq        counter for dead_seq
     ojs:counts:{q}      hash state -> number of jobs of the queue in that state
     ojs:unique          hash unique_key -> id of the job that last took it
+    ojs:rate:{q}        zset of the queue's claims (job id _ version) by claim time, the
+                        rate limit's window (claims older than it are removed first)
 
     RedisSnapshots
     ojs:snapshots       hash snapshot key -> JSON (queue:<name>, cron:…, workflow:…)

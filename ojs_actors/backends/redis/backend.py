@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..assembly import AssembledBackend
 from ..base import EVERY_CAPABILITY
 from ..outbox import EVENT_RETENTION
@@ -32,7 +34,7 @@ class RedisBackend(AssembledBackend):
             url, prefix=prefix, socket_timeout=socket_timeout, connect_timeout=connect_timeout
         )
         self.connection = connection
-        jobs = RedisJobs(connection, event_retention)
+        self._ready_notices = jobs = RedisJobs(connection, event_retention)
         super().__init__(
             name=self.name,
             capabilities=self.capabilities,
@@ -53,3 +55,7 @@ class RedisBackend(AssembledBackend):
     @property
     def prefix(self) -> str:
         return self.connection.prefix
+
+    async def watch_ready(self, notify: Callable[[str], None]) -> None:
+        """:class:`~ojs_actors.backends.base.ReadyNotices`, from :class:`RedisJobs`."""
+        await self._ready_notices.watch_ready(notify)

@@ -31,7 +31,8 @@ import hashlib
 import math
 import select
 import ssl
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -45,6 +46,10 @@ DEFAULT_PORT = 6379
 READ_SIZE = 65_536
 TRANSIENT_ERRORS = ("LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN")
 """Error replies that mean "not now" rather than "wrong": :class:`BackendUnavailable`."""
+
+
+_CONNECTION_ERRORS = (OSError, trio.BrokenResourceError, trio.TooSlowError, hiredis.ProtocolError)
+"""What a lost, refused or silent connection raises (as :class:`BackendUnavailable`)."""
 
 
 class RedisReplyError(Exception):
@@ -126,18 +131,17 @@ class _Connection:
     async def request(self, payload: bytes, count: int) -> list[Any]:
         """Send ``payload`` (``count`` packed commands) and read their ``count`` replies."""
         await self._stream.send_all(payload)
+        return [await self.reply() for _ in range(count)]
+
+    async def reply(self) -> Any:
+        """The next reply, read as far as it takes."""
         reader = self._reader
-        replies: list[Any] = []
-        while len(replies) < count:
-            reply = reader.gets()
-            if reply is False:  # not a whole reply buffered yet
-                data = await self._stream.receive_some(READ_SIZE)
-                if not data:
-                    raise trio.BrokenResourceError("Redis closed the connection")
-                reader.feed(data)  # type: ignore[arg-type]  # any buffer; the stub says bytes
-                continue
-            replies.append(reply)
-        return replies
+        while (reply := reader.gets()) is False:  # not a whole reply buffered yet
+            data = await self._stream.receive_some(READ_SIZE)
+            if not data:
+                raise trio.BrokenResourceError("Redis closed the connection")
+            reader.feed(data)  # type: ignore[arg-type]  # any buffer; the stub says bytes
+        return reply
 
     async def close(self) -> None:
         await trio.aclose_forcefully(self._stream)
@@ -205,12 +209,7 @@ class RedisClient:
                     self._idle.append(connection)
             finally:
                 self._turns.release_on_behalf_of(turn)
-        except (
-            OSError,
-            trio.BrokenResourceError,
-            trio.TooSlowError,
-            hiredis.ProtocolError,
-        ) as error:
+        except _CONNECTION_ERRORS as error:
             raise self._unavailable(error) from error
         for reply in replies:
             if isinstance(reply, hiredis.ReplyError):
@@ -226,6 +225,37 @@ class RedisClient:
         if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
             _, reply = await self.pipeline([("SCRIPT", "LOAD", script), ("EVALSHA", sha, 0, *args)])
         return _checked(reply)
+
+    @asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[Callable[[], Awaitable[str]]]:
+        """Receive messages published on ``channel``: yields a function answering the next
+        one's data, read on a connection of its own in subscribe mode, closed when the
+        block exits. No timeout applies to that wait (a subscriber is idle by nature);
+        a lost connection raises :class:`BackendUnavailable` from it."""
+        command: tuple[Any, ...] = ("SUBSCRIBE", channel)
+        try:
+            connection = await self._connect()
+            try:
+                await connection.request(hiredis.pack_command(command), 1)
+            except BaseException:
+                await connection.close()
+                raise
+        except _CONNECTION_ERRORS as error:
+            raise self._unavailable(error) from error
+
+        async def receive() -> str:
+            while True:
+                try:
+                    kind, _, data = await connection.reply()
+                except _CONNECTION_ERRORS as error:
+                    raise self._unavailable(error) from error
+                if kind == "message":
+                    return str(data)
+
+        try:
+            yield receive
+        finally:
+            await connection.close()
 
     async def aclose(self) -> None:
         """Close the idle connections; those in use close when their call ends."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...core import BackendUnavailable, Event, Job, OJSError, State, check_transition, lifecycle
-from ..base import Deduplicated, duplicate_id, plan_insert, replaced_by
+from ..base import Deduplicated, RateLimit, duplicate_id, plan_insert, replaced_by
 from ..outbox import EVENT_RETENTION
 from .connection import RedisConnection
 from .records import _dumps, _field_text, _job_of, _op, _take_records
@@ -157,7 +157,14 @@ class RedisJobs:
     # -- ReadyQueue -------------------------------------------------------------------
 
     async def claim(
-        self, queue: str, count: int, now: int, worker_id: str | None, visibility_ms: int | None
+        self,
+        queue: str,
+        count: int,
+        now: int,
+        worker_id: str | None,
+        visibility_ms: int | None,
+        *,
+        rate: RateLimit | None = None,
     ) -> tuple[list[Job], list[Job]]:
         if count <= 0:
             return [], []
@@ -169,12 +176,22 @@ class RedisJobs:
             _dumps(worker_id) if worker_id is not None else "",
             visibility_ms or 0,
             _CLAIM_PLAN,
+            "" if rate is None else rate.limit,
+            "" if rate is None else rate.window_ms,
             self._keep,
         )
         return (
             [job for job in map(_job_of, claimed) if job is not None],
             [job for job in map(_job_of, expired) if job is not None],
         )
+
+    async def watch_ready(self, notify: Callable[[str], None]) -> None:
+        """:class:`~ojs_actors.backends.base.ReadyNotices`: the insert and update scripts
+        publish each queue that got available jobs on the channel ``ready``."""
+        connection = self._connection
+        async with connection.client.subscribe(connection.prefix + "ready") as receive:
+            while True:
+                notify(await receive())
 
     # -- Timers -----------------------------------------------------------------------
 

@@ -31,6 +31,13 @@ local P = ARGV[1]
 local JOBS = P .. 'jobs'
 -- Every writing script takes the outbox's retention as its last argument.
 local KEEP = tonumber(ARGV[#ARGV])
+-- Queues that got available jobs: announced on the channel P .. 'ready' at the end
+-- (finish), so waiting fetches in every process sharing this Redis look at once.
+local WOKEN = {}
+local function finish()
+  flush_outbox(P, KEEP)
+  for queue in pairs(WOKEN) do redis.call('PUBLISH', P .. 'ready', queue) end
+end
 local function fmt(n) return string.format('%d', n) end
 -- What the indexes need of a decoded record (nil if there is none).
 local function index_of(r)
@@ -57,6 +64,7 @@ local function reindex(id, old, new)
   redis.call('HINCRBY', P .. 'counts:' .. new.q, new.s, 1)
   local seq = -1
   if new.s == 'available' then
+    WOKEN[new.q] = true
     seq = redis.call('INCR', P .. 'seq')
     redis.call('ZADD', P .. 'ready:' .. new.q, fmt(-new.p * 17592186044416 + seq), id)
   end
@@ -161,7 +169,7 @@ for i, op in ipairs(spec.ops) do
       if op.e >= 0 then
         old = old_of(op.id)
         if not old or old.v ~= op.e then
-          flush_outbox(P, KEEP)  -- what was written stays: its entries too
+          finish()  -- what was written stays: its entries too
           return redis.error_reply('insert: holder changed')
         end
       end
@@ -170,6 +178,7 @@ for i, op in ipairs(spec.ops) do
       local r = op.r
       results[i] = -1
       if op.s == 'available' then
+        WOKEN[op.q] = true
         next_seq = next_seq + 1
         results[i] = next_seq
         r = with_seq(r, next_seq)
@@ -197,7 +206,7 @@ for i, op in ipairs(spec.ops) do
   end
 end
 flush()
-flush_outbox(P, KEEP)
+finish()
 return {'done', results}
 """
 )
@@ -220,7 +229,7 @@ if not distinct then
     local old = old_of(op.id)
     if old and old.v == op.e then results[i] = store(op, old) else results[i] = -2 end
   end
-  flush_outbox(P, KEEP)
+  finish()
   return results
 end
 -- Distinct jobs: one HMGET of the versions replaced, then one command per key for all
@@ -260,6 +269,7 @@ for i, op in ipairs(ops) do
     local r = op.r
     results[i] = -1
     if op.s == 'available' then
+      WOKEN[op.q] = true
       next_seq = next_seq + 1
       results[i] = next_seq
       r = with_seq(r, next_seq)
@@ -293,7 +303,7 @@ for q, list in pairs(unready) do chunked('ZREM', P .. 'ready:' .. q, list) end
 for q, list in pairs(ready) do chunked('ZADD', P .. 'ready:' .. q, list) end
 chunked('ZADD', P .. 'timers', timers)
 chunked('ZREM', P .. 'timers', untimed)
-flush_outbox(P, KEEP)
+finish()
 return results
 """
 )
@@ -304,6 +314,14 @@ _CLAIM = (
 local queue, count, now, worker, vis = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 -- The transitions as core decides them (RedisJobs.claim): target states, the expiry error.
 local plan = cjson.decode(ARGV[7])
+-- A rate limit (ARGV[8] claims per ARGV[9] ms, '' for none), counted here for every process.
+local rated = nil
+if ARGV[8] ~= '' then
+  rated = P .. 'rate:' .. queue
+  redis.call('ZREMRANGEBYSCORE', rated, '-inf', now - tonumber(ARGV[9]))
+  count = math.min(count, tonumber(ARGV[8]) - redis.call('ZCARD', rated))
+end
+local claim_times = {}
 local ready = P .. 'ready:' .. queue
 local claimed, expired = {}, {}
 local writes, timers, gone = {}, {}, {}
@@ -344,6 +362,8 @@ while #claimed < count do
         writes[#writes + 1] = id
         writes[#writes + 1] = claimed[#claimed]
         emit(id .. '_' .. r.version, plan.from_state, claimed[#claimed])
+        claim_times[#claim_times + 1] = fmt(now)
+        claim_times[#claim_times + 1] = id .. '_' .. r.version
       end
     end
   end
@@ -357,7 +377,11 @@ if #claimed + #expired > 0 then
 end
 if #claimed > 0 then redis.call('HINCRBY', counts, plan.claimed_state, #claimed) end
 if #expired > 0 then redis.call('HINCRBY', counts, plan.expired_state, #expired) end
-flush_outbox(P, KEEP)
+if rated and #claim_times > 0 then
+  chunked('ZADD', rated, claim_times)
+  redis.call('PEXPIRE', rated, tonumber(ARGV[9]))
+end
+finish()
 return {claimed, expired}
 """
 )
