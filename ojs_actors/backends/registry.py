@@ -322,7 +322,7 @@ BUILTIN: tuple[BackendEntry, ...] = (
         factory="ojs_actors.backends.redis:RedisBackend",
         options=(REDIS_URL_OPTION, EVENT_RETENTION_OPTION),
         extra="redis",
-        requires=("hiredis", "orjson"),
+        requires=("hiredis",),
     ),
 )
 

@@ -80,6 +80,7 @@ from .base import (
     replaced_by,
     timers_of,
 )
+from .codec import dumps, dumps_record, loads_record
 from .outbox import EVENT_RETENTION, OutboxEntry, collect, cursor
 
 T = TypeVar("T")
@@ -140,12 +141,8 @@ _OUTBOX_PAGE = 500
 _COUNTERS = ("seq", "dead_seq")
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
 def _load(record: str) -> Job:
-    return Job.from_record(json.loads(record))
+    return Job.from_record(loads_record(record))
 
 
 def _unavailable(error: sqlite3.Error) -> BackendUnavailable:
@@ -342,11 +339,32 @@ def _when_unlocked(step: Callable[[], T], busy_timeout_ms: int) -> T:
 # -- storage helpers (run on the writer or reader thread) -----------------------------
 
 
-def _next_counter(connection: sqlite3.Connection, name: str) -> int:
+def _next_counter(connection: sqlite3.Connection, name: str, count: int = 1) -> int:
+    """Take ``count`` numbers of the counter ``name``; returns the last (``count`` = 1: the one)."""
     row = connection.execute(
-        "UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value", (name,)
+        "UPDATE counters SET value = value + ? WHERE name = ? RETURNING value", (count, name)
     ).fetchone()
     return int(row[0])
+
+
+class _Seqs:
+    """Ready-order numbers for one call's writes, taken from ``counters`` in one statement
+    per block (numbers left over are gaps, which the order does not mind)."""
+
+    __slots__ = ("_block", "_connection", "_left", "_next")
+
+    def __init__(self, connection: sqlite3.Connection, block: int = 1) -> None:
+        self._connection = connection
+        self._block = max(block, 1)
+        self._next = self._left = 0
+
+    def take(self) -> int:
+        if not self._left:
+            last = _next_counter(self._connection, "seq", self._block)
+            self._next, self._left = last - self._block + 1, self._block
+        self._left -= 1
+        self._next += 1
+        return self._next - 1
 
 
 def _buckets(queue_name: str, state: str, dead: bool) -> set[tuple[str, str]]:
@@ -378,14 +396,19 @@ class _Stored:
         return cls(job.queue, job.state.value, job.state is State.DISCARDED and job.dead_letter)
 
 
-def _store(connection: sqlite3.Connection, job: Job, previous: _Stored | None) -> None:
+def _store(
+    connection: sqlite3.Connection, job: Job, previous: _Stored | None, seqs: _Seqs | None = None
+) -> None:
     """Write one job version, derive its indexes and append its outbox entry (the memory
     backend's ``_store``)."""
-    seq = _next_counter(connection, "seq") if job.state is State.AVAILABLE else job.seq
+    if job.state is State.AVAILABLE:
+        seq = (seqs or _Seqs(connection)).take()
+    else:
+        seq = job.seq
     dead = job.state is State.DISCARDED and job.dead_letter
     dead_seq = _next_counter(connection, "dead_seq") if dead else None
     timers = timers_of(job)
-    record = _dumps(job.to_record())
+    record = dumps_record(job.to_record())
     row = (
         job.queue,
         job.state.value,
@@ -452,6 +475,7 @@ def _insert_jobs(
         if any(isinstance(result, OJSError) for result in planned):
             return planned
     results: list[Job | Deduplicated | OJSError] = []
+    seqs = _Seqs(connection, block=len(jobs))
     for planned_job in jobs:
         decision = plan_insert(planned_job, exists, holder_of)
         if isinstance(decision, Job):
@@ -460,7 +484,7 @@ def _insert_jobs(
             cancelled = replaced_by(job, holder)
             if cancelled is not None and holder is not None:
                 _store(connection, cancelled, _Stored.of(holder))
-            _store(connection, job, None)
+            _store(connection, job, None, seqs)
             if job.unique_key is not None:
                 connection.execute(
                     "INSERT INTO unique_keys (key, job_id) VALUES (?, ?)"
@@ -589,7 +613,7 @@ def _append_events(connection: sqlite3.Connection, events: Sequence[dict[str, An
     for event in events:
         data = event.get("data")
         data = data if isinstance(data, dict) else {}
-        rows.append((event["id"], data.get("queue"), data.get("job_type"), _dumps(event)))
+        rows.append((event["id"], data.get("queue"), data.get("job_type"), dumps(event)))
     connection.executemany(
         "INSERT INTO outbox (key, queue, job_type, event) VALUES (?, ?, ?, ?)", rows
     )
@@ -892,7 +916,7 @@ class SqliteBackend:
         return await self._read(load)
 
     async def save_snapshot(self, key: str, state: dict[str, Any]) -> None:
-        value = _dumps(state)  # serialised now: the caller may change its dict afterwards
+        value = dumps(state)  # serialised now: the caller may change its dict afterwards
         await self._write(lambda connection: _store_snapshot(connection, key, value))
 
     async def load_snapshot_versioned(self, key: str) -> tuple[dict[str, Any], int] | None:
@@ -914,7 +938,7 @@ class SqliteBackend:
         *,
         events: Sequence[dict[str, Any]] = (),
     ) -> int | None:
-        value = _dumps(state)
+        value = dumps(state)
 
         def save(connection: sqlite3.Connection) -> int | None:
             # One write-thread call, so nothing interleaves between the check and the write.

@@ -9,7 +9,7 @@ from ...core import BackendUnavailable, Event, Job, OJSError, State, check_trans
 from ..base import Deduplicated, RateLimit, duplicate_id, plan_insert, replaced_by
 from ..outbox import EVENT_RETENTION
 from .connection import RedisConnection
-from .records import _dumps, _field_text, _job_of, _op, _take_records
+from .records import _dumps, _job_of, _op, _take_records
 
 MAX_INSERT_ATTEMPTS = 20
 
@@ -24,9 +24,9 @@ def _claim_plan() -> str:
     expired = check_transition(source, Event.EXPIRE)
     return _dumps(
         {
-            "from": _field_text(source.value),
-            "claimed": _field_text(claimed.value),
-            "expired": _field_text(expired.value),
+            "from": _dumps(source.value),
+            "claimed": _dumps(claimed.value),
+            "expired": _dumps(expired.value),
             "error": _dumps(lifecycle.EXPIRED_ERROR),
             "from_state": source.value,
             "claimed_state": claimed.value,

@@ -13,40 +13,23 @@ import orjson
 
 from ...core import Job, State
 from ..base import timers_of
+from ..codec import EXACT, dumps
 
-_stdlib_dumps = json.JSONEncoder(separators=(",", ":")).encode
-
-EXACT = "_exact"
-"""A record field marking a record with an integer beyond 64 bits somewhere: ``orjson``
-refuses to write one and would read it back as a float, so such a record is written and
-read by the standard library (a ``Job.from_record`` ignores the field)."""
-
-
-def _dumps(value: Any) -> str:
-    """Compact JSON text, by ``orjson`` (encoding records is most of the Python cost of a
-    Redis call), or the standard library for what ``orjson`` refuses (integers beyond 64
-    bits). NaN and infinities, which JSON lacks and the HTTP API refuses, become null."""
-    try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError:
-        return _stdlib_dumps(value)
-
-
-_field_text = _dumps
-"""A record field's own JSON text."""
+_dumps = dumps
+"""Compact JSON text (of a record's field, of a script's arguments)."""
 
 
 def _record_text(record: dict[str, Any]) -> str:
     """The stored text of a record: each field's own JSON text, in one JSON object."""
     texts: dict[str, str] = {}
-    dumps = orjson.dumps
+    fast = orjson.dumps
     for name, value in record.items():
         try:
-            texts[name] = dumps(value).decode()
-        except orjson.JSONEncodeError:
-            texts[name] = _stdlib_dumps(value)
+            texts[name] = fast(value).decode()
+        except orjson.JSONEncodeError:  # an integer beyond 64 bits (see ..codec)
+            texts[name] = dumps(value)
             texts[EXACT] = "true"
-    return dumps(texts).decode()
+    return fast(texts).decode()
 
 
 def _job_of(raw: str | None) -> Job | None:
