@@ -374,3 +374,23 @@ async def test_a_fetch_waiting_in_one_process_wakes_for_work_enqueued_through_an
             await done.wait()
         assert [j.id for j in fetched] == [job.id]
         assert trio.current_time() - started < 2.0
+
+
+async def test_insert_and_claim_is_one_round_trip(backend: RedisBackend) -> None:
+    client = backend.connection.client
+    taken = make("taken")
+    assert await backend.insert_jobs([taken]) == [taken]
+    first, second = make("h1", priority=5), make("h2")
+    before = client.round_trips
+    results, claimed, expired = await backend.insert_and_claim(
+        [first, second, taken], "q", 2, 2_000, "w", None
+    )
+    assert client.round_trips == before + 1
+    assert results[:2] == [first, second] and isinstance(results[2], Duplicate)
+    assert [job.id for job in claimed] == ["h1", "taken"] and expired == []  # ready order
+    assert all(job.state is State.ACTIVE and job.worker_id == "w" for job in claimed)
+    assert await backend.count_jobs("q") == {State.ACTIVE: 2, State.AVAILABLE: 1}
+    # jobs with unique keys take the two calls (the insert reads the keys' holders first)
+    keyed = uniq("k1", "reject")
+    results, claimed, _ = await backend.insert_and_claim([keyed], "q", 5, 3_000, "w", None)
+    assert results == [keyed] and {job.id for job in claimed} == {"h2", "k1"}

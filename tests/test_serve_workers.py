@@ -105,6 +105,11 @@ def enqueue(client: httpx.Client, queue: str, n: int) -> str:
     return job_id
 
 
+def enqueue_once(url: str, queue: str) -> None:
+    with httpx.Client(base_url=url, timeout=10, headers=CLOSE) as client:
+        enqueue(client, queue, 0)
+
+
 def fetch_all(client: httpx.Client, queue: str) -> list[str]:
     """Fetch until the queue gives nothing more; every job fetched is acked."""
     fetched: list[str] = []
@@ -187,10 +192,19 @@ def test_two_workers_serve_one_port_over_sqlite(sqlite_workers: OjsServer) -> No
         enqueued = {enqueue(client, "both", n) for n in range(30)}
         fetched = fetch_all(client, "both")
         assert sorted(fetched) == sorted(enqueued)  # each job fetched once, whoever served it
-        for _ in range(200):  # connections go to whichever child accepts first
+        # Connections go to whichever child accepts first: on a busy machine one child can
+        # take every sequential connection, so send them 16 at a time until both have.
+        for _ in range(20):
             if set(handled_by(server.log_path, "POST /ojs/v1/jobs")) == pids:
                 break
-            enqueue(client, "spread", 0)
+            senders = [
+                threading.Thread(target=enqueue_once, args=(server.url, "spread"))
+                for _ in range(16)
+            ]
+            for sender in senders:
+                sender.start()
+            for sender in senders:
+                sender.join(timeout=30)
     for request in ("POST /ojs/v1/jobs", "POST /ojs/v1/workers/fetch"):
         assert set(handled_by(server.log_path, request)) <= pids
     assert set(handled_by(server.log_path, "POST /ojs/v1/jobs")) == pids

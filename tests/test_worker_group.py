@@ -302,3 +302,65 @@ async def test_bench_embedded_lifecycle_completes_every_job() -> None:
     assert result.enqueue_per_s > 0 and result.process_per_s > 0
     assert 0 <= result.latency_p50_ms <= result.latency_p99_ms < 1000
     assert "concurrency" in result.settings
+
+
+# -- hand-over: jobs stored for a worker already waiting -------------------------------------
+
+
+class CallOrder(MemoryBackend):
+    """The memory backend, noting the job calls it gets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    async def insert_jobs(self, jobs: Any, *, atomic: bool = False) -> Any:
+        self.calls.append("insert")
+        return await super().insert_jobs(jobs, atomic=atomic)
+
+    async def claim(self, queue: str, count: int, now: int, *args: Any, **kwargs: Any) -> Any:
+        claimed, expired = await super().claim(queue, count, now, *args, **kwargs)
+        self.calls.append(f"claim {len(claimed)}")
+        return claimed, expired
+
+
+async def test_a_job_stored_for_a_waiting_group_is_claimed_with_it_and_handed_over(
+    autojump_clock: Any,
+) -> None:
+    backend = CallOrder()
+    started = trio.Event()
+
+    async def handle(job: Job) -> None:
+        started.set()
+
+    async with open_system(backend) as system:
+        async with system.worker_group(["hand"], {"hand.t": handle}, worker_id="g"):
+            await trio.sleep(0.1)  # the group found nothing and waits
+            backend.calls.clear()
+            job = await system.enqueue({"type": "hand.t", "args": [], "options": {"queue": "hand"}})
+            assert backend.calls[:2] == ["insert", "claim 1"]  # one actor step, no fetch between
+            with trio.fail_after(1):
+                await started.wait()
+        stored = await system.info(job.id)
+        assert stored.state is State.COMPLETED and stored.worker_id is None and stored.attempt == 1
+
+
+async def test_jobs_claimed_for_a_worker_gone_meanwhile_go_back_unspent(
+    autojump_clock: Any,
+) -> None:
+    from ojs_actors.system.signals import IdleClaim
+
+    async with open_system() as system:
+        refused: list[list[Job]] = []
+
+        def gone(jobs: list[Job]) -> bool:
+            refused.append(jobs)
+            return False
+
+        system.signals.add_idle_claim("back", IdleClaim("w", 10, None, gone))
+        job = await system.enqueue({"type": "t", "args": [], "options": {"queue": "back"}})
+        assert [[j.id for j in jobs] for jobs in refused] == [[job.id]]
+        stored = await system.info(job.id)
+        assert stored.state is State.AVAILABLE and stored.attempt == 0  # as never claimed
+        [again] = await system.fetch(["back"], worker_id="other")
+        assert again.id == job.id and again.attempt == 1

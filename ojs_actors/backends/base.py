@@ -276,6 +276,26 @@ class ReadyNotices(Protocol):
 
 
 @runtime_checkable
+class InsertAndClaim(Protocol):
+    """Optional part: store jobs and claim from a queue in one round trip, for a worker
+    already waiting on the queue (each step atomic on its own, not the two together).
+    Without it, the caller inserts, then claims."""
+
+    async def insert_and_claim(
+        self,
+        jobs: Sequence[Job],
+        queue: str,
+        count: int,
+        now: int,
+        worker_id: str | None,
+        visibility_ms: int | None,
+        *,
+        rate: RateLimit | None = None,
+    ) -> tuple[list[Job | Deduplicated | OJSError], list[Job], list[Job]]:
+        """``insert_jobs(jobs)``'s results, then ``claim(...)``'s claimed and expired."""
+
+
+@runtime_checkable
 class Backend(Lifecycle, JobStore, ReadyQueue, Timers, DeadLetter, Snapshots, EventLog, Protocol):
     """A whole backend: its lifecycle and every data part. Code that needs only some parts
     types its dependency as those parts (e.g. ``Snapshots``), so a part can later come

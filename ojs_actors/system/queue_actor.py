@@ -16,13 +16,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..actors import Actor, Envelope
-from ..backends import Backend, Deduplicated, RateLimit
+from ..backends import Backend, Deduplicated, InsertAndClaim, RateLimit
 from ..backends.base import timers_of
-from ..core import BackendUnavailable, Job, OJSError, State
+from ..core import BackendUnavailable, Job, OJSError, State, lifecycle
 from .clock import Clock
 from .queue_messages import Apply, Claim, Describe, Enqueue, EnqueueBatch, Hold, SetPaused
 from .queue_writes import Changes, TransitionWriter
-from .signals import Signals
+from .signals import IdleClaim, Signals
 
 ChangeHook = Callable[[Changes], None]
 """Told of every stored job change as ``(state before or None if new, job)``; must not wait."""
@@ -142,15 +142,52 @@ class QueueActor(Actor):
         return await super().receive(message)
 
     async def _enqueue(self, run: Sequence[Envelope]) -> None:
-        """One backend call for all the enqueues of the run."""
+        """One backend call for all the enqueues of the run (with the claim of a worker
+        of this process waiting on the queue, if there is one)."""
         jobs = [job for envelope in run for job in envelope.message.jobs]
-        results = await self.backend.insert_jobs(jobs)
+        idle = self._idle_claim_for(jobs)
+        if idle is None:
+            results = await self.backend.insert_jobs(jobs)
+        else:
+            results = await self._insert_and_hand_over(jobs, idle)
         await self._adopt_stored(results)
         position = 0
         for envelope in run:
             size = len(envelope.message.jobs)
             self._answer(envelope, results[position : position + size])
             position += size
+
+    def _idle_claim_for(self, jobs: Sequence[Job]) -> IdleClaim | None:
+        """A worker waiting on this queue to hand ``jobs`` to, if some may be claimable
+        now (the queue not paused, no rate limit to count first)."""
+        if self.paused or self.max_per_second is not None:
+            return None
+        if not any(job.state is State.AVAILABLE for job in jobs):
+            return None
+        return self.signals.take_idle_claim(self.queue)
+
+    async def _insert_and_hand_over(
+        self, jobs: Sequence[Job], idle: IdleClaim
+    ) -> list[Job | Deduplicated | OJSError]:
+        """Store ``jobs`` and claim for ``idle`` in one round trip where the backend can
+        (:class:`InsertAndClaim`), then hand the claimed jobs over; those a worker gone
+        meanwhile cannot take go back to the queue, unspent."""
+        now = self.clock()
+        backend = self.backend
+        if isinstance(backend, InsertAndClaim):
+            results, claimed, expired = await backend.insert_and_claim(
+                jobs, self.queue, idle.count, now, idle.worker_id, idle.visibility_ms
+            )
+        else:
+            results = await backend.insert_jobs(jobs)
+            claimed, expired = await backend.claim(
+                self.queue, idle.count, now, idle.worker_id, idle.visibility_ms
+            )
+        self._writer.remember_claimed(claimed)
+        self._after_store([(State.AVAILABLE, job) for job in (*claimed, *expired)])
+        if claimed and not idle.deliver(claimed):
+            await self._writer.apply([(job.id, lifecycle.requeue) for job in claimed])
+        return results
 
     async def _enqueue_batch(
         self, batch: EnqueueBatch

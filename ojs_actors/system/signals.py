@@ -9,14 +9,30 @@ it can tell (:mod:`.ready_watcher`); the waiters also poll.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import trio
+
+from ..core import Job
+
+
+@dataclass(eq=False, slots=True)
+class IdleClaim:
+    """A worker of this process waiting on a queue, ready to take jobs handed to it: a
+    QueueActor that stores available jobs claims for it in the same round trip.
+    ``deliver(jobs)`` hands them over; ``False`` if the worker is gone (give them back)."""
+
+    worker_id: str | None
+    count: int
+    visibility_ms: int | None
+    deliver: Callable[[list[Job]], bool]
 
 
 class Signals:
     def __init__(self) -> None:
         self._ready: dict[str, trio.Event] = {}
+        self._idle_claims: dict[str, list[IdleClaim]] = {}
         self._timer = trio.Event()
         self._planned_wake_ms: float | None = None
         self._earliest_added_ms = math.inf
@@ -33,6 +49,19 @@ class Signals:
         if event is None:
             event = self._ready[queue] = trio.Event()
         return event
+
+    def add_idle_claim(self, queue: str, claim: IdleClaim) -> None:
+        self._idle_claims.setdefault(queue, []).append(claim)
+
+    def remove_idle_claim(self, queue: str, claim: IdleClaim) -> None:
+        claims = self._idle_claims.get(queue)
+        if claims and claim in claims:
+            claims.remove(claim)
+
+    def take_idle_claim(self, queue: str) -> IdleClaim | None:
+        """The longest waiting worker's claim on ``queue``, no longer waiting."""
+        claims = self._idle_claims.get(queue)
+        return claims.pop(0) if claims else None
 
     async def wait_ready(self, queues: Iterable[str]) -> None:
         """Until one of ``queues`` may have ready work (bound it with a cancel scope)."""

@@ -44,7 +44,7 @@ from functools import partial
 import trio
 
 from ..core import Job, OJSError, lifecycle, new_id, parse_queue_name
-from .signals import wait_any
+from .signals import IdleClaim, wait_any
 from .transitions import fail_with
 from .worker_leases import LeaseKeeper
 from .worker_outcomes import (
@@ -211,7 +211,7 @@ class WorkerGroup:
                 if jobs:
                     self._take(jobs)
                 else:
-                    await self._wait_for_work(partial(wait_any, ready))
+                    await self._wait_idle(ready)
         finally:
             self._fetcher_done.set()
 
@@ -222,6 +222,35 @@ class WorkerGroup:
             if not self._quiet:
                 await waiter()
         self._fetch_wait = None
+
+    async def _wait_idle(self, ready: list[trio.Event]) -> None:
+        """Wait for work, offering a claim on each queue meanwhile: a QueueActor of this
+        process that stores jobs for it claims for us in the same round trip and hands
+        them over (:meth:`_handed`)."""
+        signals = self.worker_side.signals
+        claims = [
+            (
+                queue,
+                IdleClaim(
+                    self.worker_id, self.batch_size, self.visibility_timeout_ms, self._handed
+                ),
+            )
+            for queue in self.queues
+        ]
+        for queue, claim in claims:
+            signals.add_idle_claim(queue, claim)
+        try:
+            await self._wait_for_work(partial(wait_any, ready))
+        finally:
+            for queue, claim in claims:
+                signals.remove_idle_claim(queue, claim)
+
+    def _handed(self, jobs: list[Job]) -> bool:
+        """Jobs a QueueActor claimed for this group; ``False`` once it stops taking any."""
+        if self._quiet:
+            return False
+        self._take(jobs)
+        return True
 
     def _take(self, jobs: list[Job]) -> None:
         self.stats.claimed += len(jobs)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from ...core import Job, OJSError
 from ..assembly import AssembledBackend
-from ..base import EVERY_CAPABILITY
+from ..base import EVERY_CAPABILITY, Deduplicated, RateLimit
 from ..outbox import EVENT_RETENTION
 from .connection import DEFAULT_PREFIX, RedisConnection
 from .events import RedisEventLog
@@ -34,7 +35,7 @@ class RedisBackend(AssembledBackend):
             url, prefix=prefix, socket_timeout=socket_timeout, connect_timeout=connect_timeout
         )
         self.connection = connection
-        self._ready_notices = jobs = RedisJobs(connection, event_retention)
+        self._jobs_part = jobs = RedisJobs(connection, event_retention)
         super().__init__(
             name=self.name,
             capabilities=self.capabilities,
@@ -58,4 +59,20 @@ class RedisBackend(AssembledBackend):
 
     async def watch_ready(self, notify: Callable[[str], None]) -> None:
         """:class:`~ojs_actors.backends.base.ReadyNotices`, from :class:`RedisJobs`."""
-        await self._ready_notices.watch_ready(notify)
+        await self._jobs_part.watch_ready(notify)
+
+    async def insert_and_claim(
+        self,
+        jobs: Sequence[Job],
+        queue: str,
+        count: int,
+        now: int,
+        worker_id: str | None,
+        visibility_ms: int | None,
+        *,
+        rate: RateLimit | None = None,
+    ) -> tuple[list[Job | Deduplicated | OJSError], list[Job], list[Job]]:
+        """:class:`~ojs_actors.backends.base.InsertAndClaim`, from :class:`RedisJobs`."""
+        return await self._jobs_part.insert_and_claim(
+            jobs, queue, count, now, worker_id, visibility_ms, rate=rate
+        )

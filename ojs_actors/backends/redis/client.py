@@ -221,10 +221,28 @@ class RedisClient:
 
     async def evalsha(self, script: str, sha: str, args: Sequence[Any]) -> Any:
         """Run a script by its SHA1 (``sha``), loading its text first if Redis lacks it."""
-        [reply] = await self.pipeline([("EVALSHA", sha, 0, *args)])
-        if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
-            _, reply = await self.pipeline([("SCRIPT", "LOAD", script), ("EVALSHA", sha, 0, *args)])
-        return _checked(reply)
+        [reply] = await self.evalsha_many([(script, sha, args)])
+        return reply
+
+    async def evalsha_many(self, calls: Sequence[tuple[str, str, Sequence[Any]]]) -> list[Any]:
+        """Run scripts ``(text, sha, args)`` in order, in one round trip (each atomic on its
+        own, not together); their replies. A script Redis lacked did not run: those are
+        loaded and run again, in order (the others are not run twice)."""
+        replies = await self.pipeline([("EVALSHA", sha, 0, *args) for _, sha, args in calls])
+        missing = [
+            index
+            for index, reply in enumerate(replies)
+            if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT")
+        ]
+        if missing:
+            again: list[tuple[Any, ...]] = []
+            for index in missing:
+                script, sha, args = calls[index]
+                again += [("SCRIPT", "LOAD", script), ("EVALSHA", sha, 0, *args)]
+            rerun = await self.pipeline(again)
+            for index, reply in zip(missing, rerun[1::2], strict=True):
+                replies[index] = reply
+        return [_checked(reply) for reply in replies]
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Callable[[], Awaitable[str]]]:

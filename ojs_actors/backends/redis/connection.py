@@ -17,6 +17,7 @@ The other parts use only :attr:`~RedisConnection.prefix`, :meth:`~RedisConnectio
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -102,6 +103,14 @@ class RedisConnection:
         its reply."""
         call = self.client.evalsha(SCRIPTS[name], self._shas[name], (self.prefix, *args))
         return await self._shielded(call)
+
+    async def scripts(self, *calls: tuple[str, Sequence[Any]]) -> list[Any]:
+        """Run the scripts ``(name, args)`` in order in one round trip (pipelined: each is
+        atomic on its own, not together); their replies."""
+        prefix = self.prefix
+        batch = [(SCRIPTS[name], self._shas[name], (prefix, *args)) for name, args in calls]
+        replies: list[Any] = await self._shielded(self.client.evalsha_many(batch))
+        return replies
 
     async def hget(self, key: str, field: str) -> str | None:
         value: str | None = await self._shielded(self.client.execute("HGET", key, field))

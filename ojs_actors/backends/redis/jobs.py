@@ -62,11 +62,7 @@ class RedisJobs:
         if not jobs:
             return []
         script = self._connection.script
-        keys = list(
-            dict.fromkeys(
-                job.unique_key for job in jobs if job.unique_key is not None and job.unique
-            )
-        )
+        keys = _unique_keys(jobs)
         for _ in range(MAX_INSERT_ATTEMPTS):
             if keys:
                 exists, holders = await script(
@@ -91,12 +87,7 @@ class RedisJobs:
             reply = await script("insert", _dumps(spec), *records, self._keep)
             if reply[0] == "retry":
                 continue
-            outcomes = reply[1]
-            for index, outcome in enumerate(outcomes):
-                slot = slots[index]
-                if slot >= 0 and outcome == -2:
-                    results[slot] = duplicate_id(jobs[slot])
-            return results
+            return _inserted(jobs, results, slots, reply[1])
         raise BackendUnavailable(
             "Unique keys kept changing concurrently while inserting; try again.",
             details={"backend": "redis"},
@@ -168,8 +159,50 @@ class RedisJobs:
     ) -> tuple[list[Job], list[Job]]:
         if count <= 0:
             return [], []
-        claimed, expired = await self._connection.script(
-            "claim",
+        reply = await self._connection.script(
+            "claim", *self._claim_args(queue, count, now, worker_id, visibility_ms, rate)
+        )
+        return _claimed(reply)
+
+    async def insert_and_claim(
+        self,
+        jobs: Sequence[Job],
+        queue: str,
+        count: int,
+        now: int,
+        worker_id: str | None,
+        visibility_ms: int | None,
+        *,
+        rate: RateLimit | None = None,
+    ) -> tuple[list[Job | Deduplicated | OJSError], list[Job], list[Job]]:
+        """:class:`~ojs_actors.backends.base.InsertAndClaim`: the insert and claim scripts
+        pipelined in one round trip (jobs with unique keys take the two calls, as the
+        insert then reads the keys' holders first)."""
+        if not jobs or count <= 0 or _unique_keys(jobs):
+            results = await self.insert_jobs(jobs)
+            return (
+                results,
+                *await self.claim(queue, count, now, worker_id, visibility_ms, rate=rate),
+            )
+        results, ops, slots = self._plan(jobs, set(), {})
+        spec = {"atomic": False, "strict": False, "guards": [], "ops": ops}
+        records = _take_records(ops)
+        inserted, taken = await self._connection.scripts(
+            ("insert", (_dumps(spec), *records, self._keep)),
+            ("claim", self._claim_args(queue, count, now, worker_id, visibility_ms, rate)),
+        )
+        return (_inserted(jobs, results, slots, inserted[1]), *_claimed(taken))
+
+    def _claim_args(
+        self,
+        queue: str,
+        count: int,
+        now: int,
+        worker_id: str | None,
+        visibility_ms: int | None,
+        rate: RateLimit | None,
+    ) -> tuple[Any, ...]:
+        return (
             queue,
             count,
             now,
@@ -179,10 +212,6 @@ class RedisJobs:
             "" if rate is None else rate.limit,
             "" if rate is None else rate.window_ms,
             self._keep,
-        )
-        return (
-            [job for job in map(_job_of, claimed) if job is not None],
-            [job for job in map(_job_of, expired) if job is not None],
         )
 
     async def watch_ready(self, notify: Callable[[str], None]) -> None:
@@ -214,3 +243,32 @@ class RedisJobs:
 
     async def delete_dead_letter(self, job_id: str) -> bool:
         return bool(await self._connection.script("delete_dead", job_id))
+
+
+def _unique_keys(jobs: Sequence[Job]) -> list[str]:
+    """The unique keys the jobs claim, each once, in order."""
+    return list(
+        dict.fromkeys(job.unique_key for job in jobs if job.unique_key is not None and job.unique)
+    )
+
+
+def _inserted(
+    jobs: Sequence[Job],
+    results: list[Job | Deduplicated | OJSError],
+    slots: list[int],
+    outcomes: list[int],
+) -> list[Job | Deduplicated | OJSError]:
+    """The planned ``results`` with what the insert script found taken made duplicates."""
+    for index, outcome in enumerate(outcomes):
+        slot = slots[index]
+        if slot >= 0 and outcome == -2:
+            results[slot] = duplicate_id(jobs[slot])
+    return results
+
+
+def _claimed(reply: list[list[str]]) -> tuple[list[Job], list[Job]]:
+    claimed, expired = reply
+    return (
+        [job for job in map(_job_of, claimed) if job is not None],
+        [job for job in map(_job_of, expired) if job is not None],
+    )
