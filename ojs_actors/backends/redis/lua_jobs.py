@@ -54,6 +54,19 @@ end
 -- A record text with the seq Redis handed out (records of available jobs are
 -- sent without one).
 local function with_seq(r, seq) return string.sub(r, 1, -2) .. ',"seq":"' .. fmt(seq) .. '"}' end
+-- Move job `id` in or out of the dead letter sets, as its new version (old may be nil) says.
+local function redead(id, old, new)
+  local was_dead = old and old.dl
+  if was_dead and not (new.dl and old.q == new.q) then
+    redis.call('ZREM', P .. 'dead', id)
+    redis.call('ZREM', P .. 'deadq:' .. old.q, id)
+  end
+  if new.dl and not (was_dead and old.q == new.q) then
+    local n = redis.call('INCR', P .. 'dead_seq')
+    redis.call('ZADD', P .. 'dead', n, id)
+    redis.call('ZADD', P .. 'deadq:' .. new.q, n, id)
+  end
+end
 -- Move job `id` from its old index entries (old may be nil) to those of `new`
 -- ({q, s, p, d, dl}); returns the seq handed out if it became available, else -1.
 local function reindex(id, old, new)
@@ -73,16 +86,7 @@ local function reindex(id, old, new)
   else
     redis.call('ZREM', P .. 'timers', id)
   end
-  local was_dead = old and old.dl
-  if was_dead and not (new.dl and old.q == new.q) then
-    redis.call('ZREM', P .. 'dead', id)
-    redis.call('ZREM', P .. 'deadq:' .. old.q, id)
-  end
-  if new.dl and not (was_dead and old.q == new.q) then
-    local n = redis.call('INCR', P .. 'dead_seq')
-    redis.call('ZADD', P .. 'dead', n, id)
-    redis.call('ZADD', P .. 'deadq:' .. new.q, n, id)
-  end
+  redead(id, old, new)
   return seq
 end
 -- Write a whole job version (op = {id, v, r = record text, q, s, p, d, dl}) and its
@@ -100,6 +104,67 @@ local function chunked(command, key, list)
   for j = 1, #list, 1000 do
     redis.call(command, key, unpack(list, j, math.min(j + 999, #list)))
   end
+end
+-- Job versions written together, with one command per key at flush_batch() (the
+-- records, each queue's counts and ready set, the timers) instead of store()'s
+-- commands per job. `fresh` ready numbers (seq) are taken up front.
+local function new_batch(fresh)
+  local b = {seq = 0, records = {}, counts = {}, ready = {}, unready = {}, timers = {}, untimed = {}}
+  if fresh > 0 then b.seq = redis.call('INCRBY', P .. 'seq', fresh) - fresh end
+  return b
+end
+local function append(list, a, b)
+  list[#list + 1] = a
+  list[#list + 1] = b
+end
+local function per_queue(lists, q)
+  local list = lists[q] or {}
+  lists[q] = list
+  return list
+end
+local function count(batch, q, s, delta)
+  local name = q .. '\0' .. s
+  local n = batch.counts[name] or {q, s, 0}
+  n[3] = n[3] + delta
+  batch.counts[name] = n
+end
+-- Stage the version op (as store() takes it) replacing old (nil for a new job); its
+-- outbox entry too. Returns the seq it got if it became available, else -1.
+local function stage(batch, op, old)
+  if old then
+    count(batch, old.q, old.s, -1)
+    if old.s == 'available' then table.insert(per_queue(batch.unready, old.q), op.id) end
+  end
+  count(batch, op.q, op.s, 1)
+  local r, seq = op.r, -1
+  if op.s == 'available' then
+    WOKEN[op.q] = true
+    batch.seq = batch.seq + 1
+    seq = batch.seq
+    r = with_seq(r, seq)
+    append(per_queue(batch.ready, op.q), fmt(-op.p * 17592186044416 + seq), op.id)
+  end
+  if op.d >= 0 then
+    append(batch.timers, fmt(op.d), op.id)
+  elseif old then
+    batch.untimed[#batch.untimed + 1] = op.id
+  end
+  redead(op.id, old, op)
+  append(batch.records, op.id, r)
+  emit(op.id .. '_' .. op.v, old and old.s or '', r)
+  return seq
+end
+local function flush_batch(batch)
+  chunked('HSET', JOBS, batch.records)
+  for _, n in pairs(batch.counts) do
+    if n[3] ~= 0 then redis.call('HINCRBY', P .. 'counts:' .. n[1], n[2], n[3]) end
+  end
+  for q, list in pairs(batch.unready) do chunked('ZREM', P .. 'ready:' .. q, list) end
+  for q, list in pairs(batch.ready) do chunked('ZADD', P .. 'ready:' .. q, list) end
+  chunked('ZADD', P .. 'timers', batch.timers)
+  chunked('ZREM', P .. 'timers', batch.untimed)
+  batch.records, batch.counts, batch.ready, batch.unready = {}, {}, {}, {}
+  batch.timers, batch.untimed = {}, {}
 end
 """
 )
@@ -139,69 +204,32 @@ for k = 1, #new_ids do
   end
 end
 if dup and spec.atomic then return {'done', results} end
--- New jobs' records and index entries are collected and written with one command
--- per key (records, each index, each queue's counts) at the end, or before any
--- write that reads them (cancelling a replaced holder).
+-- New jobs' records, index entries and unique keys are collected and written with one
+-- command per key at the end, or before any write that reads them (cancelling a
+-- replaced holder).
 local fresh = 0
 for i, op in ipairs(spec.ops) do
   if results[i] ~= -2 and op.e < 0 and op.s == 'available' then fresh = fresh + 1 end
 end
-local next_seq = 0
-if fresh > 0 then next_seq = redis.call('INCRBY', P .. 'seq', fresh) - fresh end
-local records, counts, ready, timers, uniques = {}, {}, {}, {}, {}
+local batch, uniques = new_batch(fresh), {}
 local function flush()
-  chunked('HSET', JOBS, records)
-  for name, n in pairs(counts) do
-    redis.call('HINCRBY', P .. 'counts:' .. n[1], n[2], n[3])
-  end
-  for queue, entries in pairs(ready) do
-    chunked('ZADD', P .. 'ready:' .. queue, entries)
-  end
-  chunked('ZADD', P .. 'timers', timers)
+  flush_batch(batch)
   chunked('HSET', P .. 'unique', uniques)
-  records, counts, ready, timers, uniques = {}, {}, {}, {}, {}
+  uniques = {}
 end
 for i, op in ipairs(spec.ops) do
   if results[i] ~= -2 then
-    if op.e >= 0 or op.dl then
+    if op.e >= 0 then
       flush()
-      local old = nil
-      if op.e >= 0 then
-        old = old_of(op.id)
-        if not old or old.v ~= op.e then
-          finish()  -- what was written stays: its entries too
-          return redis.error_reply('insert: holder changed')
-        end
+      local old = old_of(op.id)
+      if not old or old.v ~= op.e then
+        finish()  -- what was written stays: its entries too
+        return redis.error_reply('insert: holder changed')
       end
       results[i] = store(op, old)
     else
-      local r = op.r
-      results[i] = -1
-      if op.s == 'available' then
-        WOKEN[op.q] = true
-        next_seq = next_seq + 1
-        results[i] = next_seq
-        r = with_seq(r, next_seq)
-        local entries = ready[op.q] or {}
-        entries[#entries + 1] = fmt(-op.p * 17592186044416 + next_seq)
-        entries[#entries + 1] = op.id
-        ready[op.q] = entries
-      end
-      records[#records + 1] = op.id
-      records[#records + 1] = r
-      emit(op.id .. '_' .. op.v, '', r)
-      local name = op.q .. '\0' .. op.s
-      local n = counts[name] or {op.q, op.s, 0}
-      n[3] = n[3] + 1
-      counts[name] = n
-      if op.d >= 0 then
-        timers[#timers + 1] = fmt(op.d)
-        timers[#timers + 1] = op.id
-      end
-    end
-    if op.e < 0 and op.uk ~= '' then
-      uniques[#uniques + 1] = op.uk
-      uniques[#uniques + 1] = op.id
+      results[i] = stage(batch, op, nil)
+      if op.uk ~= '' then append(uniques, op.uk, op.id) end
     end
   end
 end
@@ -245,64 +273,11 @@ for i, op in ipairs(ops) do
     results[i] = -2
   end
 end
-local next_seq = 0
-if fresh > 0 then next_seq = redis.call('INCRBY', P .. 'seq', fresh) - fresh end
-local records, counts, ready, unready, timers, untimed = {}, {}, {}, {}, {}, {}
-local function count(q, s, delta)
-  local name = q .. '\0' .. s
-  local n = counts[name] or {q, s, 0}
-  n[3] = n[3] + delta
-  counts[name] = n
-end
-local function add(lists, q, a, b)
-  local list = lists[q] or {}
-  list[#list + 1] = a
-  if b then list[#list + 1] = b end
-  lists[q] = list
-end
+local batch = new_batch(fresh)
 for i, op in ipairs(ops) do
-  local old = olds[i]
-  if old then
-    count(old.q, old.s, -1)
-    count(op.q, op.s, 1)
-    if old.s == 'available' then add(unready, old.q, op.id) end
-    local r = op.r
-    results[i] = -1
-    if op.s == 'available' then
-      WOKEN[op.q] = true
-      next_seq = next_seq + 1
-      results[i] = next_seq
-      r = with_seq(r, next_seq)
-      add(ready, op.q, fmt(-op.p * 17592186044416 + next_seq), op.id)
-    end
-    if op.d >= 0 then
-      timers[#timers + 1] = fmt(op.d)
-      timers[#timers + 1] = op.id
-    else
-      untimed[#untimed + 1] = op.id
-    end
-    if old.dl and not (op.dl and old.q == op.q) then
-      redis.call('ZREM', P .. 'dead', op.id)
-      redis.call('ZREM', P .. 'deadq:' .. old.q, op.id)
-    end
-    if op.dl and not (old.dl and old.q == op.q) then
-      local n = redis.call('INCR', P .. 'dead_seq')
-      redis.call('ZADD', P .. 'dead', n, op.id)
-      redis.call('ZADD', P .. 'deadq:' .. op.q, n, op.id)
-    end
-    records[#records + 1] = op.id
-    records[#records + 1] = r
-    emit(op.id .. '_' .. op.v, old.s, r)
-  end
+  if olds[i] then results[i] = stage(batch, op, olds[i]) end
 end
-chunked('HSET', JOBS, records)
-for _, n in pairs(counts) do
-  if n[3] ~= 0 then redis.call('HINCRBY', P .. 'counts:' .. n[1], n[2], n[3]) end
-end
-for q, list in pairs(unready) do chunked('ZREM', P .. 'ready:' .. q, list) end
-for q, list in pairs(ready) do chunked('ZADD', P .. 'ready:' .. q, list) end
-chunked('ZADD', P .. 'timers', timers)
-chunked('ZREM', P .. 'timers', untimed)
+flush_batch(batch)
 finish()
 return results
 """
