@@ -402,7 +402,7 @@ def _store(
     """Write one job version, derive its indexes and append its outbox entry (the memory
     backend's ``_store``)."""
     if job.state is State.AVAILABLE:
-        seq = (seqs or _Seqs(connection)).take()
+        seq = seqs.take() if seqs is not None else _next_counter(connection, "seq")
     else:
         seq = job.seq
     dead = job.state is State.DISCARDED and job.dead_letter

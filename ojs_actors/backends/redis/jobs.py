@@ -7,9 +7,10 @@ from typing import Any
 
 from ...core import BackendUnavailable, Event, Job, OJSError, State, check_transition, lifecycle
 from ..base import Deduplicated, RateLimit, duplicate_id, plan_insert, replaced_by
+from ..codec import dumps
 from ..outbox import EVENT_RETENTION
 from .connection import RedisConnection
-from .records import _dumps, _job_of, _op, _take_records
+from .records import _job_of, _op, _take_records
 
 MAX_INSERT_ATTEMPTS = 20
 
@@ -22,12 +23,12 @@ def _claim_plan() -> str:
     source = State.AVAILABLE
     claimed = check_transition(source, Event.FETCH)
     expired = check_transition(source, Event.EXPIRE)
-    return _dumps(
+    return dumps(
         {
-            "from": _dumps(source.value),
-            "claimed": _dumps(claimed.value),
-            "expired": _dumps(expired.value),
-            "error": _dumps(lifecycle.EXPIRED_ERROR),
+            "from": dumps(source.value),
+            "claimed": dumps(claimed.value),
+            "expired": dumps(expired.value),
+            "error": dumps(lifecycle.EXPIRED_ERROR),
             "from_state": source.value,
             "claimed_state": claimed.value,
             "expired_state": expired.value,
@@ -66,7 +67,7 @@ class RedisJobs:
         for _ in range(MAX_INSERT_ATTEMPTS):
             if keys:
                 exists, holders = await script(
-                    "peek", _dumps({"ids": [job.id for job in jobs], "keys": keys})
+                    "peek", dumps({"ids": [job.id for job in jobs], "keys": keys})
                 )
                 existing = {job.id for job, found in zip(jobs, exists, strict=True) if found}
                 stored_holders = {
@@ -84,7 +85,7 @@ class RedisJobs:
             ]
             spec = {"atomic": atomic, "strict": bool(keys), "guards": guards, "ops": ops}
             records = _take_records(ops)
-            reply = await script("insert", _dumps(spec), *records, self._keep)
+            reply = await script("insert", dumps(spec), *records, self._keep)
             if reply[0] == "retry":
                 continue
             return _inserted(jobs, results, slots, reply[1])
@@ -137,7 +138,7 @@ class RedisJobs:
             return []
         ops = [_op(job, expected) for job, expected in updates]
         records = _take_records(ops)
-        outcomes = await self._connection.script("update", _dumps(ops), *records, self._keep)
+        outcomes = await self._connection.script("update", dumps(ops), *records, self._keep)
         return [outcome != -2 for outcome in outcomes]
 
     async def count_jobs(self, queue: str) -> dict[State, int]:
@@ -188,7 +189,7 @@ class RedisJobs:
         spec = {"atomic": False, "strict": False, "guards": [], "ops": ops}
         records = _take_records(ops)
         inserted, taken = await self._connection.scripts(
-            ("insert", (_dumps(spec), *records, self._keep)),
+            ("insert", (dumps(spec), *records, self._keep)),
             ("claim", self._claim_args(queue, count, now, worker_id, visibility_ms, rate)),
         )
         return (_inserted(jobs, results, slots, inserted[1]), *_claimed(taken))
@@ -206,7 +207,7 @@ class RedisJobs:
             queue,
             count,
             now,
-            _dumps(worker_id) if worker_id is not None else "",
+            dumps(worker_id) if worker_id is not None else "",
             visibility_ms or 0,
             _CLAIM_PLAN,
             "" if rate is None else rate.limit,

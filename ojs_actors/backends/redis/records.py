@@ -15,9 +15,6 @@ from ...core import Job, State
 from ..base import timers_of
 from ..codec import EXACT, dumps
 
-_dumps = dumps
-"""Compact JSON text (of a record's field, of a script's arguments)."""
-
 
 def _record_text(record: dict[str, Any]) -> str:
     """The stored text of a record: each field's own JSON text, in one JSON object."""

@@ -6,9 +6,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from ..codec import dumps
 from ..outbox import EVENT_RETENTION
 from .connection import RedisConnection
-from .records import _dumps
 
 
 class RedisSnapshots:
@@ -28,7 +28,7 @@ class RedisSnapshots:
         return json.loads(raw) if raw is not None else None
 
     async def save_snapshot(self, key: str, state: dict[str, Any]) -> None:
-        await self._connection.script("save_snapshot", key, _dumps(state))
+        await self._connection.script("save_snapshot", key, dumps(state))
 
     async def load_snapshot_versioned(self, key: str) -> tuple[dict[str, Any], int] | None:
         found = await self._connection.script("load_snapshot", key)
@@ -50,9 +50,9 @@ class RedisSnapshots:
         if events:
             outbox.append(self._keep)
             for event in events:
-                outbox += [str(event["id"]), _dumps(event)]
+                outbox += [str(event["id"]), dumps(event)]
         version = await self._connection.script(
-            "save_snapshot", key, _dumps(state), expected, *outbox
+            "save_snapshot", key, dumps(state), expected, *outbox
         )
         return int(version) if version is not None else None
 
