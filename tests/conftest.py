@@ -1,6 +1,6 @@
 """Shared fixtures: an in-memory ``System`` and HTTP test clients of it on both serving
-paths, a real ``redis-server`` for the Redis backend's tests, and a real
-``ojs-actors serve`` on the memory backend.
+paths, a real ``redis-server`` and a real ``nats-server`` for those backends' tests, and
+a real ``ojs-actors serve`` on the memory backend.
 
 The Redis fixtures start their own server (``ojs_actors.testing.services``): on a free
 loopback port with a temporary directory, never a system service; the binary is found on
@@ -10,6 +10,7 @@ tests that need it with a message saying how to install it, instead of skipping 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
@@ -18,9 +19,9 @@ from serving import HTTP_PATHS, OjsServer
 
 from ojs_actors.http import HttpSettings, create_app
 from ojs_actors.system import System, open_system
-from ojs_actors.testing.services import MissingBinary, RedisServer
+from ojs_actors.testing.services import MissingBinary, NatsServer, RedisServer
 
-__all__ = ["RedisServer"]  # the tests that start a redis-server of their own import it here
+__all__ = ["NatsServer", "RedisServer"]  # for the tests that start a server of their own
 
 
 @pytest.hookimpl(wrapper=True)
@@ -47,6 +48,25 @@ def redis_url(redis_server: RedisServer) -> str:
         redis_server.start()
     redis_server.flush()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    with NatsServer(tmp_path_factory.mktemp("nats")) as server:
+        yield server
+
+
+_nats_names = itertools.count()
+
+
+@pytest.fixture
+def nats_options(nats_server: NatsServer) -> dict[str, Any]:
+    """Options of a NATS backend on the session's nats-server with streams and subjects of
+    this test alone (the streams of earlier tests stay, unused)."""
+    if nats_server.process is None:
+        nats_server.start()
+    n = next(_nats_names)
+    return {"url": nats_server.url, "stream": f"T{n}", "prefix": f"t{n}", "storage": "memory"}
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import itertools
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,3 +34,17 @@ class TestRedisBackend(BackendContract):
         # The asyncio bridge lives in this fixture's task; backends opened in other tasks use it.
         async with open_asyncio_bridge() as bridge:
             yield partial(open_backend, "redis", bridge=bridge, url=redis_url)
+
+
+class TestNatsBackend(BackendContract):
+    @pytest.fixture
+    def backend_factory(self, nats_options: dict[str, Any]) -> BackendFactory:
+        base = dict(nats_options)
+        tests = itertools.count()
+
+        def factory(**options: Any) -> Any:
+            n = next(tests)  # each backend of a test its own stream
+            own = {**base, "stream": f"{base['stream']}_{n}", "prefix": f"{base['prefix']}_{n}"}
+            return open_backend("nats", **own, **options)
+
+        return factory

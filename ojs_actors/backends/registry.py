@@ -324,6 +324,75 @@ BUILTIN: tuple[BackendEntry, ...] = (
         extra="redis",
         requires=("hiredis",),
     ),
+    BackendEntry(
+        name="nats",
+        description="NATS JetStream (nats-server >= 2.12) shared by any number of processes",
+        factory="ojs_actors.backends.nats:NatsBackend",
+        options=(
+            BackendOption(
+                name="url",
+                flag="--nats-url",
+                env="NATS_URL",
+                default="nats://localhost:4222",
+                help="NATS of --backend nats: nats://[user:password@|token@]host:port or "
+                "tls://…; several, comma-separated, are tried in order",
+            ),
+            BackendOption(
+                name="stream",
+                flag="--nats-stream",
+                env="OJS_NATS_STREAM",
+                default="OJS",
+                help="JetStream stream holding jobs and indexes (events go to <stream>_EVENTS)",
+            ),
+            BackendOption(
+                name="prefix",
+                flag="--nats-prefix",
+                env="OJS_NATS_PREFIX",
+                default="ojs",
+                help="first token of every subject the nats backend uses",
+            ),
+            BackendOption(
+                name="storage",
+                flag="--nats-storage",
+                env="OJS_NATS_STORAGE",
+                default="file",
+                choices=("file", "memory"),
+                help="JetStream storage of the streams the nats backend creates",
+            ),
+            BackendOption(
+                name="replicas",
+                flag="--nats-replicas",
+                env="OJS_NATS_REPLICAS",
+                default=1,
+                type=positive_int,
+                help="replicas of the streams the nats backend creates (a NATS cluster)",
+            ),
+            BackendOption(
+                name="batch_max_messages",
+                flag="--nats-batch-max",
+                env="OJS_NATS_BATCH_MAX",
+                default=1000,
+                type=positive_int,
+                help="the server's jetstream.limits.batch.max_msgs (an atomic write's limit)",
+            ),
+            BackendOption(
+                name="creds",
+                flag="--nats-creds",
+                env="NATS_CREDS",
+                default=None,
+                help="NATS .creds file (JWT and nkey seed; needs pip install nkeys)",
+            ),
+            BackendOption(
+                name="tls_ca",
+                flag="--nats-tls-ca",
+                env="NATS_TLS_CA",
+                default=None,
+                help="CA file to verify a tls:// NATS server with (default: the system's)",
+            ),
+            EVENT_RETENTION_OPTION,
+        ),
+        extra="nats",
+    ),
 )
 
 REGISTRY = BackendRegistry(BUILTIN, entry_point_group=ENTRY_POINT_GROUP)

@@ -1,0 +1,103 @@
+"""The NATS backend, assembled: :class:`NatsBackend` (see the package docstring)."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+
+from ..assembly import AssembledBackend
+from ..base import EVERY_CAPABILITY
+from ..outbox import EVENT_RETENTION
+from .connection import DEFAULT_URL, NatsStore
+from .events import NatsEventLog
+from .jetstream import MAX_BATCH_MESSAGES
+from .jobs import NatsJobs
+from .layout import EVENTS_STREAM, PREFIX, STREAM
+from .snapshots import NatsSnapshots
+
+
+class _Lifetime:
+    """Start, close, ping and reset of the store, forgetting what the parts cached."""
+
+    def __init__(self, store: NatsStore, jobs: NatsJobs, events: NatsEventLog) -> None:
+        self._store, self._jobs, self._events = store, jobs, events
+
+    async def start(self) -> None:
+        await self._store.start()
+
+    async def close(self) -> None:
+        await self._store.close()
+
+    async def ping(self) -> float:
+        return await self._store.ping()
+
+    async def reset(self) -> None:
+        await self._store.reset()
+        self._jobs.forget()
+        self._events.forget()
+
+
+class NatsBackend(AssembledBackend):
+    """Every part on one :class:`NatsStore`: :class:`NatsJobs` (job store, ready queue,
+    timers, dead letter), :class:`NatsSnapshots` and :class:`NatsEventLog`."""
+
+    name = "nats"
+    capabilities = EVERY_CAPABILITY
+    needs_asyncio = False
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        event_retention: int = EVENT_RETENTION,
+        stream: str = STREAM,
+        events_stream: str | None = None,
+        prefix: str = PREFIX,
+        storage: str = "file",
+        replicas: int = 1,
+        batch_max_messages: int = MAX_BATCH_MESSAGES,
+        creds: str | None = None,
+        tls_ca: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        request_timeout: float | None = 5.0,
+    ) -> None:
+        """``events_stream`` defaults to ``{stream}_EVENTS`` (``OJS_EVENTS``); ``tls_ca``
+        is a CA file to verify a ``tls://`` server with (else the system's CAs)."""
+        if events_stream is None:
+            events_stream = EVENTS_STREAM if stream == STREAM else f"{stream}_EVENTS"
+        if ssl_context is None and tls_ca:
+            ssl_context = ssl.create_default_context(cafile=tls_ca)
+        self.store = store = NatsStore(
+            url,
+            stream=stream,
+            events_stream=events_stream,
+            prefix=prefix,
+            storage=storage,
+            replicas=replicas,
+            batch_max_messages=batch_max_messages,
+            creds=creds,
+            ssl_context=ssl_context,
+            request_timeout=request_timeout,
+        )
+        events = NatsEventLog(store, event_retention)
+        self._jobs_part = jobs = NatsJobs(store, events)
+        super().__init__(
+            name=self.name,
+            capabilities=self.capabilities,
+            needs_asyncio=False,
+            lifetime=_Lifetime(store, jobs, events),
+            jobs=jobs,
+            ready=jobs,
+            timers=jobs,
+            dead_letter=jobs,
+            snapshots=NatsSnapshots(store, events),
+            events=events,
+        )
+
+    @property
+    def url(self) -> str:
+        return self.store.url
+
+    async def watch_ready(self, notify: Callable[[str], None]) -> None:
+        """:class:`~ojs_actors.backends.base.ReadyNotices`, from :class:`NatsJobs`."""
+        await self._jobs_part.watch_ready(notify)

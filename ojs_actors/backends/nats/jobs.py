@@ -1,0 +1,512 @@
+"""Job records in NATS JetStream and the indexes derived from them: :class:`NatsJobs`.
+
+Every write is one atomic batch (:class:`~.writes.Batch`): the job records, each guarded
+by a compare-and-set on its subject's last sequence, with their index and outbox entries.
+A batch whose compare-and-set fails stores nothing; the jobs are read again and the write
+decided again, so concurrent writers in other processes never overwrite each other.
+
+Index entries are hints checked against the records when read (:mod:`.layout`): a claim
+reads the queue's best lane, takes the entries whose job is still available at the
+entry's version, and purges the lane's head up to the first entry it leaves; timers and
+the dead letter are read and purged the same way. Nothing scans every job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from ...core import BackendUnavailable, Job, OJSError, State, lifecycle
+from ..base import Deduplicated, RateLimit, plan_inserts, replaced_by, timers_of
+from .connection import CasFailed, NatsStore
+from .events import NatsEventLog
+from .jetstream import PubAck
+from .layout import Entry, parse_entry
+from .writes import Batch, Before, Stored, decode_job, guarded, is_dead
+
+MAX_ATTEMPTS = 20
+"""Rounds of read-decide-write before a write that keeps losing gives up (503)."""
+REVISIONS_KEPT = 100_000
+"""Stored versions remembered (:class:`~.writes.Before`: version, record sequence, queue,
+state), so the ack after a claim writes without reading first."""
+COUNTS_FOLD_AT = 64
+"""Count delta messages of a queue beyond which reading them folds them into one."""
+MESSAGES_PER_JOB = 6
+"""The most messages one job version writes (record, ready, timer, dead, outbox, a replaced
+holder's or unique key's), to split writes that are not atomic as a whole."""
+
+
+@dataclass
+class _Peek:
+    """What an insert reads before deciding, when it has unique keys or lost a race."""
+
+    existing: set[str] = field(default_factory=set)
+    revisions: dict[str, int] = field(default_factory=dict)
+    """Record sequence per job id read (deleted jobs' too)."""
+    key_revisions: dict[str, int] = field(default_factory=dict)
+    holders: dict[str, Stored] = field(default_factory=dict)
+
+
+class NatsJobs:
+    """The :class:`~ojs_actors.backends.base.JobStore`, ``ReadyQueue``, ``Timers`` and
+    ``DeadLetter`` parts on a :class:`~.connection.NatsStore`, and the optional
+    ``ReadyNotices``."""
+
+    def __init__(self, store: NatsStore, events: NatsEventLog) -> None:
+        """``events``: the outbox's reader, told of every entry appended (it trims)."""
+        self._store = store
+        self._subjects = store.subjects
+        self._events = events
+        self._count_writes: dict[str, int] = {}
+        self._revisions: dict[str, Before] = {}
+
+    def forget(self) -> None:
+        """Drop what this process remembers (after a reset)."""
+        self._revisions.clear()
+        self._count_writes.clear()
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def _read(self, job_ids: Iterable[str]) -> dict[str, Stored]:
+        subjects = self._subjects
+        ids = list(dict.fromkeys(job_ids))
+        found = await self._store.last(subjects.job(job_id) for job_id in ids)
+        stored: dict[str, Stored] = {}
+        for job_id in ids:
+            message = found.get(subjects.job(job_id))
+            if message is None:
+                continue
+            job = decode_job(message.data)
+            if job is not None:
+                stored[job_id] = Stored(job, message.seq)
+                self._remember(job, message.seq)
+        return stored
+
+    def _remember(self, job: Job, seq: int) -> None:
+        revisions = self._revisions
+        revisions.pop(job.id, None)
+        revisions[job.id] = Before.of(job, seq)
+        if len(revisions) > REVISIONS_KEPT:
+            del revisions[next(iter(revisions))]
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def _write(self, batch: Batch) -> list[Stored]:
+        """Store ``batch``; :class:`CasFailed` if a compare-and-set in it did not hold."""
+        ack: PubAck = await self._store.write(batch.finish())
+        stored = batch.stored(ack)
+        for item in stored:
+            self._remember(item.job, item.seq)
+        await self._after_write(batch, len(stored))
+        return stored
+
+    async def _after_write(self, batch: Batch, entries: int) -> None:
+        store = self._store
+        for queue in batch.woken:
+            await store.client.publish(self._subjects.ready_notices(), queue.encode())
+        await self._events.appended(entries)
+        for queue in batch.counts:
+            writes = self._count_writes.get(queue, 0) + 1
+            if writes >= COUNTS_FOLD_AT:
+                writes = 0
+                await self.count_jobs(queue)
+            self._count_writes[queue] = writes
+
+    # -- JobStore -------------------------------------------------------------------------
+
+    async def insert_jobs(
+        self, jobs: Sequence[Job], *, atomic: bool = False
+    ) -> list[Job | Deduplicated | OJSError]:
+        if not jobs:
+            return []
+        keys = [job.unique_key for job in jobs if job.unique_key is not None]
+        peek: _Peek | None = None
+        if len(set(keys)) < len(keys):
+            # A key taken twice in one call: each insert must see the one before it, so
+            # they are written one by one (all or nothing only as far as planning goes).
+            if atomic:
+                peek = await self._peek(jobs, keys)
+                results = plan_inserts(jobs, peek.existing.__contains__, _holder_job(peek))
+                if any(isinstance(result, OJSError) for result in results):
+                    return results
+            return [result for job in jobs for result in await self.insert_jobs([job])]
+        for _ in range(MAX_ATTEMPTS):
+            if peek is None and keys:
+                peek = await self._peek(jobs, keys)
+            known = peek or _Peek()
+            results = plan_inserts(jobs, known.existing.__contains__, _holder_job(known))
+            if atomic and any(isinstance(result, OJSError) for result in results):
+                return results
+            stored = [result for result in results if isinstance(result, Job)]
+            if not atomic and len(stored) * MESSAGES_PER_JOB > self._store.batch_max_messages:
+                return await self._insert_in_parts(jobs)
+            if not stored:
+                return results
+            batch = Batch(self._subjects)
+            for job in stored:
+                self._stage_insert(batch, job, known)
+            try:
+                await self._write(batch)
+            except CasFailed:
+                peek = await self._peek(jobs, keys)  # an id or a key was taken meanwhile
+                continue
+            return results
+        raise BackendUnavailable(
+            "Jobs or unique keys kept changing concurrently while inserting; try again.",
+            details={"backend": "nats"},
+        )
+
+    async def _insert_in_parts(self, jobs: Sequence[Job]) -> list[Job | Deduplicated | OJSError]:
+        size = max(1, self._store.batch_max_messages // MESSAGES_PER_JOB)
+        results: list[Job | Deduplicated | OJSError] = []
+        for start in range(0, len(jobs), size):
+            results.extend(await self.insert_jobs(jobs[start : start + size]))
+        return results
+
+    def _stage_insert(self, batch: Batch, job: Job, peek: _Peek) -> None:
+        key = job.unique_key
+        if key is not None:
+            holder = peek.holders.get(key)
+            cancelled = replaced_by(job, holder.job if holder is not None else None)
+            if cancelled is not None and holder is not None:
+                batch.put_job(cancelled, Before.of(holder.job, holder.seq))
+            batch.put(
+                self._subjects.unique(key), job.id.encode(), guarded(peek.key_revisions.get(key, 0))
+            )
+        batch.put_job(job, None, peek.revisions.get(job.id, 0))  # a deleted job's subject
+
+    async def _peek(self, jobs: Sequence[Job], keys: Sequence[str]) -> _Peek:
+        subjects = self._subjects
+        found = await self._store.last(
+            [subjects.job(job.id) for job in jobs] + [subjects.unique(key) for key in keys]
+        )
+        peek = _Peek()
+        for job in jobs:
+            message = found.get(subjects.job(job.id))
+            if message is not None:
+                peek.revisions[job.id] = message.seq
+                if message.data:
+                    peek.existing.add(job.id)
+        holder_ids: dict[str, str] = {}
+        for key in keys:
+            message = found.get(subjects.unique(key))
+            if message is not None:
+                peek.key_revisions[key] = message.seq
+                if message.data:
+                    holder_ids[key] = message.data.decode()
+        holders = await self._read(holder_ids.values()) if holder_ids else {}
+        for key, holder_id in holder_ids.items():
+            if holder_id in holders:
+                peek.holders[key] = holders[holder_id]
+        return peek
+
+    async def get_jobs(self, job_ids: Sequence[str]) -> list[Job | None]:
+        if not job_ids:
+            return []
+        stored = await self._read(job_ids)
+        return [stored[job_id].job if job_id in stored else None for job_id in job_ids]
+
+    async def update_jobs(self, updates: Sequence[tuple[Job, int]]) -> list[bool]:
+        results = [False] * len(updates)
+        pending = list(range(len(updates)))
+        while pending:
+            # The same job twice: each compare-and-set must see the one before it.
+            this_round: list[int] = []
+            later: list[int] = []
+            seen: set[str] = set()
+            for index in pending:
+                job_id = updates[index][0].id
+                (later if job_id in seen else this_round).append(index)
+                seen.add(job_id)
+            size = max(1, self._store.batch_max_messages // MESSAGES_PER_JOB)
+            for start in range(0, len(this_round), size):
+                await self._update_round(updates, this_round[start : start + size], results)
+            pending = later
+        return results
+
+    async def _update_round(
+        self, updates: Sequence[tuple[Job, int]], indexes: list[int], results: list[bool]
+    ) -> None:
+        trust_cache = True
+        for _ in range(MAX_ATTEMPTS):
+            current = await self._current(
+                {updates[index][0].id: updates[index][1] for index in indexes},
+                trust_cache=trust_cache,
+            )
+            live = [
+                index
+                for index in indexes
+                if (before := current.get(updates[index][0].id)) is not None
+                and before.version == updates[index][1]
+            ]
+            if not live:
+                return
+            batch = Batch(self._subjects)
+            for index in live:
+                job = updates[index][0]
+                batch.put_job(job, current[job.id])
+            try:
+                await self._write(batch)
+            except CasFailed:
+                for index in live:
+                    self._revisions.pop(updates[index][0].id, None)
+                trust_cache = False
+                indexes = live
+                continue
+            for index in live:
+                results[index] = True
+            return
+        raise BackendUnavailable(
+            "Jobs kept changing concurrently while updating; try again.",
+            details={"backend": "nats"},
+        )
+
+    async def _current(self, expected: dict[str, int], *, trust_cache: bool) -> dict[str, Before]:
+        """The stored versions of the jobs (ids to the versions expected); with
+        ``trust_cache``, a version this process wrote or read last comes from memory if it
+        is the one expected (the compare-and-set still decides: if it changed elsewhere
+        meanwhile, the write fails and the next round reads)."""
+        current: dict[str, Before] = {}
+        if trust_cache:
+            revisions = self._revisions
+            for job_id, version in expected.items():
+                before = revisions.get(job_id)
+                if before is not None and before.version == version:
+                    current[job_id] = before
+        unknown = [job_id for job_id in expected if job_id not in current]
+        if unknown:
+            for job_id, stored in (await self._read(unknown)).items():
+                current[job_id] = Before.of(stored.job, stored.seq)
+        return current
+
+    async def count_jobs(self, queue: str) -> dict[State, int]:
+        subject = self._subjects.count(queue)
+        messages = await self._store.read(subject)
+        totals: dict[str, int] = {}
+        for message in messages:
+            for state, delta in orjson.loads(message.data).items():
+                totals[state] = totals.get(state, 0) + delta
+        if len(messages) > COUNTS_FOLD_AT // 2:
+            folded = {state: n for state, n in totals.items() if n}
+            try:
+                await self._store.write(
+                    [(subject, orjson.dumps(folded), guarded(messages[-1].seq))]
+                )
+            except CasFailed:
+                pass  # written meanwhile: fold next time
+        return {State(state): n for state, n in totals.items() if n > 0}
+
+    # -- ReadyQueue -----------------------------------------------------------------------
+
+    async def claim(
+        self,
+        queue: str,
+        count: int,
+        now: int,
+        worker_id: str | None,
+        visibility_ms: int | None,
+        *,
+        rate: RateLimit | None = None,
+    ) -> tuple[list[Job], list[Job]]:
+        claimed: list[Job] = []
+        expired: list[Job] = []
+        if count <= 0:
+            return claimed, expired
+        subjects = self._subjects
+        lanes = sorted(await self._store.subjects_of(subjects.ready_lanes(queue)))
+        for lane_subject in lanes:
+            for _ in range(MAX_ATTEMPTS):
+                wanted = count - len(claimed)
+                window = None
+                if rate is not None:
+                    window = await self._rate_window(queue, rate, now)
+                    wanted = min(wanted, rate.limit - len(window[0]))
+                if wanted <= 0:
+                    return claimed, expired
+                try:
+                    more, gone, exhausted = await self._claim_from_lane(
+                        lane_subject, queue, wanted, now, worker_id, visibility_ms, window
+                    )
+                except CasFailed:
+                    continue  # another process claimed some meanwhile: read the lane again
+                claimed.extend(more)
+                expired.extend(gone)
+                if exhausted:
+                    break
+        return claimed, expired
+
+    async def _claim_from_lane(
+        self,
+        lane_subject: str,
+        queue: str,
+        wanted: int,
+        now: int,
+        worker_id: str | None,
+        visibility_ms: int | None,
+        window: tuple[list[int], int] | None,
+    ) -> tuple[list[Job], list[Job], bool]:
+        """Claim up to ``wanted`` from the head of one lane (and count them in the rate
+        ``window``: its claim times and record sequence). Returns the claimed, the expired
+        and whether the lane has nothing more to give."""
+        store = self._store
+        asked = wanted * 2 + 8
+        entries = [parse_entry(m.seq, m.data) for m in await store.read(lane_subject, 1, asked)]
+        if not entries:
+            return [], [], True
+        records = await self._read(entry.job_id for entry in entries)
+        batch = Batch(self._subjects)
+        claimed: list[Job] = []
+        expired: list[Job] = []
+        first_left: int | None = None  # the first live entry not taken stays in the lane
+        seen: set[str] = set()
+        for entry in entries:
+            stored = records.get(entry.job_id)
+            if (
+                stored is None
+                or entry.job_id in seen
+                or stored.job.version != entry.version
+                or stored.job.state is not State.AVAILABLE
+                or stored.job.queue != queue
+            ):
+                continue  # stale: purged with the head
+            if len(claimed) >= wanted:
+                first_left = entry.seq
+                break
+            seen.add(entry.job_id)
+            job = stored.job
+            if job.expires_at is not None and job.expires_at <= now:
+                nxt = lifecycle.expire(job, now)
+                expired.append(nxt)
+            else:
+                nxt = lifecycle.claim(job, now, worker_id, visibility_ms)
+                claimed.append(nxt)
+            batch.put_job(nxt, Before.of(job, stored.seq))
+        if window is not None and claimed:
+            recent, rate_seq = window
+            times = recent + [now] * len(claimed)
+            batch.put(self._subjects.rate(queue), orjson.dumps(times), guarded(rate_seq))
+        if seen:
+            await self._write(batch)
+        head_end = first_left if first_left is not None else entries[-1].seq + 1
+        if head_end > entries[0].seq:
+            await store.purge(lane_subject, before_seq=head_end)
+        return claimed, expired, first_left is None and len(entries) < asked
+
+    async def _rate_window(self, queue: str, rate: RateLimit, now: int) -> tuple[list[int], int]:
+        """The queue's claim times within the rate limit's window ending at ``now``, and
+        the sequence of the record holding them (0: none yet)."""
+        subject = self._subjects.rate(queue)
+        message = (await self._store.last([subject])).get(subject)
+        if message is None:
+            return [], 0
+        recent = [t for t in orjson.loads(message.data) if t > now - rate.window_ms]
+        return recent, message.seq
+
+    async def watch_ready(self, notify: Callable[[str], None]) -> None:
+        """:class:`~ojs_actors.backends.base.ReadyNotices`: every write that makes jobs
+        available publishes their queue on ``ojs.notify.ready``, after it is stored."""
+        async with self._store.client.subscribe(self._subjects.ready_notices()) as receive:
+            while True:
+                message = await receive()
+                notify(message.data.decode())
+
+    # -- Timers ---------------------------------------------------------------------------
+
+    async def _timer_buckets(self) -> list[int]:
+        subjects = self._subjects
+        found = await self._store.subjects_of(subjects.timers())
+        return sorted(subjects.second_of(subject) for subject in found)
+
+    async def _live_timers(self, second: int, limit: int) -> list[tuple[Entry, Stored]]:
+        """The first ``limit`` entries of a timer bucket that match their job's current
+        version; the stale ones before the first live one are purged."""
+        subject = self._subjects.timer(second * 1000)
+        entries = [parse_entry(m.seq, m.data) for m in await self._store.read(subject, 1, limit)]
+        if not entries:
+            return []
+        records = await self._read(entry.job_id for entry in entries)
+        live: list[tuple[Entry, Stored]] = []
+        first_live: int | None = None
+        for entry in entries:
+            stored = records.get(entry.job_id)
+            if stored is None or stored.job.version != entry.version:
+                continue
+            if first_live is None:
+                first_live = entry.seq
+            live.append((entry, stored))
+        head_end = first_live if first_live is not None else entries[-1].seq + 1
+        if head_end > entries[0].seq:
+            await self._store.purge(subject, before_seq=head_end)
+        return live
+
+    async def due_jobs(self, now: int, limit: int) -> list[Job]:
+        found: dict[str, tuple[int, Job]] = {}
+        for second in await self._timer_buckets():
+            if second > now // 1000 or len(found) >= limit:
+                break
+            for _, stored in await self._live_timers(second, limit * 2):
+                due = min(timers_of(stored.job), default=None)
+                if due is not None and due <= now and stored.job.id not in found:
+                    found[stored.job.id] = (due, stored.job)
+        ordered = sorted(found.values(), key=lambda pair: pair[0])
+        return [job for _, job in ordered[:limit]]
+
+    async def next_due_at(self) -> int | None:
+        for second in await self._timer_buckets():
+            live = await self._live_timers(second, 1000)
+            dues = [min(timers_of(stored.job)) for _, stored in live if timers_of(stored.job)]
+            if dues:
+                return min(dues)
+        return None
+
+    # -- DeadLetter -----------------------------------------------------------------------
+
+    async def list_dead_letter(
+        self, queue: str | None, limit: int, offset: int
+    ) -> tuple[list[Job], int]:
+        subjects, store = self._subjects, self._store
+        messages = await store.read(subjects.dead_of(queue))
+        live = [message for message in messages if message.data]
+        for tombstone in [message for message in messages if not message.data][:32]:
+            await store.purge(tombstone.subject, before_seq=tombstone.seq + 1)
+        page = [subjects.job_id_of(message.subject) for message in live[offset : offset + limit]]
+        records = await self._read(page) if page and limit > 0 else {}
+        jobs = [records[job_id].job for job_id in page if job_id in records]
+        return [job for job in jobs if is_dead(job)], len(live)
+
+    async def delete_dead_letter(self, job_id: str) -> bool:
+        subjects = self._subjects
+        for _ in range(MAX_ATTEMPTS):
+            stored = (await self._read([job_id])).get(job_id)
+            if stored is None or not is_dead(stored.job):
+                return False
+            job = stored.job
+            batch = Batch(self._subjects)
+            batch.delete_job(job, stored.seq)
+            if job.unique_key is not None:
+                key_subject = subjects.unique(job.unique_key)
+                holder = (await self._store.last([key_subject])).get(key_subject)
+                if holder is not None and holder.data.decode() == job_id:
+                    batch.put(key_subject, b"", guarded(holder.seq))
+            try:
+                await self._store.write(batch.finish())
+            except CasFailed:
+                continue
+            self._revisions.pop(job_id, None)
+            for subject in (subjects.job(job_id), subjects.dead(job.queue, job_id)):
+                await self._store.purge(subject)
+            return True
+        raise BackendUnavailable(
+            f"Job {job_id} kept changing while deleting it; try again.",
+            details={"backend": "nats"},
+        )
+
+
+def _holder_job(peek: _Peek) -> Callable[[str], Job | None]:
+    def holder(key: str) -> Job | None:
+        stored = peek.holders.get(key)
+        return stored.job if stored is not None else None
+
+    return holder
