@@ -394,3 +394,32 @@ async def test_insert_and_claim_is_one_round_trip(backend: RedisBackend) -> None
     keyed = uniq("k1", "reject")
     results, claimed, _ = await backend.insert_and_claim([keyed], "q", 5, 3_000, "w", None)
     assert results == [keyed] and {job.id for job in claimed} == {"h2", "k1"}
+
+
+async def test_update_and_claim_is_one_round_trip(backend: RedisBackend) -> None:
+    client = backend.connection.client
+    await backend.insert_jobs([make("u1"), make("u2"), make("u3")])
+    [first, second], _ = await backend.claim("q", 2, 2_000, "w", None)
+    [waiting] = await backend.get_jobs(["u3"])
+    assert waiting is not None
+    updates = [
+        (lifecycle.ack(first, 3_000), first.version),
+        (lifecycle.requeue(second, 3_000), second.version),
+        (lifecycle.cancel(waiting, 3_000), waiting.version + 1),  # a stale version: refused
+    ]
+    before = client.round_trips
+    stored, claimed, expired = await backend.update_and_claim(updates, "q", 5, 4_000, "w2", None)
+    assert client.round_trips == before + 1
+    assert stored == [True, True, False]
+    # the claim comes second: it takes the job just requeued too, after u3 (requeue goes last)
+    assert [job.id for job in claimed] == ["u3", "u2"] and expired == []
+    assert all(job.state is State.ACTIVE and job.worker_id == "w2" for job in claimed)
+    [done] = await backend.get_jobs(["u1"])
+    assert done is not None and done.state is State.COMPLETED
+    assert await backend.count_jobs("q") == {State.ACTIVE: 2, State.COMPLETED: 1}
+    # nothing to update: the claim alone, still one round trip
+    await backend.insert_jobs([make("u4")])
+    before = client.round_trips
+    stored, claimed, _ = await backend.update_and_claim([], "q", 5, 5_000, "w2", None)
+    assert client.round_trips == before + 1
+    assert stored == [] and [job.id for job in claimed] == ["u4"]

@@ -7,15 +7,23 @@ take no real time.
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from bench.embedded import embedded_lifecycle
 from ojs_actors import Ack, Job, MemoryBackend, Nack, SqliteBackend, State, open_system
-from ojs_actors.core import InvalidRequest, NotFound
+from ojs_actors.backends.redis import RedisBackend
+from ojs_actors.core import InvalidRequest, NotFound, OJSError, lifecycle
+from ojs_actors.system import Settings
+from ojs_actors.system.queue_messages import Apply, Claim
+from ojs_actors.system.transitions import ack_with
+from ojs_actors.system.worker_group import WorkerGroupStats
 
 WAIT_LIMIT_S = 30.0
 
@@ -364,3 +372,197 @@ async def test_jobs_claimed_for_a_worker_gone_meanwhile_go_back_unspent(
         assert stored.state is State.AVAILABLE and stored.attempt == 0  # as never claimed
         [again] = await system.fetch(["back"], worker_id="other")
         assert again.id == job.id and again.attempt == 1
+
+
+# -- a settle and the claim behind it: one round trip on Redis -------------------------------
+
+
+class TwoCalls(RedisBackend):
+    """The Redis backend without its :class:`UpdateAndClaim` part, as before it: a settle
+    and the claim behind it take an ``update_jobs`` and a ``claim`` call."""
+
+    update_and_claim = None  # type: ignore[assignment]  # blocks the protocol's method
+
+
+class Cycles(Settled):
+    """``Settled``, also noting the backend client's round trips at each stored batch."""
+
+    def __init__(self, backend: RedisBackend) -> None:
+        super().__init__()
+        self.backend = backend
+        self.round_trips: list[int] = []
+
+    def __call__(self, jobs: Sequence[Job]) -> None:
+        self.round_trips.append(self.backend.connection.client.round_trips)
+        super().__call__(jobs)
+
+
+QUIET = Settings(poll_interval=30.0)
+"""No poll (nor re-read of a queue's record) within a test: only the group's calls count."""
+
+
+async def run_noop_group(
+    backend: RedisBackend, jobs: int
+) -> tuple[list[int], Cycles, WorkerGroupStats]:
+    """A no-op group (batches of 100) over ``jobs`` jobs on ``backend``: the round trips
+    between one stored batch and the next, what was stored, and the group's stats."""
+    runs: Counter[int] = Counter()
+
+    async def noop(job: Job) -> None:
+        runs[job.args[0]] += 1
+
+    cycles = Cycles(backend)
+    async with open_system(backend, settings=QUIET) as system:
+        await system.enqueue_batch([request("work.noop", n) for n in range(jobs)])
+        async with system.worker_group(
+            ["default"], {"work.noop": noop}, batch_size=100, on_settled=cycles
+        ) as group:
+            await cycles.until(lambda: cycles.count(State.COMPLETED) == jobs)
+        assert runs == Counter(range(jobs))  # every job ran once
+    marks = cycles.round_trips
+    deltas = [later - earlier for earlier, later in zip(marks[:-1], marks[1:], strict=True)]
+    return deltas, cycles, group.stats
+
+
+async def test_a_groups_settle_and_next_claim_share_one_round_trip_on_redis(
+    redis_url: str,
+) -> None:
+    """Steady state: the group stores batch N's outcomes and claims batch N+1 in one step of
+    the QueueActor, one pipelined round trip (update and claim scripts); without the
+    backend's UpdateAndClaim part, the same step takes two, as before it."""
+    combined, stored, stats = await run_noop_group(RedisBackend(redis_url), 1000)
+    two_calls, stored_before, stats_before = await run_noop_group(TwoCalls(redis_url), 1000)
+    assert len(combined) == len(two_calls) == 9  # ten batches of 100
+    assert Counter(combined)[1] >= len(combined) - 1  # one round trip per batch
+    assert min(two_calls) >= 2
+    for run, group_stats in ((stored, stats), (stored_before, stats_before)):
+        assert run.count(State.COMPLETED) == 1000
+        assert all(job.attempt == 1 for job in run.latest.values())
+        assert (group_stats.completed, group_stats.settle_errors) == (1000, 0)
+
+
+def answer_of(answer: Job | OJSError) -> tuple[Any, ...]:
+    """What an ``Apply`` answered for one item, comparable across runs (ids left out)."""
+    if isinstance(answer, Job):
+        return (answer.state, answer.attempt, answer.args, answer.has_result and answer.result)
+    job_id = answer.details.get("job_id") or answer.details.get("resource_id") or "-"
+    return (type(answer).__name__, answer.message.replace(job_id, "<id>"))
+
+
+async def settle_and_claim_after_a_cancel_elsewhere(
+    backend: RedisBackend, redis_url: str
+) -> tuple[list[tuple[Any, ...]], list[Any], int]:
+    """Jobs 0-2 claimed through ``backend``'s system, job 1 cancelled through another
+    (another process on the same Redis: the claimed version the QueueActor keeps goes
+    stale), then one ``Apply`` (ack 0, ack 1, requeue 2) and a ``Claim`` reach the
+    QueueActor back to back. Its answers, the jobs claimed, and their round trips."""
+    async with (
+        open_system(backend, settings=QUIET) as system,
+        open_system(RedisBackend(redis_url), settings=QUIET) as other,
+    ):
+        await system.enqueue_batch([request("work.any", n) for n in range(4)])
+        first, second, third = await system.fetch(["default"], count=3, worker_id="w")
+        await other.cancel(second.id)
+        queue = await system.queue_ref("default")
+        client = backend.connection.client
+        before = client.round_trips
+        applied = await queue.send(
+            Apply(
+                [
+                    (first.id, ack_with("ok")),
+                    (second.id, ack_with("ok")),
+                    (third.id, lifecycle.requeue),
+                ]
+            )
+        )
+        claim = await queue.send(Claim(5, "w", None))
+        answers = await applied.wait()
+        claimed = await claim.wait()
+        round_trips = client.round_trips - before
+        assert (await system.info(second.id)).state is State.CANCELLED
+    return [answer_of(answer) for answer in answers], [job.args[0] for job in claimed], round_trips
+
+
+async def test_a_settle_whose_job_changed_elsewhere_answers_as_before(redis_url: str) -> None:
+    """The first compare-and-set round goes with the claim; the job another process
+    cancelled meanwhile loses it, is read and decided again after: the same answers as
+    two calls give, one round trip fewer."""
+    combined = await settle_and_claim_after_a_cancel_elsewhere(RedisBackend(redis_url), redis_url)
+    two_calls = await settle_and_claim_after_a_cancel_elsewhere(TwoCalls(redis_url), redis_url)
+    answers, claimed, round_trips = combined
+    assert (answers, claimed) == two_calls[:2]
+    completed, refused, requeued = answers
+    assert completed == (State.COMPLETED, 1, [0], "ok")
+    assert refused == ("Conflict", "Cannot ack job <id> in state 'cancelled'.")
+    assert requeued == (State.AVAILABLE, 0, [2], False)
+    assert claimed == [3, 2]  # the claim came after the requeue: it took that job too
+    # update+claim, then the read of the job that changed; two calls: update, read, claim
+    assert (round_trips, two_calls[2]) == (2, 3)
+
+
+class LostWithClaim(RedisBackend):
+    """The Redis backend, noting the jobs whose update lost its compare-and-set in an
+    ``update_and_claim`` call (a settle that went with a claim)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.lost: list[str] = []
+
+    async def update_and_claim(
+        self, updates: Sequence[tuple[Job, int]], *args: Any, **kwargs: Any
+    ) -> tuple[list[bool], list[Job], list[Job]]:
+        stored, claimed, expired = await super().update_and_claim(updates, *args, **kwargs)
+        self.lost += [job.id for (job, _), ok in zip(updates, stored, strict=True) if not ok]
+        return stored, claimed, expired
+
+
+async def test_a_job_cancelled_elsewhere_before_its_ack_is_refused_as_before(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At group level: job 150 is cancelled through another process once the group has
+    claimed it (the version its QueueActor keeps goes stale), and the rest of its batch
+    waits for that; its ack, sent with the next claim, loses the compare-and-set and is
+    refused with the same error as with two calls. Every other job is completed once."""
+
+    async def run(backend: RedisBackend) -> tuple[Any, ...]:
+        caplog.clear()
+        cancelled = trio.Event()
+        async with (
+            open_system(backend, settings=QUIET) as system,
+            open_system(RedisBackend(redis_url), settings=QUIET) as other,
+        ):
+            jobs = await system.enqueue_batch([request("work.any", n) for n in range(300)])
+            victim = jobs[150].id
+
+            async def handle(job: Job) -> None:
+                if job.args[0] == 100:  # the first of the victim's batch
+                    await other.cancel(victim)
+                    cancelled.set()
+                elif 100 < job.args[0] < 200 and not cancelled.is_set():
+                    await cancelled.wait()
+
+            settled = Settled()
+            with caplog.at_level(logging.WARNING, logger="ojs_actors.worker_group"):
+                async with system.worker_group(
+                    ["default"],
+                    {"work.any": handle},
+                    batch_size=100,
+                    worker_id="g",
+                    on_settled=settled,
+                ) as group:
+                    await settled.until(lambda: settled.count(State.COMPLETED) == 299)
+                    await settled.until(lambda: group.stats.settle_errors == 1)
+            assert (await system.info(victim)).state is State.CANCELLED
+            assert all(job.attempt == 1 for job in settled.latest.values())
+            assert group.in_hand == 0
+        warnings = [record.getMessage().replace(victim, "<id>") for record in caplog.records]
+        stats = group.stats
+        return stats.completed, stats.settle_errors, stats.failed, warnings, victim
+
+    combined = LostWithClaim(redis_url)
+    *outcome, victim = await run(combined)
+    assert combined.lost == [victim]  # the ack went with a claim, and lost
+    *outcome_before, _ = await run(TwoCalls(redis_url))
+    assert outcome == outcome_before
+    assert outcome[:3] == [299, 1, 0]
+    assert outcome[3] == ["worker group g: job <id>: Cannot ack job <id> in state 'cancelled'."]

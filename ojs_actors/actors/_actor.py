@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import trio
 
-from ._errors import ActorCrashed, single_error
+from ._errors import ActorCrashed, MailboxFull, single_error
 from ._mailbox import Envelope, Mailbox, Reply
 
 
@@ -104,6 +104,19 @@ class ActorRef:
     def tell_nowait(self, message: Any) -> None:
         """Fire and forget; raises :class:`MailboxFull` instead of waiting."""
         self._mailbox.put_nowait(Envelope(message))
+
+    async def send(self, message: Any) -> Reply:
+        """Send for an answer without waiting for it: ``await reply.wait()`` later (what
+        :meth:`ask` does at once). Unless the mailbox is full, the message is queued before
+        this returns and without a pause, so messages sent one after another with no other
+        await between are queued back to back: a batching actor takes them together."""
+        reply = Reply()
+        envelope = Envelope(message, reply)
+        try:
+            self._mailbox.put_nowait(envelope)
+        except MailboxFull:
+            await self._mailbox.put(envelope)
+        return reply
 
     async def ask(self, message: Any) -> Any:
         """Send and wait for the answer. Raises what the actor raised for it,

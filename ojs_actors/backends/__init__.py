@@ -13,6 +13,7 @@ from .base import (
     Deduplicated,
     EventFilter,
     EventLog,
+    EventSink,
     InsertAndClaim,
     JobStore,
     Lifecycle,
@@ -21,6 +22,7 @@ from .base import (
     ReadyQueue,
     Snapshots,
     Timers,
+    UpdateAndClaim,
     timers_of,
 )
 from .memory import MemoryBackend
@@ -41,6 +43,7 @@ __all__ = [
     "Deduplicated",
     "EventFilter",
     "EventLog",
+    "EventSink",
     "InsertAndClaim",
     "JobStore",
     "Lifecycle",
@@ -49,6 +52,7 @@ __all__ = [
     "ReadyQueue",
     "Snapshots",
     "Timers",
+    "UpdateAndClaim",
     "MemoryBackend",
     "MissingExtra",
     "SqliteBackend",

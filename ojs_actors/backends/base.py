@@ -276,6 +276,25 @@ class ReadyNotices(Protocol):
 
 
 @runtime_checkable
+class EventSink(Protocol):
+    """Optional part: where the outbox's events are relayed to (NATS subjects, a Kafka
+    topic). A backend has it if it implements this method and names its relay; the
+    :class:`~ojs_actors.system.event_relay.EventRelay` of one process of those sharing
+    the store (a lease) then reads the outbox through the durable cursor ``relay_name``
+    and hands every event over, at least once, in outbox order. Downstream de-duplicates
+    by event id (stable: :mod:`ojs_actors.core.events`)."""
+
+    relay_name: str
+    """Names the relay's durable cursor and its lease, e.g. ``"nats-events"``."""
+
+    async def publish_events(self, events: Sequence[dict[str, Any]]) -> None:
+        """Publish these events, in order, before returning; raise
+        :class:`~ojs_actors.core.BackendUnavailable` (or the sink's own error) if not all
+        were taken. Called again with the same events after a failure or a crash (at
+        least once)."""
+
+
+@runtime_checkable
 class InsertAndClaim(Protocol):
     """Optional part: store jobs and claim from a queue in one round trip, for a worker
     already waiting on the queue (each step atomic on its own, not the two together).
@@ -293,6 +312,27 @@ class InsertAndClaim(Protocol):
         rate: RateLimit | None = None,
     ) -> tuple[list[Job | Deduplicated | OJSError], list[Job], list[Job]]:
         """``insert_jobs(jobs)``'s results, then ``claim(...)``'s claimed and expired."""
+
+
+@runtime_checkable
+class UpdateAndClaim(Protocol):
+    """Optional part: store job changes by compare-and-set and claim from a queue in one
+    round trip, for a worker group settling one batch and fetching the next (each step
+    atomic on its own, not the two together; the claim comes second, so it sees the
+    changes stored). Without it, the caller updates, then claims."""
+
+    async def update_and_claim(
+        self,
+        updates: Sequence[tuple[Job, int]],
+        queue: str,
+        count: int,
+        now: int,
+        worker_id: str | None,
+        visibility_ms: int | None,
+        *,
+        rate: RateLimit | None = None,
+    ) -> tuple[list[bool], list[Job], list[Job]]:
+        """``update_jobs(updates)``'s results, then ``claim(...)``'s claimed and expired."""
 
 
 @runtime_checkable

@@ -2,7 +2,9 @@
 
 The actor drains its mailbox in batches and turns each run of like messages
 into one backend call (one ``insert_jobs`` for many enqueues, one
-``get_jobs`` + one ``update_jobs`` for many acks). Its own state is the
+``get_jobs`` + one ``update_jobs`` for many acks). A run of acks followed by a claim
+(a worker group settling a batch and fetching the next) is one round trip where the
+backend can (:class:`~ojs_actors.backends.UpdateAndClaim`). Its own state is the
 queue's record (pause state, creation time), persisted as its snapshot
 ``queue:<name>``, which also serves as the queue registry.
 
@@ -16,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..actors import Actor, Envelope
-from ..backends import Backend, Deduplicated, InsertAndClaim, RateLimit
+from ..backends import Backend, Deduplicated, InsertAndClaim, RateLimit, UpdateAndClaim
 from ..backends.base import timers_of
 from ..core import BackendUnavailable, Job, OJSError, State, lifecycle
 from .clock import Clock
@@ -58,6 +60,7 @@ class QueueActor(Actor):
         self.max_per_second: int | None = None
         """Rate limit adopted from the newest job that set ``options.rate_limit``."""
         self._writer = TransitionWriter(queue, backend, clock, self._after_store)
+        self._update_and_claim = backend if isinstance(backend, UpdateAndClaim) else None
 
     @property
     def paused(self) -> bool:
@@ -115,6 +118,10 @@ class QueueActor(Actor):
             while end < len(batch) and type(batch[end].message) is kind:
                 end += 1
             run = batch[start:end]
+            if kind is Apply and end < len(batch) and type(batch[end].message) is Claim:
+                if await self._apply_and_claim(run, batch[end]):
+                    start = end + 1
+                    continue
             try:
                 if kind is Enqueue:
                     await self._enqueue(run)
@@ -249,10 +256,17 @@ class QueueActor(Actor):
             if self.paused:
                 return []
         now = self.clock()
-        rate = RateLimit(self.max_per_second) if self.max_per_second is not None else None
+        rate = self._rate()
         claimed, expired = await self.backend.claim(
             self.queue, message.count, now, message.worker_id, message.visibility_ms, rate=rate
         )
+        return self._claimed(claimed, expired)
+
+    def _rate(self) -> RateLimit | None:
+        return RateLimit(self.max_per_second) if self.max_per_second is not None else None
+
+    def _claimed(self, claimed: list[Job], expired: list[Job]) -> list[Job]:
+        """Remember the jobs a claim took; wake-ups and timers for them and the expired."""
         self._writer.remember_claimed(claimed)
         self._after_store(
             [(State.AVAILABLE, job) for job in claimed]
@@ -260,18 +274,65 @@ class QueueActor(Actor):
         )
         return claimed
 
+    def _record_fresh(self) -> bool:
+        """A claim now would trust the cached record, not re-read it (see :meth:`_claim`)."""
+        refreshed_at = self._refreshed_at
+        return (
+            not self.paused
+            and refreshed_at is not None
+            and self.clock() - refreshed_at < self.refresh_interval_ms
+        )
+
     async def _apply(self, run: Sequence[Envelope]) -> None:
         """Every transition of a run of ``Apply`` messages: one read and one
         compare-and-set write per attempt, whatever the number of jobs."""
         results = await self._writer.apply(
             [item for envelope in run for item in envelope.message.items]
         )
-        position = 0
-        for envelope in run:
-            size = len(envelope.message.items)
-            if envelope.reply is not None:
-                envelope.reply.set(results[position : position + size])
-            position += size
+        self._answer_applied(run, results)
+
+    async def _apply_and_claim(self, run: Sequence[Envelope], claim: Envelope) -> bool:
+        """A run of ``Apply`` messages and the ``Claim`` right behind it, as :meth:`_apply`
+        then :meth:`_claim` would answer them, with the first write of the run and the
+        claim in one round trip (:class:`UpdateAndClaim`); the jobs that changed meanwhile
+        go through the next rounds after it. ``False``, with nothing done, where that
+        cannot be: the backend lacks the part, the claim would re-read the queue's record
+        first, or a job of the run is not one this actor claimed (it needs a read)."""
+        backend = self._update_and_claim
+        if backend is None or not self._record_fresh():
+            return False
+        writer = self._writer
+        first = writer.first_round_from_claimed(
+            [item for envelope in run for item in envelope.message.items]
+        )
+        if first is None:
+            return False
+        message: Claim = claim.message
+        try:
+            stored, claimed, expired = await backend.update_and_claim(
+                first.updates,
+                self.queue,
+                message.count,
+                self.clock(),
+                message.worker_id,
+                message.visibility_ms,
+                rate=self._rate(),
+            )
+        except BackendUnavailable as error:  # answered, not a crash (may have applied)
+            for envelope in (*run, claim):
+                self._answer(envelope, error)
+            return True
+        retry = writer.written(first, stored)
+        jobs = self._claimed(claimed, expired)
+        try:
+            results = await writer.finish(first, retry)
+        except BackendUnavailable as error:  # the claim stands: its jobs are answered
+            for envelope in run:
+                self._answer(envelope, error)
+        else:
+            self._answer_applied(run, results)
+        self._answer(claim, jobs)
+        return True
 
     async def _set_paused(self, paused: bool) -> dict[str, Any]:
         await self._refresh()
@@ -302,6 +363,16 @@ class QueueActor(Actor):
             self.signals.timer_added(earliest_timer)
         for queue in ready:
             self.signals.notify_ready(queue)
+
+    @staticmethod
+    def _answer_applied(run: Sequence[Envelope], results: Sequence[Job | OJSError]) -> None:
+        """Each ``Apply`` of ``run`` its slice of ``results``."""
+        position = 0
+        for envelope in run:
+            size = len(envelope.message.items)
+            if envelope.reply is not None:
+                envelope.reply.set(results[position : position + size])
+            position += size
 
     @staticmethod
     def _answer(envelope: Envelope, result: Any) -> None:

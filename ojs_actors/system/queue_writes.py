@@ -6,11 +6,18 @@ Every round reads the jobs involved once and writes the changed ones in one
 Jobs the actor claimed are remembered, so a worker's ack or nack starts from the
 claimed version without the read; the compare-and-set still decides, so a stale entry
 only costs the read it would have saved.
+
+A round is decided (:class:`Round`), then written; a caller with a write of its own to
+send along (the QueueActor's settle-and-claim) may take the first round of an apply
+that needs no read (:meth:`TransitionWriter.first_round_from_claimed`), write it itself,
+and hand the answer back (:meth:`~TransitionWriter.written`,
+:meth:`~TransitionWriter.finish`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from ..backends import Backend
 from ..core import Conflict, Job, OJSError, State
@@ -24,6 +31,27 @@ CLAIMED_CACHE_SIZE = 10_000
 Changes = Sequence[tuple[State | None, Job]]
 """Stored job changes: ``(state before, or None if new; the job as stored)``."""
 AfterStore = Callable[[Changes], None]
+
+
+@dataclass(slots=True)
+class Round:
+    """One compare-and-set round of :meth:`TransitionWriter.apply`, decided and not
+    written yet: its :attr:`updates` go in one ``update_jobs`` call."""
+
+    items: Sequence[tuple[str, Transition]]
+    results: list[Job | OJSError | None]
+    """Of every item of the apply; this round's filled in (those to retry overwritten later)."""
+    indexes: Sequence[int]
+    """The items this round decided."""
+    changed: list[tuple[Job, Job]]
+    """``(new version, stored version it replaces)``, one per job changed."""
+    refused: set[str]
+    """Jobs taken from the claimed cache whose transition refused them: asked again."""
+
+    @property
+    def updates(self) -> list[tuple[Job, int]]:
+        """The compare-and-set writes: each new version with the version it expects."""
+        return [(job, before.version) for job, before in self.changed]
 
 
 class TransitionWriter:
@@ -46,8 +74,63 @@ class TransitionWriter:
         """Each transition on its own: per item, in order, the stored job or the error
         that kept it from changing."""
         results: list[Job | OJSError | None] = [None] * len(items)
-        pending: Sequence[int] = range(len(items))
-        for attempt in range(MAX_CAS_ATTEMPTS):
+        return await self._rounds(items, results, range(len(items)), first_attempt=0)
+
+    def first_round_from_claimed(self, items: Sequence[tuple[str, Transition]]) -> Round | None:
+        """The first round of :meth:`apply` decided without a read, if every job of
+        ``items`` is one this actor claimed (a worker's outcomes); ``None`` otherwise,
+        nothing taken. The caller writes its :attr:`Round.updates` (its ``update_jobs``
+        answer goes to :meth:`written`), then ends the apply with :meth:`finish`."""
+        claimed = self._claimed
+        ids = list(dict.fromkeys(job_id for job_id, _ in items))
+        if not all(job_id in claimed for job_id in ids):
+            return None
+        current: dict[str, Job | None] = {job_id: claimed.pop(job_id) for job_id in ids}
+        results: list[Job | OJSError | None] = [None] * len(items)
+        return self._decide(items, range(len(items)), results, current, set(ids))
+
+    def written(self, round_: Round, stored: Sequence[bool]) -> list[int]:
+        """Book the write of ``round_`` (``stored``: ``update_jobs``' answer to its
+        updates): claimed versions remembered, ``after_store`` told. Returns the indexes
+        of the items to try again (their job changed meanwhile, or a stale claimed
+        version refused them)."""
+        changed = round_.changed
+        self.remember_claimed(
+            [
+                job
+                for (job, _), ok in zip(changed, stored, strict=True)
+                if ok and job.state is State.ACTIVE
+            ]
+        )  # a lease extended: still in hand
+        lost = {job.id for (job, _), ok in zip(changed, stored, strict=True) if not ok}
+        lost |= round_.refused
+        retry = []
+        if lost:
+            items = round_.items
+            for index in round_.indexes:
+                if items[index][0] in lost:
+                    retry.append(index)
+        self.after_store(
+            [(before.state, job) for (job, before), ok in zip(changed, stored, strict=True) if ok]
+        )
+        return retry
+
+    async def finish(self, round_: Round, retry: Sequence[int]) -> list[Job | OJSError]:
+        """The rest of the :meth:`apply` that ``round_`` began: the items to ``retry``
+        (from :meth:`written`) go through the next rounds, with reads."""
+        return await self._rounds(round_.items, round_.results, retry, first_attempt=1)
+
+    async def _rounds(
+        self,
+        items: Sequence[tuple[str, Transition]],
+        results: list[Job | OJSError | None],
+        pending: Sequence[int],
+        *,
+        first_attempt: int,
+    ) -> list[Job | OJSError]:
+        """The rounds from ``first_attempt`` on for the items at ``pending``; those still
+        changing after the last are answered with a :class:`Conflict`."""
+        for attempt in range(first_attempt, MAX_CAS_ATTEMPTS):
             if not pending:
                 break
             pending = await self._apply_once(items, pending, results, trust_claimed=attempt == 0)
@@ -81,6 +164,20 @@ class TransitionWriter:
         trusted = set(current)
         if unknown:
             current.update(zip(unknown, await self.backend.get_jobs(unknown), strict=True))
+        round_ = self._decide(items, indexes, results, current, trusted)
+        return self.written(round_, await self.backend.update_jobs(round_.updates))
+
+    def _decide(
+        self,
+        items: Sequence[tuple[str, Transition]],
+        indexes: Sequence[int],
+        results: list[Job | OJSError | None],
+        current: dict[str, Job | None],
+        trusted: set[str],
+    ) -> Round:
+        """Apply the transitions of the items at ``indexes`` to ``current`` (the stored
+        versions, by id; ``trusted``: those taken from the claimed cache), filling in
+        their ``results``: the round's changes, not written yet."""
         base = {job_id: job for job_id, job in current.items() if job is not None}
         refused: set[str] = set()  # trusted jobs a transition refused: ask the backend
         now = self.clock()
@@ -106,22 +203,4 @@ class TransitionWriter:
             after = current[job_id]
             if after is not None and after.version != before.version:
                 changed.append((after, before))
-        stored = await self.backend.update_jobs([(job, before.version) for job, before in changed])
-        self.remember_claimed(
-            [
-                job
-                for (job, _), ok in zip(changed, stored, strict=True)
-                if ok and job.state is State.ACTIVE
-            ]
-        )  # a lease extended: still in hand
-        lost = {job.id for (job, _), ok in zip(changed, stored, strict=True) if not ok}
-        lost |= refused
-        retry = []
-        if lost:
-            for index in indexes:
-                if items[index][0] in lost:
-                    retry.append(index)
-        self.after_store(
-            [(before.state, job) for (job, before), ok in zip(changed, stored, strict=True) if ok]
-        )
-        return retry
+        return Round(items, results, indexes, changed, refused)

@@ -11,12 +11,14 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from ..actors import ActorCrashed, ActorRef, ActorStopped, ChildSpec, Restart
+import trio
+
+from ..actors import ActorCrashed, ActorRef, ActorStopped, ChildSpec, Reply, Restart
 from ..backends import Backend, Deduplicated
 from ..core import Job, OJSError, ServiceRestarting
 from .clock import Clock
 from .queue_actor import ChangeHook, QueueActor
-from .queue_messages import Apply, Enqueue
+from .queue_messages import Apply, Claim, Enqueue
 from .settings import Settings
 from .signals import Signals
 from .supervision import SupervisorSlot, one_for_one
@@ -73,10 +75,49 @@ class QueueRouter:
         try:
             return await (await self.queue_ref(queue)).ask(message)
         except (ActorCrashed, ActorStopped) as error:
-            raise ServiceRestarting(
-                f"The actor of queue '{queue}' restarted while handling the request.",
-                details={"queue": queue, "reason": str(error)},
-            ) from error
+            raise _restarting(queue, error) from error
+
+    async def apply_and_claim(
+        self, queue: str, items: Sequence[tuple[str, Transition]], claim: Claim
+    ) -> tuple[list[Job | OJSError], list[Job] | OJSError]:
+        """``apply_many(items)`` for jobs of ``queue``, then ``ask(queue, claim)``, the
+        claim sent right behind the transitions without waiting for their answer, so the
+        queue's actor takes the two in one step (one round trip where the backend can).
+        Per item the stored job or the error; then the jobs claimed, or the error that kept
+        the claim from being made. Each is answered whatever happens to the other."""
+        try:
+            ref = await self.queue_ref(queue)
+            applied = await ref.send(Apply(items))
+        except (ActorCrashed, ActorStopped) as error:
+            failure = _restarting(queue, error)
+            return [failure] * len(items), failure
+        claimed: Reply | OJSError
+        try:
+            claimed = await ref.send(claim)
+        except (ActorCrashed, ActorStopped) as error:
+            claimed = _restarting(queue, error)
+        try:
+            answers: list[Job | OJSError] = await self._reply(queue, applied)
+        except OJSError as error:  # the actor restarted or the backend is away
+            answers = [error] * len(items)
+        if isinstance(claimed, OJSError):
+            return answers, claimed
+        try:
+            jobs: list[Job] = await self._reply(queue, claimed)
+        except OJSError as error:
+            return answers, error
+        return answers, jobs
+
+    @staticmethod
+    async def _reply(queue: str, reply: Reply) -> Any:
+        """The answer to a message sent to ``queue``'s actor (as :meth:`ask` waits for it)."""
+        try:
+            return await reply.wait()
+        except (ActorCrashed, ActorStopped) as error:
+            raise _restarting(queue, error) from error
+        except trio.Cancelled:
+            reply.abandoned = True
+            raise
 
     def remember(self, job: Job) -> None:
         """Cache the job's queue (it never changes), so acks find its actor without a read."""
@@ -143,6 +184,13 @@ class QueueRouter:
                 if isinstance(result, Job):
                     self.remember(result)
         return [answers[position] for position in range(len(jobs))]
+
+
+def _restarting(queue: str, error: ActorCrashed | ActorStopped) -> ServiceRestarting:
+    return ServiceRestarting(
+        f"The actor of queue '{queue}' restarted while handling the request.",
+        details={"queue": queue, "reason": str(error)},
+    )
 
 
 __all__ = ["QUEUE_CACHE_SIZE", "QueueRouter"]

@@ -14,6 +14,9 @@ A group is four kinds of task in one nursery:
 * the **settler** (:mod:`.worker_outcomes`) sends outcomes back in batches:
   everything that finished while the previous batch was being stored goes in the
   next one, as one ask per queue (the QueueActor applies it in one backend write);
+  outcomes of the first queue's jobs still waiting when the fetcher claims go along
+  with its claim instead, which the QueueActor then stores and claims in one step
+  (one round trip where the backend can);
 * the **lease keeper** (:mod:`.worker_leases`) extends the lease of every job in
   hand once half of its visibility timeout has passed, so long handlers keep their jobs.
 
@@ -198,12 +201,7 @@ class WorkerGroup:
                     # Shielded: a claim cancelled in flight would leave its jobs leased to
                     # nobody until their visibility timeout.
                     with trio.CancelScope(shield=True):
-                        jobs = await self.worker_side.fetch(
-                            self.queues,
-                            self.batch_size,
-                            worker_id=self.worker_id,
-                            visibility_timeout_ms=self.visibility_timeout_ms,
-                        )
+                        jobs = await self._claim()
                 except OJSError as error:  # backend away, actor restarting: not our crash
                     log.warning("worker group %s: fetch failed: %s", self.worker_id, error)
                     await self._wait_for_work(trio.sleep_forever)
@@ -214,6 +212,37 @@ class WorkerGroup:
                     await self._wait_idle(ready)
         finally:
             self._fetcher_done.set()
+
+    async def _claim(self) -> list[Job]:
+        """Up to ``batch_size`` jobs, from the queues in order. Outcomes of the first
+        queue's jobs waiting to be stored go along with its claim (settle of the last
+        batch and claim of the next in one QueueActor step), unless the settler is
+        storing a batch already."""
+        side = self.worker_side
+        first, *rest = self.queues
+        jobs = await self._settler.settle_with_claim(
+            first, self.batch_size, self.visibility_timeout_ms
+        )
+        if jobs is None:
+            return await side.fetch(
+                self.queues,
+                self.batch_size,
+                worker_id=self.worker_id,
+                visibility_timeout_ms=self.visibility_timeout_ms,
+            )
+        if len(jobs) < self.batch_size and rest:
+            try:
+                jobs = jobs + await side.fetch(
+                    rest,
+                    self.batch_size - len(jobs),
+                    worker_id=self.worker_id,
+                    visibility_timeout_ms=self.visibility_timeout_ms,
+                )
+            except OJSError:
+                if not jobs:
+                    raise
+                # keep the first queue's jobs; the next fetch tries the others again
+        return jobs
 
     async def _wait_for_work(self, waiter: Callable[[], Awaitable[object]]) -> None:
         """``waiter``, bounded by the poll interval and ended early by a stop."""

@@ -62,6 +62,9 @@ class Settler:
         """Outcomes waiting to be stored."""
         self._wake = trio.Event()
         self._lock = trio.Lock()
+        """Held while a batch is being stored (by :meth:`settle_pending`, or by
+        :meth:`settle_with_claim` for the fetcher); a free lock is taken, and the batch
+        sent, without a pause, so whoever finds it free finds nothing sent."""
 
     def finish(self, job: Job, transition: Transition) -> None:
         """Queue the outcome of ``job`` for the next batch; never waits."""
@@ -74,11 +77,59 @@ class Settler:
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
-            await self.settle_pending()
+            # One turn for the group's fetcher, woken with us when the runner step that
+            # finished these outcomes ran its jobs low: its claim takes them along.
+            await trio.lowlevel.checkpoint()
+            # The fetcher storing a batch with its claim wakes us again after, if needed.
+            if self._finished and not self._lock.locked():
+                await self.settle_pending()
+
+    async def settle_with_claim(
+        self, queue: str, count: int, visibility_timeout_ms: int | None
+    ) -> list[Job] | None:
+        """Store the outcomes of ``queue``'s jobs waiting here together with a claim of up
+        to ``count`` jobs of ``queue`` (:meth:`WorkerSide.settle_and_claim`: the outcomes
+        first, the claim right behind them, one QueueActor step); the jobs claimed.
+        ``None``, with nothing sent, if no such outcome waits or a batch is being stored:
+        the caller claims alone. The outcomes' answers are booked as :meth:`settle_pending`
+        books them (those that failed for a passing reason go back to the settler, which
+        tries them again); then the claim's error, if it failed, is raised."""
+        if self._lock.locked():
+            return None
+        batch = [outcome for outcome in self._finished if outcome[0].queue == queue]
+        if not batch:
+            return None
+        self._lock.acquire_nowait()
+        try:
+            self._finished = [outcome for outcome in self._finished if outcome[0].queue != queue]
+            try:
+                with trio.CancelScope(shield=True):  # a lost answer would rerun the jobs
+                    answers, claimed = await self.worker_side.settle_and_claim(
+                        queue,
+                        [(job.id, transition) for job, transition in batch],
+                        count,
+                        worker_id=self.worker_id,
+                        visibility_timeout_ms=visibility_timeout_ms,
+                    )
+            except BaseException:
+                self._finished = batch + self._finished
+                raise
+            self._finished = self._count(batch, answers, last_try=False) + self._finished
+        finally:
+            self._lock.release()
+            if self._finished:  # left, put back or finished meanwhile: the settler's now
+                self._wake.set()
+        if isinstance(claimed, OJSError):
+            raise claimed
+        return claimed
 
     async def settle_pending(self) -> None:
         """Store every outcome queued (retrying passing failures a few times)."""
-        async with self._lock:
+        try:
+            self._lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._lock.acquire()
+        try:
             for attempt in range(SETTLE_ATTEMPTS):
                 batch, self._finished = self._finished, []
                 if not batch:
@@ -93,6 +144,8 @@ class Settler:
                 if not again:
                     return
                 self._finished = again + self._finished
+        finally:
+            self._lock.release()
 
     def _count(
         self,

@@ -87,6 +87,32 @@ class WorkerSide:
             with trio.move_on_after(min(remaining, self.settings.poll_interval)):
                 await wait_any(ready)
 
+    async def settle_and_claim(
+        self,
+        queue: str,
+        items: Sequence[tuple[str, Transition]],
+        count: int,
+        *,
+        worker_id: str | None = None,
+        visibility_timeout_ms: int | None = None,
+    ) -> tuple[list[Job | OJSError], list[Job] | OJSError]:
+        """Store outcomes of jobs of ``queue`` (bound transitions, as :attr:`apply_many`
+        takes them) and claim up to ``count`` more of its jobs: the claim goes right behind
+        the outcomes, without waiting for their answer, so the QueueActor stores and claims
+        in one step (one round trip where the backend has
+        :class:`~ojs_actors.backends.UpdateAndClaim`). Per outcome the stored job or the
+        error; then the jobs claimed, or the error that kept the claim from being made."""
+        parse_queue_name(queue, "queues[]")
+        if worker_id is not None:
+            self.registry.seen(worker_id)
+        answers, claimed = await self._router.apply_and_claim(
+            queue, items, Claim(count, worker_id, visibility_timeout_ms)
+        )
+        if not isinstance(claimed, OJSError):
+            for job in claimed:
+                self._router.remember(job)
+        return answers, claimed
+
     async def settle_many(self, outcomes: Sequence[Outcome]) -> list[Job | OJSError]:
         """Ack and nack many claimed jobs in one go: one ask per queue, applied by its
         QueueActor in one backend write. Each outcome succeeds or fails on its own; the

@@ -76,3 +76,19 @@ class RedisBackend(AssembledBackend):
         return await self._jobs_part.insert_and_claim(
             jobs, queue, count, now, worker_id, visibility_ms, rate=rate
         )
+
+    async def update_and_claim(
+        self,
+        updates: Sequence[tuple[Job, int]],
+        queue: str,
+        count: int,
+        now: int,
+        worker_id: str | None,
+        visibility_ms: int | None,
+        *,
+        rate: RateLimit | None = None,
+    ) -> tuple[list[bool], list[Job], list[Job]]:
+        """:class:`~ojs_actors.backends.base.UpdateAndClaim`, from :class:`RedisJobs`."""
+        return await self._jobs_part.update_and_claim(
+            updates, queue, count, now, worker_id, visibility_ms, rate=rate
+        )

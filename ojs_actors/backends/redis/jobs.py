@@ -136,10 +136,12 @@ class RedisJobs:
     async def update_jobs(self, updates: Sequence[tuple[Job, int]]) -> list[bool]:
         if not updates:
             return []
+        return _updated(await self._connection.script("update", *self._update_args(updates)))
+
+    def _update_args(self, updates: Sequence[tuple[Job, int]]) -> tuple[Any, ...]:
         ops = [_op(job, expected) for job, expected in updates]
         records = _take_records(ops)
-        outcomes = await self._connection.script("update", dumps(ops), *records, self._keep)
-        return [outcome != -2 for outcome in outcomes]
+        return (dumps(ops), *records, self._keep)
 
     async def count_jobs(self, queue: str) -> dict[State, int]:
         connection = self._connection
@@ -193,6 +195,31 @@ class RedisJobs:
             ("claim", self._claim_args(queue, count, now, worker_id, visibility_ms, rate)),
         )
         return (_inserted(jobs, results, slots, inserted[1]), *_claimed(taken))
+
+    async def update_and_claim(
+        self,
+        updates: Sequence[tuple[Job, int]],
+        queue: str,
+        count: int,
+        now: int,
+        worker_id: str | None,
+        visibility_ms: int | None,
+        *,
+        rate: RateLimit | None = None,
+    ) -> tuple[list[bool], list[Job], list[Job]]:
+        """:class:`~ojs_actors.backends.base.UpdateAndClaim`: the update and claim scripts
+        pipelined in one round trip."""
+        if not updates or count <= 0:
+            stored = await self.update_jobs(updates)
+            return (
+                stored,
+                *await self.claim(queue, count, now, worker_id, visibility_ms, rate=rate),
+            )
+        updated, taken = await self._connection.scripts(
+            ("update", self._update_args(updates)),
+            ("claim", self._claim_args(queue, count, now, worker_id, visibility_ms, rate)),
+        )
+        return (_updated(updated), *_claimed(taken))
 
     def _claim_args(
         self,
@@ -265,6 +292,11 @@ def _inserted(
         if slot >= 0 and outcome == -2:
             results[slot] = duplicate_id(jobs[slot])
     return results
+
+
+def _updated(outcomes: list[int]) -> list[bool]:
+    """The update script's reply: ``-2`` where the compare-and-set found another version."""
+    return [outcome != -2 for outcome in outcomes]
 
 
 def _claimed(reply: list[list[str]]) -> tuple[list[Job], list[Job]]:
