@@ -1,9 +1,10 @@
 """Process-local wake-ups between actors and waiting callers.
 
 These carry no state of record, only "look again": fetchers waiting for work
-on a queue, and the scheduler waiting for its next timer. Work made available
-through other processes sharing a backend reaches them through the backend where
-it can tell (:mod:`.ready_watcher`); the waiters also poll.
+on a queue, the scheduler waiting for its next timer, the event relay waiting for
+new events. Work made available through other processes sharing a backend reaches
+them through the backend where it can tell (:mod:`.ready_watcher`); the waiters also
+poll.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Signals:
         self._timer = trio.Event()
         self._planned_wake_ms: float | None = None
         self._earliest_added_ms = math.inf
+        self._appended: trio.Event | None = None
 
     def notify_ready(self, queue: str) -> None:
         event = self._ready.pop(queue, None)
@@ -66,6 +68,20 @@ class Signals:
     async def wait_ready(self, queues: Iterable[str]) -> None:
         """Until one of ``queues`` may have ready work (bound it with a cancel scope)."""
         await wait_any([self.ready_event(queue) for queue in queues])
+
+    def events_appended(self) -> None:
+        """Job changes were stored through this process, so the event outbox grew: wake the
+        event relay (:mod:`.event_relay`), if it waits."""
+        event, self._appended = self._appended, None
+        if event is not None:
+            event.set()
+
+    def appended_event(self) -> trio.Event:
+        """Set by the next :meth:`events_appended`. Take it *before* reading the outbox,
+        then wait on it if there was nothing new: an append in between is not missed."""
+        if self._appended is None:
+            self._appended = trio.Event()
+        return self._appended
 
     def timer_added(self, due_ms: int) -> None:
         """A job now needs attention at ``due_ms``: wake the scheduler if it sleeps past that;

@@ -6,8 +6,11 @@
     │                                          backends only: Redis)
     ├── queues     (Settings.queue_restarts)   a QueueActor per queue   (routing.QueueRouter)
     ├── crons      (cron_supervisor)           a CronActor per entry    (crons.Crons)
-    └── workflows  (Settings.workflow_restarts) the keeper and a WorkflowActor per
-                                               workflow                 (workflows.Workflows)
+    ├── workflows  (Settings.workflow_restarts) the keeper and a WorkflowActor per
+    │                                          workflow                 (workflows.Workflows)
+    └── event-relay                            the outbox to an external sink, one process
+                                               of a cluster at a time (EventSink backends
+                                               only: NATS, Kafka)
 
 Each part owns the :class:`SupervisorSlot` of its supervisor and starts its actors in it.
 """
@@ -68,14 +71,22 @@ def root_supervisor(
     scheduler: Callable[[], Actor],
     *slots: SupervisorSlot[Any],
     watcher: Callable[[], Actor] | None = None,
+    relay: Callable[[], Actor] | None = None,
 ) -> Supervisor:
     """The root: the scheduler, the ready watcher if the backend has one, then the
-    supervisors of ``slots`` in order."""
+    supervisors of ``slots`` in order, then the event relay if the backend has a sink
+    (last: it stops first)."""
     watchers = [ChildSpec("ready-watcher", watcher)] if watcher is not None else []
+    relays = [ChildSpec("event-relay", relay)] if relay is not None else []
     return one_for_one(
         "root",
         ROOT_RESTARTS,
-        [ChildSpec("scheduler", scheduler), *watchers, *(s.child_spec() for s in slots)],
+        [
+            ChildSpec("scheduler", scheduler),
+            *watchers,
+            *(s.child_spec() for s in slots),
+            *relays,
+        ],
     )
 
 

@@ -28,13 +28,16 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import trio
 
 from ..actors import Supervisor
-from ..backends import Backend, ReadyNotices, open_backend
+from ..backends import Backend, EventSink, ReadyNotices, open_backend
 from ..core import Job
+from ..core.ids import new_id
 from .admin import Admin
 from .clock import Clock, trio_wall_clock
 from .cron_supervisor import CronSupervisor
 from .crons import Crons
+from .event_relay import EventRelay
 from .producer import Producer
+from .queue_writes import Changes
 from .ready_watcher import ReadyWatcher
 from .routing import QueueRouter
 from .scheduler import Scheduler
@@ -56,16 +59,18 @@ class System:
         self.signals = signals = Signals()
         self._inbox = inbox = WorkflowInbox()
         self._router = router = QueueRouter(
-            backend, clock, signals, settings, on_change=inbox.jobs_changed
+            backend, clock, signals, settings, on_change=self._jobs_changed
         )
         self._workflows = workflows = Workflows(backend, clock, settings, router, inbox)
         self._crons = crons = Crons(backend, clock, settings, jobs=self)
+        self._relay_holder = new_id()  # this process in the event relay's lease
         self.root = root_supervisor(
             self._new_scheduler,
             router.supervisors,
             crons.supervisors,
             workflows.supervisors,
             watcher=self._new_ready_watcher if isinstance(backend, ReadyNotices) else None,
+            relay=self._new_event_relay if isinstance(backend, EventSink) else None,
         )
         self._worker_side = worker_side = WorkerSide(router, backend, clock, signals, settings)
         self.workers = worker_side.registry
@@ -119,12 +124,36 @@ class System:
             self.clock,
             self.signals,
             poll_interval=self.settings.poll_interval,
-            on_change=self._inbox.jobs_changed,
+            on_change=self._jobs_changed,
         )
 
     def _new_ready_watcher(self) -> ReadyWatcher:
         assert isinstance(self.backend, ReadyNotices)
         return ReadyWatcher(self.backend, self.signals, poll_interval=self.settings.poll_interval)
+
+    def _new_event_relay(self) -> EventRelay:
+        assert isinstance(self.backend, EventSink)
+        return EventRelay(
+            self.backend,
+            self.backend,
+            self.clock,
+            self.signals,
+            holder=self._relay_holder,
+            poll_interval=self.settings.poll_interval,
+        )
+
+    def _jobs_changed(self, changes: Changes) -> None:
+        """The hook of every job change stored through this process (QueueActors, the
+        Scheduler): tell the workflows, wake the event relay."""
+        self._inbox.jobs_changed(changes)
+        self.signals.events_appended()
+
+    @property
+    def event_relay(self) -> EventRelay | None:
+        """The running event relay (a new one after each restart); ``None`` if the
+        backend is no :class:`~ojs_actors.backends.EventSink`."""
+        relay = self.root.child("event-relay")
+        return relay if isinstance(relay, EventRelay) else None
 
     @property
     def queues(self) -> Supervisor:

@@ -1,0 +1,204 @@
+"""The EventRelay: hands every event of the outbox to an external sink (:class:`EventSink`:
+NATS subjects, a Kafka topic), at least once and in outbox order, from one process of a
+cluster at a time.
+
+It reads through the durable cursor named ``sink.relay_name`` (:class:`.EventCursor`):
+read a batch, ``publish_events`` it, commit its last id. A failure or a crash between
+publishing and committing publishes that batch again (downstream drops duplicates by
+event id); no event is skipped.
+
+One relay per cluster: every process sharing the store runs one, but only the holder
+of the lease publishes. The lease is the snapshot ``event-relay:<relay_name>``,
+``{"holder": <this process's id>, "until": <epoch ms>}``, taken and renewed by
+compare-and-set and renewed every third of its length. The others look at it again
+when it runs out; the first to write it then holds it and resumes at the committed
+cursor. A holder that finds it taken (it could not renew in time) stops publishing
+until it can take it again.
+
+While caught up the relay waits for the poll interval, or less: job changes stored
+through this process wake it (:meth:`.Signals.events_appended`), and the holder wakes to
+renew. The backend or the sink being away is no crash: the relay logs, and tries again
+after the poll interval.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import trio
+
+from ..actors import Actor
+from ..backends import EventSink
+from ..backends.base import EventLog, Snapshots
+from ..core import BackendUnavailable
+from ..core.ids import new_id
+from .clock import Clock
+from .event_cursor import EventCursor
+from .signals import Signals
+
+RELAY_BATCH = 500
+LEASE_PREFIX = "event-relay:"
+LEASE_SECONDS = 10.0
+log = logging.getLogger("ojs_actors.system")
+
+
+class _Store(EventLog, Snapshots, Protocol):
+    pass
+
+
+class EventRelay(Actor):
+    def __init__(
+        self,
+        backend: _Store,
+        sink: EventSink,
+        clock: Clock,
+        signals: Signals | None = None,
+        *,
+        holder: str | None = None,
+        batch_size: int = RELAY_BATCH,
+        lease: float = LEASE_SECONDS,
+        poll_interval: float = 1.0,
+    ) -> None:
+        """``holder`` names this process in the lease (a random id if ``None``): give every
+        instance of one process the same, so a restarted relay takes its lease back at once."""
+        if batch_size < 1 or lease <= 0:
+            raise ValueError("batch_size and lease must be positive")
+        self.backend = backend
+        self.sink = sink
+        self.clock = clock
+        self.signals = signals
+        self.holder = holder or new_id()
+        self.key = f"{LEASE_PREFIX}{sink.relay_name}"
+        self.batch_size = batch_size
+        self.lease_ms = max(1, int(lease * 1000))
+        self.poll_interval = poll_interval
+        self.published = 0
+        """Events handed to the sink by this instance (a batch published again counts again)."""
+        self.failures = 0
+        """Publications the sink refused (each retried)."""
+        self.lag: int | None = None
+        """Events waiting, as of the last read, when it knows: after a read that came back
+        short (0 once that was published); ``None`` while catching up (a full batch) or not
+        holding the lease."""
+        self._holding = False
+        self._version: int | None = None  # of the lease snapshot, ours while holding
+        self._until = 0  # the lease's end (ours while holding, else the last seen holder's)
+        self._renew_at = 0
+        self._cursor = EventCursor(backend, sink.relay_name)
+
+    @property
+    def holding(self) -> bool:
+        """Whether this relay holds the lease now (and so is the one publishing)."""
+        return self._holding and self.clock() < self._until
+
+    async def on_start(self) -> None:
+        self.nursery.start_soon(self._run)
+
+    async def _run(self) -> None:
+        while True:
+            wake = self.signals.appended_event() if self.signals is not None else None
+            try:
+                relayed = await self.relay_once()
+            except BackendUnavailable as error:  # an outage is no crash: look again later
+                log.warning(
+                    "event relay %s: %s; retrying in %.1fs",
+                    self.sink.relay_name,
+                    error,
+                    self.poll_interval,
+                )
+                relayed = None
+            if relayed is not None and relayed >= self.batch_size:
+                await trio.lowlevel.checkpoint()  # more waiting: on at once
+                continue
+            await self._pause(wake, failed=relayed is None)
+
+    async def relay_once(self) -> int | None:
+        """Publish the next batch if this relay holds (or can take) the lease: how many
+        events were published, ``None`` if the sink refused them (tried again later)."""
+        if not await self._keep_lease():
+            self.lag = None
+            return 0
+        events = await self._cursor.read(self.batch_size)
+        if events:
+            try:
+                await self.sink.publish_events(events)
+            except Exception as error:  # the sink's failure is no crash of the relay
+                self.failures += 1
+                self.lag = len(events) if len(events) < self.batch_size else None
+                log.warning(
+                    "event relay %s: publishing %d events failed: %r; again in %.1fs",
+                    self.sink.relay_name,
+                    len(events),
+                    error,
+                    self.poll_interval,
+                    exc_info=not isinstance(error, BackendUnavailable),
+                )
+                return None
+            self.published += len(events)
+            await self._cursor.commit(events[-1]["id"])
+        self.lag = 0 if len(events) < self.batch_size else None
+        return len(events)
+
+    async def _keep_lease(self) -> bool:
+        """Hold the lease, with at least two thirds of it left: renew it, or take it if
+        it is free, ran out, or already names this process."""
+        now = self.clock()
+        if self._holding and now < self._renew_at:
+            return True
+        until = now + self.lease_ms
+        mine = {"holder": self.holder, "until": until}
+        if self._holding:
+            version = await self.backend.save_snapshot_if(self.key, mine, self._version)
+        else:
+            stored = await self.backend.load_snapshot_versioned(self.key)
+            expected = None
+            if stored is not None:
+                lease, expected = stored
+                other_until = lease.get("until")
+                if (
+                    lease.get("holder") != self.holder
+                    and isinstance(other_until, int)
+                    and other_until > now
+                ):
+                    self._until = other_until
+                    return False
+            version = await self.backend.save_snapshot_if(self.key, mine, expected)
+        if version is None:  # another process wrote the lease meanwhile
+            if self._holding:
+                log.warning("event relay %s: lease lost to another process", self.sink.relay_name)
+            self._holding, self._until = False, 0
+            return False
+        if not self._holding:
+            log.info("event relay %s: lease taken (%s)", self.sink.relay_name, self.holder)
+            # Another holder may have moved the cursor: read its position again.
+            self._cursor = EventCursor(self.backend, self.sink.relay_name)
+        self._holding, self._version, self._until = True, version, until
+        self._renew_at = until - self.lease_ms * 2 // 3
+        return True
+
+    async def _pause(self, wake: trio.Event | None, *, failed: bool) -> None:
+        """Until the next look: while holding the lease, the poll interval or until
+        ``wake`` is set (not after a failure), never past the renewal; otherwise until the
+        other holder's lease runs out."""
+        now = self.clock()
+        if self._holding:
+            renew_in = (self._renew_at - now) / 1000
+            if renew_in <= 0 and not failed:
+                await trio.lowlevel.checkpoint()
+                return
+            seconds = self.poll_interval if renew_in <= 0 else min(self.poll_interval, renew_in)
+        elif self._until > now:
+            seconds = min(self._until - now + 1, self.lease_ms) / 1000
+        else:
+            seconds = self.poll_interval
+        if failed or not self._holding:
+            wake = None
+        with trio.move_on_after(seconds):
+            if wake is None:
+                await trio.sleep_forever()
+            else:
+                await wake.wait()
+
+
+__all__ = ["LEASE_PREFIX", "LEASE_SECONDS", "RELAY_BATCH", "EventRelay"]
