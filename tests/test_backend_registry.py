@@ -59,9 +59,11 @@ def test_the_cli_offers_the_registered_backends_with_their_options(
         action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
     ).choices["serve"]
     flags = {flag: action for action in serve._actions for flag in action.option_strings}
-    assert flags["--backend"].choices == REGISTRY.names() == ("memory", "sqlite", "redis")
+    assert flags["--backend"].choices == REGISTRY.names() == ("memory", "sqlite", "redis", "nats")
     declared = {option.flag for entry in REGISTRY.entries() for option in entry.options}
-    assert declared == {"--db", "--db-sync", "--redis-url", "--event-retention"}
+    nats = {"--nats-url", "--nats-stream", "--nats-prefix", "--nats-storage", "--nats-replicas",
+            "--nats-batch-max", "--nats-creds", "--nats-tls-ca"}  # fmt: skip
+    assert declared == {"--db", "--db-sync", "--redis-url", "--event-retention", *nats}
     assert declared <= flags.keys()
     for entry in REGISTRY.entries():
         assert entry.description in flags["--backend"].help
@@ -129,20 +131,6 @@ def later_backends() -> BackendRegistry:
     def made(**options: Any) -> Backend:
         return MemoryBackend()
 
-    nats = BackendEntry(
-        name="nats",
-        description="NATS JetStream and KV",
-        factory=made,
-        options=(
-            BackendOption(
-                name="url",
-                flag="--nats-url",
-                env="NATS_URL",
-                default="nats://localhost:4222",
-                help="NATS server",
-            ),
-        ),
-    )
     kafka = BackendEntry(
         name="kafka",
         description="Kafka, with its state in Redis",
@@ -201,7 +189,7 @@ def later_backends() -> BackendRegistry:
             ),
         ),
     )  # fmt: skip
-    return BackendRegistry([*BUILTIN, nats, kafka, sqs])
+    return BackendRegistry([*BUILTIN, kafka, sqs])
 
 
 def test_later_backends_declare_their_seed_servers_variables_in_one_place() -> None:
@@ -225,7 +213,17 @@ def test_later_backends_declare_their_seed_servers_variables_in_one_place() -> N
         for name in ("nats", "kafka", "sqs", "redis")
     }
     assert options == {
-        "nats": {"url": "nats://n:1"},
+        "nats": {
+            "url": "nats://n:1",
+            "stream": "OJS",
+            "prefix": "ojs",
+            "storage": "file",
+            "replicas": 1,
+            "batch_max_messages": 1000,
+            "creds": None,
+            "tls_ca": None,
+            "event_retention": 10_000,
+        },
         "kafka": {
             "brokers": "k1:9092,k2:9092",
             "use_queue_key": True,
@@ -264,7 +262,7 @@ def test_an_unknown_backend_is_a_clear_error() -> None:
     with pytest.raises(InvalidRequest) as raised:
         create_backend("postgres")
     assert raised.value.message == (
-        "Unknown backend 'postgres'; this build has: memory, sqlite, redis."
+        "Unknown backend 'postgres'; this build has: memory, sqlite, redis, nats."
     )
     assert raised.value.details == {"backend": "postgres", "available": list(REGISTRY.names())}
 
@@ -332,7 +330,7 @@ async def test_third_party_backends_are_found_by_entry_point(
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = BackendRegistry(BUILTIN, entry_point_group="ojs_test_backends")
-    assert registry.names() == ("memory", "sqlite", "redis", "third")
+    assert registry.names() == ("memory", "sqlite", "redis", "nats", "third")
     parser = argparse.ArgumentParser()
     registry.add_arguments(parser, {"THIRD_LOG": "7"})
     args = parser.parse_args(["--backend", "third"])

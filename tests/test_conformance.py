@@ -4,8 +4,8 @@ The suites and their runner live outside this repository: by default in
 ``../shared/conformance`` next to the checkout, or wherever
 ``OJS_CONFORMANCE_DIR`` points. Without them these tests are skipped, and say so.
 
-Levels 0-4 (core suites) run once per backend, and once more against two server
-processes on one port over Redis (``serve --workers 2``: each request may reach
+Levels 0-4 (core suites) run once per backend (memory, sqlite, redis, nats), and once
+more against two server processes on one port over Redis (``serve --workers 2``: each request may reach
 either). The cron cases wait for real minute boundaries, so a run takes minutes; the
 runs are started together, each against its own server, and each test waits for its
 run.
@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import RedisServer
+from conftest import NatsServer, RedisServer
 from serving import REPO, OjsServer
 
 CONFORMANCE_DIR = Path(
     os.environ.get("OJS_CONFORMANCE_DIR", REPO.parent / "shared" / "conformance")
 )
 RUNNER = CONFORMANCE_DIR / "ojs_conformance.py"
-SUBJECTS = ("memory", "sqlite", "redis", "redis-workers-2")
+SUBJECTS = ("memory", "sqlite", "redis", "redis-workers-2", "nats")
 """A backend, or ``redis-workers-2``: ``serve --workers 2 --backend redis``."""
 MAX_LEVEL = 4
 RUN_TIMEOUT = 1500  # seconds; a full run takes about 7 minutes
@@ -65,14 +65,13 @@ class Run:
         self.server.stop()
 
 
-def start_run(subject: str, workdir: Path, redis_url: str | None) -> Run:
+def start_run(subject: str, workdir: Path, env: dict[str, str]) -> Run:
     backend, _, workers = subject.partition("-workers-")
     arguments = ["--backend", backend]
     if backend == "sqlite":
         arguments += ["--db", str(workdir / "ojs.db")]
     if workers:
         arguments += ["--workers", workers]
-    env = {"REDIS_URL": redis_url} if redis_url is not None else {}
     server = OjsServer(arguments, workdir / "server.log", env=env, allow_reset=True)
     url = server.url
     command = [
@@ -89,17 +88,25 @@ def start_run(subject: str, workdir: Path, redis_url: str | None) -> Run:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
     redis = RedisServer(tmp_path_factory.mktemp("conformance-redis"))
-    redis.start()
+    nats = NatsServer(tmp_path_factory.mktemp("conformance-nats"))
     started: dict[str, Run] = {}
     try:
+        redis.start()
+        nats.start()
         for db, subject in enumerate(SUBJECTS):
-            redis_url = f"{redis.url.rsplit('/', 1)[0]}/{db}" if "redis" in subject else None
-            started[subject] = start_run(subject, tmp_path_factory.mktemp(subject), redis_url)
+            env: dict[str, str] = {}
+            if "redis" in subject:
+                env["REDIS_URL"] = f"{redis.url.rsplit('/', 1)[0]}/{db}"
+            if "nats" in subject:
+                env["NATS_URL"] = nats.url
+                env["OJS_NATS_BATCH_MAX"] = str(NatsServer.batch_max_msgs)
+            started[subject] = start_run(subject, tmp_path_factory.mktemp(subject), env)
         yield started
     finally:
         for run in started.values():
             run.stop()
         redis.stop()
+        nats.close()
 
 
 @pytest.mark.parametrize("backend", SUBJECTS)

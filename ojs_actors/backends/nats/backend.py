@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..assembly import AssembledBackend
 from ..base import EVERY_CAPABILITY
@@ -79,7 +80,7 @@ class NatsBackend(AssembledBackend):
             ssl_context=ssl_context,
             request_timeout=request_timeout,
         )
-        events = NatsEventLog(store, event_retention)
+        self._events_part = events = NatsEventLog(store, event_retention)
         self._jobs_part = jobs = NatsJobs(store, events)
         super().__init__(
             name=self.name,
@@ -97,6 +98,15 @@ class NatsBackend(AssembledBackend):
     @property
     def url(self) -> str:
         return self.store.url
+
+    @property
+    def relay_name(self) -> str:
+        """:class:`~ojs_actors.backends.base.EventSink`: the relay's cursor name."""
+        return self._events_part.relay_name
+
+    async def publish_events(self, events: Sequence[dict[str, Any]]) -> None:
+        """:class:`~ojs_actors.backends.base.EventSink`, from :class:`NatsEventLog`."""
+        await self._events_part.publish_events(events)
 
     async def watch_ready(self, notify: Callable[[str], None]) -> None:
         """:class:`~ojs_actors.backends.base.ReadyNotices`, from :class:`NatsJobs`."""

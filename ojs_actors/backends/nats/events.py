@@ -1,33 +1,46 @@
-"""The event outbox in NATS, read and trimmed: :class:`NatsEventLog`.
+"""The event outbox in NATS, read, trimmed and relayed: :class:`NatsEventLog`.
 
 Writers append one ``ojs.outbox.{key}`` message per entry inside their atomic batches
 (:mod:`.writes`); the subject per entry is the index a read ``after`` an event id uses
 to find where to resume (its last message's sequence). Retention keeps the newest
 ``event_retention`` entries: a purge of the outbox subjects with ``keep``, run by the
 process that appended once it appended a tenth of that, and before each read.
+
+Relay (:class:`~ojs_actors.backends.base.EventSink`): the system's event relay reads the
+outbox through a durable cursor and hands the events to :meth:`NatsEventLog.publish_events`,
+which publishes each on ``ojs.events.{type}`` (``ojs.events.job.completed``, so
+``ojs.events.job.>`` subscribes to every job event) into the ``OJS_EVENTS`` stream, with
+its event id as ``Nats-Msg-Id``: an event published again after a crash (at least once)
+is dropped by the stream's duplicate window.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from ...core import State
+from ...core import BackendUnavailable, State
 from ..base import EventFilter
 from ..outbox import EVENT_RETENTION, OutboxEntry, collect, cursor
 from .connection import NatsStore
-from .jetstream import StoredMsg
+from .jetstream import JetStreamError, StoredMsg, parse_pub_ack, publish_request
 from .layout import WHOLE_EVENT
 from .writes import decode_job
 
 PAGE = 500
 """Outbox entries per read."""
+PUBLISH_CHUNK = 256
+"""Events published per round trip."""
 
 
 class NatsEventLog:
     """The :class:`~ojs_actors.backends.base.EventLog` part; also trims the outbox for the
     parts that append to it (:meth:`appended`)."""
+
+    relay_name = "nats-events"
+    """The relay's durable cursor (``EventSink``)."""
 
     def __init__(self, store: NatsStore, event_retention: int = EVENT_RETENTION) -> None:
         self._store = store
@@ -70,6 +83,29 @@ class NatsEventLog:
             if not page or collect(map(_entry, page), query, skip, found) or len(page) < PAGE:
                 return found
             start, skip = page[-1].seq + 1, 0
+
+    async def publish_events(self, events: Sequence[dict[str, Any]]) -> None:
+        """Publish ``events`` in order on ``ojs.events.{type}``, each acknowledged by the
+        events stream (or dropped there as a duplicate of its id)."""
+        subjects, client = self._store.subjects, self._store.client
+        for start in range(0, len(events), PUBLISH_CHUNK):
+            chunk = events[start : start + PUBLISH_CHUNK]
+            calls = [
+                publish_request(
+                    subjects.events(event["type"]),
+                    orjson.dumps(event),
+                    {"Nats-Msg-Id": event["id"]},
+                )
+                for event in chunk
+            ]
+            for replies in await client.requests(calls):
+                try:
+                    parse_pub_ack(replies)
+                except JetStreamError as error:
+                    raise BackendUnavailable(
+                        f"NATS refused an event: {error.description}",
+                        details={"backend": "nats", "err_code": error.err_code},
+                    ) from error
 
 
 def _entry(message: StoredMsg) -> OutboxEntry:

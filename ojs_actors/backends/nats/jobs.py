@@ -20,6 +20,7 @@ import orjson
 
 from ...core import BackendUnavailable, Job, OJSError, State, lifecycle
 from ..base import Deduplicated, RateLimit, plan_inserts, replaced_by, timers_of
+from ..faults import crash_point
 from .connection import CasFailed, NatsStore
 from .events import NatsEventLog
 from .jetstream import PubAck
@@ -34,8 +35,10 @@ state), so the ack after a claim writes without reading first."""
 COUNTS_FOLD_AT = 64
 """Count delta messages of a queue beyond which reading them folds them into one."""
 MESSAGES_PER_JOB = 6
-"""The most messages one job version writes (record, ready, timer, dead, outbox, a replaced
-holder's or unique key's), to split writes that are not atomic as a whole."""
+"""Messages a claimed or updated job version writes at most (record, ready or timer,
+dead letter, outbox, its queue's count delta, and one to spare), to split such writes
+into batches that fit. Inserts, which may also cancel a replaced holder and take a unique
+key, measure their batch instead."""
 
 
 @dataclass
@@ -93,9 +96,11 @@ class NatsJobs:
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def _write(self, batch: Batch) -> list[Stored]:
-        """Store ``batch``; :class:`CasFailed` if a compare-and-set in it did not hold."""
+    async def _write(self, batch: Batch, point: str) -> list[Stored]:
+        """Store ``batch``; :class:`CasFailed` if a compare-and-set in it did not hold.
+        ``point`` names the crash point right after the store (:mod:`..faults`)."""
         ack: PubAck = await self._store.write(batch.finish())
+        crash_point(point)
         stored = batch.stored(ack)
         for item in stored:
             self._remember(item.job, item.seq)
@@ -113,6 +118,11 @@ class NatsJobs:
                 writes = 0
                 await self.count_jobs(queue)
             self._count_writes[queue] = writes
+
+    def _jobs_per_batch(self) -> int:
+        """Job versions one atomic batch surely holds (writes that need not be all or
+        nothing are split to fit)."""
+        return max(1, (self._store.batch_max_messages - 8) // MESSAGES_PER_JOB)
 
     # -- JobStore -------------------------------------------------------------------------
 
@@ -140,15 +150,16 @@ class NatsJobs:
             if atomic and any(isinstance(result, OJSError) for result in results):
                 return results
             stored = [result for result in results if isinstance(result, Job)]
-            if not atomic and len(stored) * MESSAGES_PER_JOB > self._store.batch_max_messages:
-                return await self._insert_in_parts(jobs)
             if not stored:
                 return results
             batch = Batch(self._subjects)
             for job in stored:
                 self._stage_insert(batch, job, known)
+            if not atomic and len(jobs) > 1 and batch.size() > self._store.batch_max_messages:
+                half = len(jobs) // 2  # not all or nothing: in parts that fit a batch
+                return [*await self.insert_jobs(jobs[:half]), *await self.insert_jobs(jobs[half:])]
             try:
-                await self._write(batch)
+                await self._write(batch, "nats.insert.stored")
             except CasFailed:
                 peek = await self._peek(jobs, keys)  # an id or a key was taken meanwhile
                 continue
@@ -157,13 +168,6 @@ class NatsJobs:
             "Jobs or unique keys kept changing concurrently while inserting; try again.",
             details={"backend": "nats"},
         )
-
-    async def _insert_in_parts(self, jobs: Sequence[Job]) -> list[Job | Deduplicated | OJSError]:
-        size = max(1, self._store.batch_max_messages // MESSAGES_PER_JOB)
-        results: list[Job | Deduplicated | OJSError] = []
-        for start in range(0, len(jobs), size):
-            results.extend(await self.insert_jobs(jobs[start : start + size]))
-        return results
 
     def _stage_insert(self, batch: Batch, job: Job, peek: _Peek) -> None:
         key = job.unique_key
@@ -220,7 +224,7 @@ class NatsJobs:
                 job_id = updates[index][0].id
                 (later if job_id in seen else this_round).append(index)
                 seen.add(job_id)
-            size = max(1, self._store.batch_max_messages // MESSAGES_PER_JOB)
+            size = self._jobs_per_batch()
             for start in range(0, len(this_round), size):
                 await self._update_round(updates, this_round[start : start + size], results)
             pending = later
@@ -248,7 +252,7 @@ class NatsJobs:
                 job = updates[index][0]
                 batch.put_job(job, current[job.id])
             try:
-                await self._write(batch)
+                await self._write(batch, "nats.update.stored")
             except CasFailed:
                 for index in live:
                     self._revisions.pop(updates[index][0].id, None)
@@ -325,6 +329,7 @@ class NatsJobs:
                     wanted = min(wanted, rate.limit - len(window[0]))
                 if wanted <= 0:
                     return claimed, expired
+                wanted = min(wanted, self._jobs_per_batch())
                 try:
                     more, gone, exhausted = await self._claim_from_lane(
                         lane_subject, queue, wanted, now, worker_id, visibility_ms, window
@@ -388,10 +393,11 @@ class NatsJobs:
             times = recent + [now] * len(claimed)
             batch.put(self._subjects.rate(queue), orjson.dumps(times), guarded(rate_seq))
         if seen:
-            await self._write(batch)
+            await self._write(batch, "nats.claim.stored")
         head_end = first_left if first_left is not None else entries[-1].seq + 1
         if head_end > entries[0].seq:
             await store.purge(lane_subject, before_seq=head_end)
+            crash_point("nats.claim.purged")
         return claimed, expired, first_left is None and len(entries) < asked
 
     async def _rate_window(self, queue: str, rate: RateLimit, now: int) -> tuple[list[int], int]:
@@ -494,6 +500,7 @@ class NatsJobs:
                 await self._store.write(batch.finish())
             except CasFailed:
                 continue
+            crash_point("nats.dead.deleted")
             self._revisions.pop(job_id, None)
             for subject in (subjects.job(job_id), subjects.dead(job.queue, job_id)):
                 await self._store.purge(subject)

@@ -124,6 +124,12 @@ class Batch:
         self.messages.append((subject, body, headers))
         return len(self.messages) - 1
 
+    def size(self) -> int:
+        """Messages :meth:`finish` gives."""
+        return len(self.messages) + sum(
+            1 for deltas in self.counts.values() if any(deltas.values())
+        )
+
     def finish(self) -> list[Message]:
         """Every message, with the count deltas last."""
         messages = list(self.messages)
