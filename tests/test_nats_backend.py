@@ -207,3 +207,27 @@ async def test_a_server_older_than_2_12_is_refused_with_the_reason() -> None:
             async with open_backend(NatsBackend(f"nats://127.0.0.1:{port}")):
                 pass
         nursery.cancel_scope.cancel()
+
+
+async def test_a_system_relays_every_event_to_the_event_subjects(
+    nats_options: dict[str, Any],
+) -> None:
+    backend = NatsBackend(**nats_options)
+    async with open_system(backend) as system:
+        assert system.event_relay is not None  # the backend is an EventSink
+        for n in range(5):
+            await system.enqueue({"type": "t", "args": [n], "options": {"queue": "relayed"}})
+        for job in await system.fetch(["relayed"], count=5, worker_id="w"):
+            await system.ack(job.id)
+        expected = [event["id"] for event in await backend.read_events(EventFilter(limit=1_000))]
+        assert len(expected) == 15
+        store = backend.store
+        with trio.fail_after(10):
+            while True:
+                kept = await store.js.get_batch(
+                    store.events_stream, store.subjects.events_all(), 1, 100
+                )
+                if len(kept) >= len(expected):
+                    break
+                await trio.sleep(0.05)
+    assert [json.loads(message.data)["id"] for message in kept] == expected

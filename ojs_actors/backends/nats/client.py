@@ -89,7 +89,7 @@ LANG = "python-trio"
 STATUS_NO_RESPONDERS = 503
 STATUS_HEARTBEAT = 100
 
-Replies = Literal["one", "none", "stream"]
+Replies = Literal["one", "none", "fire", "stream"]
 
 
 class NoResponders(BackendUnavailable):
@@ -174,9 +174,11 @@ class Endpoint:
 @dataclass(frozen=True, slots=True)
 class Request:
     """One request of :meth:`NatsClient.requests`: ``replies`` is how many it waits for:
-    ``"one"``; ``"none"`` (sent without a reply subject); or ``"stream"``, the messages
-    up to and including the first with a status (204 end of batch, 404, 408, ...),
-    idle heartbeats (100) left out."""
+    ``"one"``; ``"none"`` (sent without a reply subject, then confirmed read by the
+    server with a ``PING``); ``"fire"`` (sent without a reply subject, not confirmed: a
+    hint that may be lost with the connection); or ``"stream"``, the messages up to and
+    including the first with a status (204 end of batch, 404, 408, ...), idle heartbeats
+    (100) left out."""
 
     subject: str
     data: bytes = b""
@@ -558,14 +560,14 @@ class NatsClient:
         for index, call in enumerate(calls):
             mode = call.replies
             modes.append(mode)
-            if mode == "none":
+            if mode == "none" or mode == "fire":
                 reply = None
-                pong = True
+                pong = pong or mode == "none"
             elif mode == "one" or mode == "stream":
                 reply = connection.reply_subject()
                 waiting[reply] = index
             else:
-                raise ValueError(f"replies is 'one', 'none' or 'stream', not {mode!r}")
+                raise ValueError(f"replies is 'one', 'none', 'fire' or 'stream', not {mode!r}")
             frame = pub(call.subject, call.data, reply, call.headers)
             if (
                 max_payload is not None

@@ -159,7 +159,7 @@ class NatsStore:
                 raise CasFailed(error.description) from error
             if error.err_code == ERR_BATCH_TOO_LARGE:
                 raise BatchTooLarge(len(messages), self.batch_max_messages) from error
-            raise self._unavailable(error) from error
+            raise self.unavailable(error) from error
 
     async def purge(
         self, subject_filter: str, *, before_seq: int | None = None, keep: int | None = None
@@ -176,9 +176,10 @@ class NatsStore:
         try:
             return await call
         except JetStreamError as error:
-            raise self._unavailable(error) from error
+            raise self.unavailable(error) from error
 
-    def _unavailable(self, error: JetStreamError) -> BackendUnavailable:
+    def unavailable(self, error: JetStreamError) -> BackendUnavailable:
+        """What a refused JetStream call means to the caller: the backend cannot serve."""
         return BackendUnavailable(
             f"NATS JetStream refused a call: {error.description} (code {error.err_code}).",
             details={"backend": "nats", "err_code": error.err_code},

@@ -167,6 +167,47 @@ def parse_api(replies: list[Msg]) -> dict[str, Any]:
     return answer
 
 
+def purge_request(
+    stream: str,
+    *,
+    filter: str | None = None,  # noqa: A002  # the API's name
+    seq: int | None = None,
+    keep: int | None = None,
+    prefix: str = API_PREFIX,
+) -> Request:
+    """``STREAM.PURGE``: messages of ``stream`` matching ``filter``, below sequence
+    ``seq`` or all but the last ``keep`` (answered ``{"purged": n}``)."""
+    body: dict[str, Any] = {}
+    if filter is not None:
+        body["filter"] = filter
+    if seq is not None:
+        body["seq"] = seq
+    if keep is not None:
+        body["keep"] = keep
+    return api_request(f"STREAM.PURGE.{_stream_name(stream)}", body or None, prefix)
+
+
+def stream_subjects_request(
+    stream: str, subject_filter: str, offset: int = 0, prefix: str = API_PREFIX
+) -> Request:
+    """``STREAM.INFO`` listing the subjects matching ``subject_filter`` with their
+    message counts, from ``offset`` on (:func:`parse_stream_subjects`)."""
+    body: dict[str, Any] = {"subjects_filter": subject_filter}
+    if offset:
+        body["offset"] = offset
+    return api_request(f"STREAM.INFO.{_stream_name(stream)}", body, prefix)
+
+
+def parse_stream_subjects(replies: list[Msg]) -> tuple[dict[str, int], int | None]:
+    """A page of subjects with their counts, and the offset of the next page (``None``:
+    this was the last)."""
+    answer = parse_api(replies)
+    page: dict[str, int] = answer.get("state", {}).get("subjects") or {}
+    total = int(answer.get("total", 0))
+    offset = int(answer.get("offset", 0)) + len(page)
+    return page, (offset if page and offset < total else None)
+
+
 def publish_request(
     subject: str, data: bytes = b"", headers: Mapping[str, str] | None = None
 ) -> Request:
@@ -418,34 +459,23 @@ class JetStream:
     ) -> int:
         """Remove messages of ``stream`` (matching ``filter``; below sequence ``seq``, or
         all but the last ``keep``); how many were removed."""
-        body: dict[str, Any] = {}
-        if filter is not None:
-            body["filter"] = filter
-        if seq is not None:
-            body["seq"] = seq
-        if keep is not None:
-            body["keep"] = keep
-        answer = await self.api(f"STREAM.PURGE.{_stream_name(stream)}", body or None)
-        return int(answer.get("purged", 0))
+        [replies] = await self.client.requests(
+            [purge_request(stream, filter=filter, seq=seq, keep=keep, prefix=self.prefix)]
+        )
+        return int(parse_api(replies).get("purged", 0))
 
     async def stream_subjects(self, stream: str, subject_filter: str) -> dict[str, int]:
         """The subjects of ``stream`` matching ``subject_filter`` that hold messages, with
         how many each holds: ``STREAM.INFO`` pages (:data:`MAX_SUBJECT_DETAILS` each) read
         one after the other until ``total``."""
-        name = f"STREAM.INFO.{_stream_name(stream)}"
         subjects: dict[str, int] = {}
-        offset = 0
-        while True:
-            body: dict[str, Any] = {"subjects_filter": subject_filter}
-            if offset:
-                body["offset"] = offset
-            answer = await self.api(name, body)
-            page = answer.get("state", {}).get("subjects") or {}
+        offset: int | None = 0
+        while offset is not None:
+            request = stream_subjects_request(stream, subject_filter, offset, prefix=self.prefix)
+            [replies] = await self.client.requests([request])
+            page, offset = parse_stream_subjects(replies)
             subjects.update(page)
-            total = int(answer.get("total", 0))
-            offset = int(answer.get("offset", offset)) + len(page)
-            if not page or offset >= total:
-                return subjects
+        return subjects
 
     async def ensure_stream(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """The stream ``config["name"]`` with ``config``: created, or updated if it exists

@@ -13,6 +13,7 @@ the dead letter are read and purged the same way. Nothing scans every job.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -21,11 +22,23 @@ import orjson
 from ...core import BackendUnavailable, Job, OJSError, State, lifecycle
 from ..base import Deduplicated, RateLimit, plan_inserts, replaced_by, timers_of
 from ..faults import crash_point
+from .client import Request
 from .connection import CasFailed, NatsStore
 from .events import NatsEventLog
-from .jetstream import PubAck
+from .jetstream import (
+    JetStreamError,
+    PubAck,
+    direct_get_request,
+    parse_api,
+    parse_direct,
+    parse_stream_subjects,
+    purge_request,
+    stream_subjects_request,
+)
 from .layout import Entry, parse_entry
 from .writes import Batch, Before, Stored, decode_job, guarded, is_dead
+
+log = logging.getLogger("ojs_actors.backends.nats")
 
 MAX_ATTEMPTS = 20
 """Rounds of read-decide-write before a write that keeps losing gives up (503)."""
@@ -64,11 +77,17 @@ class NatsJobs:
         self._events = events
         self._count_writes: dict[str, int] = {}
         self._revisions: dict[str, Before] = {}
+        self._pending_purges: dict[str, int] = {}
+        """Lane heads consumed by claims: lane subject -> purge below this sequence."""
+        self._lane_guess: dict[str, str] = {}
+        """Per queue, the lane the last claim took jobs from."""
 
     def forget(self) -> None:
         """Drop what this process remembers (after a reset)."""
         self._revisions.clear()
         self._count_writes.clear()
+        self._pending_purges.clear()
+        self._lane_guess.clear()
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -108,9 +127,11 @@ class NatsJobs:
         return stored
 
     async def _after_write(self, batch: Batch, entries: int) -> None:
-        store = self._store
-        for queue in batch.woken:
-            await store.client.publish(self._subjects.ready_notices(), queue.encode())
+        if batch.woken:  # hints, sent without waiting: a lost one costs a poll interval
+            notice = self._subjects.ready_notices()
+            await self._store.client.requests(
+                [Request(notice, queue.encode(), replies="fire") for queue in batch.woken]
+            )
         await self._events.appended(entries)
         for queue in batch.counts:
             writes = self._count_writes.get(queue, 0) + 1
@@ -318,9 +339,11 @@ class NatsJobs:
         expired: list[Job] = []
         if count <= 0:
             return claimed, expired
-        subjects = self._subjects
-        lanes = sorted(await self._store.subjects_of(subjects.ready_lanes(queue)))
+        asked = _asked(min(count, self._jobs_per_batch()))
+        lanes, guess, head = await self._survey(queue, asked)
         for lane_subject in lanes:
+            start = 1
+            entries = head if lane_subject == guess else None
             for _ in range(MAX_ATTEMPTS):
                 wanted = count - len(claimed)
                 window = None
@@ -330,36 +353,76 @@ class NatsJobs:
                 if wanted <= 0:
                     return claimed, expired
                 wanted = min(wanted, self._jobs_per_batch())
+                if entries is None:
+                    asked = _asked(wanted)
+                    read = await self._store.read(lane_subject, start, asked)
+                    entries = [parse_entry(message.seq, message.data) for message in read]
                 try:
-                    more, gone, exhausted = await self._claim_from_lane(
-                        lane_subject, queue, wanted, now, worker_id, visibility_ms, window
+                    more, gone, rest = await self._claim_entries(
+                        lane_subject, queue, entries, wanted, now, worker_id, visibility_ms, window
                     )
                 except CasFailed:
-                    continue  # another process claimed some meanwhile: read the lane again
+                    entries = None  # another process claimed some meanwhile: read again
+                    continue
                 claimed.extend(more)
                 expired.extend(gone)
-                if exhausted:
-                    break
+                if more or gone:
+                    self._lane_guess[queue] = lane_subject
+                if rest is None and len(entries) < asked:
+                    break  # the lane has no more
+                start, entries = rest or entries[-1].seq + 1, None
         return claimed, expired
 
-    async def _claim_from_lane(
+    async def _survey(
+        self, queue: str, asked: int
+    ) -> tuple[list[str], str | None, list[Entry] | None]:
+        """One round trip: the purges of lane heads earlier claims consumed, the queue's
+        lanes that hold entries (best first), and the head of the lane that served the
+        last claim (most queues use one lane), read ahead."""
+        store = self._store
+        purges, self._pending_purges = self._pending_purges, {}
+        calls = [
+            purge_request(store.stream, filter=subject, seq=before)
+            for subject, before in purges.items()
+        ]
+        calls.append(stream_subjects_request(store.stream, self._subjects.ready_lanes(queue)))
+        guess = self._lane_guess.get(queue)
+        if guess is not None:
+            calls.append(direct_get_request(store.stream, seq=1, next_by_subj=guess, batch=asked))
+        replies = await store.client.requests(calls)
+        if purges:
+            for reply in replies[: len(purges)]:
+                try:
+                    parse_api(reply)
+                except JetStreamError as error:  # the entries stay, stale: purged later
+                    log.warning("nats: purging a lane's head: %s", error.description)
+            crash_point("nats.claim.purged")
+        try:
+            lanes, _ = parse_stream_subjects(replies[len(purges)])
+            head = None
+            if guess is not None:
+                head = [parse_entry(m.seq, m.data) for m in parse_direct(replies[-1])]
+        except JetStreamError as error:
+            raise store.unavailable(error) from error
+        return sorted(lanes), guess, head
+
+    async def _claim_entries(
         self,
         lane_subject: str,
         queue: str,
+        entries: list[Entry],
         wanted: int,
         now: int,
         worker_id: str | None,
         visibility_ms: int | None,
         window: tuple[list[int], int] | None,
-    ) -> tuple[list[Job], list[Job], bool]:
-        """Claim up to ``wanted`` from the head of one lane (and count them in the rate
-        ``window``: its claim times and record sequence). Returns the claimed, the expired
-        and whether the lane has nothing more to give."""
-        store = self._store
-        asked = wanted * 2 + 8
-        entries = [parse_entry(m.seq, m.data) for m in await store.read(lane_subject, 1, asked)]
+    ) -> tuple[list[Job], list[Job], int | None]:
+        """Claim up to ``wanted`` of a lane's ``entries`` (its head, in order), counting them
+        in the rate ``window`` (its claim times and record sequence). Returns the claimed,
+        the expired, and the first live entry left (``None`` if none was: every entry was
+        consumed). Those before it are purged with the next claim."""
         if not entries:
-            return [], [], True
+            return [], [], None
         records = await self._read(entry.job_id for entry in entries)
         batch = Batch(self._subjects)
         claimed: list[Job] = []
@@ -396,9 +459,9 @@ class NatsJobs:
             await self._write(batch, "nats.claim.stored")
         head_end = first_left if first_left is not None else entries[-1].seq + 1
         if head_end > entries[0].seq:
-            await store.purge(lane_subject, before_seq=head_end)
-            crash_point("nats.claim.purged")
-        return claimed, expired, first_left is None and len(entries) < asked
+            purges = self._pending_purges
+            purges[lane_subject] = max(purges.get(lane_subject, 0), head_end)
+        return claimed, expired, first_left
 
     async def _rate_window(self, queue: str, rate: RateLimit, now: int) -> tuple[list[int], int]:
         """The queue's claim times within the rate limit's window ending at ``now``, and
@@ -509,6 +572,11 @@ class NatsJobs:
             f"Job {job_id} kept changing while deleting it; try again.",
             details={"backend": "nats"},
         )
+
+
+def _asked(wanted: int) -> int:
+    """Entries read from a lane to claim ``wanted`` jobs: more, for the stale ones."""
+    return wanted * 2 + 8
 
 
 def _holder_job(peek: _Peek) -> Callable[[str], Job | None]:
