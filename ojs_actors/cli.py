@@ -158,6 +158,10 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
     )
 
 
+def _shared_backends() -> list[str]:
+    return [entry.name for entry in REGISTRY.entries() if entry.shared_between_processes]
+
+
 def serve_workers(args: argparse.Namespace, arguments: Sequence[str]) -> int:
     """``serve --workers N`` (N > 1): refuse what N processes cannot serve as one server,
     then run and supervise them (:mod:`ojs_actors.http.workers`)."""
@@ -166,7 +170,7 @@ def serve_workers(args: argparse.Namespace, arguments: Sequence[str]) -> int:
             f"ojs-actors: --workers {args.workers} needs a backend shared between processes: "
             f"with --backend {args.backend} each worker process would have its own memory (its "
             "own jobs, queues and workflows), so they would not behave as one server. Use "
-            "--backend sqlite or --backend redis, or --workers 1.",
+            f"--backend {' or --backend '.join(_shared_backends())}, or --workers 1.",
             file=sys.stderr,
         )
         return 2

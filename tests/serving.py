@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -19,6 +20,24 @@ REPO = Path(__file__).resolve().parent.parent
 HTTP_PATHS: dict[str, tuple[str, ...]] = {"direct": (), "quart": ("--no-direct-routes",)}
 """``serve`` arguments of the two HTTP paths: the hot routes served directly (the default),
 or Quart serving every route."""
+
+
+NATS_BATCH_MAX = "10000"
+"""``OJS_NATS_BATCH_MAX`` of the servers the tests start: the test nats-servers' batch limit
+(``NatsServer.batch_max_msgs``)."""
+
+
+def nats_env(url: str, options: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The environment of ``serve --backend nats`` on ``url``; with ``options`` (the
+    ``nats_options`` fixture), on the stream, prefix and storage of that test alone."""
+    env = {"NATS_URL": url, "OJS_NATS_BATCH_MAX": NATS_BATCH_MAX}
+    if options is not None:
+        env |= {
+            "OJS_NATS_STREAM": str(options["stream"]),
+            "OJS_NATS_PREFIX": str(options["prefix"]),
+            "OJS_NATS_STORAGE": str(options["storage"]),
+        }
+    return env
 
 
 class OjsServer:

@@ -1,10 +1,10 @@
 """Acceptance test of the durable backends: SIGKILL a loaded server, restart it on its storage.
 
-A real ``python -m ojs_actors serve`` process (``--backend sqlite`` on a file, or
-``--backend redis`` on a redis-server) takes a bounded stream of concurrent
-enqueues, fetches and acks from worker threads and is killed (SIGKILL: no
-shutdown code runs) while they are still going. Restarted on the same storage it
-must show that:
+A real ``python -m ojs_actors serve`` process (``--backend sqlite`` on a file,
+``--backend redis`` on a redis-server, or ``--backend nats`` on a nats-server) takes a
+bounded stream of concurrent enqueues, fetches and acks from worker threads and is
+killed (SIGKILL: no shutdown code runs) while they are still going. Restarted on the
+same storage it must show that:
 
 * every job whose enqueue got a 2xx exists;
 * every job whose ack got a 2xx is completed and is never fetched again;
@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serving import OjsServer
+from serving import OjsServer, nats_env
 
 VISIBILITY_MS = 2_000
 WORKERS = 6
@@ -120,10 +120,13 @@ def workdir(tmp_path: Path) -> Iterator[Path]:
         assert "Traceback" not in text, f"server logged an error:\n{text}"
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "nats"])
 def storage(request: pytest.FixtureRequest, workdir: Path) -> Storage:
     if request.param == "sqlite":
         return Storage(["--backend", "sqlite", "--db", str(workdir / "ojs.db")], {})
+    if request.param == "nats":  # a stream of this test alone on the session's nats-server
+        options = request.getfixturevalue("nats_options")
+        return Storage(["--backend", "nats"], nats_env(options["url"], options))
     return Storage(["--backend", "redis"], {"REDIS_URL": request.getfixturevalue("redis_url")})
 
 

@@ -18,10 +18,11 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from serving import REPO, OjsServer
+from serving import NATS_BATCH_MAX, REPO, OjsServer, nats_env
 
 from ojs_actors.cli import build_parser
 from ojs_actors.http.workers import child_command, describe_exit
@@ -149,16 +150,22 @@ def sqlite_workers(tmp_path: Path) -> Iterator[OjsServer]:
         server.stop()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "nats"])
 def shared_workers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OjsServer]:
-    """``serve --workers 2`` over sqlite, then over redis, both children serving."""
+    """``serve --workers 2`` over sqlite, then over redis, then over nats, both children
+    serving."""
     if request.param == "sqlite":
         yield request.getfixturevalue("sqlite_workers")
         return
+    if request.param == "nats":  # a stream of this test alone on the session's nats-server
+        options = request.getfixturevalue("nats_options")
+        env = nats_env(options["url"], options)
+    else:
+        env = {"REDIS_URL": request.getfixturevalue("redis_url")}
     server = OjsServer(
-        ["--workers", "2", "--backend", "redis", "--access-log"],
+        ["--workers", "2", "--backend", request.param, "--access-log"],
         tmp_path / "server.log",
-        env={"REDIS_URL": request.getfixturevalue("redis_url")},
+        env=env,
         poll_interval=0.2,
     )
     try:
@@ -322,7 +329,7 @@ def test_the_memory_backend_refuses_several_workers() -> None:
         )  # fmt: skip
         assert result.returncode == 2, result.stderr
         assert "each worker process would have its own memory" in result.stderr
-        assert "Use --backend sqlite or --backend redis" in result.stderr
+        assert "Use --backend sqlite or --backend redis or --backend nats" in result.stderr
 
 
 def test_a_port_in_use_fails_before_any_worker_starts(tmp_path: Path) -> None:
@@ -355,6 +362,34 @@ def test_two_workers_over_redis(redis_url: str, tmp_path: Path) -> None:
             assert sorted(fetched) == sorted(enqueued)
             response = client.get(f"/ojs/v1/jobs/{fetched[0]}")
             assert response.json()["job"]["state"] == "completed"
+        assert set(handled_by(server.log_path, "POST /ojs/v1/jobs")) <= pids
+    finally:
+        server.stop()
+    assert server.process.returncode == 0
+    assert wait_gone(pids, 5) == set()
+    assert_no_traceback(server.log_path)
+
+
+def test_two_workers_over_nats(nats_options: dict[str, Any], tmp_path: Path) -> None:
+    """As over redis, with the NATS options given as flags (which the children inherit)."""
+    server = OjsServer(
+        ["--workers", "2", "--backend", "nats", "--nats-url", nats_options["url"],
+         "--nats-stream", nats_options["stream"], "--nats-prefix", nats_options["prefix"],
+         "--nats-storage", nats_options["storage"], "--nats-batch-max", NATS_BATCH_MAX,
+         "--access-log"],
+        tmp_path / "server.log",
+        poll_interval=0.2,
+    )  # fmt: skip
+    try:
+        pids = wait_for_children(server, 2)
+        with httpx.Client(base_url=server.url, timeout=10, headers=CLOSE) as client:
+            enqueued = {enqueue(client, "nats-both", n) for n in range(20)}
+            fetched = fetch_all(client, "nats-both")
+            assert sorted(fetched) == sorted(enqueued)
+            response = client.get(f"/ojs/v1/jobs/{fetched[0]}")
+            assert response.json()["job"]["state"] == "completed"
+            stats = client.get("/ojs/v1/queues/nats-both/stats").json()["stats"]
+            assert {state: n for state, n in stats.items() if n} == {"completed": 20}
         assert set(handled_by(server.log_path, "POST /ojs/v1/jobs")) <= pids
     finally:
         server.stop()
