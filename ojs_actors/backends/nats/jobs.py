@@ -431,6 +431,9 @@ class NatsJobs:
         seen: set[str] = set()
         for entry in entries:
             stored = records.get(entry.job_id)
+            if stored is not None and stored.job.version < entry.version:
+                first_left = entry.seq  # the record read is older than the entry: keep it
+                break
             if (
                 stored is None
                 or entry.job_id in seen
@@ -500,6 +503,8 @@ class NatsJobs:
         first_live: int | None = None
         for entry in entries:
             stored = records.get(entry.job_id)
+            if stored is not None and stored.job.version < entry.version and first_live is None:
+                first_live = entry.seq  # the record read is older than the entry: keep it
             if stored is None or stored.job.version != entry.version:
                 continue
             if first_live is None:

@@ -5,7 +5,7 @@ Parts. :class:`RedisBackend` (:mod:`.backend`) is an
 can reuse as they are:
 
 * :class:`RedisConnection` (:mod:`.connection`): the URL, timeouts and key prefix, the
-  redis-py asyncio client on the shared asyncio bridge, every script registered; the
+  client native to trio (:mod:`.client`), every script registered; the
   backend's lifetime (start, close, ping, and reset: deleting every key under the
   prefix). The other parts talk to Redis only through it, so it can be swapped.
 * :class:`RedisJobs` (:mod:`.jobs`): job store, ready queue, timers and dead letter,
@@ -17,8 +17,8 @@ The Lua texts are in :mod:`.lua_jobs` (the job scripts), :mod:`.lua_outbox` (the
 append, included in every script that writes, and its read) and :mod:`.lua` (the others,
 and ``SCRIPTS``: every script by name); :mod:`.records` encodes job records.
 
-Bridge. See :mod:`.connection`: calls run on the asyncio bridge, shielded from trio
-cancellation; connection errors surface as :class:`~ojs_actors.core.BackendUnavailable`
+Calls. See :mod:`.connection`: calls are shielded from trio cancellation and bounded
+by the client's timeouts; connection errors surface as :class:`~ojs_actors.core.BackendUnavailable`
 (HTTP 503); the client does not retry on its own (a script whose reply was lost may have
 run, and re-running it would not be idempotent).
 
