@@ -1,13 +1,14 @@
 """Scenario 5: enqueue and fetch rates with 1k, 100k and 1M jobs already waiting.
 
 One server per (backend, level), all running at once (each redis backend server on
-a redis-server of its own), so the rates at every level are measured in the same
-run, moments apart. Filling uses the batch endpoint over several connections.
+a redis-server of its own, each nats backend server on a nats-server of its own), so
+the rates at every level are measured in the same run, moments apart. Filling uses the
+batch endpoint over several connections, the backends side by side.
 Each run measures, per server, ``growth_requests`` single enqueues and then as
 many single-job fetches (no acks: fetched jobs stay active), so the number of
 waiting jobs ends each run where it began. Resident memory per waiting job is the
-server's RSS growth while filling (and redis-server's, for redis), divided by the
-jobs filled in.
+server's RSS growth while filling (redis-server's for redis, nats-server's for nats),
+divided by the jobs filled in; for nats also the growth of its JetStream store on disk.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from ._config import BenchConfig
 from ._load import LoadSpec, build_request, run_load
 from ._outcome import Outcome, Progress
 from ._results import Ratio, ratio_of
-from ._servers import HOST, HttpProcess, RedisProcess, ServerGroup, http_get_json
+from ._servers import HOST, HttpProcess, Process, ServerGroup, Stores, http_get_json, nats_note
 from ._workload import JOB_TYPE, QUEUE
 
 SCENARIO = "growth"
-BACKENDS = ("memory", "redis")
+BACKENDS = ("memory", "redis", "nats")
+RSS_OWNER = {"memory": "server", "redis": "redis-server", "nats": "nats-server"}
+"""Whose resident memory holds a backend's waiting jobs."""
 OPERATIONS = ("enqueue", "fetch")
 TARGET_RATE_KEPT = 0.8
 TARGET_BYTES_PER_JOB = 1024.0
@@ -81,18 +84,26 @@ def _fill(server: HttpProcess, level: int, config: BenchConfig) -> float:
 def _fill_levels(
     backend: str,
     servers: dict[tuple[str, int], HttpProcess],
-    redis: dict[int, RedisProcess],
+    stores: dict[int, Stores],
     config: BenchConfig,
-) -> list[tuple[float, float]]:
-    """Fill each of the backend's servers to its level: (jobs/s, resident bytes per job) each.
-    The resident memory watched is the server's (memory) or its redis-server's (redis)."""
+) -> list[tuple[float, float, float]]:
+    """Fill each of the backend's servers to its level: (jobs/s, resident bytes per job,
+    bytes on disk per job) each. The resident memory watched is the server's (memory), its
+    redis-server's (redis) or its nats-server's (nats); the disk, the nats-server's
+    JetStream store (NaN for the others)."""
     figures = []
     for level in config.sizes.growth_levels:
         server = servers[(backend, level)]
-        watched = server.pid if backend == "memory" else redis[level].pid
-        before = _rss(watched)
+        nats = stores[level].nats
+        watched: Process = {"redis": stores[level].redis, "nats": nats}.get(backend) or server
+        before = _rss(watched.pid)
+        disk_before = nats.store_bytes() if backend == "nats" and nats else 0
         rate = _fill(server, level, config)
-        figures.append((rate, (_rss(watched) - before) / level))
+        rss = (_rss(watched.pid) - before) / level
+        disk = (
+            (nats.store_bytes() - disk_before) / level if backend == "nats" and nats else math.nan
+        )
+        figures.append((rate, rss, disk))
     return figures
 
 
@@ -111,29 +122,33 @@ def run_growth(config: BenchConfig, progress: Progress) -> Outcome:
     backends = [backend for backend in config.backends if backend in BACKENDS]
     levels = sizes.growth_levels
     with ServerGroup("growth") as group:
-        redis = {level: group.redis() for level in levels} if "redis" in backends else {}
+        stores = {level: group.stores(backends) for level in levels}
         group.wait_ready()
         servers = {
-            (backend, level): group.ojs(backend, redis[level].url if backend == "redis" else None)
+            (backend, level): group.ojs(backend, stores[level].url(backend))
             for backend in backends
             for level in levels
         }
         group.wait_ready()
 
         # Backends fill side by side (one thread each, waiting on its load generator):
-        # a server and its redis-server each use about a core, so this saves minutes.
+        # a server and its store server each use about a core, so this saves minutes.
         progress(f"{SCENARIO}: filling {', '.join(backends)} to {', '.join(map(str, levels))}")
         with ThreadPoolExecutor(max_workers=len(backends) or 1) as pool:
             filled = [
-                pool.submit(_fill_levels, backend, servers, redis, config) for backend in backends
+                pool.submit(_fill_levels, backend, servers, stores, config) for backend in backends
             ]
             for backend, future in zip(backends, filled, strict=True):
-                for level, (rate, bytes_per_job) in zip(levels, future.result(), strict=True):
-                    owner = "server" if backend == "memory" else "redis-server"
+                for level, (rate, rss, disk) in zip(levels, future.result(), strict=True):
                     outcome.series_of(f"{backend} fill", f"jobs/s to {level:,}").values.append(rate)
                     outcome.series_of(
-                        f"{backend} {owner} RSS", f"bytes/job at {level:,}"
-                    ).values.append(bytes_per_job)
+                        f"{backend} {RSS_OWNER[backend]} RSS", f"bytes/job at {level:,}"
+                    ).values.append(rss)
+                    if backend == "nats":
+                        outcome.series_of(
+                            "nats JetStream store", f"disk bytes/job at {level:,}"
+                        ).values.append(disk)
+                progress(f"{SCENARIO}: {backend} filled")
 
         enqueue = _json(JOB)
         fetch = _json(FETCH)
@@ -173,6 +188,8 @@ def run_growth(config: BenchConfig, progress: Progress) -> Outcome:
                 outcome.notes.append(f"{backend} at {level:,}: the waiting count drifted")
 
     _add_ratios(outcome, backends, levels)
+    if "nats" in backends:
+        outcome.notes.append(nats_note())
     return outcome
 
 

@@ -15,7 +15,7 @@ from ._hello import HELLO_PATH
 from ._load import LoadResult, LoadSpec, build_request, run_load
 from ._outcome import Outcome, Progress
 from ._results import Ratio, ratio_of
-from ._servers import HOST, ServerGroup
+from ._servers import HOST, ServerGroup, nats_note
 from ._workload import JOB_TYPE, QUEUE
 
 SCENARIO = "http_enqueue"
@@ -59,13 +59,11 @@ def run_http_enqueue(config: BenchConfig, progress: Progress) -> Outcome:
         )
 
     with ServerGroup("enqueue") as group:
-        redis = group.redis() if "redis" in config.backends else None
+        stores = group.stores(config.backends)
         hello = group.hello()
         static = group.static()
         group.wait_ready()
-        servers = {
-            backend: group.ojs(backend, redis.url if redis else None) for backend in config.backends
-        }
+        servers = {backend: group.ojs(backend, stores.url(backend)) for backend in config.backends}
         group.wait_ready()
         hello_request = build_request("POST", HELLO_PATH, body, host=HOST, port=hello.port)
         enqueue = {
@@ -101,6 +99,8 @@ def run_http_enqueue(config: BenchConfig, progress: Progress) -> Outcome:
             record_load(outcome, f"load generator ceiling c={CEILING_CONNECTIONS}", result, run)
 
     _add_ratios(outcome, config)
+    if "nats" in config.backends:
+        outcome.notes.append(nats_note())
     return outcome
 
 

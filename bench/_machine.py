@@ -10,7 +10,7 @@ from typing import Any
 
 import psutil
 
-from ojs_actors.testing.services import MissingBinary, RedisServer
+from ojs_actors.testing.services import MissingBinary, NatsServer, RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,6 +40,13 @@ def _redis_server_version() -> str:
         return "not installed"
 
 
+def _nats_server_version() -> str:
+    try:
+        return _command(NatsServer.find_binary(), "--version")
+    except MissingBinary:
+        return "not installed"
+
+
 def machine_info() -> dict[str, Any]:
     return {
         "cpu": _cpu_model(),
@@ -50,5 +57,6 @@ def machine_info() -> dict[str, Any]:
         "git_commit": _command("git", "rev-parse", "HEAD"),
         "git_dirty": _command("git", "status", "--porcelain", "--untracked-files=no") != "",
         "redis_server": _redis_server_version(),
+        "nats_server": _nats_server_version(),
         "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
     }

@@ -21,6 +21,10 @@ ROUND_TRIP_METRICS = (
     ("round trips/job", "round_trips_per_job"),
     ("latency round trips/job", "latency_round_trips_per_job"),
 )
+MESSAGE_METRICS = (
+    ("messages/job", "messages_per_job"),
+    ("latency messages/job", "latency_messages_per_job"),
+)
 
 
 @dataclass
@@ -62,10 +66,12 @@ class Outcome:
                 )
             )
 
-    def record_round_trips(self, result: LifecycleResult) -> None:
-        """A lifecycle run's Redis round trips per job (enqueue and process phases) and per
-        latency job, as two more series of its subject; NaN unless the run is ``ok``."""
-        for metric, attribute in ROUND_TRIP_METRICS:
+    def record_round_trips(self, result: LifecycleResult, messages: bool = False) -> None:
+        """A lifecycle run's client round trips per job (enqueue and process phases) and per
+        latency job, as two more series of its subject; with ``messages``, two more: the
+        NATS messages per job and per latency job. NaN unless the run is ``ok``."""
+        metrics = ROUND_TRIP_METRICS + (MESSAGE_METRICS if messages else ())
+        for metric, attribute in metrics:
             value = float(getattr(result, attribute)) if result.ok else math.nan
             self.series_of(result.subject, metric).values.append(value)
 

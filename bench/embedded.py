@@ -7,11 +7,14 @@ batches. The process phase ends when the last job's ack is stored. The latency
 phase enqueues single jobs (``System.enqueue``) carrying their enqueue time while
 the group keeps running.
 
-On ``redis`` the run also counts the backend client's round trips
-(``RedisClient.round_trips``: requests sent to Redis, a pipeline counting as one, by
-every part of the system, background tasks included): the enqueue phase, the process
-phase up to the moment the last job's ack is stored, and, apart, the latency phase
-(first latency enqueue through the last latency job's stored ack).
+On ``redis`` and ``nats`` the run also counts the backend client's round trips
+(``RedisClient.round_trips`` / ``NatsClient.round_trips``: requests sent, a pipeline
+counting as one, by every part of the system, background tasks included): the enqueue
+phase, the process phase up to the moment the last job's ack is stored, and, apart, the
+latency phase (first latency enqueue through the last latency job's stored ack). Given
+the nats-server's monitoring port (``nats_monitor_port``), it counts the messages that
+server received from clients (``/varz`` ``in_msgs``) over the same phases, and the
+client's own ``messages_out`` beside them.
 
     python -m bench.embedded --backend memory --jobs 50000
 """
@@ -29,6 +32,7 @@ import trio
 
 from ojs_actors import Job, State, System, create_backend, open_system
 
+from ._monitor import in_msgs
 from ._progress import LifecycleProgress
 from ._workload import JOB_TYPE, LATENCY_GAP_S, QUEUE, LifecycleResult
 
@@ -36,19 +40,24 @@ DEFAULT_CONCURRENCY = 16
 DEFAULT_BATCH_SIZE = 100
 DEFAULT_ENQUEUE_CHUNK = 1000
 GRACE_PERIOD_S = 5.0
+ROUND_TRIPS, MESSAGES, CLIENT_MESSAGES = "round_trips", "messages", "client_messages"
+
+Counts = dict[str, int]
+"""Counters read at one moment, by name: :data:`ROUND_TRIPS`, :data:`MESSAGES` (the
+nats-server's ``in_msgs``), :data:`CLIENT_MESSAGES` (the NATS client's ``messages_out``)."""
 
 
 class _Progress(LifecycleProgress):
-    """What the worker group has done so far; with ``count`` (the Redis client's round
-    trips so far), also the count at the moment the last bulk job's, and the last latency
-    job's, ack is stored."""
+    """What the worker group has done so far; with ``count`` (the counters so far), also
+    the counts at the moment the last bulk job's, and the last latency job's, ack is
+    stored."""
 
-    def __init__(self, jobs: int, latency_jobs: int, count: Callable[[], int] | None) -> None:
+    def __init__(self, jobs: int, latency_jobs: int, count: Callable[[], Counts] | None) -> None:
         super().__init__(jobs, latency_jobs)
         self.count = count
-        self.count_at_completion: int | None = None
+        self.count_at_completion: Counts | None = None
         self.latency_settled = 0
-        self.count_at_latency_settled: int | None = None
+        self.count_at_latency_settled: Counts | None = None
         self.all_latencies_settled = trio.Event()
         if latency_jobs == 0:
             self.all_latencies_settled.set()
@@ -75,21 +84,46 @@ class _Progress(LifecycleProgress):
                 self.all_latencies_settled.set()
 
 
-def round_trip_counter(system: System) -> Callable[[], int] | None:
-    """A reader of ``RedisClient.round_trips`` of the system's backend, where it has that
-    client (``redis``: ``backend.connection.client``); else None."""
-    try:
-        client: Any = system.backend.connection.client  # type: ignore[attr-defined]
-    except Exception:  # no such attribute (memory, sqlite), or not connected
-        return None
-    if not isinstance(getattr(client, "round_trips", None), int):
+def store_client(system: System) -> Any | None:
+    """The backend's client where it has one with a ``round_trips`` counter (``redis``:
+    ``backend.connection.client``; ``nats``: ``backend.store.client``); else None."""
+    backend: Any = system.backend
+    for holder in ("connection", "store"):
+        client = getattr(getattr(backend, holder, None), "client", None)
+        if isinstance(getattr(client, "round_trips", None), int):
+            return client
+    return None
+
+
+def counter(system: System, nats_monitor_port: int | None) -> Callable[[], Counts] | None:
+    """A reader of the counters this system has: its client's round trips (and, on nats,
+    the messages it wrote), and the nats-server's ``in_msgs`` when its monitoring port is
+    given; None when there is nothing to count (memory, sqlite)."""
+    client = store_client(system)
+    if client is None and nats_monitor_port is None:
         return None
 
-    def count() -> int:
-        value: int = client.round_trips
-        return value
+    def count() -> Counts:
+        counts: Counts = {}
+        if client is not None:
+            counts[ROUND_TRIPS] = int(client.round_trips)
+            if isinstance(getattr(client, "messages_out", None), int):
+                counts[CLIENT_MESSAGES] = int(client.messages_out)
+        if nats_monitor_port is not None:
+            # A blocking local HTTP GET (about a millisecond), only at phase boundaries.
+            counts[MESSAGES] = in_msgs(nats_monitor_port)
+        return counts
 
     return count
+
+
+def _since(after: Counts, before: Counts) -> Counts:
+    return {name: after[name] - before.get(name, 0) for name in after}
+
+
+def _by_counter(phases: dict[str, Counts], name: str) -> dict[str, int]:
+    """One counter's counts by phase (``{"enqueue": n, ...}``)."""
+    return {phase: counts[name] for phase, counts in phases.items() if name in counts}
 
 
 async def _enqueue_all(system: System, jobs: int, chunk_size: int) -> None:
@@ -123,25 +157,27 @@ async def embedded_lifecycle(
     batch_size: int = DEFAULT_BATCH_SIZE,
     enqueue_chunk: int = DEFAULT_ENQUEUE_CHUNK,
     subject: str | None = None,
+    nats_monitor_port: int | None = None,
 ) -> LifecycleResult:
     """Run the three phases on a fresh system over ``backend`` (``create_backend``
     name and options), each bounded by what is left of ``timeout_s``. A run that
-    times out reports what it completed."""
+    times out reports what it completed. ``nats_monitor_port``: the monitoring port of
+    the nats-server a ``nats`` backend uses (its messages are then counted too)."""
     deadline = trio.current_time() + timeout_s
     enqueue_per_s = process_per_s = math.nan
-    round_trips: dict[str, int] = {}
+    phases: dict[str, Counts] = {}
     async with open_system(create_backend(backend, **options)) as system:
-        count = round_trip_counter(system)
+        count = counter(system, nats_monitor_port)
         progress = _Progress(jobs, latency_jobs, count)
         with trio.move_on_at(deadline):
-            before = count() if count else 0
+            before = count() if count else {}
             started = time.perf_counter()
             await _enqueue_all(system, jobs, enqueue_chunk)
             enqueue_per_s = jobs / (time.perf_counter() - started)
             if count:
-                round_trips["enqueue"] = count() - before
+                phases["enqueue"] = _since(count(), before)
         if not math.isnan(enqueue_per_s):
-            before = count() if count else 0
+            before = count() if count else {}
             started = time.perf_counter()
             async with system.worker_group(
                 [QUEUE],
@@ -157,18 +193,18 @@ async def embedded_lifecycle(
                         process_per_s = jobs / (progress.last_completion - started)
                     if count:
                         at_completion = progress.count_at_completion
-                        round_trips["process"] = (
-                            count() if at_completion is None else at_completion
-                        ) - before
+                        phases["process"] = _since(
+                            count() if at_completion is None else at_completion, before
+                        )
                         before = count()
                     await _enqueue_latency_jobs(system, latency_jobs)
                     await progress.all_latencies.wait()
                     if count:
                         await progress.all_latencies_settled.wait()
                         at_settled = progress.count_at_latency_settled
-                        round_trips["latency"] = (
-                            count() if at_settled is None else at_settled
-                        ) - before
+                        phases["latency"] = _since(
+                            count() if at_settled is None else at_settled, before
+                        )
     return LifecycleResult.measured(
         subject or f"ojs-actors embedded ({backend})",
         jobs=jobs,
@@ -182,15 +218,28 @@ async def embedded_lifecycle(
             f"process: concurrency {concurrency}, batch size {batch_size}, acks stored in "
             f"batches (System.settle_many path); backend {backend}"
         ),
-        round_trips=round_trips,
+        round_trips=_by_counter(phases, ROUND_TRIPS),
+        messages=_by_counter(phases, MESSAGES),
+        client_messages=_by_counter(phases, CLIENT_MESSAGES),
     )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="memory", choices=["memory", "sqlite", "redis"])
+    parser.add_argument(
+        "--backend", default="memory", choices=["memory", "sqlite", "redis", "nats"]
+    )
     parser.add_argument("--path", help="sqlite: the database file (fresh one recommended)")
-    parser.add_argument("--url", help="redis: redis://127.0.0.1:PORT/DB (flushed beforehand)")
+    parser.add_argument(
+        "--url",
+        help="redis: redis://127.0.0.1:PORT/DB (flushed beforehand); nats: nats://127.0.0.1:PORT",
+    )
+    parser.add_argument(
+        "--nats-batch-max", type=int, help="nats: the server's jetstream.limits.batch.max_msgs"
+    )
+    parser.add_argument(
+        "--nats-monitor-port", type=int, help="nats: the server's monitoring port (-m)"
+    )
     parser.add_argument("--jobs", type=int, default=50_000)
     parser.add_argument("--latency-jobs", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
@@ -203,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         options["path"] = args.path
     if args.url:
         options["url"] = args.url
+    if args.nats_batch_max:
+        options["batch_max_messages"] = args.nats_batch_max
     result = trio.run(
         lambda: embedded_lifecycle(
             args.backend,
@@ -213,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             concurrency=args.concurrency,
             batch_size=args.batch_size,
             enqueue_chunk=args.enqueue_chunk,
+            nats_monitor_port=args.nats_monitor_port,
         )
     )
     print(json.dumps(result.as_dict()))

@@ -1,7 +1,8 @@
 """The benchmark harness itself: its maths, its response parser, and a tiny end-to-end run.
 
 The end-to-end tests run ``python -m bench --quick`` with real servers (ojs-actors on
-memory and redis, ``serve --workers 2``, the hello-world app, redis-server) and check
+memory, redis and nats, ``serve --workers 2``, the hello-world app, redis-server,
+nats-server) and check
 that every job of every lifecycle run really completed and that the table, the JSON and
 the PNGs are written and readable. The peers scenario is left out: it builds a
 virtualenv per peer, which takes minutes.
@@ -116,6 +117,7 @@ def test_round_trips_per_job_cover_enqueue_and_process_and_latency_apart() -> No
     counted = result({"enqueue": 5, "process": 21, "latency": 40})
     assert counted.round_trips_per_job == 0.026 and counted.latency_round_trips_per_job == 4.0
     assert counted.as_dict()["round_trips"] == {"enqueue": 5, "process": 21, "latency": 40}
+    assert math.isnan(counted.messages_per_job) and counted.messages == {}
     unfinished = result({"enqueue": 5})  # the process phase timed out: no figure
     assert math.isnan(unfinished.round_trips_per_job)
     assert math.isnan(unfinished.latency_round_trips_per_job)
@@ -124,7 +126,23 @@ def test_round_trips_per_job_cover_enqueue_and_process_and_latency_apart() -> No
     # a result still loads from its JSON form (the isolated runs' and the peers' way)
     fields = json.loads(json.dumps(counted.as_dict()))
     fields.pop("ok")
-    assert LifecycleResult(**fields) == counted
+    # (compared as JSON: the figures not counted are NaN, which equals nothing)
+    assert json.dumps(LifecycleResult(**fields).as_dict()) == json.dumps(counted.as_dict())
+
+
+def test_messages_per_job_are_summed_like_round_trips() -> None:
+    sent = {"enqueue": 3100, "process": 7500, "latency": 260}
+    result = LifecycleResult.measured(
+        "s", jobs=1000, completed=1000, enqueue_per_s=1.0, process_per_s=1.0,
+        latencies_s=[0.001] * 10, latency_jobs=10, settings="",
+        round_trips={"enqueue": 5, "process": 21, "latency": 40},
+        messages=sent, client_messages=dict(sent),
+    )  # fmt: skip
+    assert result.messages_per_job == 10.6 and result.latency_messages_per_job == 26.0
+    assert result.as_dict()["client_messages"] == sent
+    fields = json.loads(json.dumps(result.as_dict()))
+    fields.pop("ok")
+    assert LifecycleResult(**fields) == result
 
 
 def test_scenario_numbers_keep_6_as_1_to_3() -> None:
@@ -167,7 +185,7 @@ def test_load_generator_reconnects_when_the_server_closes() -> None:
 def test_quick_run_completes_every_job_and_writes_the_report(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path),
                "--only", "http_enqueue", "http_lifecycle", "embedded", "growth",
-               "--backends", "memory", "redis"]  # fmt: skip
+               "--backends", "memory", "redis", "nats"]  # fmt: skip
     finished = subprocess.run(
         command, cwd=REPO, capture_output=True, text=True, timeout=240, check=False
     )
@@ -177,6 +195,7 @@ def test_quick_run_completes_every_job_and_writes_the_report(tmp_path: Path) -> 
                   "5. Cost growth"):  # fmt: skip
         assert title in table
     assert "memory enqueue / hello-world req/s, c=1" in table
+    assert "nats enqueue / hello-world req/s, c=1" in table
 
     folder = tmp_path / "latest"
     document = json.loads((folder / "results.json").read_text())
@@ -185,7 +204,7 @@ def test_quick_run_completes_every_job_and_writes_the_report(tmp_path: Path) -> 
     assert list(scenarios) == ["http_enqueue", "http_lifecycle", "embedded", "growth"]
 
     lifecycle_runs = scenarios["http_lifecycle"]["runs"] + scenarios["embedded"]["runs"]
-    assert len(lifecycle_runs) == 2 * 2 + 2  # (memory, redis) x (fetch 1, 50), and embedded
+    assert len(lifecycle_runs) == 3 * 2 + 3  # (memory, redis, nats) x (fetch 1, 50), embedded
     for run in lifecycle_runs:
         assert run["ok"], run
         assert run["completed"] == run["jobs"] > 0
@@ -198,9 +217,26 @@ def test_quick_run_completes_every_job_and_writes_the_report(tmp_path: Path) -> 
     assert 0 < counted["round_trips_per_job"] < 1  # batched: fewer round trips than jobs
     assert counted["latency_round_trips_per_job"] >= 1  # single jobs: at least their enqueue
     assert embedded["embedded memory"]["round_trips"] == {}
+    assert counted["messages"] == {}  # messages are counted on nats only
+    # NATS: round trips, and the messages the nats-server received, every phase
+    nats = embedded["embedded nats"]
+    assert set(nats["round_trips"]) == set(nats["messages"]) == {"enqueue", "process", "latency"}
+    assert 0 < nats["round_trips_per_job"] < 1
+    # each job is written at least twice (enqueued, then claimed and completed), each
+    # write at least its record and its outbox entry
+    assert nats["messages_per_job"] > 4 and nats["latency_messages_per_job"] > 4
+    # the embedded process is the server's only client: /varz agrees with the client
+    for phase, count in nats["messages"].items():
+        assert abs(count - nats["client_messages"][phase]) <= 2, (phase, nats)
     rows = {(series["subject"], series["metric"]) for series in scenarios["embedded"]["series"]}
     assert ("embedded redis", "round trips/job") in rows
+    assert ("embedded nats", "round trips/job") in rows
+    assert ("embedded nats", "messages/job") in rows
     assert ("embedded memory", "round trips/job") not in rows
+    assert ("embedded redis", "messages/job") not in rows
+    embedded_ratios = {ratio["name"]: ratio for ratio in scenarios["embedded"]["ratios"]}
+    of_redis = embedded_ratios["embedded nats / embedded redis, process jobs/s"]
+    assert of_redis["target"] == 0.5 and of_redis["met"] is not None
 
     enqueue_runs = scenarios["http_enqueue"]["runs"]
     assert enqueue_runs and all(
@@ -208,7 +244,11 @@ def test_quick_run_completes_every_job_and_writes_the_report(tmp_path: Path) -> 
     )
     growth = scenarios["growth"]
     waiting_notes = [note for note in growth["notes"] if note.endswith("waiting at the end")]
-    assert len(waiting_notes) == 6 and not any("drifted" in note for note in growth["notes"])
+    assert len(waiting_notes) == 9 and not any("drifted" in note for note in growth["notes"])
+    growth_ratios = {ratio["name"]: ratio for ratio in growth["ratios"]}
+    nats_kept = growth_ratios["nats enqueue rate at 5,000 / at 100 waiting"]
+    assert nats_kept["target"] == 0.8 and nats_kept["met"] is not None
+    assert any(series["subject"] == "nats JetStream store" for series in growth["series"])
     for scenario in scenarios.values():
         assert all(series["median"] is not None for series in scenario["series"]), scenario
         assert scenario["ratios"]
