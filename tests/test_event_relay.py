@@ -22,7 +22,7 @@ from ojs_actors.core import BackendUnavailable
 from ojs_actors.system import Settings, System, open_system
 from ojs_actors.system.clock import Clock
 from ojs_actors.system.event_cursor import CURSOR_PREFIX
-from ojs_actors.system.event_relay import LEASE_PREFIX, LEASE_SECONDS, EventRelay
+from ojs_actors.system.event_relay import LEASE_PREFIX, LEASE_SECONDS, LINGER_SECONDS, EventRelay
 
 POLL = 1.0
 START = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -188,14 +188,21 @@ async def test_every_event_is_published_once_in_outbox_order(
 async def test_a_change_through_this_process_wakes_the_relay_at_once(
     autojump_clock: MockClock,
 ) -> None:
+    """Woken by the change, it lingers a moment (LINGER_SECONDS) for the changes that
+    follow, then relays them together: long before its next poll (a minute here)."""
     sink = SinkMemory()
     async with running(sink, poll=60.0) as system:
         await trio.sleep(1.0)  # the relay took its lease and waits
         started = trio.current_time()
         job = await system.enqueue({"type": "t", "args": []})
+        await trio.sleep(LINGER_SECONDS / 2)
+        other = await system.enqueue({"type": "t", "args": []})
         await trio.testing.wait_all_tasks_blocked()
-        assert [e["data"]["job_id"] for e in sink.published] == [job.id]
-        assert trio.current_time() == started
+        assert sink.published == []  # still lingering
+        await trio.sleep(LINGER_SECONDS)
+        await trio.testing.wait_all_tasks_blocked()
+        assert [e["data"]["job_id"] for e in sink.published] == [job.id, other.id]
+        assert trio.current_time() - started < 2 * LINGER_SECONDS
 
 
 async def test_without_a_sink_no_relay_runs() -> None:

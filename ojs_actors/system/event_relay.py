@@ -40,6 +40,9 @@ from .signals import Signals
 RELAY_BATCH = 500
 LEASE_PREFIX = "event-relay:"
 LEASE_SECONDS = 10.0
+LINGER_SECONDS = 0.1
+"""How long a woken relay waits before reading, so that the events of many changes go
+out in one batch (and one cursor commit) instead of one each."""
 log = logging.getLogger("ojs_actors.system")
 
 
@@ -59,6 +62,7 @@ class EventRelay(Actor):
         batch_size: int = RELAY_BATCH,
         lease: float = LEASE_SECONDS,
         poll_interval: float = 1.0,
+        linger: float = LINGER_SECONDS,
     ) -> None:
         """``holder`` names this process in the lease (a random id if ``None``): give every
         instance of one process the same, so a restarted relay takes its lease back at once."""
@@ -73,6 +77,7 @@ class EventRelay(Actor):
         self.batch_size = batch_size
         self.lease_ms = max(1, int(lease * 1000))
         self.poll_interval = poll_interval
+        self.linger = linger
         self.published = 0
         """Events handed to the sink by this instance (a batch published again counts again)."""
         self.failures = 0
@@ -199,6 +204,7 @@ class EventRelay(Actor):
                 await trio.sleep_forever()
             else:
                 await wake.wait()
+                await trio.sleep(self.linger)  # let the changes of the next moments join
 
 
-__all__ = ["LEASE_PREFIX", "LEASE_SECONDS", "RELAY_BATCH", "EventRelay"]
+__all__ = ["LEASE_PREFIX", "LEASE_SECONDS", "LINGER_SECONDS", "RELAY_BATCH", "EventRelay"]

@@ -20,8 +20,10 @@ from .snapshots import NatsSnapshots
 class _Lifetime:
     """Start, close, ping and reset of the store, forgetting what the parts cached."""
 
-    def __init__(self, store: NatsStore, jobs: NatsJobs, events: NatsEventLog) -> None:
-        self._store, self._jobs, self._events = store, jobs, events
+    def __init__(
+        self, store: NatsStore, jobs: NatsJobs, snapshots: NatsSnapshots, events: NatsEventLog
+    ) -> None:
+        self._store, self._jobs, self._snapshots, self._events = store, jobs, snapshots, events
 
     async def start(self) -> None:
         await self._store.start()
@@ -35,6 +37,7 @@ class _Lifetime:
     async def reset(self) -> None:
         await self._store.reset()
         self._jobs.forget()
+        self._snapshots.forget()
         self._events.forget()
 
 
@@ -82,16 +85,17 @@ class NatsBackend(AssembledBackend):
         )
         self._events_part = events = NatsEventLog(store, event_retention)
         self._jobs_part = jobs = NatsJobs(store, events)
+        snapshots = NatsSnapshots(store, events)
         super().__init__(
             name=self.name,
             capabilities=self.capabilities,
             needs_asyncio=False,
-            lifetime=_Lifetime(store, jobs, events),
+            lifetime=_Lifetime(store, jobs, snapshots, events),
             jobs=jobs,
             ready=jobs,
             timers=jobs,
             dead_letter=jobs,
-            snapshots=NatsSnapshots(store, events),
+            snapshots=snapshots,
             events=events,
         )
 

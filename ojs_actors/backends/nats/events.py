@@ -1,8 +1,11 @@
 """The event outbox in NATS, read, trimmed and relayed: :class:`NatsEventLog`.
 
 Writers append one ``ojs.outbox.{key}`` message per entry inside their atomic batches
-(:mod:`.writes`); the subject per entry is the index a read ``after`` an event id uses
-to find where to resume (its last message's sequence). Retention keeps the newest
+(:mod:`.writes`): the events of the change, rendered by
+:func:`~ojs_actors.core.events.job_events` as it is written (the job is at hand then;
+reading renders nothing, so no record is decoded per read). The subject per entry is
+the index a read ``after`` an event id uses to find where to resume (its last
+message's sequence). Retention keeps the newest
 ``event_retention`` entries: a purge of the outbox subjects with ``keep``, run by the
 process that appended once it appended a tenth of that, and before each read.
 
@@ -21,13 +24,12 @@ from typing import Any
 
 import orjson
 
-from ...core import BackendUnavailable, State
+from ...core import BackendUnavailable
 from ..base import EventFilter
 from ..outbox import EVENT_RETENTION, OutboxEntry, collect, cursor
 from .connection import NatsStore
 from .jetstream import JetStreamError, StoredMsg, parse_pub_ack, publish_request
-from .layout import WHOLE_EVENT
-from .writes import decode_job
+from .layout import events_of
 
 PAGE = 500
 """Outbox entries per read."""
@@ -109,7 +111,4 @@ class NatsEventLog:
 
 
 def _entry(message: StoredMsg) -> OutboxEntry:
-    before, _, body = message.data.partition(b"\n")
-    if before == WHOLE_EVENT:
-        return None, None, (orjson.loads(body),)
-    return (State(before.decode()) if before else None), decode_job(body), None
+    return None, None, events_of(message.data)

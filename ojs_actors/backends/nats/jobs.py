@@ -21,6 +21,7 @@ import orjson
 
 from ...core import BackendUnavailable, Job, OJSError, State, lifecycle
 from ..base import Deduplicated, RateLimit, plan_inserts, replaced_by, timers_of
+from ..codec import loads_record
 from ..faults import crash_point
 from .client import Request
 from .connection import CasFailed, NatsStore
@@ -36,7 +37,7 @@ from .jetstream import (
     stream_subjects_request,
 )
 from .layout import Entry, parse_entry
-from .writes import Batch, Before, Stored, decode_job, guarded, is_dead
+from .writes import Batch, Before, Stored, guarded, is_dead
 
 log = logging.getLogger("ojs_actors.backends.nats")
 
@@ -45,6 +46,8 @@ MAX_ATTEMPTS = 20
 REVISIONS_KEPT = 100_000
 """Stored versions remembered (:class:`~.writes.Before`: version, record sequence, queue,
 state), so the ack after a claim writes without reading first."""
+NEXT_DUE_LOOKS = 64
+"""Timer entries ``next_due_at`` reads at a time."""
 COUNTS_FOLD_AT = 64
 """Count delta messages of a queue beyond which reading them folds them into one."""
 MESSAGES_PER_JOB = 6
@@ -91,19 +94,26 @@ class NatsJobs:
 
     # -- reads ----------------------------------------------------------------------------
 
-    async def _read(self, job_ids: Iterable[str]) -> dict[str, Stored]:
+    async def _read(
+        self, job_ids: Iterable[str], wanted: Callable[[str, int], bool] | None = None
+    ) -> dict[str, Stored]:
+        """The stored jobs of ``job_ids`` (missing and deleted ones left out); with
+        ``wanted(id, version)``, only those it wants are decoded into jobs (a record's
+        version is read without building the job, the costly part)."""
         subjects = self._subjects
         ids = list(dict.fromkeys(job_ids))
         found = await self._store.last(subjects.job(job_id) for job_id in ids)
         stored: dict[str, Stored] = {}
         for job_id in ids:
             message = found.get(subjects.job(job_id))
-            if message is None:
+            if message is None or not message.data:
                 continue
-            job = decode_job(message.data)
-            if job is not None:
-                stored[job_id] = Stored(job, message.seq)
-                self._remember(job, message.seq)
+            record = loads_record(message.data.decode())
+            if wanted is not None and not wanted(job_id, record["version"]):
+                continue
+            job = Job.from_record(record)
+            stored[job_id] = Stored(job, message.seq)
+            self._remember(job, message.seq)
         return stored
 
     def _remember(self, job: Job, seq: int) -> None:
@@ -491,20 +501,30 @@ class NatsJobs:
         found = await self._store.subjects_of(subjects.timers())
         return sorted(subjects.second_of(subject) for subject in found)
 
-    async def _live_timers(self, second: int, limit: int) -> list[tuple[Entry, Stored]]:
-        """The first ``limit`` entries of a timer bucket that match their job's current
-        version; the stale ones before the first live one are purged."""
+    async def _live_timers(
+        self, second: int, limit: int
+    ) -> tuple[list[Entry], list[tuple[Entry, Stored]]]:
+        """The first ``limit`` entries of a timer bucket, and those of them that match their
+        job's current version; the stale ones before the first live one are purged."""
         subject = self._subjects.timer(second * 1000)
         entries = [parse_entry(m.seq, m.data) for m in await self._store.read(subject, 1, limit)]
         if not entries:
-            return []
-        records = await self._read(entry.job_id for entry in entries)
+            return entries, []
+        versions = {entry.job_id: entry.version for entry in entries}
+        newer: set[str] = set()  # the record read is older than the entry: keep the entry
+
+        def wanted(job_id: str, version: int) -> bool:
+            if version < versions[job_id]:
+                newer.add(job_id)
+            return version == versions[job_id]
+
+        records = await self._read(versions, wanted)
         live: list[tuple[Entry, Stored]] = []
         first_live: int | None = None
         for entry in entries:
+            if entry.job_id in newer and first_live is None:
+                first_live = entry.seq
             stored = records.get(entry.job_id)
-            if stored is not None and stored.job.version < entry.version and first_live is None:
-                first_live = entry.seq  # the record read is older than the entry: keep it
             if stored is None or stored.job.version != entry.version:
                 continue
             if first_live is None:
@@ -513,14 +533,15 @@ class NatsJobs:
         head_end = first_live if first_live is not None else entries[-1].seq + 1
         if head_end > entries[0].seq:
             await self._store.purge(subject, before_seq=head_end)
-        return live
+        return entries, live
 
     async def due_jobs(self, now: int, limit: int) -> list[Job]:
         found: dict[str, tuple[int, Job]] = {}
         for second in await self._timer_buckets():
             if second > now // 1000 or len(found) >= limit:
                 break
-            for _, stored in await self._live_timers(second, limit * 2):
+            _, live = await self._live_timers(second, limit * 2)
+            for _, stored in live:
                 due = min(timers_of(stored.job), default=None)
                 if due is not None and due <= now and stored.job.id not in found:
                     found[stored.job.id] = (due, stored.job)
@@ -528,11 +549,17 @@ class NatsJobs:
         return [job for _, job in ordered[:limit]]
 
     async def next_due_at(self) -> int | None:
+        """The earliest timer among the first live entries of the earliest bucket holding
+        any (exact to the bucket's second: entries within it are in write order, and the
+        scheduler polls anyway); stale entries met on the way are purged."""
         for second in await self._timer_buckets():
-            live = await self._live_timers(second, 1000)
-            dues = [min(timers_of(stored.job)) for _, stored in live if timers_of(stored.job)]
-            if dues:
-                return min(dues)
+            while True:
+                entries, live = await self._live_timers(second, NEXT_DUE_LOOKS)
+                dues = [min(timers_of(stored.job)) for _, stored in live if timers_of(stored.job)]
+                if dues:
+                    return min(dues)
+                if len(entries) < NEXT_DUE_LOOKS:
+                    break  # this bucket held only stale entries, purged now
         return None
 
     # -- DeadLetter -----------------------------------------------------------------------

@@ -25,9 +25,10 @@ compare-and-set on its subject's last sequence. Subjects, with ``ojs`` the prefi
     ojs.rate.{q}                  the rate-limited queue's recent claim times (ms)
     ojs.snap.{kind}.{rest}        snapshots {"key": ..., "state": ...}; the subject's last
                                   sequence is the snapshot's version
-    ojs.outbox.{key}              outbox entries "{state before}\\n{record}" (a job
-                                  change, key {id}_{version}) or "*\\n{event}" (an event
-                                  stored whole); stream order is outbox order
+    ojs.outbox.{key}              outbox entries {"events": [...]}: the events of a job
+                                  change (key {id}_{version}), rendered when written, or
+                                  an event that is no job's (cron's, key its id); stream
+                                  order is outbox order
 
 Index entries are written in the same atomic batch as the job version they describe,
 and are never changed afterwards: an entry whose job has moved to another version is
@@ -46,8 +47,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ...core import Job, State
+from ...core import Job
 from ...core.validation import PRIORITY_RANGE
+from ..codec import dumps_record, loads_record
 
 STREAM = "OJS"
 EVENTS_STREAM = "OJS_EVENTS"
@@ -222,12 +224,12 @@ def parse_entry(seq: int, body: bytes) -> Entry:
     return Entry(seq, parts[0], int(parts[1]), due)
 
 
-def outbox_body(before: State | None, record: bytes) -> bytes:
-    return (before.value if before is not None else "").encode() + b"\n" + record
+def events_body(events: list[dict[str, Any]]) -> bytes:
+    """An outbox entry: the events of one change (rendered when it is written, where the
+    job is at hand, rather than decoded from a record each time the outbox is read)."""
+    return dumps_record({"events": events}).encode()
 
 
-WHOLE_EVENT = b"*"
-
-
-def whole_event_body(event: bytes) -> bytes:
-    return WHOLE_EVENT + b"\n" + event
+def events_of(body: bytes) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = loads_record(body.decode())["events"]
+    return events

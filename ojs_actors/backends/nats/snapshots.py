@@ -3,8 +3,9 @@
 One subject per key (``ojs.snap.{kind}.{rest}``, :mod:`.layout`), every save rolling the
 older message up, so the subject's last sequence is the snapshot's version and a
 compare-and-set save is a ``Nats-Expected-Last-Subject-Sequence`` on it (0: the key must
-not exist). Every save reads the current version first: it keeps the first save's
-sequence in the body, which orders listings (first saved first), and guards the write.
+not exist). A save keeps the first save's sequence in the body, which orders listings
+(first saved first): it reads the key first, unless this process read or wrote it
+last (then the compare-and-set on the version it knows decides, and a lost one reads).
 Listing by prefix reads the kind's subjects (``queue:``, ``cron:``, …)."""
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...core import BackendUnavailable
-from ..codec import dumps, dumps_record, loads_record
+from ..codec import dumps_record, loads_record
 from .connection import CasFailed, NatsStore
 from .events import NatsEventLog
 from .writes import Batch, guarded
 
 MAX_ATTEMPTS = 20
+KNOWN_KEPT = 10_000
 
 
 class NatsSnapshots:
@@ -27,32 +29,42 @@ class NatsSnapshots:
     def __init__(self, store: NatsStore, events: NatsEventLog) -> None:
         self._store = store
         self._events = events
+        self._known: dict[str, tuple[int, int]] = {}
+        """Per key this process read or wrote last: (first save's sequence, version), so
+        the next save skips the read (its compare-and-set still decides)."""
+
+    def forget(self) -> None:
+        self._known.clear()
 
     async def load_snapshot(self, key: str) -> dict[str, Any] | None:
         found = await self.load_snapshot_versioned(key)
         return found[0] if found is not None else None
 
     async def load_snapshot_versioned(self, key: str) -> tuple[dict[str, Any], int] | None:
-        found = await self._last(key)
-        if found is None:
-            return None
-        stored, seq = found
-        return stored["state"], seq
-
-    async def _last(self, key: str) -> tuple[dict[str, Any], int] | None:
-        """The stored body ``{"key", "state", "first"}`` and its sequence."""
         subject = self._store.subjects.snapshot(key)
         message = (await self._store.last([subject])).get(subject)
         if message is None or not message.data:
+            self._known.pop(key, None)
             return None
-        return loads_record(message.data.decode()), message.seq
+        stored = loads_record(message.data.decode())
+        self._remember(key, stored.get("first") or message.seq, message.seq)
+        return stored["state"], message.seq
+
+    def _remember(self, key: str, first: int, version: int) -> None:
+        known = self._known
+        known.pop(key, None)
+        known[key] = (first, version)
+        if len(known) > KNOWN_KEPT:
+            del known[next(iter(known))]
 
     async def save_snapshot(self, key: str, state: dict[str, Any]) -> None:
         for _ in range(MAX_ATTEMPTS):
-            found = await self._last(key)
-            expected = found[1] if found is not None else 0
-            if await self._save(key, state, expected, found, ()) is not None:
+            if key not in self._known:
+                await self.load_snapshot_versioned(key)
+            first, version = self._known.get(key, (0, 0))
+            if await self._save(key, state, first, version, ()) is not None:
                 return
+            self._known.pop(key, None)  # changed elsewhere: read it again
         raise BackendUnavailable(
             f"Snapshot {key} kept changing concurrently; try again.", details={"backend": "nats"}
         )
@@ -77,38 +89,47 @@ class NatsSnapshots:
         *,
         events: Sequence[dict[str, Any]] = (),
     ) -> int | None:
-        found = await self._last(key)
-        if (found[1] if found is not None else None) != expected_version:
-            return None
-        return await self._save(key, state, expected_version or 0, found, events)
+        known = self._known.get(key)
+        if expected_version is None:
+            first = 0
+        elif known is not None and known[1] == expected_version:
+            first = known[0]
+        else:
+            found = await self.load_snapshot_versioned(key)
+            if found is None or found[1] != expected_version:
+                return None
+            first = self._known[key][0]
+        return await self._save(key, state, first, expected_version or 0, events)
 
     async def _save(
         self,
         key: str,
         state: dict[str, Any],
+        first: int,
         expected: int,
-        found: tuple[dict[str, Any], int] | None,
         events: Sequence[dict[str, Any]],
     ) -> int | None:
-        """Store ``state`` over the version ``found`` (at ``expected``); the new version, or
-        ``None`` if the key changed meanwhile. Keeps the first save's sequence, which
-        orders listings."""
-        first = (found[0].get("first") or found[1]) if found is not None else 0
+        """Store ``state`` over the version ``expected`` (0: none); the new version, or
+        ``None`` if the key changed meanwhile. Keeps the first save's sequence (``first``,
+        0 for a new key), which orders listings."""
         batch = Batch(self._store.subjects)
         at = batch.put(
             self._store.subjects.snapshot(key), _body(key, state, first), guarded(expected)
         )
         for event in events:
-            batch.put_event(event["id"], dumps(event).encode())
+            batch.put_event(event)
         try:
             ack = await self._store.write(batch.finish())
         except CasFailed:
             return None
         if events:
             await self._events.appended(len(events))
-        return batch.seq_of(ack, at)
+        version = batch.seq_of(ack, at)
+        self._remember(key, first or version, version)
+        return version
 
     async def delete_snapshot(self, key: str) -> bool:
+        self._known.pop(key, None)
         return await self._store.purge(self._store.subjects.snapshot(key)) > 0
 
 

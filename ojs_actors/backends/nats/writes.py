@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ...core import Job, State
-from ...core.events import change_key
+from ...core.events import change_key, job_events
 from ..base import timers_of
-from ..codec import dumps, dumps_record, loads_record
+from ..codec import dumps, dumps_record
 from .jetstream import Message, PubAck
-from .layout import Subjects, outbox_body, ready_body, timer_body, whole_event_body
+from .layout import Subjects, events_body, ready_body, timer_body
 
 EXPECT = "Nats-Expected-Last-Subject-Sequence"
 ROLLUP = {"Nats-Rollup": "sub"}
@@ -26,13 +27,6 @@ def encode_job(job: Job) -> bytes:
     record = job.to_record()
     record.pop("seq", None)
     return dumps_record(record).encode()
-
-
-def decode_job(body: bytes) -> Job | None:
-    """The job of a record body; ``None`` for a deleted job's empty body."""
-    if not body:
-        return None
-    return Job.from_record(loads_record(body.decode()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +97,9 @@ class Batch:
         if before is not None:
             self._count(before.queue, before.state, -1)
         self._count(job.queue, job.state, 1)
-        before_state = before.state if before is not None else None
-        add((subjects.outbox(change_key(job)), outbox_body(before_state, record), {}))
+        events = job_events(before.state if before is not None else None, job)
+        if events:  # (a lease extended has none)
+            add((subjects.outbox(change_key(job)), events_body(events), {}))
 
     def delete_job(self, job: Job, seq: int) -> None:
         """Forget ``job``, stored at ``seq`` (a dead-letter delete): an empty record, no
@@ -115,9 +110,9 @@ class Batch:
             add((subjects.dead(job.queue, job.id), b"", ROLLUP))
         self._count(job.queue, job.state, -1)
 
-    def put_event(self, event_id: str, event: bytes) -> None:
-        """An event stored whole in the outbox (cron's)."""
-        self.messages.append((self.subjects.outbox(event_id), whole_event_body(event), {}))
+    def put_event(self, event: dict[str, Any]) -> None:
+        """An event that is no job's change (cron's), for the outbox."""
+        self.messages.append((self.subjects.outbox(event["id"]), events_body([event]), {}))
 
     def put(self, subject: str, body: bytes, headers: Mapping[str, str]) -> int:
         """Any other message; returns its index."""
