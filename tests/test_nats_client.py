@@ -316,7 +316,7 @@ async def test_request_reply_and_pipelining(nats: Nats) -> None:
                 ]
             )
             assert [[m.data for m in r] for r in mixed] == [[b"late"], [b"now"], []]
-            assert client.round_trips == 3 and client._open == 1
+            assert client.round_trips == 3 and client.pool.open == 1
             assert client.server_version >= (2, 12, 0)
             assert client.server_info["headers"] is True
             assert await client.ping() > 0
@@ -337,7 +337,7 @@ async def test_status_replies_and_no_responders(nats: Nats) -> None:
             # one 503 in a pipeline raises, and the connection stays (all was read)
             with pytest.raises(NoResponders):
                 await client.requests([Request("svc.echo"), Request("nobody.home")])
-            assert client._open == len(client._idle) == 1
+            assert client.pool.open == len(client.pool.idle) == 1
             # a second reply to the same request arrives during the next call: ignored
             assert (await client.request("svc.twice")).data == b"1"
             assert (await client.request("svc.echo", b"after")).data == b"after"
@@ -349,7 +349,7 @@ async def test_publish_and_subscribe(nats: Nats) -> None:
     client = NatsClient(nats.url)
     try:
         async with client.subscribe("news.>") as receive:
-            assert client._open == 0  # a connection of its own, not the pool's
+            assert client.pool.open == 0  # a connection of its own, not the pool's
             await client.publish("news.sport", b"goal", {"Kind": "score"})
             await client.publish("other", b"not for it")
             await client.publish("news.weather", b"rain")
@@ -385,7 +385,7 @@ async def test_max_payload_is_checked_before_sending(nats: Nats) -> None:
         with pytest.raises(ValueError, match="max_payload"):
             await client.publish("big", b"x" * (limit + 1))
         await client.publish("big", b"x" * (limit - 100))
-        assert client._open == len(client._idle) == 1
+        assert client.pool.open == len(client.pool.idle) == 1
     finally:
         await client.aclose()
 
@@ -417,9 +417,9 @@ async def test_server_pings_are_answered_during_a_long_read(pinging_nats: Nats) 
         async with responder(pinging_nats.port):
             with trio.fail_after(5):
                 assert (await client.request("svc.slow.1200", b"patience")).data == b"patience"
-                assert client._open == len(client._idle) == 1
+                assert client.pool.open == len(client.pool.idle) == 1
                 assert (await client.request("svc.echo", b"same")).data == b"same"
-            assert client._open == 1
+            assert client.pool.open == 1
     finally:
         await client.aclose()
 
@@ -436,7 +436,7 @@ async def test_connection_refused_is_fast() -> None:
                 await client.ping()
             assert trio.current_time() - started < 0.5  # refused, not a timeout
         assert raised.value.details["backend"] == "nats"
-        assert client._open == 0
+        assert client.pool.open == 0
     finally:
         await client.aclose()
 
@@ -461,7 +461,7 @@ async def open_idle_connections(client: NatsClient, count: int) -> None:
     async with trio.open_nursery() as nursery:
         for _ in range(count):
             nursery.start_soon(client.ping)
-    assert client._open == len(client._idle) == count
+    assert client.pool.open == len(client.pool.idle) == count
 
 
 async def test_reconnects_after_a_restart(own_nats: Nats) -> None:
@@ -474,12 +474,12 @@ async def test_reconnects_after_a_restart(own_nats: Nats) -> None:
         await trio.to_thread.run_sync(own_nats.stop)
         with trio.fail_after(3), pytest.raises(BackendUnavailable, match="unreachable"):
             await client.ping()  # down: the idle connections were stale, and none opens
-        assert client._open == 0
+        assert client.pool.open == 0
         await trio.to_thread.run_sync(own_nats.start)  # same port, same store
         with trio.fail_after(5):
             last = await js.get_last("R", ["r.kept"])
         assert last["r.kept"].data == b"on disk"
-        assert client._open == len(client._idle) == 1
+        assert client.pool.open == len(client.pool.idle) == 1
     finally:
         await client.aclose()
 
@@ -493,7 +493,7 @@ async def test_request_timeout_drops_the_connection(nats: Nats) -> None:
                 with pytest.raises(BackendUnavailable, match="timed out"):
                     await client.request("svc.silent")
                 assert trio.current_time() - started < 1.0
-                assert client._open == 0  # never reused mid-reply
+                assert client.pool.open == 0  # never reused mid-reply
                 assert (await client.request("svc.echo", b"again")).data == b"again"
     finally:
         await client.aclose()
@@ -507,7 +507,7 @@ async def test_connect_timeout() -> None:
         try:
             with trio.fail_after(3), pytest.raises(BackendUnavailable, match="timed out"):
                 await client.ping()
-            assert client._open == 0
+            assert client.pool.open == 0
         finally:
             await client.aclose()
 
@@ -540,7 +540,7 @@ async def test_login(tmp_path: Path, options: list[str], good: str, bad: list[st
                 assert "refused the login: Authorization Violation" in raised.value.message
                 assert raised.value.details["error"] == "login_refused"
                 assert "wrong" not in raised.value.message
-                assert client._open == 0
+                assert client.pool.open == 0
             finally:
                 await client.aclose()
 
@@ -569,7 +569,7 @@ async def test_tls_with_the_ca(tls_nats: tuple[Nats, trustme.CA], scheme: str) -
             assert client.server_info["tls_required"] is True
             await client.publish("secure", b"yes")
             await client.ping()  # reused: the stale check must not misfire after TLS
-            assert client._open == 1
+            assert client.pool.open == 1
             await JetStream(client).ensure_stream(
                 {"name": f"TLS_{scheme}", "subjects": [f"tls.{scheme}"]}
             )
@@ -584,7 +584,7 @@ async def test_tls_without_the_ca_is_refused(tls_nats: tuple[Nats, trustme.CA]) 
     try:
         with trio.fail_after(5), pytest.raises(BackendUnavailable, match="unreachable"):
             await client.ping()
-        assert client._open == 0
+        assert client.pool.open == 0
     finally:
         await client.aclose()
 
@@ -594,7 +594,7 @@ async def test_tls_url_to_a_plain_server(nats: Nats) -> None:
     try:
         with pytest.raises(BackendUnavailable, match="does not offer TLS"):
             await client.ping()
-        assert client._open == 0
+        assert client.pool.open == 0
     finally:
         await client.aclose()
 
@@ -643,7 +643,7 @@ async def test_random_cancellation_never_mixes_replies(
                 replies = await client.requests(
                     [Request("svc.echo", value), Request("svc.echo", value + b"!", {"N": str(n)})]
                 )
-            most_open = max(most_open, client._open)
+            most_open = max(most_open, client.pool.open)
             if replies is None:
                 cancelled += 1
             elif [[m.data for m in r] for r in replies] == [[value], [value + b"!"]] and replies[1][
@@ -661,11 +661,11 @@ async def test_random_cancellation_never_mixes_replies(
             assert mixed == []
             assert completed >= 20 and cancelled >= 20, (completed, cancelled)
             assert most_open <= max_connections
-            assert client._open == len(client._idle) <= max_connections  # nothing leaked
+            assert client.pool.open == len(client.pool.idle) <= max_connections  # nothing leaked
             with trio.fail_after(3):
                 assert (await client.request("svc.echo", b"still")).data == b"still"
             # every connection dropped was closed: the server has the pool's and the responder's
-            assert await server_connections(monitor, client._open + 1) == client._open + 1
+            assert await server_connections(monitor, client.pool.open + 1) == client.pool.open + 1
     finally:
         await client.aclose()
     assert await server_connections(monitor, 0) == 0
@@ -688,7 +688,7 @@ async def test_waiting_calls_take_turns(nats: Nats) -> None:
     finally:
         await client.aclose()
     assert min(calls) >= sum(calls) / 20 / 4, calls
-    assert client._open == 0
+    assert client.pool.open == 0
 
 
 async def test_aclose_with_calls_waiting(nats: Nats) -> None:
@@ -710,7 +710,7 @@ async def test_aclose_with_calls_waiting(nats: Nats) -> None:
         await trio.sleep(0.05)
         await client.aclose()
     assert results == {"in flight": b"done", "waiting": True}
-    assert client._open == 0 and client._idle == []
+    assert client.pool.open == 0 and client.pool.idle == []
 
 
 # -- JetStream ----------------------------------------------------------------------------

@@ -137,7 +137,7 @@ async def test_login_refused_is_unavailable_not_a_hang(
         assert "refused the login" in raised.value.message
         assert raised.value.details["error"] == "login_refused"
         assert "wrong" not in raised.value.message  # the password is never shown
-        assert client._open == len(client._idle)  # none leaked
+        assert client.pool.open == len(client.pool.idle)  # none leaked
     finally:
         await client.aclose()
 
@@ -234,7 +234,7 @@ async def test_tls_with_the_ca(
                 assert await client.execute("GET", "secure") == "yes"
                 # reused: the stale check on an idle TLS connection must not misfire
                 assert await client.pipeline([("PING",), ("GET", "secure")]) == ["PONG", "yes"]
-                assert client._open == 1
+                assert client.pool.open == 1
         finally:
             await client.aclose()
     plain = out_of_band(redis_server)
@@ -252,7 +252,7 @@ async def test_tls_without_the_ca_is_refused(
         try:
             with trio.fail_after(5), pytest.raises(BackendUnavailable, match="unreachable"):
                 await client.execute("PING")
-            assert client._open == 0
+            assert client.pool.open == 0
         finally:
             await client.aclose()
 
@@ -300,7 +300,7 @@ async def open_idle_connections(client: RedisClient, count: int) -> None:
     async with trio.open_nursery() as nursery:
         for _ in range(count):
             nursery.start_soon(client.execute, "PING")
-    assert client._open == len(client._idle) == count
+    assert client.pool.open == len(client.pool.idle) == count
 
 
 async def test_reconnects_after_client_kill(own_redis: RedisServer) -> None:
@@ -316,7 +316,7 @@ async def test_reconnects_after_client_kill(own_redis: RedisServer) -> None:
             assert after not in before  # a new connection: the idle ones were stale
             for _ in range(5):
                 assert await client.execute("PING") == "PONG"
-        assert client._open == len(client._idle) == 1
+        assert client.pool.open == len(client.pool.idle) == 1
     finally:
         admin.close()
         await client.aclose()
@@ -332,7 +332,7 @@ async def test_reconnects_after_a_restart(own_redis: RedisServer) -> None:
         with trio.fail_after(3):
             assert await client.execute("GET", "survives") == "yes"
             assert await client.execute("PING") == "PONG"
-        assert client._open == len(client._idle) == 1
+        assert client.pool.open == len(client.pool.idle) == 1
     finally:
         await client.aclose()
 
@@ -344,7 +344,7 @@ async def test_call_while_redis_is_down_then_up(own_redis: RedisServer) -> None:
         await trio.to_thread.run_sync(own_redis.stop)
         with trio.fail_after(3), pytest.raises(BackendUnavailable, match="unreachable"):
             await client.execute("PING")
-        assert client._open == 0
+        assert client.pool.open == 0
         await trio.to_thread.run_sync(own_redis.start)
         assert await client.execute("PING") == "PONG"
     finally:
@@ -367,7 +367,7 @@ async def test_socket_timeout_on_a_stopped_server(own_redis: RedisServer) -> Non
                 with pytest.raises(BackendUnavailable, match="timed out"):
                     await client.execute("PING")
                 assert trio.current_time() - started < 1.5
-                assert client._open == 0  # the timed-out connection was dropped
+                assert client.pool.open == 0  # the timed-out connection was dropped
                 with pytest.raises(BackendUnavailable, match="timed out"):
                     await client.execute("PING")  # a new connection: no reply either
         finally:
@@ -386,7 +386,7 @@ async def test_connection_refused() -> None:
         with trio.fail_after(3), pytest.raises(BackendUnavailable, match="unreachable") as raised:
             await client.execute("PING")
         assert raised.value.details["backend"] == "redis"
-        assert client._open == 0
+        assert client.pool.open == 0
     finally:
         await client.aclose()
 
@@ -409,7 +409,7 @@ async def test_connect_timeout(silent_listener: int) -> None:
             with pytest.raises(BackendUnavailable, match="timed out"):
                 await client.execute("PING")
             assert trio.current_time() - started < 1.0
-        assert client._open == 0
+        assert client.pool.open == 0
     finally:
         await client.aclose()
 
@@ -430,7 +430,7 @@ async def test_error_reply_keeps_the_connection(redis_url: str) -> None:
         replies = await client.pipeline([("SET", "a", "1"), ("NOSUCHCOMMAND",), ("GET", "a")])
         assert replies[0] == "OK" and replies[2] == "1"
         assert isinstance(replies[1], hiredis.ReplyError)
-        assert client._open == len(client._idle) == 1
+        assert client.pool.open == len(client.pool.idle) == 1
     finally:
         await client.aclose()
 
@@ -485,11 +485,11 @@ async def test_reuse_with_a_descriptor_past_fd_setsize(
     client = RedisClient(redis_url, max_connections=1)
     try:
         assert await client.execute("PING") == "PONG"
-        assert client._idle[0]._fd >= 1024
+        assert client.pool.idle[0]._fd >= 1024
         with trio.fail_after(3):
             for _ in range(3):
                 assert await client.execute("PING") == "PONG"
-        assert client._open == len(client._idle) == 1
+        assert client.pool.open == len(client.pool.idle) == 1
     finally:
         await client.aclose()
 
@@ -539,7 +539,7 @@ async def test_random_cancellation_never_mixes_replies(
             replies = None
             with trio.move_on_after(random_timeout(rng)):
                 replies = await client.pipeline([("SET", f"k{n}", value), ("GET", f"k{n}")])
-            most_open = max(most_open, client._open)
+            most_open = max(most_open, client.pool.open)
             if replies is None:
                 cancelled += 1
             elif replies == ["OK", value]:
@@ -554,15 +554,15 @@ async def test_random_cancellation_never_mixes_replies(
         assert mixed == []
         assert completed >= 20 and cancelled >= 20, (completed, cancelled)
         assert most_open <= max_connections
-        assert client._open <= max_connections
-        assert client._open == len(client._idle)  # nothing in use, nothing leaked
+        assert client.pool.open <= max_connections
+        assert client.pool.open == len(client.pool.idle)  # nothing in use, nothing leaked
         with trio.fail_after(3):
             assert await client.execute("PING") == "PONG"
             values = await client.pipeline([("GET", f"k{n}") for n in range(TASKS)])
         # a key holds one of its own task's values, or none if none of its SETs was sent
         assert all(value is None or value.startswith(f"{n}:") for n, value in enumerate(values))
         # every connection dropped was closed: Redis has exactly the pool's open ones
-        assert await wait_for_server_connections(own_redis, client._open) == client._open
+        assert await wait_for_server_connections(own_redis, client.pool.open) == client.pool.open
     finally:
         await client.aclose()
     assert await wait_for_server_connections(own_redis, 0) == 0
@@ -594,7 +594,7 @@ async def test_waiting_calls_take_turns(redis_url: str) -> None:
     mean = sum(calls) / TASKS
     assert min(calls) >= mean / 4, (min(calls), mean, max(calls))
     assert slowest < 0.5, slowest
-    assert client._open == 0
+    assert client.pool.open == 0
 
 
 async def test_aclose_with_calls_in_flight_and_waiting(redis_url: str) -> None:
@@ -620,7 +620,7 @@ async def test_aclose_with_calls_in_flight_and_waiting(redis_url: str) -> None:
         await client.aclose()
     assert results["in flight"] is None  # BLPOP timed out, answered after the close
     assert results["waiting"] - closed_at < 0.1  # not after the call in flight
-    assert client._open == 0 and client._idle == []
+    assert client.pool.open == 0 and client.pool.idle == []
     with pytest.raises(trio.ClosedResourceError):
         await client.execute("PING")
 

@@ -9,7 +9,8 @@ of its requests a reply subject under it, sends them all in one write (pipelinin
 server's ``PING`` on the way. A reply nobody waits for (a second responder's, a reply
 to a call that gave up) is ignored.
 
-Failure rules (those of :class:`~ojs_actors.backends.redis.client.RedisClient`):
+Failure rules (those of :class:`~ojs_actors.backends.redis.client.RedisClient`, and of
+the pool they share, :mod:`ojs_actors.backends.pool`):
 
 * A connection leaves the pool for good the moment anything goes wrong on it (error,
   ``-ERR``, timeout, cancellation): it is never reused mid-reply. The next call opens
@@ -49,7 +50,6 @@ import base64
 import math
 import re
 import secrets
-import select
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -62,6 +62,7 @@ from urllib.parse import unquote, urlsplit
 import trio
 
 from ...core import BackendUnavailable
+from ..pool import ConnectionPool, SocketConnection
 from .protocol import (
     PING,
     PONG,
@@ -217,18 +218,15 @@ def _version(info: Mapping[str, Any]) -> tuple[int, int, int]:
     return (major, minor, patch)
 
 
-class _Connection:
+class _Connection(SocketConnection):
     """One NATS connection: its stream, parser, inbox and the events read but not yet
     handled (between calls there are none: each call handles all it read)."""
 
     __slots__ = (
         "_events",
-        "_fd",
         "_next_reply",
         "_on_info",
         "_parser",
-        "_poller",
-        "_stream",
         "endpoint",
         "inbox",
         "info",
@@ -244,8 +242,7 @@ class _Connection:
         info: dict[str, Any],
         on_info: Callable[[dict[str, Any]], None],
     ) -> None:
-        self._stream = stream
-        self._fd = fd
+        super().__init__(stream, fd)  # stale before reuse if the server wrote to it meanwhile
         self._parser = parser
         self._events: deque[Event] = deque()
         self._next_reply = 0
@@ -255,24 +252,11 @@ class _Connection:
         self.inbox = f"_INBOX.{secrets.token_urlsafe(16)}."
         self.unusable = False
         """Set when the connection must not be reused (``-ERR``, lame duck mode)."""
-        self._poller: Any = None
-        if hasattr(select, "poll"):
-            self._poller = select.poll()
-            self._poller.register(fd, select.POLLIN)
 
     def reply_subject(self) -> str:
         """A reply subject no other call on this connection ever had."""
         self._next_reply += 1
         return f"{self.inbox}{self._next_reply}"
-
-    def stale(self) -> bool:
-        """Whether the idle connection has something to read: nothing is owed to it, so
-        that is the server's end of file, an error or a ``PING`` of an idle client; any
-        of them makes it not worth keeping (see RedisClient's ``_Connection.stale``)."""
-        if self._poller is not None:
-            return bool(self._poller.poll(0))
-        readable, _, _ = select.select([self._fd], [], [], 0)
-        return bool(readable)
 
     async def send(self, payload: bytes) -> None:
         await self._stream.send_all(payload)
@@ -356,9 +340,6 @@ class _Connection:
         if answer and not self.unusable:
             await self._stream.send_all(PONG)
 
-    async def close(self) -> None:
-        await trio.aclose_forcefully(self._stream)
-
 
 class NatsClient:
     """A pool of connections to a NATS server or cluster (see the module docstring)."""
@@ -387,13 +368,8 @@ class NatsClient:
             _nkeys()  # ImportError now, naming the package, rather than at the first call
             read_creds(creds)  # and a file that is not one fails now too
         self._ssl_context = ssl_context
-        self._max_connections = max_connections
-        self._open = 0  # connections open, idle or in use
-        self._idle: list[_Connection] = []
-        # A call holds one of these while it uses a connection (see RedisClient): at most
-        # max_connections open, and a freed one goes to the longest waiting call (FIFO).
-        self._turns = trio.CapacityLimiter(max_connections)
-        self._closed = False
+        self.pool = ConnectionPool(self._connect, max_connections, "NATS")
+        """The connections (``pool.open``: how many, idle or in use; ``pool.idle``)."""
         self._preferred = 0  # the endpoint a new connection tries first
         self.round_trips = 0
         """Calls that waited for the server so far (a pipeline of requests is one)."""
@@ -427,32 +403,18 @@ class NatsClient:
         reply was status 503 (the call's other replies were read: the connection stays)."""
         if not calls:
             return []
-        turn = object()  # this call, as the limiter's borrower
         endpoint = self.endpoint
         try:
-            try:
-                self._turns.acquire_on_behalf_of_nowait(turn)  # no scheduling point
-            except trio.WouldBlock:
-                await self._turns.acquire_on_behalf_of(turn)
-            try:
-                connection = await self._take()
+            async with self.pool.borrow() as loan:  # an error in the block drops the connection
+                connection = loan.connection
                 endpoint = connection.endpoint
-                try:
-                    payload, waiting, modes, pong = self._encode(connection, calls)
-                except BaseException:  # a bad subject or header: nothing was sent
-                    await self._give_back(connection)
-                    raise
+                loan.intact = True  # a bad subject or header: nothing was sent, it goes back
+                payload, waiting, modes, pong = self._encode(connection, calls)
+                loan.intact = False
                 self.round_trips += 1
                 self.messages_out += len(calls)
-                try:
-                    with trio.fail_after(self.request_timeout):
-                        results = await connection.exchange(payload, waiting, modes, pong)
-                except BaseException:
-                    await self._drop(connection)  # never reused mid-reply
-                    raise
-                await self._give_back(connection)
-            finally:
-                self._turns.release_on_behalf_of(turn)
+                with trio.fail_after(self.request_timeout):
+                    results = await connection.exchange(payload, waiting, modes, pong)
         except _CONNECTION_ERRORS as error:
             raise self._unavailable(error, endpoint) from error
         for call, replies in zip(calls, results, strict=True):
@@ -470,28 +432,16 @@ class NatsClient:
 
     async def ping(self) -> float:
         """Milliseconds for a ``PING`` to come back as ``PONG``."""
-        turn = object()
         endpoint = self.endpoint
         try:
-            try:
-                self._turns.acquire_on_behalf_of_nowait(turn)
-            except trio.WouldBlock:
-                await self._turns.acquire_on_behalf_of(turn)
-            try:
-                connection = await self._take()
+            async with self.pool.borrow() as loan:
+                connection = loan.connection
                 endpoint = connection.endpoint
                 self.round_trips += 1
-                try:
-                    with trio.fail_after(self.request_timeout):
-                        started = trio.current_time()
-                        await connection.exchange(PING, {}, (), True)
-                        elapsed = trio.current_time() - started
-                except BaseException:
-                    await self._drop(connection)
-                    raise
-                await self._give_back(connection)
-            finally:
-                self._turns.release_on_behalf_of(turn)
+                with trio.fail_after(self.request_timeout):
+                    started = trio.current_time()
+                    await connection.exchange(PING, {}, (), True)
+                    elapsed = trio.current_time() - started
         except _CONNECTION_ERRORS as error:
             raise self._unavailable(error, endpoint) from error
         return elapsed * 1000
@@ -538,12 +488,9 @@ class NatsClient:
             await connection.close()
 
     async def aclose(self) -> None:
-        """Close the idle connections; those in use close when their call ends."""
-        self._closed = True
-        self._turns.total_tokens = math.inf  # the waiting calls go on, to find it closed
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            await self._drop(connection)
+        """Close the idle connections; those in use close when their call ends (and the
+        calls waiting for one raise :class:`trio.ClosedResourceError`)."""
+        await self.pool.aclose()
 
     # -- encoding -----------------------------------------------------------------------
 
@@ -584,33 +531,6 @@ class NatsClient:
         return b"".join(parts), waiting, modes, pong
 
     # -- connections ------------------------------------------------------------------
-
-    async def _take(self) -> _Connection:
-        """An idle connection (no scheduling point on this path), else a new one; the
-        caller holds a turn (see RedisClient._take)."""
-        if self._closed:
-            raise trio.ClosedResourceError("the NATS client is closed")
-        while self._idle:
-            connection = self._idle.pop()
-            if not connection.stale():
-                return connection
-            await self._drop(connection)
-        self._open += 1
-        try:
-            return await self._connect()
-        except BaseException:
-            self._open -= 1
-            raise
-
-    async def _give_back(self, connection: _Connection) -> None:
-        if self._closed or connection.unusable:
-            await self._drop(connection)
-        else:
-            self._idle.append(connection)
-
-    async def _drop(self, connection: _Connection) -> None:
-        self._open -= 1
-        await connection.close()
 
     async def _connect(self) -> _Connection:
         """A new connection to the preferred server, else the others in order."""

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import select
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -41,6 +40,7 @@ import hiredis
 import trio
 
 from ...core import BackendUnavailable
+from ..pool import ConnectionPool, SocketConnection
 
 DEFAULT_PORT = 6379
 READ_SIZE = 65_536
@@ -102,31 +102,17 @@ class Endpoint:
         return commands
 
 
-class _Connection:
+class _Connection(SocketConnection):
     """One RESP connection: writes packed commands, reads replies with a hiredis reader."""
 
-    __slots__ = ("_fd", "_poller", "_reader", "_stream")
+    __slots__ = ("_reader",)
+
+    unusable = False
+    """Never set: a connection that saw an error is dropped by the pool anyway."""
 
     def __init__(self, stream: trio.abc.Stream, fd: int) -> None:
-        self._stream = stream
-        self._fd = fd
+        super().__init__(stream, fd)
         self._reader = hiredis.Reader(encoding="utf-8")
-        self._poller: Any = None
-        if hasattr(select, "poll"):
-            self._poller = select.poll()
-            self._poller.register(fd, select.POLLIN)
-
-    def stale(self) -> bool:
-        """Whether the idle connection has something to read: nothing is owed to it, so
-        that is the server's end of file (it restarted, or closed idle clients). Checked
-        before reuse, so a request is never sent on a connection already closed.
-
-        ``poll`` where there is one: ``select`` refuses descriptors from ``FD_SETSIZE``
-        (1024) up, which a busy server reaches (Windows has no ``poll``, and no such limit)."""
-        if self._poller is not None:
-            return bool(self._poller.poll(0))
-        readable, _, _ = select.select([self._fd], [], [], 0)
-        return bool(readable)
 
     async def request(self, payload: bytes, count: int) -> list[Any]:
         """Send ``payload`` (``count`` packed commands) and read their ``count`` replies."""
@@ -142,9 +128,6 @@ class _Connection:
                 raise trio.BrokenResourceError("Redis closed the connection")
             reader.feed(data)  # type: ignore[arg-type]  # any buffer; the stub says bytes
         return reply
-
-    async def close(self) -> None:
-        await trio.aclose_forcefully(self._stream)
 
 
 class RedisClient:
@@ -166,14 +149,8 @@ class RedisClient:
         self.connect_timeout = connect_timeout
         self.socket_timeout = math.inf if socket_timeout is None else socket_timeout
         self._ssl_context = ssl_context
-        self._max_connections = max_connections
-        self._open = 0  # connections open, idle or in use
-        self._idle: list[_Connection] = []
-        # A call holds one of these while it uses a connection, so at most max_connections
-        # are open; the limiter hands a freed one to the longest waiting call (FIFO), so a
-        # call looping back without a checkpoint cannot take it first and starve the others.
-        self._turns = trio.CapacityLimiter(max_connections)
-        self._closed = False
+        self.pool = ConnectionPool(self._connect, max_connections, "Redis")
+        """The connections (``pool.open``: how many, idle or in use; ``pool.idle``)."""
         self.round_trips = 0
         """Requests sent so far (a pipeline is one): what the benchmark counts per job."""
 
@@ -188,27 +165,11 @@ class RedisClient:
         """The replies of ``commands``, sent in one write; error replies are returned as
         ``hiredis.ReplyError`` values (transient ones raise :class:`BackendUnavailable`)."""
         payload = b"".join([hiredis.pack_command(tuple(command)) for command in commands])
-        turn = object()  # this call, as the limiter's borrower
         try:
-            try:
-                self._turns.acquire_on_behalf_of_nowait(turn)  # no scheduling point
-            except trio.WouldBlock:
-                await self._turns.acquire_on_behalf_of(turn)
-            try:
-                connection = await self._take()
+            async with self.pool.borrow() as loan:  # an error in the block drops the connection
                 self.round_trips += 1
-                try:
-                    with trio.fail_after(self.socket_timeout):
-                        replies = await connection.request(payload, len(commands))
-                except BaseException:
-                    await self._drop(connection)  # never reused mid-reply
-                    raise
-                if self._closed:
-                    await self._drop(connection)
-                else:
-                    self._idle.append(connection)
-            finally:
-                self._turns.release_on_behalf_of(turn)
+                with trio.fail_after(self.socket_timeout):
+                    replies = await loan.connection.request(payload, len(commands))
         except _CONNECTION_ERRORS as error:
             raise self._unavailable(error) from error
         for reply in replies:
@@ -276,37 +237,11 @@ class RedisClient:
             await connection.close()
 
     async def aclose(self) -> None:
-        """Close the idle connections; those in use close when their call ends."""
-        self._closed = True
-        self._turns.total_tokens = math.inf  # the waiting calls go on, to find it closed
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            await self._drop(connection)
+        """Close the idle connections; those in use close when their call ends (and the
+        calls waiting for one raise :class:`trio.ClosedResourceError`)."""
+        await self.pool.aclose()
 
     # -- connections ------------------------------------------------------------------
-
-    async def _take(self) -> _Connection:
-        """An idle connection (no scheduling point on this path: it is every call's), else a
-        new one. The caller holds a turn: the calls holding one use at most that many
-        connections, and one opens only when none is idle, so at most ``max_connections``
-        are open."""
-        if self._closed:
-            raise trio.ClosedResourceError("the Redis client is closed")
-        while self._idle:
-            connection = self._idle.pop()
-            if not connection.stale():
-                return connection
-            await self._drop(connection)
-        self._open += 1
-        try:
-            return await self._connect()
-        except BaseException:
-            self._open -= 1
-            raise
-
-    async def _drop(self, connection: _Connection) -> None:
-        self._open -= 1
-        await connection.close()
 
     async def _connect(self) -> _Connection:
         endpoint = self.endpoint
