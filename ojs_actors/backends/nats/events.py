@@ -14,7 +14,9 @@ outbox through a durable cursor and hands the events to :meth:`NatsEventLog.publ
 which publishes each on ``ojs.events.{type}`` (``ojs.events.job.completed``, so
 ``ojs.events.job.>`` subscribes to every job event) into the ``OJS_EVENTS`` stream, with
 its event id as ``Nats-Msg-Id``: an event published again after a crash (at least once)
-is dropped by the stream's duplicate window.
+is dropped by the stream's duplicate window. A batch goes out as one atomic batch (one
+acknowledgement, not one per event); one the stream refuses for a repeated id goes out
+event by event.
 """
 
 from __future__ import annotations
@@ -22,19 +24,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from ...core import BackendUnavailable
 from ..base import EventFilter
+from ..codec import dumps
 from ..outbox import EVENT_RETENTION, OutboxEntry, collect, cursor
 from .connection import NatsStore
-from .jetstream import JetStreamError, StoredMsg, parse_pub_ack, publish_request
+from .jetstream import (
+    ERR_BATCH_DUPLICATE_MSG_ID,
+    JetStreamError,
+    Message,
+    StoredMsg,
+    parse_pub_ack,
+    publish_request,
+)
 from .layout import events_of
 
 PAGE = 500
 """Outbox entries per read."""
-PUBLISH_CHUNK = 256
-"""Events published per round trip."""
+PUBLISH_CHUNK = 500
+"""Events published per round trip (one atomic batch)."""
 
 
 class NatsEventLog:
@@ -87,27 +95,39 @@ class NatsEventLog:
             start, skip = page[-1].seq + 1, 0
 
     async def publish_events(self, events: Sequence[dict[str, Any]]) -> None:
-        """Publish ``events`` in order on ``ojs.events.{type}``, each acknowledged by the
-        events stream (or dropped there as a duplicate of its id)."""
-        subjects, client = self._store.subjects, self._store.client
-        for start in range(0, len(events), PUBLISH_CHUNK):
-            chunk = events[start : start + PUBLISH_CHUNK]
-            calls = [
-                publish_request(
-                    subjects.events(event["type"]),
-                    orjson.dumps(event),
-                    {"Nats-Msg-Id": event["id"]},
-                )
-                for event in chunk
-            ]
-            for replies in await client.requests(calls):
-                try:
-                    parse_pub_ack(replies)
-                except JetStreamError as error:
-                    raise BackendUnavailable(
-                        f"NATS refused an event: {error.description}",
-                        details={"backend": "nats", "err_code": error.err_code},
-                    ) from error
+        """Publish ``events`` in order on ``ojs.events.{type}``: each chunk as one atomic
+        batch (one acknowledgement for all); a chunk holding an id the stream has seen
+        (published again after a crash) is published one event at a time instead, each
+        acknowledged, the duplicates dropped by the stream."""
+        store = self._store
+        size = max(1, min(PUBLISH_CHUNK, store.batch_max_messages))
+        for start in range(0, len(events), size):
+            messages = [self._message(event) for event in events[start : start + size]]
+            try:
+                await store.js.atomic_publish(messages)
+            except JetStreamError as error:
+                if error.err_code != ERR_BATCH_DUPLICATE_MSG_ID:
+                    raise _refused(error) from error
+                await self._publish_each(messages)
+
+    def _message(self, event: dict[str, Any]) -> Message:
+        subject = self._store.subjects.events(event["type"])
+        return subject, dumps(event).encode(), {"Nats-Msg-Id": event["id"]}
+
+    async def _publish_each(self, messages: Sequence[Message]) -> None:
+        calls = [publish_request(subject, data, headers) for subject, data, headers in messages]
+        for replies in await self._store.client.requests(calls):
+            try:
+                parse_pub_ack(replies)
+            except JetStreamError as error:
+                raise _refused(error) from error
+
+
+def _refused(error: JetStreamError) -> BackendUnavailable:
+    return BackendUnavailable(
+        f"NATS refused an event: {error.description}",
+        details={"backend": "nats", "err_code": error.err_code},
+    )
 
 
 def _entry(message: StoredMsg) -> OutboxEntry:

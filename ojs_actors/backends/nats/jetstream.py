@@ -74,6 +74,9 @@ ERR_BATCH_INCOMPLETE = 10176
 """The batch was not stored: a message is missing (or its first was refused)."""
 ERR_BATCH_TOO_LARGE = 10199
 ERR_BATCH_TOO_MANY_INFLIGHT = 10210
+ERR_BATCH_DUPLICATE_MSG_ID = 10201
+"""An atomic batch held a ``Nats-Msg-Id`` the stream saw within its duplicate window:
+the whole batch is refused (a lone publish would be dropped as a duplicate instead)."""
 """Too many batches open (429): nothing of this one was stored; retry later."""
 
 BATCH_ID = "Nats-Batch-Id"

@@ -82,6 +82,9 @@ class NatsJobs:
         self._revisions: dict[str, Before] = {}
         self._pending_purges: dict[str, int] = {}
         """Lane heads consumed by claims: lane subject -> purge below this sequence."""
+        self._consumed: dict[str, int] = {}
+        """Per lane, the sequence below which this process's claims consumed every entry:
+        reads start there (the purge may not have run yet)."""
         self._lane_guess: dict[str, str] = {}
         """Per queue, the lane the last claim took jobs from."""
 
@@ -90,6 +93,7 @@ class NatsJobs:
         self._revisions.clear()
         self._count_writes.clear()
         self._pending_purges.clear()
+        self._consumed.clear()
         self._lane_guess.clear()
 
     # -- reads ----------------------------------------------------------------------------
@@ -352,7 +356,7 @@ class NatsJobs:
         asked = _asked(min(count, self._jobs_per_batch()))
         lanes, guess, head = await self._survey(queue, asked)
         for lane_subject in lanes:
-            start = 1
+            start = self._consumed.get(lane_subject, 1)
             entries = head if lane_subject == guess else None
             for _ in range(MAX_ATTEMPTS):
                 wanted = count - len(claimed)
@@ -398,7 +402,10 @@ class NatsJobs:
         calls.append(stream_subjects_request(store.stream, self._subjects.ready_lanes(queue)))
         guess = self._lane_guess.get(queue)
         if guess is not None:
-            calls.append(direct_get_request(store.stream, seq=1, next_by_subj=guess, batch=asked))
+            start = self._consumed.get(guess, 1)
+            calls.append(
+                direct_get_request(store.stream, seq=start, next_by_subj=guess, batch=asked)
+            )
         replies = await store.client.requests(calls)
         if purges:
             for reply in replies[: len(purges)]:
@@ -474,6 +481,7 @@ class NatsJobs:
         if head_end > entries[0].seq:
             purges = self._pending_purges
             purges[lane_subject] = max(purges.get(lane_subject, 0), head_end)
+            self._consumed[lane_subject] = max(self._consumed.get(lane_subject, 0), head_end)
         return claimed, expired, first_left
 
     async def _rate_window(self, queue: str, rate: RateLimit, now: int) -> tuple[list[int], int]:
@@ -510,7 +518,14 @@ class NatsJobs:
         entries = [parse_entry(m.seq, m.data) for m in await self._store.read(subject, 1, limit)]
         if not entries:
             return entries, []
-        versions = {entry.job_id: entry.version for entry in entries}
+        # A job this process wrote at a later version than the entry's is past it for
+        # sure (versions only grow): stale without reading its record.
+        known = self._revisions
+        versions = {
+            entry.job_id: entry.version
+            for entry in entries
+            if (before := known.get(entry.job_id)) is None or before.version <= entry.version
+        }
         newer: set[str] = set()  # the record read is older than the entry: keep the entry
 
         def wanted(job_id: str, version: int) -> bool:
@@ -526,7 +541,7 @@ class NatsJobs:
                 first_live = entry.seq
             stored = records.get(entry.job_id)
             if stored is None or stored.job.version != entry.version:
-                continue
+                continue  # stale (or past for sure: not read)
             if first_live is None:
                 first_live = entry.seq
             live.append((entry, stored))

@@ -194,6 +194,7 @@ def events_stream_config(
         "max_age": max_age_s * 1_000_000_000,
         "duplicate_window": 120 * 1_000_000_000,
         "allow_direct": True,
+        "allow_atomic": True,
     }
 
 
