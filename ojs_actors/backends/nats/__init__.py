@@ -22,6 +22,24 @@ ready, timer and dead-letter entries, its outbox entry, the queue's count delta.
 all of it is stored or none, so no crash can leave a job without its index entries or
 its events. Index entries are never updated in place: readers check them against the
 job records and purge the stale ones they pass (:mod:`.jobs`).
+
+Crash windows. What remains between two stores, each with its named crash point
+(:mod:`ojs_actors.backends.faults`; ``tests/test_nats_crash_windows.py`` kills a loaded
+server in each and checks that nothing is lost and no acknowledged job runs again):
+
+* ``nats.insert.stored``: an enqueue's batch stored, its reply not sent. The job runs; a
+  client sending it again with its own id gets 409.
+* ``nats.claim.stored``: a claim's batch stored, the lane's head not purged, the jobs
+  not handed over. They come back when their lease runs out; their ready entries are
+  stale, skipped and purged by a later claim.
+* ``nats.claim.purged``: the consumed heads purged (with the next claim's first round
+  trip). Nothing is left to repair.
+* ``nats.update.stored``: an ack's batch stored, its reply not sent. The job is
+  completed and never fetched again; a retried ack is refused as a conflict.
+* ``nats.dead.deleted``: a dead-letter delete stored (empty record), its subjects not
+  purged. The empty record reads as missing; listing the dead letter purges leftovers.
+* The event relay: events published, the cursor not committed. They are published
+  again and dropped by ``Nats-Msg-Id``.
 """
 
 from __future__ import annotations
