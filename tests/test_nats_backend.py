@@ -18,7 +18,6 @@ from ojs_actors.backends import EventFilter, open_backend
 from ojs_actors.backends.nats import NatsBackend
 from ojs_actors.backends.nats.connection import BatchTooLarge
 from ojs_actors.core import BackendUnavailable, Duplicate, Job, State, lifecycle
-from ojs_actors.system import Settings
 
 
 @pytest.fixture
@@ -84,59 +83,6 @@ async def test_an_atomic_batch_the_server_cannot_take_is_refused_whole(
         assert await wrong.count_jobs("q") == {}
         assert await wrong.get_jobs(["h0", "h3999"]) == [None, None]
     assert await backend.insert_jobs(jobs, atomic=True) == jobs  # within the limit: fine
-
-
-async def test_ready_notices_name_the_queues_that_got_available_jobs(
-    backend: NatsBackend,
-) -> None:
-    notices: list[str] = []
-    heard = trio.Event()
-
-    def notify(queue: str) -> None:
-        notices.append(queue)
-        if len(notices) == 3:
-            heard.set()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(backend.watch_ready, notify)
-        await trio.sleep(0.1)  # subscribed
-        later = make("later", queue="s", state=State.SCHEDULED, scheduled_at=10**13)
-        await backend.insert_jobs([make("a1", queue="a"), make("a2", queue="a"), later])
-        [active], _ = await backend.claim("a", 1, 2_000, "w", None)
-        await backend.update_jobs([(lifecycle.requeue(active, 3_000), active.version)])
-        await backend.update_jobs([(lifecycle.promote(later, 4_000), later.version)])
-        with trio.fail_after(5):
-            await heard.wait()
-        nursery.cancel_scope.cancel()
-    assert notices == ["a", "a", "s"]
-
-
-async def test_a_fetch_waiting_in_one_process_wakes_for_work_enqueued_through_another(
-    nats_options: dict[str, Any],
-) -> None:
-    slow_polls = Settings(poll_interval=10.0)
-    async with (
-        open_system(NatsBackend(**nats_options), settings=slow_polls) as producer,
-        open_system(NatsBackend(**nats_options), settings=slow_polls) as consumer,
-        trio.open_nursery() as nursery,
-    ):
-        fetched: list[Job] = []
-        done = trio.Event()
-
-        async def fetch() -> None:
-            fetched.extend(await consumer.fetch(["wake"], worker_id="w", wait=9.0))
-            done.set()
-
-        await producer.enqueue({"type": "t", "args": [], "options": {"queue": "wake"}})
-        await consumer.ack((await consumer.fetch(["wake"], worker_id="w"))[0].id)
-        nursery.start_soon(fetch)
-        await trio.sleep(0.2)  # the fetch found nothing and waits
-        started = trio.current_time()
-        job = await producer.enqueue({"type": "t", "args": [1], "options": {"queue": "wake"}})
-        with trio.fail_after(3):
-            await done.wait()
-        assert [j.id for j in fetched] == [job.id]
-        assert trio.current_time() - started < 2.0
 
 
 async def test_a_restarted_system_finds_its_jobs(nats_options: dict[str, Any]) -> None:

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import trio
 
 from ojs_actors import open_system
 from ojs_actors.backends import (
@@ -28,7 +27,6 @@ from ojs_actors.backends.redis import (
 )
 from ojs_actors.core import BackendUnavailable, Duplicate, Job, State, lifecycle
 from ojs_actors.core.unique import parse_unique, unique_key
-from ojs_actors.system import Settings
 
 
 @pytest.fixture
@@ -316,64 +314,7 @@ async def test_snapshots_saved_before_the_per_kind_index_are_listed(
         raw.close()
 
 
-# -- ready notices: other processes' new work ---------------------------------------------
-
-
-async def test_ready_notices_name_the_queues_that_got_available_jobs(
-    backend: RedisBackend,
-) -> None:
-    notices: list[str] = []
-    heard = trio.Event()
-
-    def notify(queue: str) -> None:
-        notices.append(queue)
-        if len(notices) == 3:
-            heard.set()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(backend.watch_ready, notify)
-        await trio.sleep(0.1)  # subscribed
-        later = make("later", queue="s", state=State.SCHEDULED, scheduled_at=10**13)
-        await backend.insert_jobs([make("a1", queue="a"), make("a2", queue="a"), later])
-        [active], _ = await backend.claim("a", 1, 2_000, "w", None)
-        await backend.update_jobs([(lifecycle.requeue(active, 3_000), active.version)])
-        await backend.update_jobs([(lifecycle.promote(later, 4_000), later.version)])
-        with trio.fail_after(5):
-            await heard.wait()
-        nursery.cancel_scope.cancel()
-    # one notice per script and queue: the insert (a), the requeue (a), the promotion (s);
-    # the scheduled insert and the claim made nothing available
-    assert notices == ["a", "a", "s"]
-
-
-async def test_a_fetch_waiting_in_one_process_wakes_for_work_enqueued_through_another(
-    redis_url: str,
-) -> None:
-    """Two systems on one Redis, as two processes are: the waiting fetch hears of the job at
-    once, not at its next poll (ten seconds here)."""
-    slow_polls = Settings(poll_interval=10.0)
-    async with (
-        open_system(RedisBackend(redis_url), settings=slow_polls) as producer,
-        open_system(RedisBackend(redis_url), settings=slow_polls) as consumer,
-        trio.open_nursery() as nursery,
-    ):
-        fetched: list[Job] = []
-        done = trio.Event()
-
-        async def fetch() -> None:
-            fetched.extend(await consumer.fetch(["wake"], worker_id="w", wait=9.0))
-            done.set()
-
-        await producer.enqueue({"type": "t", "args": [], "options": {"queue": "wake"}})
-        await consumer.ack((await consumer.fetch(["wake"], worker_id="w"))[0].id)
-        nursery.start_soon(fetch)
-        await trio.sleep(0.2)  # the fetch found nothing and waits
-        started = trio.current_time()
-        job = await producer.enqueue({"type": "t", "args": [1], "options": {"queue": "wake"}})
-        with trio.fail_after(3):
-            await done.wait()
-        assert [j.id for j in fetched] == [job.id]
-        assert trio.current_time() - started < 2.0
+# -- combined round trips (ready notices: tests/test_ready_notices.py) --------------------
 
 
 async def test_insert_and_claim_is_one_round_trip(backend: RedisBackend) -> None:

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import httpx
 from conftest import RedisServer
-from test_redis_replicas import enqueue, fetch, start_server
+from test_replicas import enqueue, fetch, start_server
 
 OUTAGE_SECONDS = 6.0
 
 
 def test_redis_stop_and_restart(own_redis: RedisServer, tmp_path: Path) -> None:
-    server = start_server(own_redis.url, tmp_path / "server.log")
+    server = start_server("redis", {"REDIS_URL": own_redis.url}, tmp_path / "server.log")
     try:
         acknowledged = {enqueue(server.url, "f", n) for n in range(20)}
         own_redis.stop()

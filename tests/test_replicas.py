@@ -1,9 +1,11 @@
-"""Real ``ojs-actors serve --backend nats`` processes on one nats-server behave as one server.
+"""Two real ``ojs-actors serve`` processes on one networked backend behave as one server,
+on Redis and on NATS.
 
-Each process runs its own actors over the shared JetStream stream (the stream and subject
-prefix of the test alone, memory storage, on the session's nats-server); every job write
-is an atomic batch with a compare-and-set on the job's record, so whichever process loses
-a race finds the record changed and nothing of its write is stored.
+Each process runs its own actors over the shared store: on Redis the session's
+redis-server (emptied for the test), every change one Lua script; on NATS the session's
+nats-server with a stream and subject prefix of the test alone (memory storage), every
+job write an atomic batch with a compare-and-set on the job's record. Whichever process
+loses a race finds the record changed and nothing of its write is stored.
 
 * Under concurrent enqueues and fetches through both, every job is claimed by exactly
   one fetch, and an ack sent through the other process completes it.
@@ -48,17 +50,24 @@ MAX_ROUNDS = 2_000
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
 
 
-def start_server(env: dict[str, str], log: Path) -> OjsServer:
-    """``ojs-actors serve --backend nats`` with ``env`` (:func:`serving.nats_env`)."""
-    return OjsServer(["--backend", "nats"], log, env=env, poll_interval=POLL_INTERVAL)
+def start_server(backend: str, env: dict[str, str], log: Path) -> OjsServer:
+    """``ojs-actors serve --backend <backend>`` with ``env`` (the store's URL and options)."""
+    return OjsServer(["--backend", backend], log, env=env, poll_interval=POLL_INTERVAL)
 
 
-@pytest.fixture
-def servers(nats_options: dict[str, Any], tmp_path: Path) -> Iterator[tuple[OjsServer, OjsServer]]:
-    env = nats_env(nats_options["url"], nats_options)
-    a = start_server(env, tmp_path / "a.log")
+@pytest.fixture(params=["redis", "nats"])
+def servers(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[OjsServer, OjsServer]]:
+    backend = request.param
+    if backend == "redis":
+        env = {"REDIS_URL": request.getfixturevalue("redis_url")}
+    else:
+        options: dict[str, Any] = request.getfixturevalue("nats_options")
+        env = nats_env(options["url"], options)
+    a = start_server(backend, env, tmp_path / "a.log")
     try:
-        b = start_server(env, tmp_path / "b.log")
+        b = start_server(backend, env, tmp_path / "b.log")
     except BaseException:
         a.stop()
         raise
