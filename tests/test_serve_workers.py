@@ -348,47 +348,35 @@ def test_a_port_in_use_fails_before_any_worker_starts(tmp_path: Path) -> None:
     assert "worker 0 started" not in result.stderr
 
 
-def test_two_workers_over_redis(redis_url: str, tmp_path: Path) -> None:
+def backend_flags(backend: str, request: pytest.FixtureRequest) -> list[str]:
+    """``--backend`` and the store's flags (which the children inherit)."""
+    if backend == "redis":
+        return ["--backend", "redis", "--redis-url", request.getfixturevalue("redis_url")]
+    options: dict[str, Any] = request.getfixturevalue("nats_options")
+    return ["--backend", "nats", "--nats-url", options["url"],
+            "--nats-stream", options["stream"], "--nats-prefix", options["prefix"],
+            "--nats-storage", options["storage"], "--nats-batch-max", NATS_BATCH_MAX]  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["redis", "nats"])
+def test_two_workers_over_a_networked_backend(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     server = OjsServer(
-        ["--workers", "2", "--backend", "redis", "--redis-url", redis_url, "--access-log"],
+        [*backend_flags(backend, request), "--workers", "2", "--access-log"],
         tmp_path / "server.log",
         poll_interval=0.2,
     )
+    queue = f"{backend}-both"
     try:
         pids = wait_for_children(server, 2)
         with httpx.Client(base_url=server.url, timeout=10, headers=CLOSE) as client:
-            enqueued = {enqueue(client, "redis-both", n) for n in range(20)}
-            fetched = fetch_all(client, "redis-both")
+            enqueued = {enqueue(client, queue, n) for n in range(20)}
+            fetched = fetch_all(client, queue)
             assert sorted(fetched) == sorted(enqueued)
             response = client.get(f"/ojs/v1/jobs/{fetched[0]}")
             assert response.json()["job"]["state"] == "completed"
-        assert set(handled_by(server.log_path, "POST /ojs/v1/jobs")) <= pids
-    finally:
-        server.stop()
-    assert server.process.returncode == 0
-    assert wait_gone(pids, 5) == set()
-    assert_no_traceback(server.log_path)
-
-
-def test_two_workers_over_nats(nats_options: dict[str, Any], tmp_path: Path) -> None:
-    """As over redis, with the NATS options given as flags (which the children inherit)."""
-    server = OjsServer(
-        ["--workers", "2", "--backend", "nats", "--nats-url", nats_options["url"],
-         "--nats-stream", nats_options["stream"], "--nats-prefix", nats_options["prefix"],
-         "--nats-storage", nats_options["storage"], "--nats-batch-max", NATS_BATCH_MAX,
-         "--access-log"],
-        tmp_path / "server.log",
-        poll_interval=0.2,
-    )  # fmt: skip
-    try:
-        pids = wait_for_children(server, 2)
-        with httpx.Client(base_url=server.url, timeout=10, headers=CLOSE) as client:
-            enqueued = {enqueue(client, "nats-both", n) for n in range(20)}
-            fetched = fetch_all(client, "nats-both")
-            assert sorted(fetched) == sorted(enqueued)
-            response = client.get(f"/ojs/v1/jobs/{fetched[0]}")
-            assert response.json()["job"]["state"] == "completed"
-            stats = client.get("/ojs/v1/queues/nats-both/stats").json()["stats"]
+            stats = client.get(f"/ojs/v1/queues/{queue}/stats").json()["stats"]
             assert {state: n for state, n in stats.items() if n} == {"completed": 20}
         assert set(handled_by(server.log_path, "POST /ojs/v1/jobs")) <= pids
     finally:
