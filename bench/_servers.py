@@ -221,9 +221,17 @@ class NatsProcess(Process):
         return in_msgs(self.monitor_port)
 
     def store_bytes(self) -> int:
-        """Bytes of the JetStream store directory on disk."""
-        store = self.log_path.parent / "jetstream"
-        return sum(path.stat().st_size for path in store.rglob("*") if path.is_file())
+        """Bytes of the JetStream store directory on disk. The server makes and removes
+        files meanwhile (an atomic batch stages in a directory of its own): what vanishes
+        during the walk is not counted."""
+        total = 0
+        for directory, _, files in os.walk(self.log_path.parent / "jetstream"):
+            for name in files:
+                try:
+                    total += os.stat(os.path.join(directory, name)).st_size
+                except FileNotFoundError:
+                    pass
+        return total
 
     def reset(self) -> None:
         """Empty the backend's streams (``NatsBackend.reset``: purges them), as FLUSHALL
