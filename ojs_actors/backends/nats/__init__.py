@@ -6,8 +6,12 @@ Parts. :class:`NatsBackend` (:mod:`.backend`) is an
 
 * :class:`NatsStore` (:mod:`.connection`): the client, the streams (created or updated
   at start), the version check, and the calls the parts share; the backend's lifetime.
-* :class:`NatsJobs` (:mod:`.jobs`): job store, ready queue, timers and dead letter, one
-  part because one atomic batch writes a job version with all its index entries.
+* :class:`JobRecords` (:mod:`.records`): what the job parts share: reading job records,
+  remembering their versions, writing atomic batches (one writes a job version with all
+  its index entries) and what follows a write (ready notices, outbox, count folding).
+* On it: :class:`NatsJobs` (:mod:`.jobs`, the job store), :class:`NatsReadyQueue`
+  (:mod:`.claims`, the ready queue and ready notices), :class:`NatsTimers`
+  (:mod:`.timers`) and :class:`NatsDeadLetter` (:mod:`.dead_letter`).
 * :class:`NatsSnapshots` (:mod:`.snapshots`) and :class:`NatsEventLog` (:mod:`.events`,
   the outbox reader, which also trims it).
 
@@ -21,7 +25,8 @@ Atomicity. A job write is one atomic batch of one stream: the job's record guard
 ready, timer and dead-letter entries, its outbox entry, the queue's count delta. Either
 all of it is stored or none, so no crash can leave a job without its index entries or
 its events. Index entries are never updated in place: readers check them against the
-job records and purge the stale ones they pass (:mod:`.jobs`).
+job records and purge the stale ones they pass (:mod:`.claims`, :mod:`.timers`,
+:mod:`.dead_letter`).
 
 Crash windows. What remains between two stores, each with its named crash point
 (:mod:`ojs_actors.backends.faults`; ``tests/test_nats_crash_windows.py`` kills a loaded
@@ -45,17 +50,25 @@ server in each and checks that nothing is lost and no acknowledged job runs agai
 from __future__ import annotations
 
 from .backend import NatsBackend
+from .claims import NatsReadyQueue
 from .connection import DEFAULT_URL, MINIMUM_VERSION, NatsStore
+from .dead_letter import NatsDeadLetter
 from .events import NatsEventLog
 from .jobs import NatsJobs
+from .records import JobRecords
 from .snapshots import NatsSnapshots
+from .timers import NatsTimers
 
 __all__ = [
     "DEFAULT_URL",
     "MINIMUM_VERSION",
+    "JobRecords",
     "NatsBackend",
+    "NatsDeadLetter",
     "NatsEventLog",
     "NatsJobs",
+    "NatsReadyQueue",
     "NatsSnapshots",
     "NatsStore",
+    "NatsTimers",
 ]

@@ -4,26 +4,34 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ..assembly import AssembledBackend
 from ..base import EVERY_CAPABILITY
 from ..outbox import EVENT_RETENTION
+from .claims import NatsReadyQueue
 from .connection import DEFAULT_URL, NatsStore
+from .dead_letter import NatsDeadLetter
 from .events import NatsEventLog
 from .jetstream import MAX_BATCH_MESSAGES
 from .jobs import NatsJobs
 from .layout import EVENTS_STREAM, PREFIX, STREAM
+from .records import JobRecords
 from .snapshots import NatsSnapshots
+from .timers import NatsTimers
+
+
+class _Remembers(Protocol):
+    """A part that remembers what this process read or wrote."""
+
+    def forget(self) -> None: ...
 
 
 class _Lifetime:
     """Start, close, ping and reset of the store, forgetting what the parts cached."""
 
-    def __init__(
-        self, store: NatsStore, jobs: NatsJobs, snapshots: NatsSnapshots, events: NatsEventLog
-    ) -> None:
-        self._store, self._jobs, self._snapshots, self._events = store, jobs, snapshots, events
+    def __init__(self, store: NatsStore, parts: Sequence[_Remembers]) -> None:
+        self._store, self._parts = store, parts
 
     async def start(self) -> None:
         await self._store.start()
@@ -36,14 +44,14 @@ class _Lifetime:
 
     async def reset(self) -> None:
         await self._store.reset()
-        self._jobs.forget()
-        self._snapshots.forget()
-        self._events.forget()
+        for part in self._parts:
+            part.forget()
 
 
 class NatsBackend(AssembledBackend):
-    """Every part on one :class:`NatsStore`: :class:`NatsJobs` (job store, ready queue,
-    timers, dead letter), :class:`NatsSnapshots` and :class:`NatsEventLog`."""
+    """Every part on one :class:`NatsStore`: :class:`NatsJobs`, :class:`NatsReadyQueue`,
+    :class:`NatsTimers` and :class:`NatsDeadLetter` on one :class:`JobRecords`,
+    :class:`NatsSnapshots` and :class:`NatsEventLog`."""
 
     name = "nats"
     capabilities = EVERY_CAPABILITY
@@ -84,17 +92,18 @@ class NatsBackend(AssembledBackend):
             request_timeout=request_timeout,
         )
         self._events_part = events = NatsEventLog(store, event_retention)
-        self._jobs_part = jobs = NatsJobs(store, events)
+        records = JobRecords(store, events)
+        self._ready_part = ready = NatsReadyQueue(store, records)
         snapshots = NatsSnapshots(store, events)
         super().__init__(
             name=self.name,
             capabilities=self.capabilities,
             needs_asyncio=False,
-            lifetime=_Lifetime(store, jobs, snapshots, events),
-            jobs=jobs,
-            ready=jobs,
-            timers=jobs,
-            dead_letter=jobs,
+            lifetime=_Lifetime(store, (records, ready, snapshots, events)),
+            jobs=NatsJobs(store, records),
+            ready=ready,
+            timers=NatsTimers(store, records),
+            dead_letter=NatsDeadLetter(store, records),
             snapshots=snapshots,
             events=events,
         )
@@ -113,5 +122,5 @@ class NatsBackend(AssembledBackend):
         await self._events_part.publish_events(events)
 
     async def watch_ready(self, notify: Callable[[str], None]) -> None:
-        """:class:`~ojs_actors.backends.base.ReadyNotices`, from :class:`NatsJobs`."""
-        await self._jobs_part.watch_ready(notify)
+        """:class:`~ojs_actors.backends.base.ReadyNotices`, from :class:`NatsReadyQueue`."""
+        await self._ready_part.watch_ready(notify)
