@@ -124,11 +124,7 @@ class ActorRef:
         if it stopped first. Bound the wait with ``trio.fail_after`` around the call."""
         reply = Reply()
         await self._mailbox.put(Envelope(message, reply))
-        try:
-            return await reply.wait()
-        except trio.Cancelled:
-            reply.abandoned = True
-            raise
+        return await reply.wait()
 
 
 class ActorCell:

@@ -47,7 +47,13 @@ class Reply:
         return self._value
 
     async def wait(self) -> Any:
-        await self._event.wait()
+        """The answer once set; a caller cancelled meanwhile marks the reply
+        :attr:`abandoned` (the actor then hands it nothing that needs a taker)."""
+        try:
+            await self._event.wait()
+        except trio.Cancelled:
+            self.abandoned = True
+            raise
         return self.result()
 
 

@@ -11,8 +11,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-import trio
-
 from ..actors import ActorCrashed, ActorRef, ActorStopped, ChildSpec, Reply, Restart
 from ..backends import Backend, Deduplicated
 from ..core import Job, OJSError, ServiceRestarting
@@ -115,9 +113,6 @@ class QueueRouter:
             return await reply.wait()
         except (ActorCrashed, ActorStopped) as error:
             raise _restarting(queue, error) from error
-        except trio.Cancelled:
-            reply.abandoned = True
-            raise
 
     def remember(self, job: Job) -> None:
         """Cache the job's queue (it never changes), so acks find its actor without a read."""
