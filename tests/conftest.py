@@ -1,5 +1,5 @@
 """Shared fixtures: an in-memory ``System`` and HTTP test clients of it on both serving
-paths, a real ``redis-server`` and a real ``nats-server`` for those backends' tests, and
+paths, a real ``redis-server``, ``nats-server`` and Kafka broker for those backends' tests, and
 a real ``ojs-actors serve`` on the memory backend.
 
 The Redis fixtures start their own server (``ojs_actors.testing.services``): on a free
@@ -19,9 +19,13 @@ from serving import HTTP_PATHS, OjsServer
 
 from ojs_actors.http import HttpSettings, create_app
 from ojs_actors.system import System, open_system
-from ojs_actors.testing.services import MissingBinary, NatsServer, RedisServer
+from ojs_actors.testing.services import KafkaBroker, MissingBinary, NatsServer, RedisServer
 
-__all__ = ["NatsServer", "RedisServer"]  # for the tests that start a server of their own
+__all__ = [
+    "KafkaBroker",
+    "NatsServer",
+    "RedisServer",
+]  # for the tests that start a server of their own
 
 
 @pytest.hookimpl(wrapper=True)
@@ -67,6 +71,38 @@ def nats_options(nats_server: NatsServer) -> dict[str, Any]:
         nats_server.start()
     n = next(_nats_names)
     return {"url": nats_server.url, "stream": f"T{n}", "prefix": f"t{n}", "storage": "memory"}
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    with KafkaBroker() as broker:
+        yield broker
+
+
+_kafka_names = itertools.count()
+
+
+def kafka_topics(brokers: str) -> dict[str, Any]:
+    """Options of a kafka backend on ``brokers`` with topics of its own (the broker's
+    topics of earlier tests stay, unused), one partition each (records in one order)."""
+    n = next(_kafka_names)
+    return {
+        "brokers": brokers,
+        "events_topic": f"t{n}.events",
+        "queue_prefix": f"t{n}.queue.",
+        "dead_prefix": f"t{n}.dead.",
+        "partitions": 1,
+        "timeout": 3.0,
+    }
+
+
+@pytest.fixture
+def kafka_options(kafka_broker: KafkaBroker, redis_url: str) -> dict[str, Any]:
+    """Options of a kafka backend on the session's broker and Redis (emptied for this
+    test), with topics of this test alone."""
+    if kafka_broker.process is None:
+        kafka_broker.start()
+    return {**kafka_topics(kafka_broker.url), "redis_url": redis_url}
 
 
 @pytest.fixture

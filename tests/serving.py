@@ -40,6 +40,20 @@ def nats_env(url: str, options: Mapping[str, Any] | None = None) -> dict[str, st
     return env
 
 
+def kafka_env(options: Mapping[str, Any]) -> dict[str, str]:
+    """The environment of ``serve --backend kafka`` with the ``kafka_options`` fixture's
+    broker, Redis and topics."""
+    return {
+        "KAFKA_BROKERS": str(options["brokers"]),
+        "REDIS_URL": str(options["redis_url"]),
+        "OJS_KAFKA_EVENTS_TOPIC": str(options["events_topic"]),
+        "OJS_KAFKA_QUEUE_PREFIX": str(options["queue_prefix"]),
+        "OJS_KAFKA_DEAD_PREFIX": str(options["dead_prefix"]),
+        "OJS_KAFKA_PARTITIONS": str(options["partitions"]),
+        "OJS_KAFKA_TIMEOUT": str(options["timeout"]),
+    }
+
+
 class OjsServer:
     """``ojs-actors serve`` on a free loopback port, healthy when the constructor returns."""
 

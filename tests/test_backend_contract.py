@@ -48,3 +48,10 @@ class TestNatsBackend(BackendContract):
             return open_backend("nats", **own, **options)
 
         return factory
+
+
+class TestKafkaBackend(BackendContract):
+    @pytest.fixture
+    async def backend_factory(self, kafka_options: dict[str, Any]) -> AsyncIterator[BackendFactory]:
+        async with open_asyncio_bridge() as bridge:
+            yield partial(open_backend, "kafka", bridge=bridge, **kafka_options)

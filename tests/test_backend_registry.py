@@ -59,11 +59,20 @@ def test_the_cli_offers_the_registered_backends_with_their_options(
         action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
     ).choices["serve"]
     flags = {flag: action for action in serve._actions for flag in action.option_strings}
-    assert flags["--backend"].choices == REGISTRY.names() == ("memory", "sqlite", "redis", "nats")
+    assert (
+        flags["--backend"].choices
+        == REGISTRY.names()
+        == ("memory", "sqlite", "redis", "nats", "kafka")
+    )
     declared = {option.flag for entry in REGISTRY.entries() for option in entry.options}
     nats = {"--nats-url", "--nats-stream", "--nats-prefix", "--nats-storage", "--nats-replicas",
             "--nats-batch-max", "--nats-creds", "--nats-tls-ca"}  # fmt: skip
-    assert declared == {"--db", "--db-sync", "--redis-url", "--event-retention", *nats}
+    kafka = {f"--kafka-{name}" for name in (
+        "brokers", "use-queue-key", "events-enabled", "partitions", "replication-factor",
+        "events-topic", "queue-prefix", "dead-prefix", "outbox-limit", "timeout",
+        "security-protocol", "sasl-mechanism", "sasl-username", "sasl-password", "tls-ca",
+    )}  # fmt: skip
+    assert declared == {"--db", "--db-sync", "--redis-url", "--event-retention", *nats, *kafka}
     assert declared <= flags.keys()
     for entry in REGISTRY.entries():
         assert entry.description in flags["--backend"].help
@@ -126,42 +135,12 @@ def test_the_cli_refuses_an_unknown_backend(
 
 
 def later_backends() -> BackendRegistry:
-    """How the backends of later issues declare their seed servers' variables."""
+    """The built-in backends, and how the backend of a later issue declares its seed
+    server's variables."""
 
     def made(**options: Any) -> Backend:
         return MemoryBackend()
 
-    kafka = BackendEntry(
-        name="kafka",
-        description="Kafka, with its state in Redis",
-        factory=made,
-        options=(
-            BackendOption(
-                name="brokers",
-                flag="--kafka-brokers",
-                env="KAFKA_BROKERS",
-                default="localhost:9092",
-                help="bootstrap brokers",
-            ),
-            BackendOption(
-                name="use_queue_key",
-                flag="--kafka-use-queue-key",
-                env="OJS_KAFKA_USE_QUEUE_KEY",
-                default=False,
-                type=bool,
-                help="key records by queue",
-            ),
-            BackendOption(
-                name="events_enabled",
-                flag="--kafka-events",
-                env="OJS_KAFKA_EVENTS_ENABLED",
-                default=True,
-                type=bool,
-                help="publish lifecycle events",
-            ),
-            dataclasses.replace(REDIS_URL_OPTION, name="redis_url"),
-        ),
-    )
     sqs = BackendEntry(
         name="sqs",
         description="SQS with DynamoDB",
@@ -189,7 +168,7 @@ def later_backends() -> BackendRegistry:
             ),
         ),
     )  # fmt: skip
-    return BackendRegistry([*BUILTIN, kafka, sqs])
+    return BackendRegistry([*BUILTIN, sqs])
 
 
 def test_later_backends_declare_their_seed_servers_variables_in_one_place() -> None:
@@ -229,6 +208,19 @@ def test_later_backends_declare_their_seed_servers_variables_in_one_place() -> N
             "use_queue_key": True,
             "events_enabled": False,
             "redis_url": "redis://state:6379",
+            "partitions": 3,
+            "replication_factor": 1,
+            "events_topic": "ojs.events",
+            "queue_prefix": "ojs.queue.",
+            "dead_prefix": "ojs.dead.",
+            "outbox_limit": 100_000,
+            "timeout": 10.0,
+            "security_protocol": "PLAINTEXT",
+            "sasl_mechanism": "PLAIN",
+            "sasl_username": None,
+            "sasl_password": None,
+            "tls_ca": None,
+            "event_retention": 10_000,
         },
         "sqs": {
             "region": "eu-west-1",
@@ -246,7 +238,7 @@ def test_later_backends_declare_their_seed_servers_variables_in_one_place() -> N
 def test_a_flag_two_backends_declare_differently_is_refused() -> None:
     clash = dataclasses.replace(REDIS_URL_OPTION, name="redis_url", env="KAFKA_REDIS_URL")
     registry = BackendRegistry(
-        [*BUILTIN, BackendEntry("kafka", "Kafka", MemoryBackend, options=(clash,))]
+        [*BUILTIN, BackendEntry("other", "Other", MemoryBackend, options=(clash,))]
     )
     with pytest.raises(ValueError, match="--redis-url"):
         registry.add_arguments(argparse.ArgumentParser(), {})
@@ -262,7 +254,7 @@ def test_an_unknown_backend_is_a_clear_error() -> None:
     with pytest.raises(InvalidRequest) as raised:
         create_backend("postgres")
     assert raised.value.message == (
-        "Unknown backend 'postgres'; this build has: memory, sqlite, redis, nats."
+        "Unknown backend 'postgres'; this build has: memory, sqlite, redis, nats, kafka."
     )
     assert raised.value.details == {"backend": "postgres", "available": list(REGISTRY.names())}
 
@@ -330,7 +322,7 @@ async def test_third_party_backends_are_found_by_entry_point(
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = BackendRegistry(BUILTIN, entry_point_group="ojs_test_backends")
-    assert registry.names() == ("memory", "sqlite", "redis", "nats", "third")
+    assert registry.names() == ("memory", "sqlite", "redis", "nats", "kafka", "third")
     parser = argparse.ArgumentParser()
     registry.add_arguments(parser, {"THIRD_LOG": "7"})
     args = parser.parse_args(["--backend", "third"])

@@ -4,7 +4,7 @@ The suites and their runner live outside this repository: by default in
 ``../shared/conformance`` next to the checkout, or wherever
 ``OJS_CONFORMANCE_DIR`` points. Without them these tests are skipped, and say so.
 
-Levels 0-4 (core suites) run once per backend (memory, sqlite, redis, nats), and once
+Levels 0-4 (core suites) run once per backend (memory, sqlite, redis, nats, kafka), and once
 more against two server processes on one port over Redis (``serve --workers 2``: each request may reach
 either). The cron cases wait for real minute boundaries, so a run takes minutes; the
 runs are started together, each against its own server, and each test waits for its
@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import NatsServer, RedisServer
+from conftest import KafkaBroker, NatsServer, RedisServer
 from serving import REPO, OjsServer
 
 CONFORMANCE_DIR = Path(
     os.environ.get("OJS_CONFORMANCE_DIR", REPO.parent / "shared" / "conformance")
 )
 RUNNER = CONFORMANCE_DIR / "ojs_conformance.py"
-SUBJECTS = ("memory", "sqlite", "redis", "redis-workers-2", "nats")
+SUBJECTS = ("memory", "sqlite", "redis", "redis-workers-2", "nats", "kafka")
 """A backend, or ``redis-workers-2``: ``serve --workers 2 --backend redis``."""
 MAX_LEVEL = 4
 RUN_TIMEOUT = 1500  # seconds; a full run takes about 7 minutes
@@ -89,14 +89,18 @@ def start_run(subject: str, workdir: Path, env: dict[str, str]) -> Run:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
     redis = RedisServer(tmp_path_factory.mktemp("conformance-redis"))
     nats = NatsServer(tmp_path_factory.mktemp("conformance-nats"))
+    kafka = KafkaBroker(tmp_path_factory.mktemp("conformance-kafka"))
     started: dict[str, Run] = {}
     try:
         redis.start()
         nats.start()
+        kafka.start()
         for db, subject in enumerate(SUBJECTS):
             env: dict[str, str] = {}
-            if "redis" in subject:
+            if "redis" in subject or subject == "kafka":
                 env["REDIS_URL"] = f"{redis.url.rsplit('/', 1)[0]}/{db}"
+            if subject == "kafka":
+                env["KAFKA_BROKERS"] = kafka.url
             if "nats" in subject:
                 env["NATS_URL"] = nats.url
                 env["OJS_NATS_BATCH_MAX"] = str(NatsServer.batch_max_msgs)
@@ -107,6 +111,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
             run.stop()
         redis.stop()
         nats.close()
+        kafka.close()
 
 
 @pytest.mark.parametrize("backend", SUBJECTS)

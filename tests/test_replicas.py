@@ -1,5 +1,6 @@
 """Two real ``ojs-actors serve`` processes on one networked backend behave as one server,
-on Redis and on NATS.
+on Redis, on NATS and on Kafka (whose state is Redis's parts; its relay to Kafka with two
+processes is tested in ``test_kafka_backend.py``).
 
 Each process runs its own actors over the shared store: on Redis the session's
 redis-server (emptied for the test), every change one Lua script; on NATS the session's
@@ -37,7 +38,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serving import OjsServer, nats_env
+from serving import OjsServer, kafka_env, nats_env
 
 from ojs_actors.core.timefmt import parse_timestamp
 
@@ -55,13 +56,15 @@ def start_server(backend: str, env: dict[str, str], log: Path) -> OjsServer:
     return OjsServer(["--backend", backend], log, env=env, poll_interval=POLL_INTERVAL)
 
 
-@pytest.fixture(params=["redis", "nats"])
+@pytest.fixture(params=["redis", "nats", "kafka"])
 def servers(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[OjsServer, OjsServer]]:
     backend = request.param
     if backend == "redis":
         env = {"REDIS_URL": request.getfixturevalue("redis_url")}
+    elif backend == "kafka":
+        env = kafka_env(request.getfixturevalue("kafka_options"))
     else:
         options: dict[str, Any] = request.getfixturevalue("nats_options")
         env = nats_env(options["url"], options)

@@ -47,6 +47,11 @@ class EventFilter:
     resume: bool = False
     """If ``after`` is no longer kept (retention), start at the oldest event kept
     instead of returning nothing: for a consumer that fell behind."""
+    with_jobs: bool = False
+    """Give each event of a job change the :class:`~ojs_actors.core.Job` that change
+    stored, under the key ``"job"`` (an object, not JSON): for a relay whose sink
+    publishes jobs as well as events (Kafka's queue topics). Outboxes that keep the
+    record (those read through :func:`ojs_actors.backends.outbox.collect`) attach it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +287,11 @@ class EventSink(Protocol):
     :class:`~ojs_actors.system.event_relay.EventRelay` of one process of those sharing
     the store (a lease) then reads the outbox through the durable cursor ``relay_name``
     and hands every event over, at least once, in outbox order. Downstream de-duplicates
-    by event id (stable: :mod:`ojs_actors.core.events`)."""
+    by event id (stable: :mod:`ojs_actors.core.events`).
+
+    A sink that also publishes the jobs themselves sets ``wants_jobs = True`` (an
+    optional attribute): its events of job changes then come with the job stored
+    (``EventFilter.with_jobs``)."""
 
     relay_name: str
     """Names the relay's durable cursor and its lease, e.g. ``"nats-events"``."""
@@ -292,6 +301,20 @@ class EventSink(Protocol):
         :class:`~ojs_actors.core.BackendUnavailable` (or the sink's own error) if not all
         were taken. Called again with the same events after a failure or a crash (at
         least once)."""
+
+
+@runtime_checkable
+class OutboxBacklog(Protocol):
+    """Optional part of an :class:`EventSink` backend whose sink can be away for long
+    (Kafka): the outbox keeps every event not yet relayed, and new work is refused
+    (:class:`~ojs_actors.core.OutboxFull`, HTTP 503) while ``outbox_backlog()`` is at
+    ``outbox_limit`` or above, so the backlog stays bounded and nothing is lost."""
+
+    outbox_limit: int
+    """Outbox entries waiting for the sink at which new work is refused."""
+
+    async def outbox_backlog(self) -> int:
+        """Outbox entries not yet handed to the sink (written by any process)."""
 
 
 @runtime_checkable

@@ -45,6 +45,9 @@ def collect(
                 skip = 0
                 continue
             events = job_events(before, job)
+            if query.with_jobs:
+                for event in events:
+                    event["job"] = job
         else:
             events = list(stored or ())
         if skip:

@@ -22,7 +22,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -285,6 +285,86 @@ EVENT_RETENTION_OPTION = BackendOption(
 )
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ValueError(f"expected a positive number of seconds, not {text!r}")
+    return value
+
+
+def _kafka_option(name: str, env: str, default: Any, help: str, **more: Any) -> BackendOption:
+    flag = "--kafka-" + name.replace("_", "-")
+    return BackendOption(name=name, flag=flag, env=env, default=default, help=help, **more)
+
+
+KAFKA = BackendEntry(
+    name="kafka",
+    description="Kafka for events and job records, with the job state in Redis",
+    factory="ojs_actors.backends.kafka:KafkaBackend",
+    options=(
+        replace(REDIS_URL_OPTION, name="redis_url"),
+        _kafka_option(
+            "brokers", "KAFKA_BROKERS", "localhost:9092",
+            "Kafka bootstrap servers of --backend kafka, comma-separated host:port",
+        ),
+        _kafka_option(
+            "use_queue_key", "OJS_KAFKA_USE_QUEUE_KEY", False,
+            "key job records by queue name instead of job type", type=bool,
+        ),
+        _kafka_option(
+            "events_enabled", "OJS_KAFKA_EVENTS_ENABLED", True,
+            "publish lifecycle events to the events topic", type=bool,
+        ),
+        _kafka_option(
+            "partitions", "OJS_KAFKA_PARTITIONS", 3,
+            "partitions of each topic created", type=positive_int,
+        ),
+        _kafka_option(
+            "replication_factor", "OJS_KAFKA_REPLICATION_FACTOR", 1,
+            "replicas of each topic created", type=positive_int,
+        ),
+        _kafka_option(
+            "events_topic", "OJS_KAFKA_EVENTS_TOPIC", "ojs.events", "topic of lifecycle events"
+        ),
+        _kafka_option(
+            "queue_prefix", "OJS_KAFKA_QUEUE_PREFIX", "ojs.queue.",
+            "prefix of each queue's job topic (and its .retry topic)",
+        ),
+        _kafka_option(
+            "dead_prefix", "OJS_KAFKA_DEAD_PREFIX", "ojs.dead.",
+            "prefix of each queue's dead letter topic",
+        ),
+        _kafka_option(
+            "outbox_limit", "OJS_KAFKA_OUTBOX_LIMIT", 100_000,
+            "events waiting for Kafka at which new jobs are refused with 503", type=positive_int,
+        ),
+        _kafka_option(
+            "timeout", "OJS_KAFKA_TIMEOUT", 10.0,
+            "seconds a Kafka request may take", type=positive_float,
+        ),
+        _kafka_option(
+            "security_protocol", "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
+            "how to reach the brokers",
+            choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        ),
+        _kafka_option(
+            "sasl_mechanism", "KAFKA_SASL_MECHANISM", "PLAIN", "SASL mechanism (SASL_*)",
+            choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+        ),
+        _kafka_option("sasl_username", "KAFKA_SASL_USERNAME", None, "SASL user name"),
+        _kafka_option("sasl_password", "KAFKA_SASL_PASSWORD", None, "SASL password"),
+        _kafka_option(
+            "tls_ca", "KAFKA_TLS_CA", None, "CA file to verify the brokers with (SSL, SASL_SSL)"
+        ),
+        EVENT_RETENTION_OPTION,
+    ),
+    extra="kafka",
+    requires=("aiokafka", "hiredis", "trio_asyncio"),
+)  # fmt: skip
+
 BUILTIN: tuple[BackendEntry, ...] = (
     BackendEntry(
         name="memory",
@@ -393,7 +473,9 @@ BUILTIN: tuple[BackendEntry, ...] = (
         ),
         extra="nats",
     ),
+    KAFKA,
 )
+
 
 REGISTRY = BackendRegistry(BUILTIN, entry_point_group=ENTRY_POINT_GROUP)
 """The registry the CLI, :func:`create_backend` and :func:`open_backend` use."""

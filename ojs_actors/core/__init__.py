@@ -11,6 +11,7 @@ from .errors import (
     InvalidRequest,
     NotFound,
     OJSError,
+    OutboxFull,
     PayloadTooLarge,
     QueuePaused,
     RequestTimedOut,
@@ -28,7 +29,7 @@ from .validation import parse_enqueue, parse_error_report, parse_queue_name
 
 __all__ = [
     "DEFAULT_POLICY", "NO_RESULT", "SPEC_VERSION", "TERMINAL", "BackendUnavailable", "BodyTimedOut", "Conflict", "Duplicate",
-    "Event", "InternalError", "InvalidPayload", "InvalidRequest", "Job", "NotFound", "OJSError",
+    "Event", "InternalError", "InvalidPayload", "InvalidRequest", "Job", "NotFound", "OJSError", "OutboxFull",
     "PayloadTooLarge", "QueuePaused", "RequestTimedOut", "RetryPolicy", "ServiceRestarting", "State",
     "Unauthenticated", "Unsupported",
     "ValidationFailed", "backoff_delay_ms", "check_transition", "decide_failure", "format_ms",

@@ -142,6 +142,16 @@ class BackendUnavailable(OJSError):
     default_hint = "The storage backend is unreachable; retry with backoff."
 
 
+class OutboxFull(BackendUnavailable):
+    """New work is refused: the events waiting for the event relay's sink (Kafka) reached
+    their limit while it was away. Jobs already accepted go on running."""
+
+    default_hint = (
+        "The event sink is behind; retry with backoff once it has caught up "
+        "(GET /ojs/v1/health shows the backlog)."
+    )
+
+
 class ServiceRestarting(OJSError):
     """The actor handling the request crashed or stopped before it answered."""
 

@@ -3,12 +3,15 @@ event log, health, and the reset the conformance suites use."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from ..backends import Backend, EventFilter
+from ..backends import Backend, EventFilter, EventSink
 from ..core import Job, NotFound, State, lifecycle, parse_queue_name
 from .clock import Clock
 from .crons import Crons
+from .event_relay import EventRelay
+from .outbox_gate import OutboxGate
 from .queue_messages import Describe, SetPaused
 from .routing import QueueRouter
 from .transitions import dead_letter_not_found, job_not_found, retry_from_dead_letter
@@ -26,8 +29,13 @@ class Admin:
         workflows: Workflows,
         crons: Crons,
         workers: WorkerRegistry,
+        gate: OutboxGate,
+        relay: Callable[[], EventRelay | None],
     ) -> None:
-        """``workflows``, ``crons`` and ``workers`` are the parts :meth:`reset` clears."""
+        """``workflows``, ``crons`` and ``workers`` are the parts :meth:`reset` clears;
+        ``gate`` and ``relay`` (the running event relay, if any) report in :meth:`health`."""
+        self._gate = gate
+        self._relay = relay
         self.backend = backend
         self.clock = clock
         self.started_at = clock()
@@ -107,11 +115,36 @@ class Admin:
                     "error": str(error),
                 },
             }
-        return {
+        report: dict[str, Any] = {
             "status": "ok",
             "uptime_seconds": uptime,
             "backend": {"type": self.backend.name, "status": "connected", "latency_ms": latency},
         }
+        if isinstance(self.backend, EventSink):
+            report["events"] = events = await self._relay_health(self.backend.relay_name)
+            if events["status"] == "full":
+                report["status"] = "degraded"
+        return report
+
+    async def _relay_health(self, sink: str) -> dict[str, Any]:
+        """The event relay: whether this process publishes, how far behind the sink is."""
+        relay = self._relay()
+        report: dict[str, Any] = {
+            "sink": sink,
+            "relay": "publishing" if relay is not None and relay.holding else "standby",
+            "status": "ok",
+        }
+        if relay is not None and relay.last_error is not None:
+            report["last_error"] = relay.last_error
+        bound = await self._gate.backlog()
+        if bound is not None:
+            backlog, limit = bound
+            report["backlog"], report["limit"] = backlog, limit
+            if backlog >= limit:
+                report["status"] = "full"
+            elif relay is not None and relay.last_error is not None:
+                report["status"] = "behind"
+        return report
 
     async def reset(self) -> None:
         """Drop every job, queue and event; stop the queue actors (their caches go too)."""

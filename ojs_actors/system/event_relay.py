@@ -29,7 +29,7 @@ from typing import Protocol
 import trio
 
 from ..actors import Actor
-from ..backends import EventSink
+from ..backends import EventFilter, EventSink
 from ..backends.base import EventLog, Snapshots
 from ..core import BackendUnavailable
 from ..core.ids import new_id
@@ -82,6 +82,8 @@ class EventRelay(Actor):
         """Events handed to the sink by this instance (a batch published again counts again)."""
         self.failures = 0
         """Publications the sink refused (each retried)."""
+        self.last_error: str | None = None
+        """Why the last publication failed; ``None`` once one succeeds."""
         self.lag: int | None = None
         """Events waiting, as of the last read, when it knows: after a read that came back
         short (0 once that was published); ``None`` while catching up (a full batch) or not
@@ -90,7 +92,11 @@ class EventRelay(Actor):
         self._version: int | None = None  # of the lease snapshot, ours while holding
         self._until = 0  # the lease's end (ours while holding, else the last seen holder's)
         self._renew_at = 0
-        self._cursor = EventCursor(backend, sink.relay_name)
+        self._cursor = self._new_cursor()
+
+    def _new_cursor(self) -> EventCursor:
+        query = EventFilter(with_jobs=getattr(self.sink, "wants_jobs", False))
+        return EventCursor(self.backend, self.sink.relay_name, query)
 
     @property
     def holding(self) -> bool:
@@ -130,6 +136,7 @@ class EventRelay(Actor):
                 await self.sink.publish_events(events)
             except Exception as error:  # the sink's failure is no crash of the relay
                 self.failures += 1
+                self.last_error = str(error) or type(error).__name__
                 self.lag = len(events) if len(events) < self.batch_size else None
                 log.warning(
                     "event relay %s: publishing %d events failed: %r; again in %.1fs",
@@ -141,6 +148,7 @@ class EventRelay(Actor):
                 )
                 return None
             self.published += len(events)
+            self.last_error = None
             await self._cursor.commit(events[-1]["id"])
         self.lag = 0 if len(events) < self.batch_size else None
         return len(events)
@@ -177,7 +185,7 @@ class EventRelay(Actor):
         if not self._holding:
             log.info("event relay %s: lease taken (%s)", self.sink.relay_name, self.holder)
             # Another holder may have moved the cursor: read its position again.
-            self._cursor = EventCursor(self.backend, self.sink.relay_name)
+            self._cursor = self._new_cursor()
         self._holding, self._version, self._until = True, version, until
         self._renew_at = until - self.lease_ms * 2 // 3
         return True

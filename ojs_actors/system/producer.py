@@ -11,6 +11,7 @@ import trio
 from ..backends import Deduplicated
 from ..core import InvalidRequest, Job, OJSError, parse_enqueue
 from .clock import Clock
+from .outbox_gate import OutboxGate
 from .queue_messages import Enqueue, EnqueueBatch, Hold
 from .routing import QueueRouter
 
@@ -18,9 +19,10 @@ log = logging.getLogger("ojs_actors.system")
 
 
 class Producer:
-    def __init__(self, router: QueueRouter, clock: Clock) -> None:
+    def __init__(self, router: QueueRouter, clock: Clock, gate: OutboxGate) -> None:
         self._router = router
         self._clock = clock
+        self._gate = gate
 
     async def enqueue(self, request: dict[str, Any] | Job) -> Job:
         """Validate, store durably, and return the job with its system-managed fields.
@@ -29,6 +31,7 @@ class Producer:
         and the existing job is returned instead: its ``id`` differs from the one submitted.
         """
         job = request if isinstance(request, Job) else parse_enqueue(request, self._clock())
+        await self._gate.admit()
         [result] = await self._router.ask(job.queue, Enqueue([job]))
         return self._stored(result)
 
@@ -46,6 +49,7 @@ class Producer:
                 error.args = (error.message,)
                 error.details = {"index": index, **error.details}
                 raise
+        await self._gate.admit()
         results = await self._insert_atomically(jobs)
         for index, result in enumerate(results):
             if isinstance(result, OJSError):

@@ -36,6 +36,7 @@ from .clock import Clock, trio_wall_clock
 from .cron_supervisor import CronSupervisor
 from .crons import Crons
 from .event_relay import EventRelay
+from .outbox_gate import OutboxGate
 from .producer import Producer
 from .queue_writes import Changes
 from .ready_watcher import ReadyWatcher
@@ -61,7 +62,8 @@ class System:
         self._router = router = QueueRouter(
             backend, clock, signals, settings, on_change=self._jobs_changed
         )
-        self._workflows = workflows = Workflows(backend, clock, settings, router, inbox)
+        gate = OutboxGate(backend, clock)
+        self._workflows = workflows = Workflows(backend, clock, settings, router, inbox, gate)
         self._crons = crons = Crons(backend, clock, settings, jobs=self)
         self._relay_holder = new_id()  # this process in the event relay's lease
         self.root = root_supervisor(
@@ -75,12 +77,19 @@ class System:
         self._worker_side = worker_side = WorkerSide(router, backend, clock, signals, settings)
         self.workers = worker_side.registry
         admin = Admin(
-            backend, clock, router, workflows=workflows, crons=crons, workers=self.workers
+            backend,
+            clock,
+            router,
+            workflows=workflows,
+            crons=crons,
+            workers=self.workers,
+            gate=gate,
+            relay=lambda: self.event_relay,
         )
         self.started_at = admin.started_at
 
         # -- producers
-        producer = Producer(router, clock)
+        producer = Producer(router, clock, gate)
         self.enqueue = producer.enqueue
         self.enqueue_batch = producer.enqueue_batch
         # -- workers

@@ -14,6 +14,7 @@ from ..core import Job, NotFound, ServiceRestarting, lifecycle
 from ..core.workflow import Workflow, WorkflowState, parse_workflow, render, snapshot_key
 from ..core.workflow import cancel as cancel_workflow_state
 from .clock import Clock
+from .outbox_gate import OutboxGate
 from .queue_writes import Changes
 from .routing import QueueRouter
 from .settings import Settings
@@ -58,8 +59,10 @@ class Workflows:
         settings: Settings,
         router: QueueRouter,
         inbox: WorkflowInbox,
+        gate: OutboxGate,
     ) -> None:
         self.backend = backend
+        self._gate = gate
         self.clock = clock
         self.settings = settings
         self.inbox = inbox
@@ -93,6 +96,7 @@ class Workflows:
         The workflow is stored, every job id it may use already allocated, before its
         actor starts and enqueues the first jobs."""
         workflow = parse_workflow(definition, self.clock())
+        await self._gate.admit()
         await self.services.index.create(workflow)
         try:
             await self.workflow_ref(workflow.id)  # its start enqueues the released jobs

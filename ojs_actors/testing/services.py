@@ -36,6 +36,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -44,6 +45,7 @@ import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
@@ -192,6 +194,20 @@ class Service(ABC):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Freeze the process for the block (SIGSTOP, then SIGCONT): it keeps its
+        connections and its memory, but answers nothing; a broker that keeps its data
+        in memory comes back with all of it."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            raise ServiceError(f"{self.name} is not running")
+        process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            process.send_signal(signal.SIGCONT)
 
     def close(self) -> None:
         """Stop, and remove the directory if this service made it."""

@@ -67,6 +67,9 @@ Key layout (``prefix`` defaults to ``ojs:``; ``{q}`` is a queue name), by owning
     ojs:outkeys         zset entry key (job id _ version, or an event id) -> seq,
                         trimmed with the list: a read ``after`` an event starts at its
                         entry instead of scanning the log
+    ojs:outhold         seq of the entry before the last one an external relay took;
+                        entries after it are never trimmed (set by the kafka backend
+                        only, through RedisEventLog.hold_outbox)
 
 Why one hash of records, each a JSON object of JSON texts: a batch of n new jobs
 is one ``HSET`` of all their records (plus one command per index), so Redis runs

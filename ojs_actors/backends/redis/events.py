@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from ...core import State
+from ...core.events import entry_of
 from ..base import EventFilter
 from ..outbox import OutboxEntry, collect, cursor
 from .connection import RedisConnection
@@ -41,6 +42,15 @@ class RedisEventLog:
             first, skip = int(first) + len(texts), 0
             first, _, texts = await self._connection.script("read_outbox", "", "", str(first), PAGE)
         return found
+
+    async def hold_outbox(self, relayed_event_id: str | None, *, start: bool = False) -> int:
+        """Keep every outbox entry after the one of ``relayed_event_id`` (the last event a
+        relay has handed over) from being trimmed, whatever the retention; with ``start``,
+        set the hold behind the oldest entry kept if none is set. Returns the backlog: the
+        entries after the hold. For a relay whose sink can be away for long (Kafka):
+        nothing is lost, and the backlog is what the caller bounds. Uses ``outhold``."""
+        key = entry_of(relayed_event_id)[0] if relayed_event_id else ""
+        return int(await self._connection.script("hold_outbox", key, "start" if start else ""))
 
 
 def _entry(text: str) -> OutboxEntry:

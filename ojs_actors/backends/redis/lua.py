@@ -10,7 +10,7 @@ Each names its keys from the prefix in ``ARGV[1]``."""
 from __future__ import annotations
 
 from .lua_jobs import JOB_SCRIPTS
-from .lua_outbox import APPEND, READ
+from .lua_outbox import APPEND, HOLD, READ
 
 _SAVE_SNAPSHOT = (
     APPEND
@@ -104,6 +104,7 @@ SCRIPTS = {
     "delete_snapshot": _DELETE_SNAPSHOT,
     "list_snapshots": _LIST_SNAPSHOTS,
     "read_outbox": READ,
+    "hold_outbox": HOLD,
     "reset": _RESET,
 }
 """Script name -> Lua text: every script the backend's parts call."""
