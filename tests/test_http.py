@@ -1117,6 +1117,16 @@ async def test_health(client: Any) -> None:
     assert reply.body["backend"]["status"] == "connected"
 
 
+async def test_metrics_are_prometheus_text(client: Any) -> None:
+    with trio.fail_after(REQUEST_DEADLINE):
+        response = await client.open("/metrics", method="GET")
+        text = (await response.get_data()).decode()
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=")
+    assert "# TYPE process_resident_memory_bytes gauge" in text
+    assert "ojs_event_relay" not in text  # the memory backend has no event sink
+
+
 async def test_manifest(client: Any) -> None:
     reply = await call(client, "GET", "/ojs/manifest")
     assert reply.status == 200

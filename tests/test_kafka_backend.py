@@ -221,6 +221,11 @@ async def test_kafka_away_keeps_every_event_and_refuses_new_work_at_the_limit(
             health = await system.health()
             assert health["status"] == "degraded"
             assert health["events"]["status"] == "full" and health["events"]["last_error"]
+            backlog = health["events"]["backlog"]
+            metrics = (await system.metrics.exposition()).decode()
+            assert f'ojs_outbox_backlog{{sink="kafka-events"}} {backlog:.1f}' in metrics
+            assert 'ojs_outbox_limit{sink="kafka-events"} 60.0' in metrics
+            assert 'ojs_event_relay_holding{sink="kafka-events"} 1.0' in metrics
             # Accepted jobs still run while Kafka is away (their state is in Redis).
             async with system.worker_group(["default"], {"t": failing_every_fifth}):
                 await settled(system)
@@ -229,6 +234,9 @@ async def test_kafka_away_keeps_every_event_and_refuses_new_work_at_the_limit(
         await relayed(system)
         health = await system.health()
         assert health["status"] == "ok" and "last_error" not in health["events"]
+        metrics = (await system.metrics.exposition()).decode()
+        assert 'ojs_outbox_backlog{sink="kafka-events"} 0.0' in metrics
+        assert 'ojs_event_relay_failures_total{sink="kafka-events"}' in metrics
         stored_ids = {e["id"] for e in await all_events(system)}
     events = await topic(options, options["events_topic"])
     published = {r.headers["ojs-event-id"] for r in events}

@@ -120,22 +120,28 @@ class Admin:
             "uptime_seconds": uptime,
             "backend": {"type": self.backend.name, "status": "connected", "latency_ms": latency},
         }
-        if isinstance(self.backend, EventSink):
-            report["events"] = events = await self._relay_health(self.backend.relay_name)
+        events = await self.relay_status()
+        if events is not None:
+            report["events"] = events
             if events["status"] == "full":
                 report["status"] = "degraded"
         return report
 
-    async def _relay_health(self, sink: str) -> dict[str, Any]:
-        """The event relay: whether this process publishes, how far behind the sink is."""
+    async def relay_status(self) -> dict[str, Any] | None:
+        """The event relay, if the backend has an event sink: whether this process
+        publishes, how far behind the sink is; ``None`` without a sink."""
+        if not isinstance(self.backend, EventSink):
+            return None
         relay = self._relay()
         report: dict[str, Any] = {
-            "sink": sink,
+            "sink": self.backend.relay_name,
             "relay": "publishing" if relay is not None and relay.holding else "standby",
             "status": "ok",
         }
-        if relay is not None and relay.last_error is not None:
-            report["last_error"] = relay.last_error
+        if relay is not None:
+            report["published"], report["failures"] = relay.published, relay.failures
+            if relay.last_error is not None:
+                report["last_error"] = relay.last_error
         bound = await self._gate.backlog()
         if bound is not None:
             backlog, limit = bound

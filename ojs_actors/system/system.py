@@ -14,6 +14,7 @@ The HTTP layer is a thin client of exactly this class.
 * :mod:`.producer`: enqueue, atomic batches;
 * :mod:`.worker_side`: fetch, ack/nack, settle_many, leases, heartbeats, the workers seen;
 * :mod:`.admin`: job operations and queries, queues, dead letter, events, health, reset;
+* :mod:`.metrics`: the Prometheus metrics of ``GET /metrics``;
 * :mod:`.workflows` and :mod:`.crons`: their actors' supervisors and their APIs.
 
 Its methods are the parts' own, bound in ``__init__``, so the facade adds no call
@@ -36,6 +37,7 @@ from .clock import Clock, trio_wall_clock
 from .cron_supervisor import CronSupervisor
 from .crons import Crons
 from .event_relay import EventRelay
+from .metrics import SystemMetrics
 from .outbox_gate import OutboxGate
 from .producer import Producer
 from .queue_writes import Changes
@@ -114,6 +116,7 @@ class System:
         self.delete_dead_letter = admin.delete_dead_letter
         self.events = admin.events
         self.health = admin.health
+        self.metrics = SystemMetrics(admin.relay_status)
         self.reset = admin.reset
         # -- workflows
         self.create_workflow = workflows.create_workflow

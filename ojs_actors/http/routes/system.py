@@ -1,4 +1,4 @@
-"""``/ojs/manifest`` and ``/ojs/v1/health``."""
+"""``/ojs/manifest``, ``/ojs/v1/health``, ``/ojs/v1/ready`` and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from quart import Blueprint, Response
 from ... import __version__
 from ...core import SPEC_VERSION
 from ...system import System
+from ...system.metrics import CONTENT_TYPE
 from ..wire import ojs_response, ojs_system
 
 blueprint = Blueprint("system", __name__)
@@ -47,10 +48,19 @@ async def get_health() -> Response:
 
 @blueprint.get("/ojs/v1/ready")
 async def get_ready() -> Response:
-    """Readiness probe: 200 while the backend answers, 503 otherwise; open without a key."""
+    """Readiness probe: 200 while the backend answers, 503 otherwise; open without a key.
+    An event sink that is behind (health ``degraded``) keeps a server ready: its workers
+    still fetch and acknowledge."""
     report = await ojs_system().health()
-    ready = report["status"] == "ok"
+    ready = report["backend"]["status"] == "connected"
     return ojs_response(
         {"status": "ready" if ready else "not_ready", "backend": report["backend"]},
         200 if ready else 503,
     )
+
+
+@blueprint.get("/metrics")
+async def get_metrics() -> Response:
+    """Prometheus metrics (ojs-observability; :mod:`ojs_actors.system.metrics`)."""
+    body = await ojs_system().metrics.exposition()
+    return Response(body, status=200, content_type=CONTENT_TYPE)
