@@ -1,4 +1,4 @@
-"""``ojs-actors serve``: the command line."""
+"""``ojs-actors serve`` and ``ojs-actors worker``: the command line."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from .http import (
 )
 from .http.serve import check_exposure
 from .http.workers import WorkerPlan, run_workers
+from .library import add_worker_arguments, worker_command
 from .system import Settings
 
 _DEFAULTS = Settings()
@@ -121,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     # A worker process of --workers N: the socket it serves, the pipe from its parent.
     run.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
     run.add_argument("--parent-fd", type=int, default=None, help=argparse.SUPPRESS)
+    worker = commands.add_parser(
+        "worker",
+        help="run the handlers of a job registry (MODULE:OBJECT) until SIGTERM/SIGINT",
+    )
+    add_worker_arguments(worker)
     return parser
 
 
@@ -190,6 +196,8 @@ def serve_workers(args: argparse.Namespace, arguments: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(arguments)
+    if args.command == "worker":
+        return worker_command(args)
     several = args.workers > 1 or args.listen_fd is not None
     logging.basicConfig(
         level=args.log_level.upper(),
