@@ -41,17 +41,23 @@ class HttpClient:
     async def post(self, path: str, payload: Any) -> tuple[int, Any]:
         """POST ``payload`` as JSON; the status and the decoded JSON answer."""
         body = json.dumps(payload, separators=(",", ":")).encode()
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode()
+        return await self._exchange("POST", path, body)
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        """GET ``path``; the status and the decoded JSON answer."""
+        return await self._exchange("GET", path, None)
+
+    async def _exchange(self, method: str, path: str, body: bytes | None) -> tuple[int, Any]:
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         stream = await self._connection()
-        await stream.send_all(head + body)
+        await stream.send_all((head + "\r\n").encode() + (body or b""))
         while (response := parse_response(self._buffer)) is None:
             data = await stream.receive_some(RECEIVE_BYTES)
             if not data:
                 await self.aclose()
-                raise ConnectionError(f"the server closed the connection during POST {path}")
+                raise ConnectionError(f"the server closed the connection during {method} {path}")
             self._buffer += data
         answer = json.loads(self._buffer[response.body_start : response.end] or b"null")
         del self._buffer[: response.end]

@@ -10,7 +10,13 @@ from typing import Any
 
 import psutil
 
-from ojs_actors.testing.services import MissingBinary, NatsServer, RedisServer
+from ojs_actors.testing.services import (
+    KafkaBroker,
+    MissingBinary,
+    NatsServer,
+    RedisServer,
+    Service,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,16 +39,10 @@ def _command(*words: str) -> str:
     return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
-def _redis_server_version() -> str:
+def _version(service: type[Service]) -> str:
+    """What the service's binary says of its version."""
     try:
-        return _command(RedisServer.find_binary(), "--version")
-    except MissingBinary:
-        return "not installed"
-
-
-def _nats_server_version() -> str:
-    try:
-        return _command(NatsServer.find_binary(), "--version")
+        return _command(service.find_binary(), "--version")
     except MissingBinary:
         return "not installed"
 
@@ -56,7 +56,8 @@ def machine_info() -> dict[str, Any]:
         "os": platform.platform(),
         "git_commit": _command("git", "rev-parse", "HEAD"),
         "git_dirty": _command("git", "status", "--porcelain", "--untracked-files=no") != "",
-        "redis_server": _redis_server_version(),
-        "nats_server": _nats_server_version(),
+        "redis_server": _version(RedisServer),
+        "nats_server": _version(NatsServer),
+        "kafka_broker": _version(KafkaBroker),
         "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
     }

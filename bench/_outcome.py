@@ -48,10 +48,13 @@ class Outcome:
         self.series.append(series)
         return series
 
-    def record_lifecycle(self, run: int, result: LifecycleResult) -> None:
+    def record_lifecycle(
+        self, run: int, result: LifecycleResult, extra: dict[str, Any] | None = None
+    ) -> None:
         """A lifecycle run's four figures; a run that is not ``ok`` counts as NaN so every
-        series keeps one value per run, and the reason goes into the notes."""
-        self.runs.append({"run": run, **result.as_dict()})
+        series keeps one value per run, and the reason goes into the notes. ``extra``: more
+        of the run's record (e.g. its event relay's figures)."""
+        self.runs.append({"run": run, **result.as_dict(), **(extra or {})})
         for metric, attribute in LIFECYCLE_METRICS:
             value = float(getattr(result, attribute)) if result.ok else math.nan
             self.series_of(result.subject, metric).values.append(value)

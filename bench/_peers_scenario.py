@@ -15,7 +15,7 @@ from ._config import BenchConfig
 from ._isolated import failed, run_isolated
 from ._outcome import Outcome, Progress
 from ._results import Series, ratio_of
-from ._servers import RedisProcess, ServerGroup
+from ._servers import RedisProcess, ServerGroup, Stores
 from ._workload import LifecycleResult
 
 SCENARIO = "peers"
@@ -55,7 +55,7 @@ def _run_subject(
         return run_isolated("embedded", subject, kwargs)
     if subject == HTTP:
         redis.flush()
-        server = group.ojs("redis", redis.url)
+        server = group.ojs("redis", Stores(redis=redis))
         try:
             group.wait_ready()
             kwargs = {"base_url": server.url, "jobs": sizes.peer_jobs,

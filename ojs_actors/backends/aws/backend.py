@@ -1,0 +1,115 @@
+"""The AWS backend, assembled: :class:`AwsBackend` (see the package docstring)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..assembly import AssembledBackend
+from ..base import EVERY_CAPABILITY
+from ..outbox import EVENT_RETENTION
+from .claims import AwsReadyQueue
+from .client import AwsClients, AwsSettings
+from .events import AwsEventLog
+from .jobs import AwsJobs
+from .layout import Keys
+from .snapshots import AwsSnapshots
+from .timers import BATCH_WRITE, AwsDeadLetter, AwsTimers
+from .writes import Writer
+
+DEFAULT_TABLE = "ojs-jobs"
+
+
+class _Lifetime:
+    """Start (the clients, the table), close, ping, and reset (every item under the
+    prefix, found by a Scan: reset is for tests and conformance runs, not for work)."""
+
+    def __init__(self, backend: AwsBackend) -> None:
+        self._backend = backend
+
+    async def start(self) -> None:
+        backend = self._backend
+        await backend.aws.start()
+        if backend.create_table:
+            from .setup import ensure_table
+
+            await ensure_table(backend.aws, backend.table)
+
+    async def close(self) -> None:
+        await self._backend.aws.close()
+
+    async def ping(self) -> float:
+        started = time.perf_counter()
+        backend = self._backend
+        await backend.aws.dynamodb(
+            "get_item", TableName=backend.table, Key=backend.keys.outseq(), ConsistentRead=True
+        )
+        return (time.perf_counter() - started) * 1000
+
+    async def reset(self) -> None:
+        backend = self._backend
+        request: dict[str, Any] = {"TableName": backend.table, "ProjectionExpression": "pk, sk"}
+        if backend.keys.prefix:
+            request["FilterExpression"] = "begins_with(pk, :p)"
+            request["ExpressionAttributeValues"] = {":p": {"S": backend.keys.prefix}}
+        keys: list[dict[str, Any]] = []
+        while True:
+            answer = await backend.aws.dynamodb("scan", **request)
+            keys += answer.get("Items", [])
+            if "LastEvaluatedKey" not in answer:
+                break
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        for start in range(0, len(keys), BATCH_WRITE):
+            batch = {backend.table: [{"DeleteRequest": {"Key": key}}
+                                     for key in keys[start : start + BATCH_WRITE]]}  # fmt: skip
+            while batch:
+                answer = await backend.aws.dynamodb("batch_write_item", RequestItems=batch)
+                batch = answer.get("UnprocessedItems") or {}
+        backend.writer.forget()
+        backend.event_log.forget()
+
+
+class AwsBackend(AssembledBackend):
+    """Every part on one table through one :class:`AwsClients`: :class:`AwsJobs`,
+    :class:`AwsReadyQueue`, :class:`AwsTimers`, :class:`AwsDeadLetter`,
+    :class:`AwsSnapshots` and :class:`AwsEventLog`, writing through one :class:`Writer`."""
+
+    name = "sqs"
+    capabilities = EVERY_CAPABILITY
+    needs_asyncio = False
+
+    def __init__(
+        self,
+        *,
+        region: str = "us-east-1",
+        endpoint_url: str | None = None,
+        table: str = DEFAULT_TABLE,
+        prefix: str = "",
+        create_table: bool = True,
+        event_retention: int = EVENT_RETENTION,
+        timeout: float = 5.0,
+    ) -> None:
+        self.aws = AwsClients(
+            AwsSettings(region=region, endpoint_url=endpoint_url, timeout=timeout)
+        )
+        self.table = table
+        self.keys = keys = Keys(prefix)
+        self.create_table = create_table
+        self.event_log = AwsEventLog(self.aws, keys, table, event_retention)
+        self.writer = writer = Writer(self.aws, keys, table, on_appended=self.event_log.appended)
+        claims = AwsReadyQueue(self.aws, keys, table, writer)
+        super().__init__(
+            name=self.name,
+            capabilities=self.capabilities,
+            needs_asyncio=False,
+            lifetime=_Lifetime(self),
+            jobs=AwsJobs(self.aws, keys, table, writer),
+            ready=claims,
+            timers=AwsTimers(self.aws, keys, table),
+            dead_letter=AwsDeadLetter(self.aws, keys, table, writer),
+            snapshots=AwsSnapshots(self.aws, keys, table, writer),
+            events=self.event_log,
+        )
+
+
+__all__ = ["DEFAULT_TABLE", "AwsBackend"]

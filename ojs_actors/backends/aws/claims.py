@@ -1,0 +1,152 @@
+"""Claims from the ready index: :class:`AwsReadyQueue` (``ReadyQueue``).
+
+A claim queries the head of the queue's ready partition (key order: priority, then the
+seq of the change that made the job available), reads those jobs, and writes in one
+transaction each current one's claim (or its expiry) on the condition that it is
+still that version and available, deleting the entries it used and the stale ones it
+met (entries of versions that moved on). A claim that loses a race to another process
+tries again with what is left. With a rate limit, the queue's claim times in the
+window are one item changed by compare-and-set in the same transaction.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from ...core import Job, State, lifecycle
+from ..base import RateLimit
+from .client import AwsClients
+from .layout import Keys, n
+from .records import JobReader
+from .writes import MAX_ATTEMPTS, Before, CasFailed, Transaction, Writer
+
+LOOK_AHEAD = 2
+"""Entries read per job wanted (some may be stale)."""
+MAX_CLAIM = 20
+"""Jobs claimed per transaction (a claim writes about five items per job)."""
+
+
+class AwsReadyQueue:
+    def __init__(self, aws: AwsClients, keys: Keys, table: str, writer: Writer) -> None:
+        self._aws, self._keys, self._table = aws, keys, table
+        self._writer = writer
+        self._reader = JobReader(aws, keys, table)
+
+    async def claim(
+        self,
+        queue: str,
+        count: int,
+        now: int,
+        worker_id: str | None,
+        visibility_ms: int | None,
+        *,
+        rate: RateLimit | None = None,
+    ) -> tuple[list[Job], list[Job]]:
+        claimed: list[Job] = []
+        expired: list[Job] = []
+        for _ in range(MAX_ATTEMPTS):
+            wanted = min(count - len(claimed), MAX_CLAIM)
+            if wanted <= 0:
+                break
+            window = await self._rate_window(queue, now, rate) if rate is not None else None
+            if window is not None and rate is not None:
+                wanted = min(wanted, rate.limit - len(window[0]))
+                if wanted <= 0:
+                    break
+            entries = await self._head(queue, wanted * LOOK_AHEAD)
+            if not entries:
+                break
+            jobs = await self._reader.read(entry["id"]["S"] for entry in entries)
+            plan = _Plan()
+            for entry in entries:
+                job = jobs.get(entry["id"]["S"])
+                current = (
+                    job is not None
+                    and job.state is State.AVAILABLE
+                    and job.version == int(entry["v"]["N"])
+                )
+                if not current or job is None:
+                    plan.stale.append(entry)
+                elif len(plan.claims) < wanted:
+                    plan.used.append(entry)
+                    if job.expires_at is not None and job.expires_at <= now:
+                        plan.expiries.append((job, lifecycle.expire(job, now)))
+                    else:
+                        plan.claims.append(
+                            (job, lifecycle.claim(job, now, worker_id, visibility_ms))
+                        )
+            if not plan.claims and not plan.expiries and not plan.stale:
+                break
+            try:
+                await self._writer.write(partial(plan.stage, keys=self._keys, queue=queue,
+                                                 window=window, now=now))  # fmt: skip
+            except CasFailed:
+                continue  # another process claimed some of them: look again
+            claimed += [nxt for _, nxt in plan.claims]
+            expired += [nxt for _, nxt in plan.expiries]
+            if len(entries) < wanted * LOOK_AHEAD and not plan.stale:
+                break  # the queue had no more
+        return claimed, expired
+
+    async def _head(self, queue: str, limit: int) -> list[dict[str, Any]]:
+        answer = await self._aws.dynamodb(
+            "query",
+            TableName=self._table,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": self._keys.ready_partition(queue)}},
+            ConsistentRead=True,
+            Limit=limit,
+        )
+        items: list[dict[str, Any]] = answer.get("Items", [])
+        return items
+
+    async def _rate_window(
+        self, queue: str, now: int, rate: RateLimit
+    ) -> tuple[list[int], int | None]:
+        """The claim stamps in the window ending at ``now``, and the item's version. A
+        stamp is the claim time in ms * 1000 + a count (the times are a number set, so
+        claims of one millisecond need stamps of their own)."""
+        answer = await self._aws.dynamodb(
+            "get_item", TableName=self._table, Key=self._keys.rate(queue), ConsistentRead=True
+        )
+        item = answer.get("Item")
+        if item is None:
+            return [], None
+        times = [int(t) for t in item.get("t", {}).get("NS", [])]
+        return sorted(t for t in times if t // 1000 > now - rate.window_ms), int(item["v"]["N"])
+
+
+class _Plan:
+    def __init__(self) -> None:
+        self.claims: list[tuple[Job, Job]] = []
+        self.expiries: list[tuple[Job, Job]] = []
+        self.used: list[dict[str, Any]] = []
+        self.stale: list[dict[str, Any]] = []
+
+    def stage(
+        self,
+        transaction: Transaction,
+        keys: Keys,
+        queue: str,
+        window: tuple[list[int], int | None] | None,
+        now: int,
+    ) -> None:
+        for before, nxt in [*self.claims, *self.expiries]:
+            transaction.put_job(nxt, Before.of(before))
+        for entry in [*self.used, *self.stale]:
+            transaction.delete({"pk": entry["pk"], "sk": entry["sk"]})
+        if window is not None and self.claims:
+            times, version = window
+            first = max([t + 1 for t in times if t // 1000 == now], default=now * 1000)
+            stamps = [*times, *range(first, first + len(self.claims))]
+            attributes = {"t": {"NS": [str(t) for t in stamps]},
+                          "v": n((version or 0) + 1)}  # fmt: skip
+            if version is None:
+                transaction.put(keys.rate(queue), attributes, condition="attribute_not_exists(pk)")
+            else:
+                transaction.put(keys.rate(queue), attributes, condition="v = :v",
+                                values={":v": n(version)})  # fmt: skip
+
+
+__all__ = ["AwsReadyQueue"]

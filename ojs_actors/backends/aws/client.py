@@ -1,0 +1,127 @@
+"""AWS, called: :class:`AwsClients` opens DynamoDB and SQS clients natively on trio.
+
+aiobotocore runs on trio without the asyncio bridge when its HTTP session is httpx's
+(``AioConfig(http_session_cls=HttpxSession)``): every call is a plain trio await, and
+cancelling the caller cancels the call (a long poll too).
+
+:meth:`AwsClients.dynamodb` and :meth:`AwsClients.sqs` make one call each, count it
+(``requests``: per operation, the figure the cost per job is measured with, from
+botocore's ``before-send`` event, so retries count too) and turn connection failures
+and throttling into :class:`~ojs_actors.core.BackendUnavailable` (HTTP 503). A refused
+condition stays botocore's ``ClientError`` for the caller to read (``error_code``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.httpxsession import HttpxSession
+from aiobotocore.session import get_session
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as AwsConnectionError
+
+from ...core import BackendUnavailable
+
+UNAVAILABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+        "InternalServerError", "ServiceUnavailable", "InternalFailure",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class AwsSettings:
+    region: str = "us-east-1"
+    """``AWS_REGION``."""
+    endpoint_url: str | None = None
+    """``AWS_ENDPOINT_URL``: an emulator (moto, LocalStack); ``None``: real AWS."""
+    timeout: float = 5.0
+    """Seconds to connect, and to read an answer (a long poll adds its wait)."""
+    max_attempts: int = 2
+    """botocore's attempts per call (its own retries of throttling and 5xx)."""
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+class AwsClients:
+    """The DynamoDB and SQS clients of one backend, open between :meth:`start` and
+    :meth:`close` (credentials from the standard chain: environment, profile, role)."""
+
+    def __init__(self, settings: AwsSettings) -> None:
+        self.settings = settings
+        self.requests: Counter[str] = Counter()
+        """Requests sent, by ``service.Operation`` (e.g. ``dynamodb.TransactWriteItems``)."""
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._dynamodb: Any = None
+        self._sqs: Any = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        config = AioConfig(
+            http_session_cls=HttpxSession,
+            connect_timeout=settings.timeout,
+            read_timeout=settings.timeout + 20,  # a long poll waits up to 20 s
+            retries={"max_attempts": settings.max_attempts, "mode": "standard"},
+        )
+        session = get_session()
+        options = {"region_name": settings.region, "endpoint_url": settings.endpoint_url,
+                   "config": config}  # fmt: skip
+        async with contextlib.AsyncExitStack() as stack:
+            self._dynamodb = await stack.enter_async_context(
+                session.create_client("dynamodb", **options)
+            )
+            self._sqs = await stack.enter_async_context(session.create_client("sqs", **options))
+            for client in (self._dynamodb, self._sqs):
+                client.meta.events.register("before-send.*.*", self._count)
+            self._stack = stack.pop_all()
+
+    async def close(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def dynamodb(self, operation: str, **parameters: Any) -> dict[str, Any]:
+        """One DynamoDB call, e.g. ``dynamodb("transact_write_items", TransactItems=[...])``."""
+        return await self._call(self._dynamodb, operation, parameters)
+
+    async def sqs(self, operation: str, **parameters: Any) -> dict[str, Any]:
+        """One SQS call, e.g. ``sqs("send_message_batch", QueueUrl=..., Entries=[...])``."""
+        return await self._call(self._sqs, operation, parameters)
+
+    async def _call(
+        self, client: Any, operation: str, parameters: dict[str, Any]
+    ) -> dict[str, Any]:
+        if client is None:
+            raise BackendUnavailable("The AWS clients are not started.")
+        try:
+            answer: dict[str, Any] = await getattr(client, operation)(**parameters)
+            return answer
+        except ClientError as error:
+            if error_code(error) in UNAVAILABLE_CODES:
+                raise BackendUnavailable(f"AWS {operation}: {error_code(error)}") from error
+            raise
+        except (AwsConnectionError, HTTPClientError, OSError) as error:
+            raise BackendUnavailable(f"AWS {operation}: {error}") from error
+
+    def _count(self, event_name: str = "", **_: Any) -> None:
+        # event_name: "before-send.<service>.<Operation>", once per attempt (AWS bills each)
+        self.requests[event_name.removeprefix("before-send.")] += 1
+
+    @contextlib.asynccontextmanager
+    async def opened(self) -> AsyncIterator[AwsClients]:
+        await self.start()
+        try:
+            yield self
+        finally:
+            await self.close()
+
+
+__all__ = ["UNAVAILABLE_CODES", "AwsClients", "AwsSettings", "error_code"]
