@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import trio
 
 from .backends import REGISTRY, MissingExtra
-from .backends.registry import parse_bool, positive_int
+from .backends.options import parse_bool, positive_int
 from .http import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_REQUEST_TIMEOUT,

@@ -29,6 +29,7 @@ from ojs_actors.testing.services import (
 
 __all__ = [
     "KafkaBroker",
+    "MotoServer",
     "NatsServer",
     "RedisServer",
 ]  # for the tests that start a server of their own

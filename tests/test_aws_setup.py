@@ -330,6 +330,7 @@ def test_the_aws_options_are_the_seeds_settings() -> None:
         ("table", "--dynamodb-table", "DYNAMODB_TABLE", "ojs-jobs"),
         ("queue_prefix", "--sqs-queue-prefix", "SQS_QUEUE_PREFIX", "ojs"),
         ("fifo", "--sqs-use-fifo", "SQS_USE_FIFO", False),
+        ("timeout", "--aws-timeout", "OJS_AWS_TIMEOUT", 5.0),  # ours
     ]
     endpoint = AWS_OPTIONS[1]
     assert endpoint.from_env({"AWS_ENDPOINT_URL": ""}) is None  # empty: real AWS

@@ -4,7 +4,8 @@ The suites and their runner live outside this repository: by default in
 ``../shared/conformance`` next to the checkout, or wherever
 ``OJS_CONFORMANCE_DIR`` points. Without them these tests are skipped, and say so.
 
-Levels 0-4 (core suites) run once per backend (memory, sqlite, redis, nats, kafka), and once
+Levels 0-4 (core suites) run once per backend (memory, sqlite, redis, nats, kafka, and sqs
+on moto's server), and once
 more against two server processes on one port over Redis (``serve --workers 2``: each request may reach
 either). The cron cases wait for real minute boundaries, so a run takes minutes; the
 runs are started together, each against its own server, and each test waits for its
@@ -21,14 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import KafkaBroker, NatsServer, RedisServer
+from conftest import KafkaBroker, MotoServer, NatsServer, RedisServer
 from serving import REPO, OjsServer
 
 CONFORMANCE_DIR = Path(
     os.environ.get("OJS_CONFORMANCE_DIR", REPO.parent / "shared" / "conformance")
 )
 RUNNER = CONFORMANCE_DIR / "ojs_conformance.py"
-SUBJECTS = ("memory", "sqlite", "redis", "redis-workers-2", "nats", "kafka")
+SUBJECTS = ("memory", "sqlite", "redis", "redis-workers-2", "nats", "kafka", "sqs")
 """A backend, or ``redis-workers-2``: ``serve --workers 2 --backend redis``."""
 MAX_LEVEL = 4
 RUN_TIMEOUT = 1500  # seconds; a full run takes about 7 minutes
@@ -90,17 +91,22 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
     redis = RedisServer(tmp_path_factory.mktemp("conformance-redis"))
     nats = NatsServer(tmp_path_factory.mktemp("conformance-nats"))
     kafka = KafkaBroker(tmp_path_factory.mktemp("conformance-kafka"))
+    moto = MotoServer(tmp_path_factory.mktemp("conformance-moto"))
     started: dict[str, Run] = {}
     try:
         redis.start()
         nats.start()
         kafka.start()
+        moto.start()
         for db, subject in enumerate(SUBJECTS):
             env: dict[str, str] = {}
             if "redis" in subject or subject == "kafka":
                 env["REDIS_URL"] = f"{redis.url.rsplit('/', 1)[0]}/{db}"
             if subject == "kafka":
                 env["KAFKA_BROKERS"] = kafka.url
+            if subject == "sqs":
+                env |= {"AWS_ENDPOINT_URL": moto.url, "AWS_REGION": "us-east-1",
+                        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  # fmt: skip
             if "nats" in subject:
                 env["NATS_URL"] = nats.url
                 env["OJS_NATS_BATCH_MAX"] = str(NatsServer.batch_max_msgs)
@@ -112,6 +118,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
         redis.stop()
         nats.close()
         kafka.close()
+        moto.close()
 
 
 @pytest.mark.parametrize("backend", SUBJECTS)

@@ -1,6 +1,7 @@
 """Ready notices (the optional ``ReadyNotices`` part) on every backend that has them: a
 write that makes jobs available tells every process sharing the store, so a fetch waiting
-in one process starts work enqueued through another at once, not at its next poll."""
+in one process starts work enqueued through another at once, not at its next poll (on
+sqs: the SQS hints it long-polls)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import trio
 
 from ojs_actors import open_system
 from ojs_actors.backends import Backend, ReadyNotices, open_backend
+from ojs_actors.backends.aws.backend import AwsBackend
 from ojs_actors.backends.nats import NatsBackend
 from ojs_actors.backends.redis import RedisBackend
 from ojs_actors.core import Job, State, lifecycle
@@ -20,14 +22,27 @@ from ojs_actors.system import Settings
 NewBackend = Callable[[], Backend]
 
 
-@pytest.fixture(params=["redis", "nats"])
-def new_backend(request: pytest.FixtureRequest) -> NewBackend:
+def backends_on_one_store(request: pytest.FixtureRequest, name: str) -> NewBackend:
     """Makes backend objects on one store, as several processes would."""
-    if request.param == "redis":
+    if name == "redis":
         url: str = request.getfixturevalue("redis_url")
         return lambda: RedisBackend(url)
-    options: dict[str, Any] = request.getfixturevalue("nats_options")
+    if name == "sqs":
+        options: dict[str, Any] = request.getfixturevalue("aws_options")
+        return lambda: AwsBackend(**options)
+    options = request.getfixturevalue("nats_options")
     return lambda: NatsBackend(**options)
+
+
+@pytest.fixture(params=["redis", "nats"])
+def new_backend(request: pytest.FixtureRequest) -> NewBackend:
+    """Backends whose notices come one per write (SQS's come as they are received)."""
+    return backends_on_one_store(request, request.param)
+
+
+@pytest.fixture(params=["redis", "nats", "sqs"])
+def any_new_backend(request: pytest.FixtureRequest) -> NewBackend:
+    return backends_on_one_store(request, request.param)
 
 
 @pytest.fixture
@@ -69,14 +84,14 @@ async def test_ready_notices_name_the_queues_that_got_available_jobs(backend: Ba
 
 
 async def test_a_fetch_waiting_in_one_process_wakes_for_work_enqueued_through_another(
-    new_backend: NewBackend,
+    any_new_backend: NewBackend,
 ) -> None:
     """Two systems on one store, as two processes are: the waiting fetch hears of the job
     at once, not at its next poll (ten seconds here)."""
     slow_polls = Settings(poll_interval=10.0)
     async with (
-        open_system(new_backend(), settings=slow_polls) as producer,
-        open_system(new_backend(), settings=slow_polls) as consumer,
+        open_system(any_new_backend(), settings=slow_polls) as producer,
+        open_system(any_new_backend(), settings=slow_polls) as consumer,
         trio.open_nursery() as nursery,
     ):
         fetched: list[Job] = []

@@ -30,104 +30,19 @@ import trio
 
 from ..core import InvalidRequest
 from . import redis, sqlite
+from .aws.options import AWS_OPTIONS
 from .base import Backend
 from .bridge import AsyncioBridge, bridge_in_context, open_asyncio_bridge
+from .options import BackendOption, parse_bool, positive_float, positive_int
 from .outbox import EVENT_RETENTION
 
 log = logging.getLogger("ojs_actors.backends")
 
 ENTRY_POINT_GROUP = "ojs_actors.backends"
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off", "")
-
 
 class MissingExtra(InvalidRequest):
     """A backend's optional dependencies are not installed."""
-
-
-def parse_bool(text: str) -> bool:
-    """An environment flag: ``1/true/yes/on`` or ``0/false/no/off`` (any case)."""
-    value = text.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"expected true or false, not {text!r}")
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"expected a whole number of at least 1, not {text!r}")
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class BackendOption:
-    """One setting of a backend: a keyword of its factory, a CLI flag, an environment
-    variable (read as the flag's default) and its own default."""
-
-    name: str
-    """The factory's keyword argument."""
-    flag: str
-    env: str
-    default: Any
-    help: str
-    type: Callable[[str], Any] = str
-    """Parses the flag's and the variable's text; ``bool`` makes an on/off flag."""
-    choices: tuple[str, ...] = ()
-
-    @property
-    def dest(self) -> str:
-        """The attribute argparse stores the flag's value in."""
-        return self.flag.lstrip("-").replace("-", "_")
-
-    def parse(self, text: str) -> Any:
-        return parse_bool(text) if self.type is bool else self.type(text)
-
-    def from_env(self, environ: Mapping[str, str]) -> Any:
-        """The variable's value if set, else the default."""
-        text = environ.get(self.env)
-        if text is None:
-            return self.default
-        try:
-            return self.parse(text)
-        except ValueError as error:
-            raise ValueError(f"environment variable {self.env}: {error}") from error
-
-    def add_to(self, parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-        shown = f"env {self.env}; default {self.default}"
-        if self.type is bool:
-            parser.add_argument(
-                self.flag,
-                dest=self.dest,
-                action=argparse.BooleanOptionalAction,
-                default=self.from_env(environ),
-                help=f"{self.help} ({shown})",
-            )
-            return
-        parser.add_argument(
-            self.flag,
-            dest=self.dest,
-            type=self.parse,
-            default=self.from_env(environ),
-            choices=self.choices or None,
-            help=f"{self.help} ({shown})",
-        )
-
-    def same_setting_as(self, other: BackendOption) -> bool:
-        """Two backends may share a flag (Kafka's Redis state store and Redis both read
-        ``--redis-url``) only if it means the same for both."""
-        return (self.env, self.default, self.type, self.choices) == (
-            other.env,
-            other.default,
-            other.type,
-            other.choices,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,16 +198,6 @@ EVENT_RETENTION_OPTION = BackendOption(
     help="event outbox entries kept, newest first (a job change is one or two events)",
     type=positive_int,
 )
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise ValueError(f"expected a positive number of seconds, not {text!r}")
-    return value
 
 
 def _kafka_option(name: str, env: str, default: Any, help: str, **more: Any) -> BackendOption:
@@ -474,6 +379,14 @@ BUILTIN: tuple[BackendEntry, ...] = (
         extra="nats",
     ),
     KAFKA,
+    BackendEntry(
+        name="sqs",
+        description="AWS: the job state in DynamoDB, hints on SQS (work in progress)",
+        factory="ojs_actors.backends.aws.backend:AwsBackend",
+        options=(*AWS_OPTIONS, EVENT_RETENTION_OPTION),
+        extra="aws",
+        requires=("aiobotocore", "httpx2"),
+    ),
 )
 
 

@@ -18,7 +18,7 @@ from functools import partial
 import trio
 
 from ..backends import REGISTRY, MissingExtra
-from ..backends.registry import positive_int
+from ..backends.options import positive_int
 from ..core import OJSError, parse_queue_name
 from ..system import Settings
 from ._loading import RegistryImportFailed, RegistryNotFound, load_registry

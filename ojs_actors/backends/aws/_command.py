@@ -16,7 +16,7 @@ import trio
 from botocore.exceptions import ClientError
 
 from ...core import BackendUnavailable, OJSError, parse_queue_name
-from ..registry import positive_float
+from ..options import positive_float
 from .client import AwsClients, AwsSettings, error_code
 from .options import AWS_OPTIONS
 from .setup import QUEUE_MISSING_CODES, SetupError, ensure_queue, ensure_table, sqs_queue_name
@@ -51,7 +51,9 @@ def build_parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentPa
 
 
 async def aws_setup(args: argparse.Namespace, say: Callable[[str], None]) -> None:
-    settings = AwsSettings(region=args.aws_region, endpoint_url=args.aws_endpoint_url)
+    settings = AwsSettings(
+        region=args.aws_region, endpoint_url=args.aws_endpoint_url, timeout=args.aws_timeout
+    )
     async with AwsClients(settings).opened() as aws:
         table = await ensure_table(aws, args.dynamodb_table, wait=args.wait)
         done = "created" if table.created else "found"

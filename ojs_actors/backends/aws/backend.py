@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
+from ...core import Job
 from ..assembly import AssembledBackend
-from ..base import EVERY_CAPABILITY
+from ..base import EVERY_CAPABILITY, RateLimit
 from ..outbox import EVENT_RETENTION
 from .claims import AwsReadyQueue
 from .client import AwsClients, AwsSettings
 from .events import AwsEventLog
+from .hints import SqsHints
 from .jobs import AwsJobs
 from .layout import Keys
+from .setup import QueueUrls
 from .snapshots import AwsSnapshots
 from .timers import BATCH_WRITE, AwsDeadLetter, AwsTimers
 from .writes import Writer
@@ -85,6 +89,8 @@ class AwsBackend(AssembledBackend):
         endpoint_url: str | None = None,
         table: str = DEFAULT_TABLE,
         prefix: str = "",
+        queue_prefix: str = "ojs",
+        fifo: bool = False,
         create_table: bool = True,
         event_retention: int = EVENT_RETENTION,
         timeout: float = 5.0,
@@ -96,20 +102,46 @@ class AwsBackend(AssembledBackend):
         self.keys = keys = Keys(prefix)
         self.create_table = create_table
         self.event_log = AwsEventLog(self.aws, keys, table, event_retention)
-        self.writer = writer = Writer(self.aws, keys, table, on_appended=self.event_log.appended)
+        self.hints = SqsHints(self.aws, QueueUrls(self.aws, queue_prefix, fifo))
+        self.writer = writer = Writer(
+            self.aws, keys, table, on_appended=self.event_log.appended, on_ready=self.hints.send
+        )
         claims = AwsReadyQueue(self.aws, keys, table, writer)
+        self._jobs_part = jobs = AwsJobs(self.aws, keys, table, writer)
         super().__init__(
             name=self.name,
             capabilities=self.capabilities,
             needs_asyncio=False,
             lifetime=_Lifetime(self),
-            jobs=AwsJobs(self.aws, keys, table, writer),
+            jobs=jobs,
             ready=claims,
             timers=AwsTimers(self.aws, keys, table),
             dead_letter=AwsDeadLetter(self.aws, keys, table, writer),
             snapshots=AwsSnapshots(self.aws, keys, table, writer),
             events=self.event_log,
         )
+
+    async def due_jobs(self, now: int, limit: int) -> list[Job]:
+        # The scheduler's look at the clock also finishes atomic batches left half-way.
+        await self._jobs_part.repair(now)
+        return await super().due_jobs(now, limit)
+
+    async def watch_ready(self, notify: Callable[[str], None]) -> None:
+        """:class:`~ojs_actors.backends.base.ReadyNotices`, from :class:`SqsHints`."""
+        await self.hints.watch_ready(notify)
+
+    async def claim(
+        self,
+        queue: str,
+        count: int,
+        now: int,
+        worker_id: str | None,
+        visibility_ms: int | None,
+        *,
+        rate: RateLimit | None = None,
+    ) -> tuple[list[Job], list[Job]]:
+        self.hints.know(queue)  # a queue fetched from: its hints wake this process
+        return await super().claim(queue, count, now, worker_id, visibility_ms, rate=rate)
 
 
 __all__ = ["DEFAULT_TABLE", "AwsBackend"]

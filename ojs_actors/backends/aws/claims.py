@@ -23,8 +23,11 @@ from .writes import MAX_ATTEMPTS, Before, CasFailed, Transaction, Writer
 
 LOOK_AHEAD = 2
 """Entries read per job wanted (some may be stale)."""
-MAX_CLAIM = 20
-"""Jobs claimed per transaction (a claim writes about five items per job)."""
+MAX_CLAIM = 16
+"""Jobs claimed per transaction (a claim writes five items per job: the job, its ready
+entry deleted, its lease timer, its outbox entry and where that is)."""
+MAX_STALE = 10
+"""Stale entries deleted per transaction (the rest by the next claims)."""
 
 
 class AwsReadyQueue:
@@ -45,7 +48,7 @@ class AwsReadyQueue:
     ) -> tuple[list[Job], list[Job]]:
         claimed: list[Job] = []
         expired: list[Job] = []
-        for _ in range(MAX_ATTEMPTS):
+        for _ in range(MAX_ATTEMPTS + count // MAX_CLAIM):
             wanted = min(count - len(claimed), MAX_CLAIM)
             if wanted <= 0:
                 break
@@ -59,6 +62,7 @@ class AwsReadyQueue:
                 break
             jobs = await self._reader.read(entry["id"]["S"] for entry in entries)
             plan = _Plan()
+            more = len(entries) == wanted * LOOK_AHEAD  # the partition may hold more
             for entry in entries:
                 job = jobs.get(entry["id"]["S"])
                 current = (
@@ -67,8 +71,13 @@ class AwsReadyQueue:
                     and job.version == int(entry["v"]["N"])
                 )
                 if not current or job is None:
-                    plan.stale.append(entry)
-                elif len(plan.claims) < wanted:
+                    if len(plan.stale) < MAX_STALE:
+                        plan.stale.append(entry)
+                    else:
+                        more = True
+                elif len(plan.claims) + len(plan.expiries) >= wanted:
+                    more = True  # current entries left for the next round
+                else:
                     plan.used.append(entry)
                     if job.expires_at is not None and job.expires_at <= now:
                         plan.expiries.append((job, lifecycle.expire(job, now)))
@@ -79,13 +88,13 @@ class AwsReadyQueue:
             if not plan.claims and not plan.expiries and not plan.stale:
                 break
             try:
-                await self._writer.write(partial(plan.stage, keys=self._keys, queue=queue,
-                                                 window=window, now=now))  # fmt: skip
+                stage = partial(plan.stage, keys=self._keys, queue=queue, window=window, now=now)
+                await self._writer.write(stage, crash_at="aws.claim.stored")
             except CasFailed:
                 continue  # another process claimed some of them: look again
             claimed += [nxt for _, nxt in plan.claims]
             expired += [nxt for _, nxt in plan.expiries]
-            if len(entries) < wanted * LOOK_AHEAD and not plan.stale:
+            if not more and not plan.stale:
                 break  # the queue had no more
         return claimed, expired
 

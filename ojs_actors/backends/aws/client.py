@@ -1,8 +1,9 @@
 """AWS, called: :class:`AwsClients` opens DynamoDB and SQS clients natively on trio.
 
 aiobotocore runs on trio without the asyncio bridge when its HTTP session is httpx's
-(``AioConfig(http_session_cls=HttpxSession)``): every call is a plain trio await, and
-cancelling the caller cancels the call (a long poll too).
+(``AioConfig(http_session_cls=HttpxSession)``, on httpx2, which the ``aws`` extra
+installs): every call is a plain trio await, and cancelling the caller cancels the call
+(a long poll too).
 
 :meth:`AwsClients.dynamodb` and :meth:`AwsClients.sqs` make one call each, count it
 (``requests``: per operation, the figure the cost per job is measured with, from
@@ -19,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import trio
 from aiobotocore.config import AioConfig
 from aiobotocore.httpxsession import HttpxSession
 from aiobotocore.session import get_session
@@ -35,6 +37,10 @@ UNAVAILABLE_CODES = frozenset(
 )  # fmt: skip
 
 
+POLL_CONNECTIONS = 64
+"""Connections for long polls (one per queue polled at once)."""
+
+
 @dataclass(frozen=True, slots=True)
 class AwsSettings:
     region: str = "us-east-1"
@@ -42,7 +48,7 @@ class AwsSettings:
     endpoint_url: str | None = None
     """``AWS_ENDPOINT_URL``: an emulator (moto, LocalStack); ``None``: real AWS."""
     timeout: float = 5.0
-    """Seconds to connect, and to read an answer (a long poll adds its wait)."""
+    """Seconds a call may take (a long poll adds its wait) before it fails with 503."""
     max_attempts: int = 2
     """botocore's attempts per call (its own retries of throttling and 5xx)."""
 
@@ -62,6 +68,7 @@ class AwsClients:
         self._stack: contextlib.AsyncExitStack | None = None
         self._dynamodb: Any = None
         self._sqs: Any = None
+        self._sqs_polls: Any = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -71,15 +78,22 @@ class AwsClients:
             read_timeout=settings.timeout + 20,  # a long poll waits up to 20 s
             retries={"max_attempts": settings.max_attempts, "mode": "standard"},
         )
+        # Long polls hold a connection each for up to 20 s: they get a client (and a
+        # pool) of their own, so no other call ever waits behind them.
+        polls = config.merge(AioConfig(max_pool_connections=POLL_CONNECTIONS))
         session = get_session()
-        options = {"region_name": settings.region, "endpoint_url": settings.endpoint_url,
-                   "config": config}  # fmt: skip
+        options = {"region_name": settings.region, "endpoint_url": settings.endpoint_url}
         async with contextlib.AsyncExitStack() as stack:
             self._dynamodb = await stack.enter_async_context(
-                session.create_client("dynamodb", **options)
+                session.create_client("dynamodb", config=config, **options)
             )
-            self._sqs = await stack.enter_async_context(session.create_client("sqs", **options))
-            for client in (self._dynamodb, self._sqs):
+            self._sqs = await stack.enter_async_context(
+                session.create_client("sqs", config=config, **options)
+            )
+            self._sqs_polls = await stack.enter_async_context(
+                session.create_client("sqs", config=polls, **options)
+            )
+            for client in (self._dynamodb, self._sqs, self._sqs_polls):
                 client.meta.events.register("before-send.*.*", self._count)
             self._stack = stack.pop_all()
 
@@ -96,13 +110,23 @@ class AwsClients:
         """One SQS call, e.g. ``sqs("send_message_batch", QueueUrl=..., Entries=[...])``."""
         return await self._call(self._sqs, operation, parameters)
 
+    async def sqs_long_poll(self, **parameters: Any) -> dict[str, Any]:
+        """One ``ReceiveMessage`` that may wait (``WaitTimeSeconds``), on its own pool."""
+        return await self._call(self._sqs_polls, "receive_message", parameters)
+
     async def _call(
         self, client: Any, operation: str, parameters: dict[str, Any]
     ) -> dict[str, Any]:
         if client is None:
             raise BackendUnavailable("The AWS clients are not started.")
+        # A call's own deadline (a long poll's is its wait plus that): an endpoint that
+        # stops answering fails requests fast instead of holding them.
+        deadline = self.settings.timeout + float(parameters.get("WaitTimeSeconds", 0))
         try:
-            answer: dict[str, Any] = await getattr(client, operation)(**parameters)
+            with trio.move_on_after(deadline) as waited:
+                answer: dict[str, Any] = await getattr(client, operation)(**parameters)
+            if waited.cancelled_caught:
+                raise BackendUnavailable(f"AWS {operation}: no answer within {deadline:g}s")
             return answer
         except ClientError as error:
             if error_code(error) in UNAVAILABLE_CODES:

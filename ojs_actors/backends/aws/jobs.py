@@ -18,6 +18,7 @@ from functools import partial
 from ...core import BackendUnavailable, Job, OJSError, PayloadTooLarge, State
 from ..base import Deduplicated, plan_inserts, replaced_by
 from .client import AwsClients
+from .intents import BatchIntents
 from .layout import Keys, s
 from .records import JobReader
 from .writes import MAX_ATTEMPTS, Before, CasFailed, TooManyItems, Transaction, Writer
@@ -39,6 +40,11 @@ class AwsJobs:
         self._aws, self._keys, self._table = aws, keys, table
         self._writer = writer
         self._reader = JobReader(aws, keys, table)
+        self._intents = BatchIntents(aws, keys, table, writer)
+
+    async def repair(self, now: int) -> None:
+        """Finish the atomic batches whose writer died half-way (:class:`BatchIntents`)."""
+        await self._intents.repair(now)
 
     async def insert_jobs(
         self, jobs: Sequence[Job], *, atomic: bool = False
@@ -68,6 +74,14 @@ class AwsJobs:
             try:
                 stored = await self._write_inserts(new, peek)
             except TooManyItems:
+                if atomic and not keys and len(new) > 1:
+                    if taken != {job.id for job in jobs}:
+                        taken = {job.id for job in jobs}  # ids checked before the intent
+                        continue
+                    stored = await self._intents.insert(dict(new))
+                    for index, job in stored.items():
+                        results[index] = job
+                    return results
                 if atomic or len(jobs) == 1:
                     raise PayloadTooLarge(
                         f"{len(jobs)} jobs do not fit one DynamoDB transaction (100 items);"
@@ -95,7 +109,7 @@ class AwsJobs:
             for index, job in new:
                 stored[index] = self._stage_insert(transaction, job, peek)
 
-        await self._writer.write(build)
+        await self._writer.write(build, crash_at="aws.insert.stored")
         return stored
 
     def _stage_insert(self, transaction: Transaction, job: Job, peek: _Peek) -> Job:
@@ -214,7 +228,7 @@ async def write_in_parts(
                 stage(transaction, index)
 
         try:
-            await writer.write(build)
+            await writer.write(build, crash_at="aws.update.stored")
         except TooManyItems:
             half = len(part) // 2
             if half == 0:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from ..registry import BackendOption
+from ..options import BackendOption, positive_float
 
 TABLE_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{3,255}")
 """DynamoDB's rule for a table name."""
@@ -84,6 +84,14 @@ AWS_OPTIONS: tuple[BackendOption, ...] = (
         default=False,
         type=bool,
         help="FIFO SQS queues (<prefix>-<queue>.fifo) instead of standard ones",
+    ),
+    BackendOption(
+        name="timeout",
+        flag="--aws-timeout",
+        env="OJS_AWS_TIMEOUT",
+        default=5.0,
+        type=positive_float,
+        help="seconds an AWS call may take before the request fails with 503",
     ),
 )
 

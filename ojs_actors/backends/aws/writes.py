@@ -28,6 +28,7 @@ from ...core import BackendUnavailable, Job, PayloadTooLarge, State
 from ...core.events import change_key
 from ..base import timers_of
 from ..codec import dumps_record
+from ..faults import crash_point
 from .client import AwsClients, error_code
 from .layout import Item, Keys, n, s
 
@@ -73,6 +74,8 @@ class Transaction:
     counts: dict[str, Counter[str]] = field(default_factory=dict)
     entries: int = 0
     markers: set[tuple[str, str]] = field(default_factory=set)
+    ready: list[tuple[str, str, int]] = field(default_factory=list)
+    """``(queue, job id, version)`` of the jobs this transaction makes available."""
 
     @property
     def next_seq(self) -> int:
@@ -160,6 +163,8 @@ class Transaction:
         keys, version = self.keys, {"v": n(job.version), "id": s(job.id)}
         if job.state is State.AVAILABLE:
             self.put(keys.ready(job.queue, job.priority, seq, job.id), version)
+            if before is None or before.state is not State.AVAILABLE:
+                self.ready.append((job.queue, job.id, job.version))
         for due in sorted(set(timers_of(job))):
             self.put(keys.timer(job.id, job.version, due), version)
         if (
@@ -225,22 +230,28 @@ class Writer:
         keys: Keys,
         table: str,
         on_appended: Callable[[int], Awaitable[None]] | None = None,
+        on_ready: Callable[[list[tuple[str, str, int]]], Awaitable[None]] | None = None,
     ) -> None:
         """``on_appended(entries)`` is awaited after each write that appended outbox
-        entries (the event log trims the outbox from there)."""
+        entries (the event log trims the outbox from there); ``on_ready(jobs)`` after each
+        that made jobs available (``Transaction.ready``: the SQS hints)."""
         self._aws = aws
         self._keys = keys
         self._table = table
         self._outseq: int | None = None
         self.on_appended = on_appended
+        self.on_ready = on_ready
 
     def forget(self) -> None:
         self._outseq = None
 
-    async def write(self, build: Callable[[Transaction], Any]) -> Transaction:
+    async def write(
+        self, build: Callable[[Transaction], Any], crash_at: str | None = None
+    ) -> Transaction:
         """Build (``build(transaction)`` adds the items) and run one transaction; again with
         the counter read afresh while another process moved it. :class:`CasFailed` if a
-        job's or another condition failed."""
+        job's or another condition failed. ``crash_at`` names the crash point between the
+        stored transaction and what follows it (the hints, the reply)."""
         for _ in range(MAX_ATTEMPTS):
             if self._outseq is None:
                 self._outseq = await self._read_outseq()
@@ -261,10 +272,14 @@ class Writer:
                 if jobs or None in failed:
                     raise CasFailed(jobs, other=None in failed) from error
                 continue
+            if crash_at is not None:
+                crash_point(crash_at)
             if transaction.entries:
                 self._outseq = transaction.first_seq + transaction.entries - 1
                 if self.on_appended is not None:
                     await self.on_appended(transaction.entries)
+            if transaction.ready and self.on_ready is not None:
+                await self.on_ready(transaction.ready)
             return transaction
         raise BackendUnavailable("The outbox counter kept moving concurrently; try again.")
 

@@ -1,0 +1,114 @@
+"""SQS hints: :class:`SqsHints` sends one message per job made available, and wakes the
+fetches of every process that long-polls the queue (``ReadyNotices``).
+
+A hint is ``{"id": job id, "v": version}`` on the job's queue's SQS queue, sent after
+the DynamoDB write that made the job available (``SendMessageBatch``, 10 a request).
+It is a hint, never the truth: a process that receives hints notifies its waiting
+fetches of that queue and deletes them; the fetch claims from the ready index, in
+priority-then-FIFO order, whatever the hint named. So a hint lost (a crash between
+the write and the send, SQS unreachable) costs latency, not the job: the fetches'
+polls (every ``poll_interval``) claim it all the same; a hint for a job that moved on
+wakes a fetch that finds nothing for it.
+
+Every process long-polls (``WaitTimeSeconds`` 20, on a connection pool of its own: an
+idle queue costs three requests a minute) the queues it fetches from, and only those:
+SQS hands each message to one receiver, so a process that only enqueues must not take
+the hints meant for those that fetch. With several fetching processes a hint wakes one
+of them; the others find the work at their next poll if that one is busy. On FIFO
+queues (``SQS_USE_FIFO``) the hints of a queue are one message group in order,
+de-duplicated by job id and version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+
+import trio
+
+from ...core import BackendUnavailable
+from .client import AwsClients
+from .setup import QueueUrls
+
+log = logging.getLogger("ojs_actors.backends.aws")
+
+SEND_BATCH = 10
+"""SQS's limit of messages per ``SendMessageBatch`` and per ``ReceiveMessage``."""
+LONG_POLL_S = 20
+
+
+class SqsHints:
+    def __init__(self, aws: AwsClients, urls: QueueUrls) -> None:
+        self._aws = aws
+        self._urls = urls
+        self._known: set[str] = set()
+        self._new_queue = trio.Event()
+
+    def know(self, queue: str) -> None:
+        """Long-poll ``queue`` too (this process fetches from it)."""
+        if queue not in self._known:
+            self._known.add(queue)
+            self._new_queue.set()
+
+    async def send(self, ready: Iterable[tuple[str, str, int]]) -> None:
+        """Hints for ``(queue, job id, version)`` of jobs just made available. Failures
+        are logged, not raised: the write they follow is stored, and polls find its jobs."""
+        by_queue: dict[str, list[tuple[str, int]]] = {}
+        for queue, job_id, version in ready:
+            by_queue.setdefault(queue, []).append((job_id, version))
+        for queue, jobs in by_queue.items():
+            try:
+                await self._send_queue(queue, jobs)
+            except BackendUnavailable as error:
+                log.warning(
+                    "SQS hints of queue %s not sent (%s); polls find the jobs", queue, error
+                )
+
+    async def _send_queue(self, queue: str, jobs: Sequence[tuple[str, int]]) -> None:
+        url = await self._urls.url(queue)
+        for start in range(0, len(jobs), SEND_BATCH):
+            entries = []
+            for n, (job_id, version) in enumerate(jobs[start : start + SEND_BATCH]):
+                entry = {"Id": str(n), "MessageBody": json.dumps({"id": job_id, "v": version})}
+                if self._urls.fifo:
+                    entry["MessageGroupId"] = queue
+                    entry["MessageDeduplicationId"] = f"{job_id}-{version}"
+                entries.append(entry)
+            await self._aws.sqs("send_message_batch", QueueUrl=url, Entries=entries)
+
+    async def watch_ready(self, notify: Callable[[str], None]) -> None:
+        """``ReadyNotices``: long-poll every known queue; ``notify(queue)`` per queue that
+        had hints. Raises :class:`BackendUnavailable` when SQS is away (called again)."""
+        async with trio.open_nursery() as nursery:
+            watched: set[str] = set()
+            while True:
+                for queue in sorted(self._known - watched):
+                    watched.add(queue)
+                    nursery.start_soon(self._watch_queue, queue, notify)
+                self._new_queue = trio.Event()
+                await self._new_queue.wait()
+
+    async def _watch_queue(self, queue: str, notify: Callable[[str], None]) -> None:
+        url = await self._urls.url(queue)
+        while True:
+            answer = await self._aws.sqs_long_poll(
+                QueueUrl=url,
+                MaxNumberOfMessages=SEND_BATCH,
+                WaitTimeSeconds=LONG_POLL_S,
+            )
+            messages = answer.get("Messages", [])
+            if not messages:
+                continue
+            notify(queue)
+            await self._aws.sqs(
+                "delete_message_batch",
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": message["ReceiptHandle"]}
+                    for n, message in enumerate(messages)
+                ],  # fmt: skip
+            )
+
+
+__all__ = ["LONG_POLL_S", "SEND_BATCH", "SqsHints"]
