@@ -28,7 +28,6 @@ from ojs_actors.backends.registry import (
     BUILTIN,
     REDIS_URL_OPTION,
     BackendEntry,
-    BackendOption,
     BackendRegistry,
 )
 from ojs_actors.cli import build_parser
@@ -62,7 +61,7 @@ def test_the_cli_offers_the_registered_backends_with_their_options(
     assert (
         flags["--backend"].choices
         == REGISTRY.names()
-        == ("memory", "sqlite", "redis", "nats", "kafka")
+        == ("memory", "sqlite", "redis", "nats", "kafka", "sqs")
     )
     declared = {option.flag for entry in REGISTRY.entries() for option in entry.options}
     nats = {"--nats-url", "--nats-stream", "--nats-prefix", "--nats-storage", "--nats-replicas",
@@ -72,7 +71,11 @@ def test_the_cli_offers_the_registered_backends_with_their_options(
         "events-topic", "queue-prefix", "dead-prefix", "outbox-limit", "timeout",
         "security-protocol", "sasl-mechanism", "sasl-username", "sasl-password", "tls-ca",
     )}  # fmt: skip
-    assert declared == {"--db", "--db-sync", "--redis-url", "--event-retention", *nats, *kafka}
+    aws = {"--aws-region", "--aws-endpoint-url", "--dynamodb-table", "--sqs-queue-prefix",
+           "--sqs-use-fifo", "--aws-timeout"}  # fmt: skip
+    assert declared == {
+        "--db", "--db-sync", "--redis-url", "--event-retention", *nats, *kafka, *aws
+    }  # fmt: skip
     assert declared <= flags.keys()
     for entry in REGISTRY.entries():
         assert entry.description in flags["--backend"].help
@@ -134,45 +137,8 @@ def test_the_cli_refuses_an_unknown_backend(
 # -- declaring backends --------------------------------------------------------------------
 
 
-def later_backends() -> BackendRegistry:
-    """The built-in backends, and how the backend of a later issue declares its seed
-    server's variables."""
-
-    def made(**options: Any) -> Backend:
-        return MemoryBackend()
-
-    sqs = BackendEntry(
-        name="sqs",
-        description="SQS with DynamoDB",
-        factory=made,
-        options=(
-            BackendOption(
-                name="region", flag="--aws-region", env="AWS_REGION",
-                default="us-east-1", help="AWS region",
-            ),
-            BackendOption(
-                name="endpoint_url", flag="--aws-endpoint-url", env="AWS_ENDPOINT_URL",
-                default=None, help="AWS endpoint",
-            ),
-            BackendOption(
-                name="table", flag="--dynamodb-table", env="DYNAMODB_TABLE",
-                default="ojs-jobs", help="DynamoDB table",
-            ),
-            BackendOption(
-                name="queue_prefix", flag="--sqs-queue-prefix", env="SQS_QUEUE_PREFIX",
-                default="ojs-", help="SQS queue name prefix",
-            ),
-            BackendOption(
-                name="fifo", flag="--sqs-use-fifo", env="SQS_USE_FIFO",
-                default=False, type=bool, help="FIFO queues",
-            ),
-        ),
-    )  # fmt: skip
-    return BackendRegistry([*BUILTIN, sqs])
-
-
-def test_later_backends_declare_their_seed_servers_variables_in_one_place() -> None:
-    registry = later_backends()
+def test_the_backends_declare_their_seed_servers_variables_in_one_place() -> None:
+    registry = REGISTRY
     environ = {
         "NATS_URL": "nats://n:1",
         "KAFKA_BROKERS": "k1:9092,k2:9092",
@@ -228,6 +194,8 @@ def test_later_backends_declare_their_seed_servers_variables_in_one_place() -> N
             "table": "jobs",
             "queue_prefix": "test-",
             "fifo": True,
+            "timeout": 5.0,
+            "event_retention": 10_000,
         },
         "redis": {"url": "redis://state:6379", "event_retention": 10_000},  # one --redis-url
     }
@@ -245,7 +213,7 @@ def test_a_flag_two_backends_declare_differently_is_refused() -> None:
 
 
 def test_a_malformed_flag_in_the_environment_names_the_variable() -> None:
-    registry = later_backends()
+    registry = REGISTRY
     with pytest.raises(ValueError, match="SQS_USE_FIFO: expected true or false, not 'maybe'"):
         registry.add_arguments(argparse.ArgumentParser(), {"SQS_USE_FIFO": "maybe"})
 
@@ -254,7 +222,7 @@ def test_an_unknown_backend_is_a_clear_error() -> None:
     with pytest.raises(InvalidRequest) as raised:
         create_backend("postgres")
     assert raised.value.message == (
-        "Unknown backend 'postgres'; this build has: memory, sqlite, redis, nats, kafka."
+        "Unknown backend 'postgres'; this build has: memory, sqlite, redis, nats, kafka, sqs."
     )
     assert raised.value.details == {"backend": "postgres", "available": list(REGISTRY.names())}
 
@@ -322,7 +290,7 @@ async def test_third_party_backends_are_found_by_entry_point(
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = BackendRegistry(BUILTIN, entry_point_group="ojs_test_backends")
-    assert registry.names() == ("memory", "sqlite", "redis", "nats", "kafka", "third")
+    assert registry.names() == ("memory", "sqlite", "redis", "nats", "kafka", "sqs", "third")
     parser = argparse.ArgumentParser()
     registry.add_arguments(parser, {"THIRD_LOG": "7"})
     args = parser.parse_args(["--backend", "third"])
