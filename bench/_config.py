@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 
 SCENARIOS = (
     "http_enqueue", "http_lifecycle", "embedded", "peers", "growth", "redis_client", "scale_out",
+    "aws_cost",
 )  # fmt: skip
 # The numbers: 6 is not a scenario of its own (it is 1-3 on every backend, an alias
 # in __main__), so the scenarios after growth are 7 and 8.
@@ -52,6 +53,14 @@ class Sizes:
     scale_jobs: int = 2000  # HTTP lifecycle jobs (latency jobs: http_latency_jobs)
     scale_fetch_count: int = 50
     scale_concurrency: int = 64  # single enqueue connections
+    # aws_cost: the sqs backend on moto (counts, not timings: one run; --runs leaves it)
+    aws_runs: int = 1
+    aws_jobs: int = 2000  # embedded window, after the warm-up
+    aws_warmup_jobs: int = 1100  # past the outbox retention the scenario sets (3000 events)
+    aws_http_jobs: int = 1000
+    aws_http_warmup_jobs: int = 1100
+    aws_idle_s: float = 60.0
+    aws_timeout_s: float = 600.0  # per measurement (warm-up, window, idle)
     # every lifecycle run, every fill: the most it may take
     timeout_s: float = 120.0
     fill_timeout_s: float = 400.0
@@ -85,6 +94,12 @@ QUICK = Sizes(
     scale_workers=(1, 2),
     scale_jobs=100,
     scale_concurrency=16,
+    aws_jobs=200,
+    aws_warmup_jobs=100,
+    aws_http_jobs=100,
+    aws_http_warmup_jobs=100,
+    aws_idle_s=5.0,
+    aws_timeout_s=120.0,
     timeout_s=30.0,
     fill_timeout_s=60.0,
 )

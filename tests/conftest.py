@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
 import pytest
-from serving import HTTP_PATHS, OjsServer
+from serving import HTTP_PATHS, OjsServer, SerialMotoServer
 
 from ojs_actors.http import HttpSettings, create_app
 from ojs_actors.system import System, open_system
@@ -160,7 +160,9 @@ def client(make_client: Callable[..., Any]) -> Any:
 
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    with MotoServer(tmp_path_factory.mktemp("moto")) as server:
+    """moto's server, its DynamoDB requests one at a time as DynamoDB isolates them
+    (``serial_moto.py``: stock moto loses writes under concurrent transactions)."""
+    with SerialMotoServer(tmp_path_factory.mktemp("moto")) as server:
         yield server
 
 

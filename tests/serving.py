@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from ojs_actors.testing.services import free_port
+from ojs_actors.testing.services import HOST, MotoServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,6 +52,33 @@ def kafka_env(options: Mapping[str, Any]) -> dict[str, str]:
         "OJS_KAFKA_PARTITIONS": str(options["partitions"]),
         "OJS_KAFKA_TIMEOUT": str(options["timeout"]),
     }
+
+
+def aws_env(options: Mapping[str, Any]) -> dict[str, str]:
+    """The environment of ``serve --backend sqs`` with the ``aws_options`` fixture's
+    endpoint, region, table and queue prefix, and the dummy credentials moto takes (the
+    standard chain finds them in the environment)."""
+    env = {
+        "AWS_ENDPOINT_URL": str(options["endpoint_url"]),
+        "AWS_REGION": str(options["region"]),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "DYNAMODB_TABLE": str(options["table"]),
+        "SQS_QUEUE_PREFIX": str(options["queue_prefix"]),
+    }
+    if "timeout" in options:
+        env["OJS_AWS_TIMEOUT"] = str(options["timeout"])
+    return env
+
+
+class SerialMotoServer(MotoServer):
+    """moto's server with its DynamoDB requests one at a time and its transactions backed
+    up item by item (``serial_moto.py`` says why: stock moto loses and doubles writes under
+    concurrent transactions, which DynamoDB never does)."""
+
+    def command(self) -> list[str]:
+        script = Path(__file__).with_name("serial_moto.py")
+        return [sys.executable, str(script), "-H", HOST, "-p", str(self.port)]
 
 
 class OjsServer:

@@ -345,3 +345,61 @@ async def test_a_holder_that_lost_its_lease_stops_publishing() -> None:
         await system.enqueue({"type": "t", "args": []})
         assert await a.relay_once() == 1
         assert ids(sink.published) == ids(await system.events(EventFilter()))
+
+
+# -- batches ----------------------------------------------------------------------------------
+
+
+class CountingMemory(MemoryBackend):
+    """A memory backend counting its outbox reads."""
+
+    reads = 0
+
+    async def read_events(self, query: EventFilter) -> list[dict[str, Any]]:
+        self.reads += 1
+        return await super().read_events(query)
+
+
+class BatchedSink(ListSink):
+    relay_batch = 4
+
+
+async def test_the_sinks_batch_size_and_the_next_batch_read_while_one_is_published() -> None:
+    store = CountingMemory()
+    sink = BatchedSink()
+    relay = EventRelay(store, sink, lambda: START, holder="a")
+    assert relay.batch_size == 4
+    async with open_system(store, clock=lambda: START) as system:
+        for n in range(10):
+            await system.enqueue({"type": "t", "args": [n]})
+        expected = ids(await system.events(EventFilter()))
+        store.reads = 0
+        sink.gate = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(relay.relay_once)
+            await trio.testing.wait_all_tasks_blocked()
+            assert sink.calls == 1 and store.reads == 2  # the next batch, read meanwhile
+            sink.gate.set()
+        sink.gate = None
+        assert await relay.relay_once() == 4 and store.reads == 3  # read ahead of the third
+        assert await relay.relay_once() == 2  # the tail, read when its turn came
+        assert await relay.relay_once() == 0
+        assert ids(sink.published) == expected
+        cursor = await store.load_snapshot(f"{CURSOR_PREFIX}{RELAY}")
+        assert cursor == {"after": expected[-1]}
+
+
+async def test_a_batch_read_ahead_of_a_failed_publication_waits_its_turn() -> None:
+    store = MemoryBackend()
+    sink = ListSink()
+    relay = EventRelay(store, sink, lambda: START, holder="a", batch_size=3)
+    async with open_system(store, clock=lambda: START) as system:
+        for n in range(7):
+            await system.enqueue({"type": "t", "args": [n]})
+        expected = ids(await system.events(EventFilter()))
+        assert await relay.relay_once() == 3
+        sink.down, sink.takes = 1, 1  # the second batch fails after taking one event
+        assert await relay.relay_once() is None
+        assert [await relay.relay_once() for _ in range(3)] == [3, 1, 0]
+        assert ids(sink.published) == expected[:4] + expected[3:]  # the failed batch again
+        assert relay.published == 7 and relay.failures == 1

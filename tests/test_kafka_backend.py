@@ -8,7 +8,10 @@ one of their own."""
 from __future__ import annotations
 
 import itertools
+import json
+import random
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -18,12 +21,23 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from conftest import KafkaBroker, kafka_topics
 from serving import OjsServer, kafka_env
 
 from ojs_actors import Job, State, open_system
 from ojs_actors.backends import EventFilter
-from ojs_actors.backends.kafka import KafkaBackend, KafkaTopics, RecordPlan
+from ojs_actors.backends.bridge import open_asyncio_bridge
+from ojs_actors.backends.kafka import (
+    KafkaBackend,
+    KafkaProducer,
+    KafkaSettings,
+    KafkaTopics,
+    Record,
+    RecordPlan,
+)
+from ojs_actors.backends.kafka.producer import BATCH_BYTES, murmur2
 from ojs_actors.core import OutboxFull, parse_enqueue
 from ojs_actors.core.cron import parse_cron
 from ojs_actors.core.events import cron_event, job_events
@@ -91,6 +105,12 @@ def test_events_can_be_switched_off_and_cron_events_are_keyed_by_cron() -> None:
 def test_topic_names_are_checked() -> None:
     with pytest.raises(ValueError, match="not a valid Kafka topic name"):
         KafkaTopics(events="ojs events")
+
+
+def test_keys_hash_as_aiokafka_and_the_java_client_hash_them() -> None:
+    keys = [random.Random(n).randbytes(n % 70) for n in range(2000)]
+    keys += [b"", b"t", b"email.send", "queue-\u00e9".encode(), str(uuid.uuid4()).encode()]
+    assert [murmur2(key) for key in keys] == [aiokafka_murmur2(key) for key in keys]
 
 
 # -- on a broker ------------------------------------------------------------------------
@@ -265,12 +285,14 @@ async def test_a_ten_second_outage_under_load_loses_no_event(
             async with trio.open_nursery() as load:
 
                 async def enqueue_for(seconds: float) -> None:
-                    with trio.move_on_after(seconds):
-                        while True:
-                            start = next(batches) * 20
-                            jobs = await system.enqueue_batch(job_requests(20, start))
-                            numbers.update((job.id, job.args[0]) for job in jobs)
-                            await trio.sleep(0.05)
+                    # Stops between batches, never inside one (an enqueue cut off there
+                    # may be stored without its ids being noted).
+                    deadline = trio.current_time() + seconds
+                    while trio.current_time() < deadline:
+                        start = next(batches) * 20
+                        jobs = await system.enqueue_batch(job_requests(20, start))
+                        numbers.update((job.id, job.args[0]) for job in jobs)
+                        await trio.sleep(0.05)
 
                 load.start_soon(enqueue_for, 14.0)
                 await trio.sleep(2.0)
@@ -297,6 +319,36 @@ LIFECYCLE = {
 }  # fmt: skip
 """The events of a job of :func:`job_requests` run by :func:`failing_every_fifth`, by whether
 it fails (every fifth)."""
+
+
+async def test_a_publish_batches_by_partition_as_aiokafka_would_in_order_per_key(
+    kafka_options: dict[str, Any],
+) -> None:
+    """Records of a publish land on the partition aiokafka's default partitioner picks for
+    their key, in order per key, once each, also when a partition's share of the publish
+    fills more than one batch (BATCH_BYTES)."""
+    name, partitions = kafka_options["events_topic"], [0, 1, 2]
+    producer = KafkaProducer(KafkaSettings(kafka_options["brokers"], partitions=len(partitions)))
+    padding = "x" * 8000
+    records = [
+        Record(name, f"k{n % 20}".encode(), json.dumps([n, padding]).encode(), [("n", b"%d" % n)])
+        for n in range(4 * BATCH_BYTES // len(padding))
+    ]
+    async with open_asyncio_bridge():
+        await producer.start([name])
+        try:
+            await producer.publish(records)
+        finally:
+            await producer.close()
+    found = await topic(kafka_options, name)
+    assert sorted(r.value[0] for r in found) == list(range(len(records)))
+    by_key: dict[str, list[TopicRecord]] = defaultdict(list)
+    for record in found:
+        by_key[record.key or ""].append(record)
+    for key, kept in by_key.items():
+        picked = DefaultPartitioner()(key.encode(), partitions, partitions)
+        assert {r.partition for r in kept} == {picked}
+        assert [r.value[0] for r in kept] == sorted(r.value[0] for r in kept)
 
 
 async def test_kafka_unreachable_at_start_is_no_outage(redis_url: str, tmp_path: Path) -> None:

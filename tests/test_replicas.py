@@ -1,11 +1,13 @@
 """Two real ``ojs-actors serve`` processes on one networked backend behave as one server,
-on Redis, on NATS and on Kafka (whose state is Redis's parts; its relay to Kafka with two
-processes is tested in ``test_kafka_backend.py``).
+on Redis, on NATS, on Kafka (whose state is Redis's parts; its relay to Kafka with two
+processes is tested in ``test_kafka_backend.py``) and on AWS (``sqs``).
 
 Each process runs its own actors over the shared store: on Redis the session's
 redis-server (emptied for the test), every change one Lua script; on NATS the session's
 nats-server with a stream and subject prefix of the test alone (memory storage), every
-job write an atomic batch with a compare-and-set on the job's record. Whichever process
+job write an atomic batch with a compare-and-set on the job's record; on AWS the
+session's moto server with a DynamoDB table and SQS queues of the test alone, every
+change one ``TransactWriteItems`` conditional on each job's version. Whichever process
 loses a race finds the record changed and nothing of its write is stored.
 
 * Under concurrent enqueues and fetches through both, every job is claimed by exactly
@@ -38,12 +40,14 @@ from typing import Any
 
 import httpx
 import pytest
-from serving import OjsServer, kafka_env, nats_env
+from serving import OjsServer, aws_env, kafka_env, nats_env
 
 from ojs_actors.core.timefmt import parse_timestamp
 
 POLL_INTERVAL = 0.2
 JOBS_PER_PRODUCER = 100
+JOBS_PER_PRODUCER_ON = {"sqs": 50}
+"""Fewer on moto, whose DynamoDB serves one request at a time (``serial_moto.py``)."""
 FETCHERS_PER_SERVER = 6
 MAX_ROUNDS = 2_000
 """Bound on each fetcher's rounds (one fetch, and an ack of each job it got)."""
@@ -56,7 +60,7 @@ def start_server(backend: str, env: dict[str, str], log: Path) -> OjsServer:
     return OjsServer(["--backend", backend], log, env=env, poll_interval=POLL_INTERVAL)
 
 
-@pytest.fixture(params=["redis", "nats", "kafka"])
+@pytest.fixture(params=["redis", "nats", "kafka", "sqs"])
 def servers(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[OjsServer, OjsServer]]:
@@ -65,6 +69,8 @@ def servers(
         env = {"REDIS_URL": request.getfixturevalue("redis_url")}
     elif backend == "kafka":
         env = kafka_env(request.getfixturevalue("kafka_options"))
+    elif backend == "sqs":
+        env = aws_env(request.getfixturevalue("aws_options"))
     else:
         options: dict[str, Any] = request.getfixturevalue("nats_options")
         env = nats_env(options["url"], options)
@@ -170,11 +176,13 @@ def guarded(errors: list[str], target: Callable[..., None]) -> Callable[..., Non
 
 
 def test_each_job_is_claimed_once_and_acked_through_the_other_process(
-    servers: tuple[OjsServer, OjsServer],
+    servers: tuple[OjsServer, OjsServer], request: pytest.FixtureRequest
 ) -> None:
     """Producers enqueue through both processes while fetchers on both claim; each fetcher
     acks through the other process. Every job is claimed exactly once and completed."""
     a, b = servers
+    jobs_per_producer = JOBS_PER_PRODUCER_ON.get(request.node.callspec.params["servers"],
+                                                 JOBS_PER_PRODUCER)  # fmt: skip
     other = {a.url: b.url, b.url: a.url}
     enqueued: set[str] = set()
     claims: list[tuple[str, str]] = []
@@ -187,7 +195,7 @@ def test_each_job_is_claimed_once_and_acked_through_the_other_process(
     def producer(server: OjsServer) -> None:
         with httpx.Client() as client:
             start.wait()
-            for n in range(JOBS_PER_PRODUCER):
+            for n in range(jobs_per_producer):
                 response = client.post(
                     f"{server.url}/ojs/v1/jobs",
                     json={"type": "replica.test", "args": [n], "options": {"queue": "shared"}},
@@ -233,7 +241,7 @@ def test_each_job_is_claimed_once_and_acked_through_the_other_process(
     assert not any(thread.is_alive() for thread in producers + fetchers)
     assert errors == []
 
-    assert len(enqueued) == 2 * JOBS_PER_PRODUCER
+    assert len(enqueued) == 2 * jobs_per_producer
     times = Counter(job_id for job_id, _ in claims)
     assert {job_id for job_id, n in times.items() if n > 1} == set()
     assert set(times) == enqueued

@@ -291,7 +291,11 @@ class EventSink(Protocol):
 
     A sink that also publishes the jobs themselves sets ``wants_jobs = True`` (an
     optional attribute): its events of job changes then come with the job stored
-    (``EventFilter.with_jobs``)."""
+    (``EventFilter.with_jobs``). A sink whose publishing costs mostly per call, not per
+    event, sets ``relay_batch`` (an optional attribute, an ``int``) to the events it
+    takes per call: the relay then reads and hands over that many at once instead of
+    :data:`~ojs_actors.system.event_relay.RELAY_BATCH` (500); a failed call publishes
+    them all again."""
 
     relay_name: str
     """Names the relay's durable cursor and its lease, e.g. ``"nats-events"``."""

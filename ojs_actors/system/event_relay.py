@@ -5,7 +5,11 @@ cluster at a time.
 It reads through the durable cursor named ``sink.relay_name`` (:class:`.EventCursor`):
 read a batch, ``publish_events`` it, commit its last id. A failure or a crash between
 publishing and committing publishes that batch again (downstream drops duplicates by
-event id); no event is skipped.
+event id); no event is skipped. Batches hold ``sink.relay_batch`` events if the sink
+says (one that publishes thousands at once as cheaply as a few hundred: Kafka), else
+:data:`RELAY_BATCH`. While a full batch is published, the relay reads the next one (it
+is published once this one is committed, and only if the cursor is still where it was
+read from), so reading and publishing overlap when catching up.
 
 One relay per cluster: every process sharing the store runs one, but only the holder
 of the lease publishes. The lease is the snapshot ``event-relay:<relay_name>``,
@@ -23,8 +27,9 @@ after the poll interval.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -59,13 +64,17 @@ class EventRelay(Actor):
         signals: Signals | None = None,
         *,
         holder: str | None = None,
-        batch_size: int = RELAY_BATCH,
+        batch_size: int | None = None,
         lease: float = LEASE_SECONDS,
         poll_interval: float = 1.0,
         linger: float = LINGER_SECONDS,
     ) -> None:
         """``holder`` names this process in the lease (a random id if ``None``): give every
-        instance of one process the same, so a restarted relay takes its lease back at once."""
+        instance of one process the same, so a restarted relay takes its lease back at once.
+        ``batch_size``: events per read and publish; by default the sink's ``relay_batch``,
+        else :data:`RELAY_BATCH`."""
+        if batch_size is None:
+            batch_size = getattr(sink, "relay_batch", RELAY_BATCH)
         if batch_size < 1 or lease <= 0:
             raise ValueError("batch_size and lease must be positive")
         self.backend = backend
@@ -93,6 +102,8 @@ class EventRelay(Actor):
         self._until = 0  # the lease's end (ours while holding, else the last seen holder's)
         self._renew_at = 0
         self._cursor = self._new_cursor()
+        self._ahead: tuple[str, list[dict[str, Any]]] | None = None
+        """The batch read after an event id while the batch ending there was published."""
 
     def _new_cursor(self) -> EventCursor:
         query = EventFilter(with_jobs=getattr(self.sink, "wants_jobs", False))
@@ -128,30 +139,68 @@ class EventRelay(Actor):
         """Publish the next batch if this relay holds (or can take) the lease: how many
         events were published, ``None`` if the sink refused them (tried again later)."""
         if not await self._keep_lease():
-            self.lag = None
+            self.lag, self._ahead = None, None
             return 0
-        events = await self._cursor.read(self.batch_size)
+        events = await self._next_batch()
         if events:
-            try:
-                await self.sink.publish_events(events)
-            except Exception as error:  # the sink's failure is no crash of the relay
-                self.failures += 1
-                self.last_error = str(error) or type(error).__name__
-                self.lag = len(events) if len(events) < self.batch_size else None
-                log.warning(
-                    "event relay %s: publishing %d events failed: %r; again in %.1fs",
-                    self.sink.relay_name,
-                    len(events),
-                    error,
-                    self.poll_interval,
-                    exc_info=not isinstance(error, BackendUnavailable),
-                )
+            if not await self._publish(events):
                 return None
             self.published += len(events)
             self.last_error = None
             await self._cursor.commit(events[-1]["id"])
         self.lag = 0 if len(events) < self.batch_size else None
         return len(events)
+
+    async def _next_batch(self) -> list[dict[str, Any]]:
+        """The events after the committed position: the batch read ahead while the last
+        one was published if it was read after that position, else read now."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == await self._cursor.position():
+            return ahead[1]
+        return await self._cursor.read(self.batch_size)
+
+    async def _publish(self, events: list[dict[str, Any]]) -> bool:
+        """Hand ``events`` to the sink; whether it took them. Meanwhile, after a full batch
+        (more is likely waiting), read the next one, to publish once this one is committed."""
+        if len(events) < self.batch_size:
+            return await self._hand_over(events)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read_ahead, events[-1]["id"])
+            if not await self._hand_over(events):
+                nursery.cancel_scope.cancel()
+                return False
+        return True
+
+    async def _hand_over(self, events: list[dict[str, Any]]) -> bool:
+        try:
+            await self.sink.publish_events(events)
+        except Exception as error:  # the sink's failure is no crash of the relay
+            self.failures += 1
+            self.last_error = str(error) or type(error).__name__
+            self.lag = len(events) if len(events) < self.batch_size else None
+            log.warning(
+                "event relay %s: publishing %d events failed: %r; again in %.1fs",
+                self.sink.relay_name,
+                len(events),
+                error,
+                self.poll_interval,
+                exc_info=not isinstance(error, BackendUnavailable),
+            )
+            return False
+        return True
+
+    async def _read_ahead(self, after: str) -> None:
+        query = dataclasses.replace(
+            self._cursor.query, after=after, limit=self.batch_size, resume=True
+        )
+        try:
+            events = await self.backend.read_events(query)
+        except BackendUnavailable:
+            return  # read when its turn comes
+        if len(events) >= self.batch_size:
+            # A shorter batch is the tail: read it again when its turn comes, so that
+            # what is appended meanwhile joins it (or wakes the relay).
+            self._ahead = (after, events)
 
     async def _keep_lease(self) -> bool:
         """Hold the lease, with at least two thirds of it left: renew it, or take it if
@@ -185,7 +234,7 @@ class EventRelay(Actor):
         if not self._holding:
             log.info("event relay %s: lease taken (%s)", self.sink.relay_name, self.holder)
             # Another holder may have moved the cursor: read its position again.
-            self._cursor = self._new_cursor()
+            self._cursor, self._ahead = self._new_cursor(), None
         self._holding, self._version, self._until = True, version, until
         self._renew_at = until - self.lease_ms * 2 // 3
         return True

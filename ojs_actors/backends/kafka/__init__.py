@@ -8,11 +8,12 @@ and Kafka gets the record of every change: :class:`KafkaBackend` adds an
 
 Flow. Each job change appends its outbox entry in the same Lua script that stores it
 (:mod:`ojs_actors.backends.redis.lua_outbox`). The event relay of one process (a
-lease) reads the outbox in order through its durable cursor, with each change's job
-(``wants_jobs``), turns each event into records (:mod:`.records`: the events topic,
-and the job itself on ``ojs.queue.{q}``, ``ojs.queue.{q}.retry`` or ``ojs.dead.{q}``)
-and publishes them (:mod:`.producer`, ``acks=all``); once Kafka acknowledged them it
-moves the outbox's hold past them (``outhold``), and commits its cursor.
+lease) reads the outbox in order through its durable cursor, 2000 events at a time
+(``relay_batch``), with each change's job (``wants_jobs``), turns each event into
+records (:mod:`.records`: the events topic, and the job itself on ``ojs.queue.{q}``,
+``ojs.queue.{q}.retry`` or ``ojs.dead.{q}``) and publishes them (:mod:`.producer`,
+``acks=all``); once Kafka acknowledged them it moves the outbox's hold past them
+(``outhold``), and commits its cursor.
 
 No record lost, none out of order per job: a failure or crash before the cursor
 commit publishes the same records again, with the same ``ojs-event-id`` header

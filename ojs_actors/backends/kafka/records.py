@@ -36,12 +36,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from ...core import SPEC_VERSION, Job, format_ms
 from ..codec import dumps
 
 Header = tuple[str, bytes]
 
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_SPEC_VERSION: Header = ("ojs-specversion", SPEC_VERSION.encode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,26 +94,25 @@ class RecordPlan:
         job: Job | None = event.get("job")
         if job is not None:
             event = {name: value for name, value in event.items() if name != "job"}
-        data = event.get("data") or {}
         event_headers = [
             ("ojs-event-id", event["id"].encode()),
             ("ojs-event-type", event["type"].encode()),
-            ("ojs-specversion", SPEC_VERSION.encode()),
+            _SPEC_VERSION,
         ]
         if job is not None:
             event_headers += _job_identity(job)
         if self.events_enabled:
+            data = event.get("data") or {}
             key = data.get("job_id") or event.get("subject") or event["id"]
-            yield Record(
-                self.topics.events, str(key).encode(), dumps(event).encode(), event_headers
-            )
+            yield Record(self.topics.events, str(key).encode(), _json(event), event_headers)
         if job is None:
             return
         topic = self._job_topic(event["type"], job)
         if topic is not None:
+            wire = job.to_wire()
             key = job.queue if self.use_queue_key else job.type
-            headers = event_headers + _job_state(job)
-            yield Record(topic, key.encode(), dumps(job.to_wire()).encode(), headers)
+            headers = event_headers + _job_state(job, wire["created_at"])
+            yield Record(topic, key.encode(), _json(wire), headers)
 
     def _job_topic(self, kind: str, job: Job) -> str | None:
         if kind == "job.enqueued" and job.attempt == 0:
@@ -122,6 +124,14 @@ class RecordPlan:
         return None
 
 
+def _json(value: Any) -> bytes:
+    """UTF-8 JSON of ``value``: ``orjson``'s bytes as they are (see :func:`..codec.dumps`)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return dumps(value).encode()
+
+
 def _job_identity(job: Job) -> list[Header]:
     return [
         ("ojs-job-id", job.id.encode()),
@@ -130,13 +140,14 @@ def _job_identity(job: Job) -> list[Header]:
     ]
 
 
-def _job_state(job: Job) -> list[Header]:
+def _job_state(job: Job, created_at: str) -> list[Header]:
+    """The job record's own headers; ``created_at`` as the job's wire form has it."""
     headers = [
         ("ojs-state", job.state.value.encode()),
         ("ojs-attempt", str(job.attempt).encode()),
         ("ojs-priority", str(job.priority).encode()),
         ("ojs-max-attempts", str(job.retry.max_attempts).encode()),
-        ("ojs-created-at", format_ms(job.created_at).encode()),
+        ("ojs-created-at", created_at.encode()),
     ]
     if job.scheduled_at is not None:
         headers.append(("ojs-scheduled-at", format_ms(job.scheduled_at).encode()))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import trio
+
 from ...core import State
 from ...core.events import entry_of
 from ..base import EventFilter
@@ -13,7 +15,9 @@ from .connection import RedisConnection
 from .records import _job_of
 
 PAGE = 500
-"""Outbox entries per read round trip."""
+"""Outbox entries per read round trip, at least: a read of more events reads as many
+entries at once (up to :data:`MAX_PAGE`), and renders them :data:`PAGE` at a time."""
+MAX_PAGE = 5000
 
 
 class RedisEventLog:
@@ -33,14 +37,15 @@ class RedisEventLog:
         after = cursor(query)
         key, skip = after if after is not None else ("", 0)
         resume = "1" if query.resume else ""
-        first, at_key, texts = await self._connection.script("read_outbox", key, resume, "", PAGE)
+        page = min(max(query.limit, PAGE), MAX_PAGE)
+        first, at_key, texts = await self._connection.script("read_outbox", key, resume, "", page)
         if not at_key:
             skip = 0  # from the oldest kept (or nothing, if the key is unknown)
         while texts:
-            if collect(map(_entry, texts), query, skip, found):
+            if await _collect(texts, query, skip, found):
                 break
             first, skip = int(first) + len(texts), 0
-            first, _, texts = await self._connection.script("read_outbox", "", "", str(first), PAGE)
+            first, _, texts = await self._connection.script("read_outbox", "", "", str(first), page)
         return found
 
     async def hold_outbox(self, relayed_event_id: str | None, *, start: bool = False) -> int:
@@ -51,6 +56,20 @@ class RedisEventLog:
         nothing is lost, and the backlog is what the caller bounds. Uses ``outhold``."""
         key = entry_of(relayed_event_id)[0] if relayed_event_id else ""
         return int(await self._connection.script("hold_outbox", key, "start" if start else ""))
+
+
+async def _collect(
+    texts: list[str], query: EventFilter, skip: int, found: list[dict[str, Any]]
+) -> bool:
+    """:func:`~ojs_actors.backends.outbox.collect` on a page, :data:`PAGE` entries at a
+    time, letting the other tasks run in between (rendering a page takes milliseconds)."""
+    for start in range(0, len(texts), PAGE):
+        if start:
+            await trio.lowlevel.checkpoint()
+            skip = 0
+        if collect(map(_entry, texts[start : start + PAGE]), query, skip, found):
+            return True
+    return False
 
 
 def _entry(text: str) -> OutboxEntry:
