@@ -66,6 +66,19 @@ ADDED: dict[Operation, dict[str, Any]] = {
         "tags": ["System"],
         "responses": {"200": _json_reply("OpenAPI 3.1 document", {"type": "object"})},
     },
+    ("/metrics", "get"): {
+        "operationId": "getMetrics",
+        "summary": "Prometheus metrics",
+        "description": "The process's and the event relay's metrics in Prometheus's text "
+        "format (ojs-observability); needs the API key when keys are configured.",
+        "tags": ["System"],
+        "responses": {
+            "200": {
+                "description": "Metrics",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    },
     ("/ojs/v1/ready", "get"): {
         "operationId": "getReadiness",
         "summary": "Readiness probe",
