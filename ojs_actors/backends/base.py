@@ -30,7 +30,7 @@ Conventions every implementation follows:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -426,6 +426,23 @@ def plan_insert(
     if job.unique_key is None:  # only the id can conflict
         return job
     return _unique_decision(job, key_holder(job.unique_key))
+
+
+def update_rounds(updates: Sequence[tuple[Job, int]]) -> Iterator[list[int]]:
+    """The indexes of ``updates`` in rounds, in order, each job at most once a round: an
+    ``update_jobs`` that names a job twice applies the second compare-and-set after the
+    first, so it sees that one's version."""
+    pending = list(range(len(updates)))
+    while pending:
+        this_round: list[int] = []
+        later: list[int] = []
+        seen: set[str] = set()
+        for index in pending:
+            job_id = updates[index][0].id
+            (later if job_id in seen else this_round).append(index)
+            seen.add(job_id)
+        yield this_round
+        pending = later
 
 
 def plan_inserts(

@@ -16,7 +16,7 @@ import trio
 from botocore.exceptions import ClientError
 
 from ...core import BackendUnavailable, OJSError, parse_queue_name
-from ..options import positive_float
+from ..options import argparse_type, positive_float
 from .client import AwsClients, AwsSettings, error_code
 from .options import AWS_OPTIONS
 from .setup import QUEUE_MISSING_CODES, SetupError, ensure_queue, ensure_table, sqs_queue_name
@@ -43,7 +43,7 @@ def build_parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentPa
     )
     parser.add_argument(
         "--wait",
-        type=_checked(positive_float),
+        type=argparse_type(positive_float),
         default=120.0,
         help="seconds to wait for a new table to become ACTIVE (default 120)",
     )
@@ -97,16 +97,6 @@ def main(argv: Sequence[str]) -> int:
 def _fail(message: str) -> int:
     print(f"{PROG}: {' '.join(message.split())}", file=sys.stderr)  # one line, always
     return 1
-
-
-def _checked(parse: Callable[[str], object]) -> Callable[[str], object]:
-    def checked(text: str) -> object:
-        try:
-            return parse(text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    return checked
 
 
 def _queues(text: str) -> list[str]:

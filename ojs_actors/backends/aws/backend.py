@@ -8,7 +8,7 @@ from typing import Any
 
 from ...core import Job
 from ..assembly import AssembledBackend
-from ..base import EVERY_CAPABILITY, RateLimit
+from ..base import EVERY_CAPABILITY
 from ..outbox import EVENT_RETENTION
 from .claims import AwsReadyQueue
 from .client import AwsClients, AwsSettings
@@ -18,7 +18,7 @@ from .jobs import AwsJobs
 from .layout import Keys
 from .setup import QueueUrls
 from .snapshots import AwsSnapshots
-from .timers import BATCH_WRITE, AwsDeadLetter, AwsTimers
+from .timers import AwsDeadLetter, AwsTimers
 from .writes import Writer
 
 DEFAULT_TABLE = "ojs-jobs"
@@ -56,19 +56,8 @@ class _Lifetime:
         if backend.keys.prefix:
             request["FilterExpression"] = "begins_with(pk, :p)"
             request["ExpressionAttributeValues"] = {":p": {"S": backend.keys.prefix}}
-        keys: list[dict[str, Any]] = []
-        while True:
-            answer = await backend.aws.dynamodb("scan", **request)
-            keys += answer.get("Items", [])
-            if "LastEvaluatedKey" not in answer:
-                break
-            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-        for start in range(0, len(keys), BATCH_WRITE):
-            batch = {backend.table: [{"DeleteRequest": {"Key": key}}
-                                     for key in keys[start : start + BATCH_WRITE]]}  # fmt: skip
-            while batch:
-                answer = await backend.aws.dynamodb("batch_write_item", RequestItems=batch)
-                batch = answer.get("UnprocessedItems") or {}
+        keys = await backend.aws.dynamodb_items("scan", **request)
+        await backend.aws.delete_items(backend.table, keys)
         backend.writer.forget()
         backend.event_log.forget()
 
@@ -106,7 +95,7 @@ class AwsBackend(AssembledBackend):
         self.writer = writer = Writer(
             self.aws, keys, table, on_appended=self.event_log.appended, on_ready=self.hints.send
         )
-        claims = AwsReadyQueue(self.aws, keys, table, writer)
+        claims = AwsReadyQueue(self.aws, keys, table, writer, on_claim=self.hints.know)
         self._jobs_part = jobs = AwsJobs(self.aws, keys, table, writer)
         super().__init__(
             name=self.name,
@@ -129,19 +118,6 @@ class AwsBackend(AssembledBackend):
     async def watch_ready(self, notify: Callable[[str], None]) -> None:
         """:class:`~ojs_actors.backends.base.ReadyNotices`, from :class:`SqsHints`."""
         await self.hints.watch_ready(notify)
-
-    async def claim(
-        self,
-        queue: str,
-        count: int,
-        now: int,
-        worker_id: str | None,
-        visibility_ms: int | None,
-        *,
-        rate: RateLimit | None = None,
-    ) -> tuple[list[Job], list[Job]]:
-        self.hints.know(queue)  # a queue fetched from: its hints wake this process
-        return await super().claim(queue, count, now, worker_id, visibility_ms, rate=rate)
 
 
 __all__ = ["DEFAULT_TABLE", "AwsBackend"]

@@ -11,6 +11,7 @@ window are one item changed by compare-and-set in the same transaction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -31,9 +32,19 @@ MAX_STALE = 10
 
 
 class AwsReadyQueue:
-    def __init__(self, aws: AwsClients, keys: Keys, table: str, writer: Writer) -> None:
+    def __init__(
+        self,
+        aws: AwsClients,
+        keys: Keys,
+        table: str,
+        writer: Writer,
+        on_claim: Callable[[str], None] = lambda queue: None,
+    ) -> None:
+        """``on_claim(queue)`` is told of every queue claimed from (the SQS hints'
+        long polls follow the queues this process fetches from)."""
         self._aws, self._keys, self._table = aws, keys, table
         self._writer = writer
+        self._on_claim = on_claim
         self._reader = JobReader(aws, keys, table)
 
     async def claim(
@@ -46,6 +57,7 @@ class AwsReadyQueue:
         *,
         rate: RateLimit | None = None,
     ) -> tuple[list[Job], list[Job]]:
+        self._on_claim(queue)
         claimed: list[Job] = []
         expired: list[Job] = []
         for _ in range(MAX_ATTEMPTS + count // MAX_CLAIM):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,8 @@ UNAVAILABLE_CODES = frozenset(
 )  # fmt: skip
 
 
+BATCH_WRITE = 25
+"""DynamoDB's limit of requests per ``BatchWriteItem``."""
 POLL_CONNECTIONS = 64
 """Connections for long polls (one per queue polled at once)."""
 
@@ -110,6 +112,31 @@ class AwsClients:
         """One SQS call, e.g. ``sqs("send_message_batch", QueueUrl=..., Entries=[...])``."""
         return await self._call(self._sqs, operation, parameters)
 
+    async def dynamodb_items(
+        self, operation: str, *, limit: int | None = None, **request: Any
+    ) -> list[dict[str, Any]]:
+        """Every item of a ``query`` or ``scan`` (``operation``), page after page, or the
+        first ``limit`` or more if ``request`` has ``Limit`` (then it stops after the
+        page that reaches it)."""
+        items: list[dict[str, Any]] = []
+        while True:
+            answer = await self.dynamodb(operation, **request)
+            items += answer.get("Items", [])
+            last = answer.get("LastEvaluatedKey")
+            if last is None or (limit is not None and len(items) >= limit):
+                return items
+            request["ExclusiveStartKey"] = last
+
+    async def delete_items(self, table: str, keys: Sequence[dict[str, Any]]) -> None:
+        """Delete the items of ``keys`` (``BatchWriteItem``, :data:`BATCH_WRITE` at a time,
+        again with what DynamoDB left unprocessed)."""
+        for start in range(0, len(keys), BATCH_WRITE):
+            chunk = keys[start : start + BATCH_WRITE]
+            request = {table: [{"DeleteRequest": {"Key": key}} for key in chunk]}
+            while request:
+                answer = await self.dynamodb("batch_write_item", RequestItems=request)
+                request = answer.get("UnprocessedItems") or {}
+
     async def sqs_long_poll(self, **parameters: Any) -> dict[str, Any]:
         """One ``ReceiveMessage`` that may wait (``WaitTimeSeconds``), on its own pool."""
         return await self._call(self._sqs_polls, "receive_message", parameters)
@@ -148,4 +175,4 @@ class AwsClients:
             await self.close()
 
 
-__all__ = ["UNAVAILABLE_CODES", "AwsClients", "AwsSettings", "error_code"]
+__all__ = ["BATCH_WRITE", "UNAVAILABLE_CODES", "AwsClients", "AwsSettings", "error_code"]

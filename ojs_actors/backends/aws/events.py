@@ -18,7 +18,6 @@ from ..outbox import EVENT_RETENTION, OutboxEntry, collect, cursor
 from .client import AwsClients
 from .layout import OUTBOX_BUCKET, Keys, n, pad
 from .records import job_of
-from .timers import BATCH_WRITE
 
 PAGE = 200
 """Outbox entries per Query."""
@@ -80,7 +79,7 @@ class AwsEventLog:
                 continue
             keys = [{"pk": item["pk"], "sk": item["sk"]} for item in page]
             keys += [self._keys.outkey(item["k"]["S"]) for item in page]
-            await self._delete(keys)
+            await self._aws.delete_items(self._table, keys)
             head = int(page[-1]["sk"]["S"]) + 1
             await self._aws.dynamodb(
                 "put_item", TableName=self._table, Item={**self._keys.key("outhead"), "n": n(head)}
@@ -122,14 +121,6 @@ class AwsEventLog:
         )
         items: list[dict[str, Any]] = answer.get("Items", [])
         return items
-
-    async def _delete(self, keys: list[dict[str, Any]]) -> None:
-        for start in range(0, len(keys), BATCH_WRITE):
-            request = {self._table: [{"DeleteRequest": {"Key": key}}
-                                     for key in keys[start : start + BATCH_WRITE]]}  # fmt: skip
-            while request:
-                answer = await self._aws.dynamodb("batch_write_item", RequestItems=request)
-                request = answer.get("UnprocessedItems") or {}
 
 
 def _entry(item: dict[str, Any]) -> OutboxEntry:

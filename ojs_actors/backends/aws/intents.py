@@ -30,7 +30,7 @@ from ..codec import dumps_record, loads_record
 from ..faults import crash_point
 from .client import AwsClients
 from .layout import Keys, n, s
-from .writes import CasFailed, TooManyItems, Transaction, Writer
+from .writes import Writer, write_each
 
 log = logging.getLogger("ojs_actors.backends.aws")
 
@@ -96,27 +96,18 @@ class BatchIntents:
     async def _materialize(self, jobs: list[Job]) -> None:
         """Each job stored (in order, in transactions that fit), skipping those whose id
         is taken (by themselves, in a repair)."""
-        parts = [jobs]
-        while parts:
-            part = parts.pop(0)
-
-            def build(transaction: Transaction, part: list[Job] = part) -> None:
-                for job in part:
-                    transaction.put_job(job, None)
-
-            try:
-                await self._writer.write(build, crash_at="aws.insert.stored")
-            except TooManyItems:
-                half = len(part) // 2
-                parts[:0] = [part[:half], part[half:]]
-            except CasFailed as failed:
-                rest = [job for job in part if job.id not in failed.job_ids]
-                if len(rest) == len(part):
-                    raise
-                taken = [job.id for job in part if job.id in failed.job_ids]
-                log.info("batch jobs already stored: %s", ", ".join(taken))
-                if rest:
-                    parts.insert(0, rest)
+        stored = [False] * len(jobs)
+        await write_each(
+            self._writer,
+            list(range(len(jobs))),
+            lambda transaction, index: transaction.put_job(jobs[index], None),
+            lambda index: jobs[index].id,
+            stored,
+            crash_at="aws.insert.stored",
+        )
+        taken = [job.id for job, done in zip(jobs, stored, strict=True) if not done]
+        if taken:
+            log.info("batch jobs already stored: %s", ", ".join(taken))
 
 
 __all__ = ["MAX_INTENT_BYTES", "REPAIR_AFTER_MS", "REPAIR_EVERY_MS", "BatchIntents"]

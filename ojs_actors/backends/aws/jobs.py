@@ -11,17 +11,25 @@ item per queue, moved by ``ADD`` in every write.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
 from ...core import BackendUnavailable, Job, OJSError, PayloadTooLarge, State
-from ..base import Deduplicated, plan_inserts, replaced_by
+from ..base import Deduplicated, plan_inserts, replaced_by, update_rounds
 from .client import AwsClients
 from .intents import BatchIntents
 from .layout import Keys, s
 from .records import JobReader
-from .writes import MAX_ATTEMPTS, Before, CasFailed, TooManyItems, Transaction, Writer
+from .writes import (
+    MAX_ATTEMPTS,
+    Before,
+    CasFailed,
+    TooManyItems,
+    Transaction,
+    Writer,
+    write_each,
+)
 
 
 @dataclass
@@ -159,16 +167,7 @@ class AwsJobs:
 
     async def update_jobs(self, updates: Sequence[tuple[Job, int]]) -> list[bool]:
         results = [False] * len(updates)
-        pending = list(range(len(updates)))
-        while pending:
-            # The same job twice: each compare-and-set must see the one before it.
-            this_round: list[int] = []
-            later: list[int] = []
-            seen: set[str] = set()
-            for index in pending:
-                job_id = updates[index][0].id
-                (later if job_id in seen else this_round).append(index)
-                seen.add(job_id)
+        for this_round in update_rounds(updates):
             current = await self._reader.read(updates[index][0].id for index in this_round)
             live = [
                 index
@@ -176,14 +175,14 @@ class AwsJobs:
                 if (stored := current.get(updates[index][0].id)) is not None
                 and stored.version == updates[index][1]
             ]
-            await write_in_parts(
+            await write_each(
                 self._writer,
                 live,
                 partial(_stage_update, updates, current),
                 lambda index: updates[index][0].id,
                 results,
+                crash_at="aws.update.stored",
             )
-            pending = later
         return results
 
     async def count_jobs(self, queue: str) -> dict[State, int]:
@@ -209,41 +208,4 @@ def _stage_update(
     transaction.put_job(job, Before.of(current[job.id]))
 
 
-async def write_in_parts(
-    writer: Writer,
-    indexes: list[int],
-    stage: Callable[[Transaction, int], object],
-    job_id_of: Callable[[int], str],
-    results: list[bool],
-) -> None:
-    """Write each of ``indexes`` (staged by ``stage``) in as few transactions as fit,
-    each on its own: ``results[i]`` is ``True`` where it was stored, ``False`` where its
-    condition failed (the job changed meanwhile)."""
-    parts = [indexes] if indexes else []
-    while parts:
-        part = parts.pop(0)
-
-        def build(transaction: Transaction, part: list[int] = part) -> None:
-            for index in part:
-                stage(transaction, index)
-
-        try:
-            await writer.write(build, crash_at="aws.update.stored")
-        except TooManyItems:
-            half = len(part) // 2
-            if half == 0:
-                raise
-            parts[:0] = [part[:half], part[half:]]
-            continue
-        except CasFailed as failed:
-            rest = [index for index in part if job_id_of(index) not in failed.job_ids]
-            if len(rest) == len(part):  # not a job's condition: nothing of it is known
-                raise BackendUnavailable("A write kept failing its conditions.") from failed
-            if rest:
-                parts.insert(0, rest)
-            continue
-        for index in part:
-            results[index] = True
-
-
-__all__ = ["AwsJobs", "write_in_parts"]
+__all__ = ["AwsJobs"]

@@ -91,13 +91,7 @@ class AwsSnapshots:
             values[":k"] = s(prefix)
         request: dict[str, Any] = {"TableName": self._table, "KeyConditionExpression": condition,
                                    "ExpressionAttributeValues": values, "ConsistentRead": True}  # fmt: skip
-        items: list[dict[str, Any]] = []
-        while True:
-            answer = await self._aws.dynamodb("query", **request)
-            items += answer.get("Items", [])
-            if "LastEvaluatedKey" not in answer:
-                break
-            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        items = await self._aws.dynamodb_items("query", **request)
         items.sort(key=lambda item: int(item["o"]["N"]))
         return {item["sk"]["S"]: json.loads(item["val"]["S"]) for item in items}
 

@@ -21,9 +21,6 @@ from .layout import TIMER_SHARDS, Keys, n, pad
 from .records import JobReader
 from .writes import CasFailed, Transaction, Writer
 
-BATCH_WRITE = 25
-"""DynamoDB's limit of requests per ``BatchWriteItem``."""
-
 
 class _Index:
     """Index partitions read, and their stale entries deleted."""
@@ -44,23 +41,12 @@ class _Index:
                                    "ExpressionAttributeValues": values, "ConsistentRead": True}  # fmt: skip
         if limit is not None:
             request["Limit"] = limit
-        items: list[dict[str, Any]] = []
-        while True:
-            answer = await self._aws.dynamodb("query", **request)
-            items += answer.get("Items", [])
-            last = answer.get("LastEvaluatedKey")
-            if last is None or (limit is not None and len(items) >= limit):
-                return items
-            request["ExclusiveStartKey"] = last
+        return await self._aws.dynamodb_items("query", limit=limit, **request)
 
     async def _drop(self, entries: Iterable[dict[str, Any]]) -> None:
-        keys = [{"pk": entry["pk"], "sk": entry["sk"]} for entry in entries]
-        for start in range(0, len(keys), BATCH_WRITE):
-            request = {self._table: [{"DeleteRequest": {"Key": key}}
-                                     for key in keys[start : start + BATCH_WRITE]]}  # fmt: skip
-            while request:
-                answer = await self._aws.dynamodb("batch_write_item", RequestItems=request)
-                request = answer.get("UnprocessedItems") or {}
+        await self._aws.delete_items(
+            self._table, [{"pk": entry["pk"], "sk": entry["sk"]} for entry in entries]
+        )
 
 
 def _due_of(entry: dict[str, Any]) -> int:

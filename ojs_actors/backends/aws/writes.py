@@ -308,7 +308,47 @@ def _failed_owners(error: ClientError, owners: list[str | None]) -> set[str | No
     return failed
 
 
+async def write_each(
+    writer: Writer,
+    indexes: list[int],
+    stage: Callable[[Transaction, int], object],
+    job_id_of: Callable[[int], str],
+    results: list[bool],
+    *,
+    crash_at: str,
+) -> None:
+    """Write each of ``indexes`` (staged by ``stage``; ``job_id_of`` names the job whose
+    condition it carries) in as few transactions as fit, each on its own: ``results[i]``
+    is ``True`` where it was stored, ``False`` where its condition failed (the job changed
+    meanwhile, or its id was taken)."""
+    parts = [indexes] if indexes else []
+    while parts:
+        part = parts.pop(0)
+
+        def build(transaction: Transaction, part: list[int] = part) -> None:
+            for index in part:
+                stage(transaction, index)
+
+        try:
+            await writer.write(build, crash_at=crash_at)
+        except TooManyItems:
+            half = len(part) // 2
+            if half == 0:
+                raise
+            parts[:0] = [part[:half], part[half:]]
+            continue
+        except CasFailed as failed:
+            rest = [index for index in part if job_id_of(index) not in failed.job_ids]
+            if len(rest) == len(part):  # not a job's condition: nothing of it is known
+                raise BackendUnavailable("A write kept failing its conditions.") from failed
+            if rest:
+                parts.insert(0, rest)
+            continue
+        for index in part:
+            results[index] = True
+
+
 __all__ = [
     "MAX_ATTEMPTS", "MAX_ITEMS", "MAX_RECORD_BYTES", "OUTSEQ", "Before", "CasFailed",
-    "TooManyItems", "Transaction", "Writer",
+    "TooManyItems", "Transaction", "Writer", "write_each",
 ]  # fmt: skip

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ...core import BackendUnavailable, Job, OJSError, State
-from ..base import Deduplicated, plan_inserts, replaced_by
+from ..base import Deduplicated, plan_inserts, replaced_by, update_rounds
 from .connection import CasFailed
 from .records import MAX_ATTEMPTS, OnRecords
 from .writes import Batch, Before, Stored, guarded
@@ -122,20 +122,10 @@ class NatsJobs(OnRecords):
 
     async def update_jobs(self, updates: Sequence[tuple[Job, int]]) -> list[bool]:
         results = [False] * len(updates)
-        pending = list(range(len(updates)))
-        while pending:
-            # The same job twice: each compare-and-set must see the one before it.
-            this_round: list[int] = []
-            later: list[int] = []
-            seen: set[str] = set()
-            for index in pending:
-                job_id = updates[index][0].id
-                (later if job_id in seen else this_round).append(index)
-                seen.add(job_id)
+        for this_round in update_rounds(updates):
             size = self._records.jobs_per_batch()
             for start in range(0, len(this_round), size):
                 await self._update_round(updates, this_round[start : start + size], results)
-            pending = later
         return results
 
     async def _update_round(
