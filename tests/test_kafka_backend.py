@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import random
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -22,7 +20,6 @@ import httpx
 import pytest
 import trio
 from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from conftest import KafkaBroker, kafka_topics
 from serving import OjsServer, kafka_env
 
@@ -37,7 +34,7 @@ from ojs_actors.backends.kafka import (
     Record,
     RecordPlan,
 )
-from ojs_actors.backends.kafka.producer import BATCH_BYTES, murmur2
+from ojs_actors.backends.kafka.producer import BATCH_BYTES
 from ojs_actors.core import OutboxFull, parse_enqueue
 from ojs_actors.core.cron import parse_cron
 from ojs_actors.core.events import cron_event, job_events
@@ -105,12 +102,6 @@ def test_events_can_be_switched_off_and_cron_events_are_keyed_by_cron() -> None:
 def test_topic_names_are_checked() -> None:
     with pytest.raises(ValueError, match="not a valid Kafka topic name"):
         KafkaTopics(events="ojs events")
-
-
-def test_keys_hash_as_aiokafka_and_the_java_client_hash_them() -> None:
-    keys = [random.Random(n).randbytes(n % 70) for n in range(2000)]
-    keys += [b"", b"t", b"email.send", "queue-\u00e9".encode(), str(uuid.uuid4()).encode()]
-    assert [murmur2(key) for key in keys] == [aiokafka_murmur2(key) for key in keys]
 
 
 # -- on a broker ------------------------------------------------------------------------

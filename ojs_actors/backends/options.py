@@ -109,4 +109,17 @@ def positive_float(text: str) -> float:
     return value
 
 
-__all__ = ["BackendOption", "parse_bool", "positive_float", "positive_int"]
+def argparse_type(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """``parse`` as an argparse ``type``: its ``ValueError`` becomes argparse's own message
+    (the text of the error, not "invalid parse value")."""
+
+    def checked(text: str) -> object:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return checked
+
+
+__all__ = ["BackendOption", "argparse_type", "parse_bool", "positive_float", "positive_int"]

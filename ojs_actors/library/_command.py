@@ -12,13 +12,12 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable
 from functools import partial
 
 import trio
 
 from ..backends import REGISTRY, MissingExtra
-from ..backends.options import positive_int
+from ..backends.options import argparse_type, positive_float, positive_int
 from ..core import OJSError, parse_queue_name
 from ..system import Settings
 from ._loading import RegistryImportFailed, RegistryNotFound, load_registry
@@ -45,19 +44,19 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--concurrency",
-        type=_checked(positive_int),
+        type=argparse_type(positive_int),
         default=os.environ.get("OJS_WORKER_CONCURRENCY", "16"),
         help="handlers running at once (env OJS_WORKER_CONCURRENCY; default 16)",
     )
     parser.add_argument(
         "--batch-size",
-        type=_checked(positive_int),
+        type=argparse_type(positive_int),
         default=os.environ.get("OJS_WORKER_BATCH_SIZE", "100"),
         help="jobs claimed per fetch (env OJS_WORKER_BATCH_SIZE; default 100)",
     )
     parser.add_argument(
         "--grace-period",
-        type=_checked(_seconds),
+        type=argparse_type(_seconds),
         default=os.environ.get("OJS_WORKER_GRACE_PERIOD", "30"),
         help="seconds running handlers get to finish after SIGTERM/SIGINT "
         "(env OJS_WORKER_GRACE_PERIOD; default 30)",
@@ -69,7 +68,7 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--visibility-timeout",
-        type=_checked(_positive_seconds),
+        type=argparse_type(positive_float),
         default=os.environ.get("OJS_WORKER_VISIBILITY_TIMEOUT") or None,
         help="seconds the jobs it claims are leased for, renewed while they run: how soon "
         "another worker gets them if this one dies (env OJS_WORKER_VISIBILITY_TIMEOUT; "
@@ -77,7 +76,7 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--poll-interval",
-        type=_checked(_positive_seconds),
+        type=argparse_type(positive_float),
         default=os.environ.get("OJS_POLL_INTERVAL", "1.0"),
         help="seconds between looks for work stored by other processes, and backend polls "
         "by timers (env OJS_POLL_INTERVAL; default 1)",
@@ -151,18 +150,6 @@ def _refuse(message: str) -> int:
     return 2
 
 
-def _checked(parse: Callable[[str], object]) -> Callable[[str], object]:
-    """``parse`` with its ``ValueError`` as argparse's own message."""
-
-    def checked(text: str) -> object:
-        try:
-            return parse(text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    return checked
-
-
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -170,13 +157,6 @@ def _seconds(text: str) -> float:
         value = -1.0
     if not value >= 0:
         raise ValueError(f"expected a number of seconds >= 0, not {text!r}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    value = _seconds(text)
-    if value == 0:
-        raise ValueError(f"expected a number of seconds > 0, not {text!r}")
     return value
 
 

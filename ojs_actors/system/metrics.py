@@ -77,26 +77,24 @@ class _RelayCollector(Collector):
         holding = 1 if relay["relay"] == "publishing" else 0
         yield _gauge("ojs_event_relay_holding", "1 while this process's relay publishes.",
                      sink, holding)  # fmt: skip
-        published = CounterMetricFamily(
-            "ojs_event_relay_published_events",
-            "Events this process's relay handed to the sink.",
-            labels=["sink"],
-        )
-        published.add_metric(sink, relay.get("published", 0))
-        yield published
-        failures = CounterMetricFamily(
-            "ojs_event_relay_failures",
-            "Publications the sink refused (each tried again).",
-            labels=["sink"],
-        )
-        failures.add_metric(sink, relay.get("failures", 0))
-        yield failures
+        yield _counter("ojs_event_relay_published_events",
+                       "Events this process's relay handed to the sink.",
+                       sink, relay.get("published", 0))  # fmt: skip
+        yield _counter("ojs_event_relay_failures",
+                       "Publications the sink refused (each tried again).",
+                       sink, relay.get("failures", 0))  # fmt: skip
 
 
-def _gauge(name: str, documentation: str, labels: list[str], value: float) -> GaugeMetricFamily:
+def _gauge(name: str, documentation: str, sink: list[str], value: float) -> GaugeMetricFamily:
     gauge = GaugeMetricFamily(name, documentation, labels=["sink"])
-    gauge.add_metric(labels, value)
+    gauge.add_metric(sink, value)
     return gauge
+
+
+def _counter(name: str, documentation: str, sink: list[str], value: float) -> CounterMetricFamily:
+    counter = CounterMetricFamily(name, documentation, labels=["sink"])
+    counter.add_metric(sink, value)
+    return counter
 
 
 __all__ = ["CONTENT_TYPE", "SystemMetrics"]

@@ -30,7 +30,6 @@ import contextlib
 import functools
 import logging
 import ssl
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +38,7 @@ import trio
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
 
 from ...core import BackendUnavailable
 from ..bridge import AsyncioBridge, current_asyncio_bridge
@@ -242,34 +242,10 @@ def _append(batch: Any, record: Record) -> bool:
 @functools.lru_cache(maxsize=16384)
 def _key_hash(key: bytes) -> int:
     """What aiokafka's default partitioner (the Java client's) takes modulo the partitions:
-    murmur2 of the key, positive. Kept for the keys seen last: job types, and the ids of
-    jobs whose events are near."""
-    return murmur2(key) & 0x7FFFFFFF
-
-
-_M = 0x5BD1E995
-_WORD = struct.Struct("<I")
-
-
-def murmur2(data: bytes) -> int:
-    """The Java client's murmur2, as ``aiokafka.partitioner.murmur2`` computes it, in half
-    its time (whole words unpacked at once)."""
-    length = len(data)
-    h = 0x9747B28C ^ length
-    end = length & ~3
-    for (k,) in _WORD.iter_unpack(data[:end]):
-        k = (k * _M) & 0xFFFFFFFF
-        k = ((k ^ (k >> 24)) * _M) & 0xFFFFFFFF
-        h = ((h * _M) & 0xFFFFFFFF) ^ k
-    extra = length - end
-    if extra:
-        if extra >= 3:
-            h ^= data[end + 2] << 16
-        if extra >= 2:
-            h ^= data[end + 1] << 8
-        h = ((h ^ data[end]) * _M) & 0xFFFFFFFF
-    h = ((h ^ (h >> 13)) * _M) & 0xFFFFFFFF
-    return h ^ (h >> 15)
+    murmur2 of the key, positive (aiokafka's own function). Kept for the keys seen last:
+    job types, and the ids of jobs whose events are near."""
+    hashed: int = murmur2(key)
+    return hashed & 0x7FFFFFFF
 
 
 def _look_at(future: asyncio.Future[Any]) -> None:
