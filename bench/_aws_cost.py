@@ -28,7 +28,7 @@ hook) is read beside it:
   100) and one ``POST /ojs/v1/workers/ack`` per job. The protocol has no batch ack.
 
 Each measurement runs in a fresh process against a moto server started by the
-scenario (``bench/_moto.py``: moto's own server with two fixes to its DynamoDB, see
+scenario (:mod:`ojs_actors.testing.moto`: moto's own server with two fixes to its DynamoDB, see
 there), reset before each measurement. The table keeps the backend's default layout.
 The outbox keeps :data:`EVENT_RETENTION` events instead of the default 10,000. The
 trimming cost per job is about the same, and the warm-up can reach it in 1,000 jobs
@@ -57,7 +57,7 @@ from typing import Any
 
 import trio
 
-from ojs_actors.testing.services import HOST, MotoServer
+from ojs_actors.testing.services import HOST, SerialMotoServer
 
 from ._aws_units import (
     HOURS_PER_MONTH,
@@ -76,7 +76,6 @@ from ._workload import JOB_TYPE, QUEUE
 SCENARIO = "aws_cost"
 TITLE = "AWS cost per job (sqs backend, on moto)"
 REPO = Path(__file__).resolve().parent.parent
-MOTO_SCRIPT = Path(__file__).resolve().parent / "_moto.py"
 
 ENQUEUE_BATCH = 100
 """Jobs per ``enqueue_batch`` call or ``POST /ojs/v1/jobs/batch``."""
@@ -98,13 +97,6 @@ REFERENCE_REQUESTS_PER_JOB = 6.5
 MINUTES_PER_MONTH = HOURS_PER_MONTH * 60
 
 EMBEDDED, HTTP = "embedded sqs", "HTTP sqs"
-
-
-class BenchMoto(MotoServer):
-    """moto's server with the bench's DynamoDB fixes (``bench/_moto.py``)."""
-
-    def command(self) -> list[str]:
-        return [sys.executable, str(MOTO_SCRIPT), "-H", HOST, "-p", str(self.port)]
 
 
 # -- one measurement, in a fresh process -------------------------------------------------------
@@ -441,7 +433,7 @@ def _notes(
         "short idle window shows them unevenly",
         f"reference design (ojs-backend-sqs, per the issue): roughly 6-7 requests per job; "
         f"ratio against {REFERENCE_REQUESTS_PER_JOB}",
-        f"moto: bench/_moto.py (moto_server with a rollback of only the items a transaction "
+        f"moto: ojs_actors/testing/moto.py (moto_server with a rollback of only the items a transaction "
         f"touches, and DynamoDB requests one at a time); event retention {EVENT_RETENTION} "
         "(trims start after a third of that in jobs; the default 10,000 trims in larger "
         "rounds: slightly fewer requests per job)",
@@ -468,7 +460,7 @@ def run_aws_cost(config: BenchConfig, progress: Progress) -> Outcome:
     http: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="ojs-bench-aws-") as directory,
-        BenchMoto(Path(directory)) as moto,
+        SerialMotoServer(Path(directory)) as moto,
     ):
         for run in range(sizes.aws_runs):
             progress(f"aws_cost: run {run + 1}/{sizes.aws_runs}, embedded")

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
 import pytest
-from serving import HTTP_PATHS, OjsServer, SerialMotoServer
+from serving import HTTP_PATHS, OjsServer
 
 from ojs_actors.http import HttpSettings, create_app
 from ojs_actors.system import System, open_system
@@ -25,6 +25,7 @@ from ojs_actors.testing.services import (
     MotoServer,
     NatsServer,
     RedisServer,
+    SerialMotoServer,
 )
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "MotoServer",
     "NatsServer",
     "RedisServer",
+    "SerialMotoServer",
 ]  # for the tests that start a server of their own
 
 
@@ -161,7 +163,7 @@ def client(make_client: Callable[..., Any]) -> Any:
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
     """moto's server, its DynamoDB requests one at a time as DynamoDB isolates them
-    (``serial_moto.py``: stock moto loses writes under concurrent transactions)."""
+    (``ojs_actors.testing.moto``: stock moto loses writes under concurrent transactions)."""
     with SerialMotoServer(tmp_path_factory.mktemp("moto")) as server:
         yield server
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from ojs_actors.testing.services import HOST, MotoServer, free_port
+from ojs_actors.testing.services import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -69,16 +69,6 @@ def aws_env(options: Mapping[str, Any]) -> dict[str, str]:
     if "timeout" in options:
         env["OJS_AWS_TIMEOUT"] = str(options["timeout"])
     return env
-
-
-class SerialMotoServer(MotoServer):
-    """moto's server with its DynamoDB requests one at a time and its transactions backed
-    up item by item (``serial_moto.py`` says why: stock moto loses and doubles writes under
-    concurrent transactions, which DynamoDB never does)."""
-
-    def command(self) -> list[str]:
-        script = Path(__file__).with_name("serial_moto.py")
-        return [sys.executable, str(script), "-H", HOST, "-p", str(self.port)]
 
 
 class OjsServer:

@@ -1,5 +1,5 @@
 """The AWS cost scenario's accounting (``bench/_aws_units.py``) and its moto fixes
-(``bench/_moto.py``).
+(:mod:`ojs_actors.testing.moto`, which the tests' moto runs too).
 
 Covered here:
 
@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from bench._aws_cost import BenchMoto
 from bench._aws_units import (
     PRICES,
     Usage,
@@ -40,6 +39,7 @@ from ojs_actors.backends.aws.client import AwsClients, AwsSettings
 from ojs_actors.backends.aws.setup import ensure_table
 from ojs_actors.core import lifecycle
 from ojs_actors.testing.contract import NOW, make
+from ojs_actors.testing.services import SerialMotoServer
 
 # -- DynamoDB's rules ----------------------------------------------------------------------------
 
@@ -219,13 +219,13 @@ async def test_the_meter_counts_what_the_backend_sends(aws_options: dict[str, An
 
 
 @pytest.fixture(scope="module")
-def bench_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BenchMoto]:
-    with BenchMoto(tmp_path_factory.mktemp("bench-moto")) as server:
+def bench_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SerialMotoServer]:
+    with SerialMotoServer(tmp_path_factory.mktemp("bench-moto")) as server:
         yield server
 
 
 async def test_bench_moto_rolls_a_refused_transaction_back_whole(
-    bench_moto: BenchMoto, monkeypatch: pytest.MonkeyPatch
+    bench_moto: SerialMotoServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

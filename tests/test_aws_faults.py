@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pytest
 from outage import Outage, check_outage
-from serving import OjsServer, SerialMotoServer, aws_env
+from serving import OjsServer, aws_env
+
+from ojs_actors.testing.services import SerialMotoServer
 
 AWS_TIMEOUT_S = 2.0
 FAIL_FAST_S = AWS_TIMEOUT_S + 1.5

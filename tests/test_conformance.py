@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import KafkaBroker, MotoServer, NatsServer, RedisServer
+from conftest import KafkaBroker, NatsServer, RedisServer, SerialMotoServer
 from serving import REPO, OjsServer
 
 CONFORMANCE_DIR = Path(
@@ -91,7 +91,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
     redis = RedisServer(tmp_path_factory.mktemp("conformance-redis"))
     nats = NatsServer(tmp_path_factory.mktemp("conformance-nats"))
     kafka = KafkaBroker(tmp_path_factory.mktemp("conformance-kafka"))
-    moto = MotoServer(tmp_path_factory.mktemp("conformance-moto"))
+    moto = SerialMotoServer(tmp_path_factory.mktemp("conformance-moto"))
     started: dict[str, Run] = {}
     try:
         redis.start()

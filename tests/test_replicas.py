@@ -47,7 +47,7 @@ from ojs_actors.core.timefmt import parse_timestamp
 POLL_INTERVAL = 0.2
 JOBS_PER_PRODUCER = 100
 JOBS_PER_PRODUCER_ON = {"sqs": 50}
-"""Fewer on moto, whose DynamoDB serves one request at a time (``serial_moto.py``)."""
+"""Fewer on moto, whose DynamoDB serves one request at a time (``ojs_actors.testing.moto``)."""
 FETCHERS_PER_SERVER = 6
 MAX_ROUNDS = 2_000
 """Bound on each fetcher's rounds (one fetch, and an ack of each job it got)."""

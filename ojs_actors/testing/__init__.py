@@ -7,6 +7,9 @@ Import the modules directly (``import ojs_actors`` loads neither):
   (``pip install 'ojs-actors[test]'``).
 * :mod:`ojs_actors.testing.services`: the real services the tests run (Redis and the
   brokers of other backends), started on a free loopback port in a temporary directory.
+* :mod:`ojs_actors.testing.moto`: moto's server with DynamoDB requests one at a time and
+  transactions rolled back item by item (``SerialMotoServer`` runs it), since stock moto
+  loses writes under concurrent transactions.
 * :mod:`ojs_actors.testing.kafka`: a Kafka topic read back, as an external consumer of
   the kafka backend sees it (needs ``pip install 'ojs-actors[kafka]'``).
 """

@@ -40,6 +40,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import sysconfig
 import tempfile
 import time
@@ -466,6 +467,15 @@ class MotoServer(Service):
             return response.status
         finally:
             conn.close()
+
+
+class SerialMotoServer(MotoServer):
+    """moto's server with its DynamoDB requests one at a time and its transactions backed
+    up item by item (:mod:`ojs_actors.testing.moto` says why: stock moto loses and doubles
+    writes under concurrent transactions, which DynamoDB never does)."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "ojs_actors.testing.moto", "-H", HOST, "-p", str(self.port)]
 
 
 SERVICES: tuple[type[Service], ...] = (RedisServer, NatsServer, KafkaBroker, MotoServer)

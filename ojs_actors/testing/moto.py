@@ -1,5 +1,6 @@
-"""``moto_server`` with DynamoDB as isolated as DynamoDB: ``python tests/serial_moto.py -H
-HOST -p PORT`` (the arguments of ``moto_server``), run by :class:`serving.SerialMotoServer`.
+"""``moto_server`` with DynamoDB as isolated as DynamoDB: ``python -m ojs_actors.testing.moto
+-H HOST -p PORT`` (the arguments of ``moto_server``), run by
+:class:`~ojs_actors.testing.services.SerialMotoServer` (the tests' and the bench's moto).
 
 moto's server handles each request in a thread of its own, and its DynamoDB does not lock:
 a ``TransactWriteItems`` checks its conditions and writes its items while other threads
@@ -94,8 +95,12 @@ def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, A
             raise
 
 
-DynamoHandler.call_action = call_action  # type: ignore[method-assign]
-DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+def serve(argv: list[str]) -> None:
+    """moto's server (``moto_server``'s arguments), patched as the module says."""
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    main(argv)
+
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    serve(sys.argv[1:])
