@@ -7,9 +7,12 @@ installs): every call is a plain trio await, and cancelling the caller cancels t
 
 :meth:`AwsClients.dynamodb` and :meth:`AwsClients.sqs` make one call each, count it
 (``requests``: per operation, the figure the cost per job is measured with, from
-botocore's ``before-send`` event, so retries count too) and turn connection failures
-and throttling into :class:`~ojs_actors.core.BackendUnavailable` (HTTP 503). A refused
-condition stays botocore's ``ClientError`` for the caller to read (``error_code``).
+botocore's ``before-send`` event, so retries count too) and turn what is not an
+answer into :class:`~ojs_actors.core.BackendUnavailable` (HTTP 503): throttling and
+AWS's own failures (any 5xx), and, through a :class:`~ojs_actors.backends.breaker.
+CircuitBreaker`, no answer within ``timeout`` or no connection (after which calls fail
+at once until a probe gets an answer). A refused condition stays botocore's
+``ClientError`` for the caller to read (``error_code``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as AwsConnectionError
 
 from ...core import BackendUnavailable
+from ..breaker import CircuitBreaker, NoAnswer
 
 UNAVAILABLE_CODES = frozenset(
     {
@@ -53,10 +57,19 @@ class AwsSettings:
     """Seconds a call may take (a long poll adds its wait) before it fails with 503."""
     max_attempts: int = 2
     """botocore's attempts per call (its own retries of throttling and 5xx)."""
+    breaker_cooldown: float = 1.0
+    """Seconds calls fail at once after one got no answer, before one probes again."""
 
 
 def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def unavailable(error: ClientError) -> bool:
+    """Whether AWS answered "not now" (throttling, its own failure: any 5xx), which the
+    client may retry, rather than refused the request."""
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return error_code(error) in UNAVAILABLE_CODES or int(status) >= 500
 
 
 class AwsClients:
@@ -65,6 +78,7 @@ class AwsClients:
 
     def __init__(self, settings: AwsSettings) -> None:
         self.settings = settings
+        self.breaker = CircuitBreaker("AWS", cooldown=settings.breaker_cooldown)
         self.requests: Counter[str] = Counter()
         """Requests sent, by ``service.Operation`` (e.g. ``dynamodb.TransactWriteItems``)."""
         self._stack: contextlib.AsyncExitStack | None = None
@@ -147,20 +161,23 @@ class AwsClients:
         if client is None:
             raise BackendUnavailable("The AWS clients are not started.")
         # A call's own deadline (a long poll's is its wait plus that): an endpoint that
-        # stops answering fails requests fast instead of holding them.
-        deadline = self.settings.timeout + float(parameters.get("WaitTimeSeconds", 0))
-        try:
-            with trio.move_on_after(deadline) as waited:
-                answer: dict[str, Any] = await getattr(client, operation)(**parameters)
+        # stops answering fails requests fast instead of holding them; the breaker then
+        # fails the calls behind it at once, and the ones in flight with it.
+        waits = float(parameters.get("WaitTimeSeconds", 0))
+        deadline = self.settings.timeout + waits
+        with self.breaker.call(operation, may_probe=not waits):
+            try:
+                with trio.move_on_after(deadline) as waited:
+                    answer: dict[str, Any] = await getattr(client, operation)(**parameters)
+            except ClientError as error:
+                if unavailable(error):
+                    raise BackendUnavailable(f"AWS {operation}: {error_code(error)}") from error
+                raise
+            except (AwsConnectionError, HTTPClientError, OSError) as error:
+                raise NoAnswer(f"AWS {operation}: {error}") from error
             if waited.cancelled_caught:
-                raise BackendUnavailable(f"AWS {operation}: no answer within {deadline:g}s")
+                raise NoAnswer(f"AWS {operation}: no answer within {deadline:g}s")
             return answer
-        except ClientError as error:
-            if error_code(error) in UNAVAILABLE_CODES:
-                raise BackendUnavailable(f"AWS {operation}: {error_code(error)}") from error
-            raise
-        except (AwsConnectionError, HTTPClientError, OSError) as error:
-            raise BackendUnavailable(f"AWS {operation}: {error}") from error
 
     def _count(self, event_name: str = "", **_: Any) -> None:
         # event_name: "before-send.<service>.<Operation>", once per attempt (AWS bills each)
@@ -175,4 +192,6 @@ class AwsClients:
             await self.close()
 
 
-__all__ = ["BATCH_WRITE", "UNAVAILABLE_CODES", "AwsClients", "AwsSettings", "error_code"]
+__all__ = [
+    "BATCH_WRITE", "UNAVAILABLE_CODES", "AwsClients", "AwsSettings", "error_code", "unavailable",
+]  # fmt: skip

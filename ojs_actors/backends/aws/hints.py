@@ -79,7 +79,7 @@ class SqsHints:
 
     async def watch_ready(self, notify: Callable[[str], None]) -> None:
         """``ReadyNotices``: long-poll every known queue; ``notify(queue)`` per queue that
-        had hints. Raises :class:`BackendUnavailable` when SQS is away (called again)."""
+        had hints. While SQS is away each queue's poll waits and tries again."""
         async with trio.open_nursery() as nursery:
             watched: set[str] = set()
             while True:
@@ -90,25 +90,31 @@ class SqsHints:
                 await self._new_queue.wait()
 
     async def _watch_queue(self, queue: str, notify: Callable[[str], None]) -> None:
-        url = await self._urls.url(queue)
         while True:
-            answer = await self._aws.sqs_long_poll(
-                QueueUrl=url,
-                MaxNumberOfMessages=SEND_BATCH,
-                WaitTimeSeconds=LONG_POLL_S,
-            )
-            messages = answer.get("Messages", [])
-            if not messages:
-                continue
-            notify(queue)
-            await self._aws.sqs(
-                "delete_message_batch",
-                QueueUrl=url,
-                Entries=[
-                    {"Id": str(n), "ReceiptHandle": message["ReceiptHandle"]}
-                    for n, message in enumerate(messages)
-                ],  # fmt: skip
-            )
+            try:
+                await self._poll(queue, notify)
+            except BackendUnavailable:
+                # SQS is away: the waiters poll meanwhile; poll again once the breaker
+                # lets a call through, without ending the other queues' polls
+                await trio.sleep(self._aws.settings.breaker_cooldown)
+
+    async def _poll(self, queue: str, notify: Callable[[str], None]) -> None:
+        url = await self._urls.url(queue)
+        answer = await self._aws.sqs_long_poll(
+            QueueUrl=url, MaxNumberOfMessages=SEND_BATCH, WaitTimeSeconds=LONG_POLL_S
+        )
+        messages = answer.get("Messages", [])
+        if not messages:
+            return
+        notify(queue)
+        await self._aws.sqs(
+            "delete_message_batch",
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(n), "ReceiptHandle": message["ReceiptHandle"]}
+                for n, message in enumerate(messages)
+            ],  # fmt: skip
+        )
 
 
 __all__ = ["LONG_POLL_S", "SEND_BATCH", "SqsHints"]
