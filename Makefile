@@ -19,9 +19,11 @@ run: install
 	$(BIN)/ojs-actors serve --backend $(BACKEND) --port $(PORT)
 
 test: install
+	tools/ensure_chromium.sh
 	$(BIN)/python -m pytest -q
 
 test-fast: install
+	tools/ensure_chromium.sh
 	$(BIN)/python -m pytest -q -m "not conformance"
 
 lint: install

@@ -24,6 +24,7 @@ from .http.serve import check_exposure
 from .http.workers import WorkerPlan, run_workers
 from .library import add_worker_arguments, worker_command
 from .system import Settings
+from .system.tracing import TracingSettings
 
 _DEFAULTS = Settings()
 
@@ -111,6 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
         "path; --no-direct-routes has Quart serve every route (env OJS_DIRECT_ROUTES)",
     )
     run.add_argument(
+        "--metrics",
+        action=argparse.BooleanOptionalAction,
+        default=_env_flag("OJS_METRICS_ENABLED", True),
+        help="record Prometheus metrics and serve GET /metrics; --no-metrics records nothing "
+        "and GET /metrics answers 404 (env OJS_METRICS_ENABLED)",
+    )
+    run.add_argument(
+        "--otel-endpoint",
+        default=os.environ.get("OJS_OTEL_ENDPOINT"),
+        help="send OpenTelemetry traces to this OTLP/HTTP endpoint (env OJS_OTEL_ENDPOINT; "
+        "OTEL_EXPORTER_OTLP_ENDPOINT or OJS_OTEL_ENABLED=true also turn tracing on)",
+    )
+    run.add_argument(
         "--workers",
         type=_positive_int,
         default=os.environ.get("OJS_WORKERS", "1"),  # a string: argparse checks it too
@@ -163,7 +177,9 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
             test_hooks=args.allow_reset,
             workflow_retention=args.workflow_retention,
             worker_idle_timeout=args.worker_idle_timeout,
+            metrics=args.metrics,
         ),
+        tracing=TracingSettings.from_env(endpoint=args.otel_endpoint, backend=args.backend),
         access_log=args.access_log,
         allow_insecure_no_auth=_env_flag("OJS_ALLOW_INSECURE_NO_AUTH", False),
         listen_fd=args.listen_fd,

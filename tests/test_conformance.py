@@ -9,7 +9,8 @@ on moto's server), and once
 more against two server processes on one port over Redis (``serve --workers 2``: each request may reach
 either). The cron cases wait for real minute boundaries, so a run takes minutes; the
 runs are started together, each against its own server, and each test waits for its
-run.
+run. The admin API, dead letter and observability extension suites then run on the
+memory, SQLite and Redis servers, once their levels are done.
 """
 
 from __future__ import annotations
@@ -49,15 +50,26 @@ pytestmark = [
 ]
 
 
+EXTENSION_SUITES = ("ext-admin-api", "ext-dead-letter", "ext-observability")
+"""Run after the levels, one after the other, on the same servers (each case resets the
+server, so no two runs may share one at once); a few seconds each."""
+EXTENSION_SUBJECTS = ("memory", "sqlite", "redis")
+EXTENSION_TIMEOUT = 120  # seconds per suite
+
+
 @dataclass
 class Run:
     backend: str
     server: OjsServer
     runner: subprocess.Popen[str]
+    _result: tuple[int, str] | None = None
 
     def result(self) -> tuple[int, str]:
-        stdout, _ = self.runner.communicate(timeout=RUN_TIMEOUT)
-        return self.runner.returncode, stdout
+        """The levels' run, once it has finished (waited for on the first call)."""
+        if self._result is None:
+            stdout, _ = self.runner.communicate(timeout=RUN_TIMEOUT)
+            self._result = self.runner.returncode, stdout
+        return self._result
 
     def stop(self) -> None:
         if self.runner.poll() is None:
@@ -132,3 +144,20 @@ def test_levels_0_to_4(runs: dict[str, Run], backend: str) -> None:
     assert failed == 0 and passed >= 132, lines[-1]
     server_log = run.server.log_path.read_text(errors="replace")
     assert "Traceback" not in server_log, f"{backend} server logged an error:\n{server_log}"
+
+
+@pytest.mark.parametrize("backend", EXTENSION_SUBJECTS)
+@pytest.mark.parametrize("suite", EXTENSION_SUITES)
+def test_extension_suites(runs: dict[str, Run], backend: str, suite: str) -> None:
+    run = runs[backend]
+    run.result()  # the levels' run resets the server between cases: let it finish first
+    url = run.server.url
+    command = [
+        sys.executable, str(RUNNER), "--url", url, "--reset-url", f"{url}/ojs/v1/admin/reset",
+        "--suites", str(CONFORMANCE_DIR / "suites" / suite),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=EXTENSION_TIMEOUT)
+    lines = done.stdout.strip().splitlines()
+    failures = "\n".join(line for line in lines if not line.startswith("PASS"))
+    assert done.returncode == 0, f"{backend} {suite}:\n{failures}"
+    assert lines[-1].endswith(" 0 failed"), lines[-1]

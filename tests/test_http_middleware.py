@@ -28,7 +28,9 @@ from test_http_direct import exchange
 
 from ojs_actors.backends import create_backend
 from ojs_actors.http import HttpSettings, InsecureBinding, ServeConfig, create_app
+from ojs_actors.http.app import OPEN_PATHS
 from ojs_actors.http.routes import DIRECT
+from ojs_actors.http.routes.admin_ui import STATIC_PATHS
 from ojs_actors.http.serve import check_exposure
 from ojs_actors.system import System, open_system
 
@@ -208,10 +210,11 @@ async def test_a_body_that_never_arrives_is_408_within_the_body_timeout(
 
 
 def every_route(app: Any) -> list[tuple[str, str]]:
-    """(method, concrete path) for each route the app serves, direct ones included."""
+    """(method, concrete path) for each HTTP route the app serves, direct ones included.
+    The WebSocket route's handshake auth is tested in tests/test_event_stream.py."""
     routes: set[tuple[str, str]] = {("POST", route.path) for route in DIRECT}
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint == "static" or rule.websocket:
             continue
         path = rule.rule
         for argument in rule.arguments:
@@ -233,10 +236,11 @@ async def test_with_a_key_every_endpoint_but_the_probes_needs_it(
     client = app.test_client()
     routes = every_route(app)
     assert len(routes) > 20 and ("POST", "/ojs/v1/jobs") in routes
-    probes = {"/ojs/v1/health", "/ojs/v1/ready"}
     for method, path in routes:
         body = None if method in ("GET", "DELETE", "OPTIONS") else {}
-        if path in probes:  # open to anyone
+        if path in STATIC_PATHS:  # the admin UI's pages, open too (tests/test_admin_ui.py)
+            continue
+        if path in OPEN_PATHS:  # the probes, open to anyone
             response = await client.open(path, method=method)
             assert response.status_code == (204 if method == "OPTIONS" else 200), (method, path)
             continue

@@ -6,7 +6,7 @@ acks from client threads. nats-server is stopped for 10 s and started again on t
 port and store directory, the clients going on all along. ``outage.py`` checks the rest,
 as on the other backends: while NATS is away every request fails fast (within
 :data:`FAIL_FAST_S`) with a 503 ``backend_unavailable`` and health reports the backend
-``disconnected``; once it is back the server recovers by itself; no job whose enqueue got
+``unhealthy``; once it is back the server recovers by itself; no job whose enqueue got
 a 2xx is lost, no job whose ack got a 2xx is delivered again; nothing crash-loops.
 """
 

@@ -58,6 +58,257 @@ def _json_reply(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 _CRON_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 _CSV = {"type": "string", "description": "Comma-separated values; any of them matches."}
 
+# -- the admin API (ojs-admin-api): what this server answers, in place of the spec's
+# loose `openapi.yaml` entries (arrays where it answers objects, `application/json`).
+_INT = {"type": "integer", "minimum": 0}
+_STAMP = {"type": "string", "format": "date-time"}
+_PAGINATION = {
+    "type": "object",
+    "required": ["total", "page", "per_page"],
+    "properties": {"total": _INT, "page": _INT, "per_page": _INT, "has_more": {"type": "boolean"}},
+}
+_PAGE_PARAMETERS = [
+    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
+    {
+        "name": "per_page",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+    },
+]
+_FILTER_PARAMETERS = [
+    {"name": "queue", "in": "query", "schema": {"type": "string"}},
+    {"name": "type", "in": "query", "schema": {"type": "string"},
+     "description": "Exact job type, or a prefix ending in `*`"},
+    {"name": "state", "in": "query", "schema": {"type": "string", "enum": ["discarded"]}},
+    {"name": "since", "in": "query", "schema": _STAMP, "description": "Created at or after"},
+    {"name": "until", "in": "query", "schema": _STAMP, "description": "Created before"},
+]  # fmt: skip
+_COUNTS = {"type": "object", "additionalProperties": _INT, "description": "Jobs by state"}
+_ADMIN_QUEUE = {
+    "type": "object",
+    "required": ["name", "state", "paused"],
+    "properties": {
+        "name": {"type": "string"},
+        "state": {"type": "string", "enum": ["active", "paused"]},
+        "paused": {"type": "boolean"},
+        "paused_at": _STAMP,
+        "counts": _COUNTS,
+        "created_at": _STAMP,
+    },
+}
+_JOB = {"$ref": "#/components/schemas/Job"}
+_JOB_REPLY = {"type": "object", "required": ["job"], "properties": {"job": _JOB}}
+_FILTER = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "queue": {"type": "string"},
+        "state": {"type": "string", "enum": ["discarded"]},
+        "type": {"type": "string"},
+        "since": _STAMP,
+        "until": _STAMP,
+    },
+}
+_CONFIRMED = {
+    "required": True,
+    "content": {
+        "application/openjobspec+json": {
+            "schema": {
+                "type": "object",
+                "required": ["confirm"],
+                "properties": {"filter": _FILTER, "confirm": {"const": True}},
+            }
+        }
+    },
+}
+_BULK = {
+    "type": "object",
+    "required": ["action", "matched", "succeeded", "failed", "errors"],
+    "properties": {
+        "action": {"type": "string", "enum": ["retry", "delete"]},
+        "matched": _INT,
+        "succeeded": _INT,
+        "failed": _INT,
+        "retried": _INT,
+        "deleted": _INT,
+        "purged_count": _INT,
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"job_id": {"type": "string"}, "error": {"type": "string"}},
+            },
+        },
+    },
+}
+_BULK_NOTE = (
+    " Takes the dead letter queue's jobs (discarded with `on_exhaustion: dead_letter`) "
+    'that the filter matches; needs `"confirm": true` (400 otherwise), and refuses '
+    "filter fields it does not know."
+)
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_PAUSED = {
+    "200": _json_reply("The queue", _ADMIN_QUEUE),
+    "400": _ERROR,
+}
+
+
+def _page_of(item: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["items", "pagination"],
+        "properties": {
+            "items": {"type": "array", "items": item},
+            "pagination": _PAGINATION,
+            **extra,
+        },
+    }
+
+
+REPLACED: dict[Operation, dict[str, Any]] = {
+    ("/ojs/v1/admin/stats", "get"): {
+        "responses": {
+            "200": _json_reply(
+                "Deployment-wide statistics",
+                {
+                    "type": "object",
+                    "required": ["queues", "workers", "jobs", "throughput"],
+                    "properties": {
+                        "queues": _INT,
+                        "workers": _INT,
+                        "jobs": _COUNTS,
+                        "throughput": {
+                            "type": "object",
+                            "properties": {
+                                "processed_per_minute": {"type": "number"},
+                                "failed_per_minute": {"type": "number"},
+                            },
+                        },
+                        "uptime_seconds": _INT,
+                    },
+                },
+            )
+        }
+    },
+    ("/ojs/v1/admin/queues", "get"): {
+        "parameters": _PAGE_PARAMETERS,
+        "responses": {
+            "200": _json_reply("A page of queues", _page_of(_ADMIN_QUEUE)),
+            "400": _ERROR,
+        },
+    },
+    ("/ojs/v1/admin/queues/{name}", "get"): {
+        "responses": {
+            "200": _json_reply("The queue", _ADMIN_QUEUE),
+            "400": _ERROR,
+            "404": _NOT_FOUND,
+        }
+    },
+    ("/ojs/v1/admin/queues/{name}/pause", "post"): {"responses": _PAUSED},
+    ("/ojs/v1/admin/queues/{name}/resume", "post"): {"responses": _PAUSED},
+    ("/ojs/v1/admin/jobs/{id}", "get"): {
+        "responses": {"200": _json_reply("The job's envelope", _JOB), "404": _NOT_FOUND}
+    },
+    ("/ojs/v1/admin/jobs/{id}/retry", "post"): {
+        "description": "Re-enqueues a discarded job (dead-lettered or not) with fresh attempts; "
+        "409 for a job in any other state.",
+        "responses": {
+            "200": _json_reply("Job re-enqueued", _JOB_REPLY),
+            "404": _NOT_FOUND,
+            "409": _CONFLICT,
+        },
+    },
+    ("/ojs/v1/admin/jobs/{id}/cancel", "post"): {
+        "responses": {
+            "200": _json_reply("Job cancelled", _JOB_REPLY),
+            "404": _NOT_FOUND,
+            "409": _CONFLICT,
+        }
+    },
+    ("/ojs/v1/admin/jobs/bulk/retry", "post"): {
+        "description": "Re-enqueues the jobs a filter matches." + _BULK_NOTE,
+        "requestBody": _CONFIRMED,
+        "responses": {"200": _json_reply("What was retried", _BULK), "400": _ERROR},
+    },
+    ("/ojs/v1/admin/workers", "get"): {
+        "description": "The workers the answering process has heard from (fetch or "
+        "heartbeat) within the idle timeout; `stale`: silent for over 60 s.",
+        "parameters": _PAGE_PARAMETERS,
+        "responses": {
+            "200": _json_reply(
+                "A page of workers",
+                _page_of(
+                    {
+                        "type": "object",
+                        "required": ["id", "state"],
+                        "properties": {
+                            "id": {"type": "string"},
+                            "state": {
+                                "type": "string",
+                                "enum": ["running", "quiet", "terminate", "stale"],
+                            },
+                            "directive": {"type": "string"},
+                            "last_heartbeat_at": _STAMP,
+                        },
+                    },
+                    summary={"type": "object", "additionalProperties": _INT},
+                ),
+            ),
+            "400": _ERROR,
+        },
+    },
+    ("/ojs/v1/admin/workers/{id}/quiet", "post"): {
+        "responses": {
+            "200": _json_reply(
+                "Directive recorded; the worker's next heartbeat reply carries it",
+                {
+                    "type": "object",
+                    "properties": {"id": {"type": "string"}, "state": {"type": "string"}},
+                },
+            ),
+            "404": _NOT_FOUND,
+        }
+    },
+    ("/ojs/v1/admin/dead-letter", "get"): {
+        "parameters": _FILTER_PARAMETERS + _PAGE_PARAMETERS,
+        "responses": {
+            "200": _json_reply("A page of dead letter jobs", _page_of(_JOB)),
+            "400": _ERROR,
+        },
+    },
+    ("/ojs/v1/admin/dead-letter/stats", "get"): {
+        "responses": {
+            "200": _json_reply(
+                "Dead letter statistics",
+                {
+                    "type": "object",
+                    "required": ["total"],
+                    "properties": {
+                        "total": _INT,
+                        "by_queue": {"type": "object", "additionalProperties": _INT},
+                        "oldest_at": {"type": ["string", "null"]},
+                        "newest_at": {"type": ["string", "null"]},
+                    },
+                },
+            )
+        }
+    },
+    ("/ojs/v1/admin/dead-letter/{id}/retry", "post"): {
+        "responses": {"200": _json_reply("Job re-enqueued", _JOB_REPLY), "404": _NOT_FOUND}
+    },
+    ("/ojs/v1/admin/dead-letter/{id}", "delete"): {
+        "responses": {"204": {"description": "Job deleted"}, "404": _NOT_FOUND}
+    },
+    ("/ojs/v1/admin/dead-letter/retry", "post"): {
+        "description": "Re-enqueues the dead letter jobs a filter matches." + _BULK_NOTE,
+        "requestBody": _CONFIRMED,
+        "responses": {"200": _json_reply("What was retried", _BULK), "400": _ERROR},
+    },
+}
+"""Spec operations whose answers (and inputs) this server documents its own way."""
+ALIASES = {"/health": "/ojs/v1/health", "/ready": "/ojs/v1/ready"}
+"""Probe paths at the root (where ext-observability looks), answering as their originals."""
+
 ADDED: dict[Operation, dict[str, Any]] = {
     ("/ojs/openapi.json", "get"): {
         "operationId": "getOpenApiDocument",
@@ -144,6 +395,33 @@ ADDED: dict[Operation, dict[str, Any]] = {
             "400": _ERROR,
         },
     },
+    ("/ojs/v1/events/stream", "get"): {
+        "operationId": "streamEvents",
+        "summary": "Stream lifecycle events (Server-Sent Events)",
+        "description": "The events of `GET /ojs/v1/events` as they are appended "
+        "(ojs-realtime §2): `id`, `event` (the type) and `data` (the event) per event, a "
+        "`:heartbeat` comment when idle, `retry: 3000`. Starts at the outbox's end, or after "
+        "`Last-Event-ID` (or `after`): nothing missed, nothing twice; a `system.gap` notice if "
+        "that event is no longer kept. Needs `Accept: text/event-stream` (406 otherwise). A "
+        "client whose buffer stays full is dropped: a `system.stream_dropped` notice, then "
+        "the end of the stream. The WebSocket `/ojs/v1/ws` (ojs-realtime §3, subprotocol "
+        "`ojs.v1`; not an OpenAPI operation) streams the same events by channel.",
+        "tags": ["Events"],
+        "parameters": [
+            {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
+            {"name": "after", "in": "query", "schema": {"type": "string"}},
+            {"name": "types", "in": "query", "schema": _CSV},
+            {"name": "queues", "in": "query", "schema": _CSV},
+            {"name": "job_types", "in": "query", "schema": _CSV},
+        ],
+        "responses": {
+            "200": {
+                "description": "The event stream",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            "406": _ERROR,
+        },
+    },
     ("/ojs/v1/cron/{name}", "get"): {
         "operationId": "getCronJob",
         "summary": "Get a cron job",
@@ -177,8 +455,87 @@ ADDED: dict[Operation, dict[str, Any]] = {
             "404": _NOT_FOUND,
         },
     },
+    ("/ojs/v1/admin/system/tree", "get"): {
+        "operationId": "adminSupervisionTree",
+        "summary": "The live supervision tree",
+        "description": "Every supervisor and actor of the answering process: name, kind, "
+        "class, state (running, restarting, stopped), restarts, mailbox depth and capacity "
+        "(actors), strategy and children (supervisors). What the admin UI (`/ojs/admin/`) "
+        "draws, polled every second.",
+        "tags": ["Admin"],
+        "parameters": [
+            {
+                "name": "limit",
+                "in": "query",
+                "description": "Children listed per supervisor (`children_total` counts all)",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 200},
+            }
+        ],
+        "responses": {
+            "200": _json_reply(
+                "The tree, from the root supervisor",
+                {
+                    "type": "object",
+                    "required": ["tree"],
+                    "properties": {"tree": {"$ref": "#/components/schemas/SupervisionNode"}},
+                },
+            ),
+            "400": _ERROR,
+        },
+    },
+    ("/ojs/v1/admin/dead-letter", "delete"): {
+        "operationId": "adminPurgeDeadLetter",
+        "summary": "Purge dead letter jobs",
+        "description": "Deletes for good the dead letter jobs that `older_than` (created "
+        "before) and the filter fields (`queue`, `type`, `since`) match (ojs-admin-api §11.3); "
+        'needs `"confirm": true` (400 otherwise).',
+        "tags": ["Admin"],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/openjobspec+json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["confirm"],
+                        "properties": {
+                            "older_than": _STAMP,
+                            "queue": {"type": "string"},
+                            "type": {"type": "string"},
+                            "since": _STAMP,
+                            "confirm": {"const": True},
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {"200": _json_reply("What was deleted", _BULK), "400": _ERROR},
+    },
 }
 """Operations the server routes beyond the spec's ``openapi.yaml``."""
+
+
+_COUNT = {"type": ["integer", "null"], "minimum": 0}
+SUPERVISION_NODE: dict[str, Any] = {
+    "type": "object",
+    "description": "A supervisor or actor of the supervision tree (GET /ojs/v1/admin/system/tree).",
+    "required": ["name", "kind", "type", "state", "restarts", "children", "children_total"],
+    "properties": {
+        "name": {"type": "string", "description": "Its child id, e.g. `queue:default`"},
+        "kind": {"type": "string", "enum": ["supervisor", "actor"]},
+        "type": {"type": "string", "description": "Class of the running instance"},
+        "state": {"type": "string", "enum": ["running", "restarting", "stopped"]},
+        "restarts": {"type": "integer", "minimum": 0},
+        "restart": {
+            "type": ["string", "null"],
+            "enum": ["permanent", "transient", "temporary", None],
+        },
+        "mailbox_depth": _COUNT,
+        "mailbox_capacity": _COUNT,
+        "strategy": {"type": ["string", "null"]},
+        "children": {"type": "array", "items": {"$ref": "#/components/schemas/SupervisionNode"}},
+        "children_total": {"type": "integer", "minimum": 0},
+    },
+}
 
 
 def _shape(path: str) -> str:
@@ -194,7 +551,7 @@ def routed_operations() -> set[tuple[str, str]]:
     return {
         (_shape(rule.rule), method.lower())
         for rule in app.url_map.iter_rules()
-        if rule.endpoint != "static"
+        if rule.endpoint != "static" and not rule.websocket  # /ojs/v1/ws: no HTTP operation
         for method in rule.methods or ()
         if method.lower() in HTTP_METHODS
     }
@@ -220,13 +577,21 @@ def build(spec: dict[str, Any]) -> dict[str, Any]:
             if method not in item:
                 continue
             if (_shape(path), method) in routed:
-                paths.setdefault(path, {})[method] = dict(item[method])
+                paths.setdefault(path, {})[method] = {
+                    **item[method],
+                    **REPLACED.get((path, method), {}),
+                }
             else:
                 dropped.append(f"{method.upper()} {path}")
     for (path, method), operation in ADDED.items():
         if (_shape(path), method) not in routed:
             raise SystemExit(f"ADDED describes {method.upper()} {path}, which no route serves")
         paths.setdefault(path, {})[method] = {**operation, "x-ojs-actors-extension": True}
+    for alias, path in ALIASES.items():
+        if (alias, "get") in routed and "get" in paths.get(path, {}):
+            paths[alias] = {"get": {**paths[path]["get"], "operationId": f"{alias[1:]}Alias",
+                                    "summary": f"`GET {path}`, at the root",
+                                    "x-ojs-actors-extension": True}}  # fmt: skip
     described = {(_shape(path), method) for path, item in paths.items() for method in item}
     undescribed = routed - described
     if undescribed:
@@ -245,7 +610,9 @@ def build(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _info(spec_info: dict[str, Any], dropped: list[str]) -> dict[str, Any]:
-    added = ", ".join(f"{method.upper()} {path}" for path, method in ADDED)
+    added = ", ".join(
+        [f"{method.upper()} {path}" for path, method in ADDED] + [f"GET {p}" for p in ALIASES]
+    )
     return {
         "title": "ojs-actors",
         "version": __version__,
@@ -276,9 +643,15 @@ def _components(components: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = copy.deepcopy(components)
     schemas = result["schemas"]
     schemas["OJSError"]["properties"]["code"]["enum"] = error_codes()
+    # ext-observability (EXT-OBS-002) checks these values, not the spec's connected/disconnected.
+    schemas["HealthResponse"]["properties"]["backend"]["properties"]["status"]["enum"] = [
+        "ok",
+        "unhealthy",
+    ]
     result.setdefault("securitySchemes", {})["bearerAuth"] = BEARER
     _accept_dag_workflows(schemas)
     _accept_both_heartbeat_forms(schemas)
+    schemas["SupervisionNode"] = SUPERVISION_NODE
     return result
 
 

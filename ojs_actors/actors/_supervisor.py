@@ -90,6 +90,9 @@ class Supervisor:
         self._closed = False
         self.started = False
         """Whether :meth:`run` was ever entered (a supervisor instance runs once)."""
+        self.on_restart: Callable[[str, bool], None] | None = None
+        """Told ``(child id, whether the child is a supervisor)`` of each restart; a
+        supervisor started as a child without one of its own takes its parent's."""
 
     # -- public API ---------------------------------------------------------
 
@@ -192,6 +195,8 @@ class Supervisor:
                 await self._stop(other)
         for member in affected:  # one after another, in start order
             member.restarts += 1
+            if self.on_restart is not None:
+                self.on_restart(member.spec.id, isinstance(member.runner, Supervisor))
             member.done = trio.Event()
             assert self._nursery is not None
             await self._nursery.start(self._run_child, member, True)
@@ -225,6 +230,8 @@ class Supervisor:
         runner: ActorCell | Supervisor
         if isinstance(instance, Supervisor):
             runner = instance
+            if runner.on_restart is None:
+                runner.on_restart = self.on_restart
         else:
             runner = ActorCell(child.spec.id, instance, child.mailbox)
         child.runner = runner

@@ -24,7 +24,10 @@ from ..system import System
 from . import routes
 from .asgi import MEDIA_TYPE
 from .direct import DirectRoutes
+from .metrics import http_metrics
 from .middleware import Authentication, Deadline, RequestBody, RequestContext, stack
+from .routes.admin_ui import STATIC_PATHS
+from .tracing import traced
 from .wire import error_response, http_error_to_ojs, unexpected_error
 
 log = logging.getLogger("ojs_actors.http")
@@ -32,8 +35,9 @@ log = logging.getLogger("ojs_actors.http")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_BODY_TIMEOUT = 60.0
-OPEN_PATHS = frozenset({"/ojs/v1/health", "/ojs/v1/ready"})
-"""Served without an API key: what load balancers and orchestrators probe."""
+OPEN_PATHS = frozenset({"/ojs/v1/health", "/ojs/v1/ready", "/health", "/ready"}) | STATIC_PATHS
+"""Served without an API key: what load balancers and orchestrators probe, and the admin
+UI's static pages (its calls to the API carry the key)."""
 
 
 class OjsResponse(TrioResponse):
@@ -72,6 +76,7 @@ def create_app(system: System, settings: HttpSettings | None = None) -> QuartTri
     app.extensions["ojs_system"] = system
     for blueprint in routes.PUBLIC:
         app.register_blueprint(blueprint)
+    app.register_blueprint(routes.UI)
     if settings.allow_reset:
         app.register_blueprint(routes.RESET)
 
@@ -99,9 +104,11 @@ def create_app(system: System, settings: HttpSettings | None = None) -> QuartTri
         served,
         [
             RequestContext,
+            http_metrics(system.metrics, app.url_map),
             partial(Authentication, keys=settings.api_keys, open_paths=OPEN_PATHS),
             partial(RequestBody, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout),
             partial(Deadline, seconds=settings.request_timeout),
         ],
     )
+    app.asgi_app = traced(app.asgi_app, app.url_map)  # type: ignore[method-assign, assignment]
     return app

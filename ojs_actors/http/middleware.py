@@ -24,9 +24,11 @@ they see every request, refused ones included.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
+from typing import cast
 
 import trio
 from hypercorn.typing import (
@@ -37,12 +39,14 @@ from hypercorn.typing import (
     ASGISendEvent,
     HTTPScope,
     Scope,
+    WebsocketScope,
 )
 from werkzeug.sansio.utils import get_content_length
 
 from ..core import (
     SPEC_VERSION,
     BodyTimedOut,
+    OJSError,
     PayloadTooLarge,
     RequestTimedOut,
     Unauthenticated,
@@ -54,6 +58,7 @@ from .asgi import (
     MEDIA_TYPE,
     REQUEST_ID,
     Exchange,
+    Headers,
     header,
     scope_items,
     send_error,
@@ -146,16 +151,20 @@ class Authentication:
     ) -> None:
         if (
             not self._keys
-            or scope["type"] != "http"
+            or scope["type"] not in ("http", "websocket")
             or scope["path"] in self._open_paths
-            or self._accepts(header(scope, b"authorization"))
+            or self._accepts(header(cast(HTTPScope, scope), b"authorization"))
         ):
             await self._app(scope, receive, send)
             return
         error = Unauthenticated(
             "Authentication required: send 'Authorization: Bearer <key>' with a valid API key."
         )
-        await send_error(send, scope, error, [(b"www-authenticate", b'Bearer realm="ojs"')])
+        challenge = [(b"www-authenticate", b'Bearer realm="ojs"')]
+        if scope["type"] == "websocket":
+            await _refuse_handshake(send, scope, error, challenge)
+        else:
+            await send_error(send, scope, error, challenge)
 
     def _accepts(self, authorization: str | None) -> bool:
         if authorization is None:
@@ -168,6 +177,29 @@ class Authentication:
         for key in self._keys:
             matched |= hmac.compare_digest(presented, key)
         return matched
+
+
+async def _refuse_handshake(
+    send: ASGISendCallable, scope: WebsocketScope, error: OJSError, headers: Headers
+) -> None:
+    """Refuse a WebSocket handshake with the error's status and body (the ASGI
+    ``websocket.http.response`` extension, which Hypercorn has), else with a bare 403."""
+    if "websocket.http.response" not in (scope.get("extensions") or {}):
+        await send({"type": "websocket.close", "code": 1008, "reason": error.message})
+        return
+    body = json.dumps(error.to_wire()).encode()
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": error.status,
+            "headers": [
+                (b"content-type", _MEDIA_TYPE),
+                (b"content-length", b"%d" % len(body)),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
 
 
 class RequestBody:

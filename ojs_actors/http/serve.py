@@ -14,6 +14,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from ..system import Settings, open_system
+from ..system.tracing import TracingSettings, open_tracing
 from . import workers
 from .app import HttpSettings, create_app
 
@@ -34,6 +35,8 @@ class ServeConfig:
     port: int = 8080
     http: HttpSettings = field(default_factory=HttpSettings)
     system: Settings = field(default_factory=Settings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
+    """OpenTelemetry tracing, off by default (:mod:`ojs_actors.system.tracing`)."""
     access_log: bool = False
     allow_insecure_no_auth: bool = False
     """Serve a non-loopback address without an API key (``OJS_ALLOW_INSECURE_NO_AUTH``)."""
@@ -80,7 +83,7 @@ async def serve(
     check_exposure(config)
 
     backend = create_backend(config.backend, **config.backend_options)
-    async with open_system(backend, settings=config.system) as system:
+    async with open_tracing(config.tracing), open_system(backend, settings=config.system) as system:
         app = create_app(system, config.http)
         _tune_garbage_collector()
         hyper = HypercornConfig()

@@ -20,6 +20,7 @@ from ..backends import REGISTRY, MissingExtra
 from ..backends.options import argparse_type, positive_float, positive_int
 from ..core import OJSError, parse_queue_name
 from ..system import Settings
+from ..system.tracing import TracingSettings, tracing
 from ._loading import RegistryImportFailed, RegistryNotFound, load_registry
 from ._worker import WorkerOptions, run_worker
 
@@ -126,9 +127,12 @@ def worker_command(args: argparse.Namespace) -> int:
     )
     settings = Settings(poll_interval=args.poll_interval)
     try:
-        trio.run(partial(run_worker, registry, backend, options, settings=settings))
+        with tracing(TracingSettings.from_env(backend=args.backend)):
+            trio.run(partial(run_worker, registry, backend, options, settings=settings))
     except KeyboardInterrupt:  # before the signal receiver was open
         return 0
+    except MissingExtra as error:  # the tracing extra
+        return _refuse(str(error))
     except BaseException as error:
         failure = _backend_failure(error)
         if failure is None:

@@ -1,22 +1,53 @@
 """Administration and queries in a System: single jobs, queues, the dead letter queue, the
-event log, health, and the reset the conformance suites use."""
+event log, health, the admin API's statistics and bulk operations (ojs-admin-api), and
+the reset the conformance suites use."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends import Backend, EventFilter, EventSink
-from ..core import Job, NotFound, State, lifecycle, parse_queue_name
+from ..core import Conflict, Job, NotFound, OJSError, State, lifecycle, parse_queue_name
 from .clock import Clock
 from .crons import Crons
 from .event_relay import EventRelay
+from .job_filter import JobFilter
 from .outbox_gate import OutboxGate
 from .queue_messages import Describe, SetPaused
 from .routing import QueueRouter
+from .throughput import Throughput
 from .transitions import dead_letter_not_found, job_not_found, retry_from_dead_letter
-from .worker_registry import WorkerRegistry
+from .worker_registry import WorkerRecord, WorkerRegistry
 from .workflows import Workflows
+
+SCAN_PAGE = 500
+"""Dead letter jobs read per backend call when a filter needs a scan."""
+BULK_CHUNK = 500
+"""Jobs per batch of transitions of a bulk operation."""
+
+
+@dataclass(slots=True)
+class Stats:
+    """Deployment-wide figures (ojs-admin-api §10.1)."""
+
+    queues: int
+    workers: int
+    jobs: dict[State, int]
+    processed_per_minute: float
+    failed_per_minute: float
+    uptime_seconds: int
+
+
+@dataclass(slots=True)
+class BulkOutcome:
+    """What a bulk operation did (ojs-admin-api §8.1)."""
+
+    matched: int = 0
+    succeeded: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    """``(job id, why)`` of each matched job the operation could not change."""
 
 
 class Admin:
@@ -43,6 +74,7 @@ class Admin:
         self._workflows = workflows
         self._crons = crons
         self._workers = workers
+        self._throughput = Throughput()
 
     # -- jobs ---------------------------------------------------------------------------
 
@@ -57,6 +89,10 @@ class Admin:
 
     async def activate(self, job_id: str) -> Job:
         return await self._router.apply(job_id, lifecycle.activate)
+
+    async def retry_job(self, job_id: str) -> Job:
+        """Re-enqueue a discarded job, dead-lettered or not, with fresh attempts."""
+        return await self._router.apply(job_id, _manual_retry)
 
     # -- queues -------------------------------------------------------------------------
 
@@ -78,6 +114,49 @@ class Admin:
         record = await self.queue_info(queue)
         return record, await self.backend.count_jobs(queue)
 
+    async def known_queue_stats(self, queue: str) -> tuple[dict[str, Any], dict[State, int]]:
+        """:meth:`queue_stats` of a queue that exists; :class:`NotFound` for any other
+        (which :meth:`queue_stats` would start)."""
+        name = parse_queue_name(queue)
+        if await self.backend.load_snapshot(f"queue:{name}") is None:
+            raise NotFound(
+                f"Queue '{name}' not found.",
+                details={"resource_type": "queue", "resource_id": name},
+            )
+        return await self.queue_stats(name)
+
+    async def all_queue_stats(self) -> list[tuple[dict[str, Any], dict[State, int]]]:
+        """Every queue's record and job counts, by name."""
+        return [
+            (record, await self.backend.count_jobs(record["name"]))
+            for record in await self.list_queues()
+        ]
+
+    # -- statistics and workers -----------------------------------------------------------
+
+    async def stats(self) -> Stats:
+        queues = await self.all_queue_stats()
+        totals = dict.fromkeys(State, 0)
+        for _, counts in queues:
+            for state, count in counts.items():
+                totals[state] += count
+        failed = totals[State.DISCARDED]
+        processed, failed_rate = self._throughput.observe(
+            self.clock(), totals[State.COMPLETED] + failed, failed
+        )
+        return Stats(
+            queues=len(queues),
+            workers=len(self._workers),
+            jobs=totals,
+            processed_per_minute=processed,
+            failed_per_minute=failed_rate,
+            uptime_seconds=(self.clock() - self.started_at) // 1000,
+        )
+
+    def workers(self) -> list[tuple[str, WorkerRecord]]:
+        """The workers this process has heard from, most recently seen first."""
+        return self._workers.records()[::-1]
+
     # -- dead letter --------------------------------------------------------------------
 
     async def dead_letter(
@@ -96,6 +175,69 @@ class Admin:
             raise dead_letter_not_found(job_id)
         self._router.forget(job_id)
 
+    async def dead_letter_matching(
+        self, query: JobFilter, limit: int, offset: int
+    ) -> tuple[list[Job], int]:
+        """A page of the dead letter jobs ``query`` takes, oldest first, and their total."""
+        if not query.beyond_queue:
+            return await self.backend.list_dead_letter(query.queue, limit, offset)
+        found = await self._scan_dead_letter(query)
+        return found[offset : offset + limit], len(found)
+
+    async def dead_letter_stats(self) -> dict[str, Any]:
+        """Total, per queue, and the discard times of the oldest and newest job."""
+        first, total = await self.backend.list_dead_letter(None, 1, 0)
+        by_queue: dict[str, int] = {}
+        for record in await self.list_queues():
+            _, count = await self.backend.list_dead_letter(record["name"], 1, 0)
+            if count:
+                by_queue[record["name"]] = count
+        last = (await self.backend.list_dead_letter(None, 1, total - 1))[0] if total else []
+        return {
+            "total": total,
+            "by_queue": by_queue,
+            "oldest": first[0] if first else None,
+            "newest": last[0] if last else None,
+        }
+
+    async def retry_dead_letter_matching(self, query: JobFilter) -> BulkOutcome:
+        """Retry every dead letter job ``query`` takes (ojs-admin-api §8.1)."""
+        jobs = await self._scan_dead_letter(query)
+        outcome = BulkOutcome(matched=len(jobs))
+        for start in range(0, len(jobs), BULK_CHUNK):
+            chunk = jobs[start : start + BULK_CHUNK]
+            results = await self._router.apply_many(
+                [(job.id, retry_from_dead_letter) for job in chunk]
+            )
+            for job, result in zip(chunk, results, strict=True):
+                if isinstance(result, OJSError):
+                    outcome.errors.append((job.id, result.message))
+                else:
+                    outcome.succeeded += 1
+        return outcome
+
+    async def purge_dead_letter(self, query: JobFilter) -> BulkOutcome:
+        """Delete every dead letter job ``query`` takes, for good (ojs-admin-api §11.3)."""
+        jobs = await self._scan_dead_letter(query)
+        outcome = BulkOutcome(matched=len(jobs))
+        for job in jobs:
+            if await self.backend.delete_dead_letter(job.id):
+                self._router.forget(job.id)
+                outcome.succeeded += 1
+            else:  # retried or deleted meanwhile
+                outcome.errors.append((job.id, "no longer in the dead letter queue"))
+        return outcome
+
+    async def _scan_dead_letter(self, query: JobFilter) -> list[Job]:
+        found: list[Job] = []
+        offset = 0
+        while True:
+            page, total = await self.backend.list_dead_letter(query.queue, SCAN_PAGE, offset)
+            found.extend(job for job in page if query.matches(job))
+            offset += len(page)
+            if not page or offset >= total:
+                return found
+
     # -- events and health --------------------------------------------------------------
 
     async def events(self, query: EventFilter) -> list[dict[str, Any]]:
@@ -111,14 +253,14 @@ class Admin:
                 "uptime_seconds": uptime,
                 "backend": {
                     "type": self.backend.name,
-                    "status": "disconnected",
+                    "status": "unhealthy",
                     "error": str(error),
                 },
             }
         report: dict[str, Any] = {
             "status": "ok",
             "uptime_seconds": uptime,
-            "backend": {"type": self.backend.name, "status": "connected", "latency_ms": latency},
+            "backend": {"type": self.backend.name, "status": "ok", "latency_ms": latency},
         }
         events = await self.relay_status()
         if events is not None:
@@ -163,4 +305,13 @@ class Admin:
         self._workers.clear()
 
 
-__all__ = ["Admin"]
+def _manual_retry(job: Job, now: int) -> Job:
+    if job.state is not State.DISCARDED:
+        raise Conflict(
+            f"Job '{job.id}' is {job.state.value}: only a discarded job can be retried.",
+            details={"job_id": job.id, "state": job.state.value},
+        )
+    return lifecycle.retry_dead_letter(job, now)
+
+
+__all__ = ["Admin", "BulkOutcome", "Stats"]

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ..backends import Deduplicated
 from ..core import InvalidRequest, Job, OJSError, parse_enqueue
+from . import tracing
 from .clock import Clock
 from .outbox_gate import OutboxGate
 from .queue_messages import Enqueue, EnqueueBatch, Hold
 from .routing import QueueRouter
+
+if TYPE_CHECKING:
+    from .tracing_spans import JobTracer
 
 log = logging.getLogger("ojs_actors.system")
 
@@ -31,9 +35,18 @@ class Producer:
         and the existing job is returned instead: its ``id`` differs from the one submitted.
         """
         job = request if isinstance(request, Job) else parse_enqueue(request, self._clock())
+        if tracing.current is not None:
+            return await self._enqueue_traced(job, tracing.current)
         await self._gate.admit()
         [result] = await self._router.ask(job.queue, Enqueue([job]))
         return self._stored(result)
+
+    async def _enqueue_traced(self, job: Job, tracer: JobTracer) -> Job:
+        # enqueue's steps again rather than a shared coroutine: no extra frame when off
+        with tracer.enqueue([job]):
+            await self._gate.admit()
+            [result] = await self._router.ask(job.queue, Enqueue([job]))
+            return self._stored(result)
 
     async def enqueue_batch(self, requests: Sequence[dict[str, Any] | Job]) -> list[Job]:
         """Enqueue several jobs atomically: every one is stored, or none is."""
@@ -49,6 +62,12 @@ class Producer:
                 error.args = (error.message,)
                 error.details = {"index": index, **error.details}
                 raise
+        if tracing.current is not None:
+            with tracing.current.enqueue(jobs, batch=True):
+                return await self._enqueue_batch(jobs)
+        return await self._enqueue_batch(jobs)
+
+    async def _enqueue_batch(self, jobs: Sequence[Job]) -> list[Job]:
         await self._gate.admit()
         results = await self._insert_atomically(jobs)
         for index, result in enumerate(results):

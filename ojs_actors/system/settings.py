@@ -25,6 +25,9 @@ class Settings:
     workflow_retention: float = 86_400.0
     """Seconds a finished workflow stays readable (``GET /ojs/v1/workflows/{id}``); it is
     deleted one to three minutes later."""
+    metrics: bool = True
+    """Record Prometheus metrics (``GET /metrics``); off, nothing is recorded on any path
+    and ``GET /metrics`` answers 404."""
 
 
 __all__ = ["Settings"]

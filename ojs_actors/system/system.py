@@ -58,15 +58,19 @@ class System:
     ) -> None:
         self.backend = backend
         self.settings = settings = settings or Settings()
+        self.metrics = metrics = SystemMetrics(settings.metrics)
+        self._calls = calls = metrics.measure_backend(backend)
+        """The backend as the parts call it (timed, unless metrics are off)."""
+        self._job_flow = metrics.jobs
         self.clock = clock = clock or trio_wall_clock()
         self.signals = signals = Signals()
         self._inbox = inbox = WorkflowInbox()
         self._router = router = QueueRouter(
-            backend, clock, signals, settings, on_change=self._jobs_changed
+            calls, clock, signals, settings, on_change=self._jobs_changed
         )
-        gate = OutboxGate(backend, clock)
-        self._workflows = workflows = Workflows(backend, clock, settings, router, inbox, gate)
-        self._crons = crons = Crons(backend, clock, settings, jobs=self)
+        gate = OutboxGate(calls, clock)
+        self._workflows = workflows = Workflows(calls, clock, settings, router, inbox, gate)
+        self._crons = crons = Crons(calls, clock, settings, jobs=self)
         self._relay_holder = new_id()  # this process in the event relay's lease
         self.root = root_supervisor(
             self._new_scheduler,
@@ -76,10 +80,10 @@ class System:
             watcher=self._new_ready_watcher if isinstance(backend, ReadyNotices) else None,
             relay=self._new_event_relay if isinstance(backend, EventSink) else None,
         )
-        self._worker_side = worker_side = WorkerSide(router, backend, clock, signals, settings)
+        self._worker_side = worker_side = WorkerSide(router, calls, clock, signals, settings)
         self.workers = worker_side.registry
         admin = Admin(
-            backend,
+            calls,
             clock,
             router,
             workflows=workflows,
@@ -95,7 +99,7 @@ class System:
         self.enqueue = producer.enqueue
         self.enqueue_batch = producer.enqueue_batch
         # -- workers
-        self.fetch = worker_side.fetch
+        self.fetch = metrics.timed_fetch(worker_side.fetch)
         self.settle_many = worker_side.settle_many
         self.extend_leases = worker_side.extend_leases
         self.ack = worker_side.ack
@@ -114,9 +118,24 @@ class System:
         self.dead_letter = admin.dead_letter
         self.retry_dead_letter = admin.retry_dead_letter
         self.delete_dead_letter = admin.delete_dead_letter
+        # -- the admin API's queries and bulk operations
+        self.admin_stats = admin.stats
+        self.admin_workers = admin.workers
+        self.all_queue_stats = admin.all_queue_stats
+        self.known_queue_stats = admin.known_queue_stats
+        self.retry_job = admin.retry_job
+        self.dead_letter_matching = admin.dead_letter_matching
+        self.dead_letter_stats = admin.dead_letter_stats
+        self.retry_dead_letter_matching = admin.retry_dead_letter_matching
+        self.purge_dead_letter = admin.purge_dead_letter
         self.events = admin.events
         self.health = admin.health
-        self.metrics = SystemMetrics(admin.relay_status)
+        metrics.watch(
+            root=self.root,
+            backend=calls,
+            relay_status=admin.relay_status,
+            workers=worker_side.registry.__len__,
+        )
         self.reset = admin.reset
         # -- workflows
         self.create_workflow = workflows.create_workflow
@@ -132,7 +151,7 @@ class System:
 
     def _new_scheduler(self) -> Scheduler:
         return Scheduler(
-            self.backend,
+            self._calls,
             self.clock,
             self.signals,
             poll_interval=self.settings.poll_interval,
@@ -144,10 +163,11 @@ class System:
         return ReadyWatcher(self.backend, self.signals, poll_interval=self.settings.poll_interval)
 
     def _new_event_relay(self) -> EventRelay:
-        assert isinstance(self.backend, EventSink)
+        calls = self._calls
+        assert isinstance(calls, EventSink)
         return EventRelay(
-            self.backend,
-            self.backend,
+            calls,
+            calls,
             self.clock,
             self.signals,
             holder=self._relay_holder,
@@ -156,9 +176,11 @@ class System:
 
     def _jobs_changed(self, changes: Changes) -> None:
         """The hook of every job change stored through this process (QueueActors, the
-        Scheduler): tell the workflows, wake the event relay."""
+        Scheduler): tell the workflows, wake the event relay, count them (metrics)."""
         self._inbox.jobs_changed(changes)
         self.signals.events_appended()
+        if self._job_flow is not None:
+            self._job_flow.record(changes)
 
     @property
     def event_relay(self) -> EventRelay | None:

@@ -47,6 +47,7 @@ from functools import partial
 import trio
 
 from ..core import Job, OJSError, lifecycle, new_id, parse_queue_name
+from . import tracing
 from .signals import IdleClaim, wait_any
 from .transitions import fail_with
 from .worker_leases import LeaseKeeper
@@ -278,6 +279,8 @@ class WorkerGroup:
         """Jobs a QueueActor claimed for this group; ``False`` once it stops taking any."""
         if self._quiet:
             return False
+        if tracing.current is not None:
+            tracing.current.handed(jobs, self.worker_id)
         self._take(jobs)
         return True
 
@@ -318,14 +321,17 @@ class WorkerGroup:
                 self.stats.failed += 1
                 continue
             running[number] = job
+            span = None if tracing.current is None else tracing.current.process(job, self.worker_id)
             try:
-                result = await handler(job)
+                result = await (handler(job) if span is None else span.run(handler))
             except Exception as error:
                 transition = fail_with(error_report(error))
                 self.stats.failed += 1
             else:
                 transition = ack_transition(result)
             running.pop(number, None)  # gone if a stop gave up on it meanwhile
+            if span is not None:
+                span.finished()
             finish(job, transition)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import trio
 
 from ..core import BackendUnavailable, Job, OJSError, ServiceRestarting
+from . import tracing
 from .transitions import Transition, ack_with, fail_with
 from .worker_side import WorkerSide
 
@@ -170,6 +171,8 @@ class Settler:
             self.stats.settle_errors += 1
             log.warning("worker group %s: job %s: %s", self.worker_id, item[0].id, answer)
         self.stats.completed += completed
+        if tracing.current is not None:
+            tracing.current.settled(batch, answers, again)
         if self.on_settled is not None:
             self.on_settled([answer for answer in answers if isinstance(answer, Job)])
         return again

@@ -44,6 +44,11 @@ class WorkerRegistry:
         self._forget_idle(self.clock())
         return list(self._records)
 
+    def records(self) -> list[tuple[str, WorkerRecord]]:
+        """The workers remembered with their records, least recently seen first."""
+        self._forget_idle(self.clock())
+        return list(self._records.items())
+
     def seen(self, worker_id: str) -> WorkerRecord:
         """Note that the worker is alive now; its record (new or refreshed)."""
         now = self.clock()

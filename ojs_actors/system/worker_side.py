@@ -11,6 +11,7 @@ import trio
 
 from ..backends import Backend
 from ..core import NO_RESULT, Job, OJSError, State, parse_queue_name
+from . import tracing
 from .clock import Clock
 from .queue_messages import Claim
 from .routing import QueueRouter
@@ -61,6 +62,21 @@ class WorkerSide:
     ) -> list[Job]:
         """Claim up to ``count`` jobs, trying ``queues`` in order; wait up to ``wait``
         seconds for work if there is none now."""
+        if tracing.current is not None:
+            with tracing.current.claim(queues, worker_id) as span:
+                jobs = await self._fetch(queues, count, worker_id, visibility_timeout_ms, wait)
+                span.claimed(jobs)
+                return jobs
+        return await self._fetch(queues, count, worker_id, visibility_timeout_ms, wait)
+
+    async def _fetch(
+        self,
+        queues: Sequence[str],
+        count: int,
+        worker_id: str | None,
+        visibility_timeout_ms: int | None,
+        wait: float,
+    ) -> list[Job]:
         for queue in queues:
             parse_queue_name(queue, "queues[]")
         if worker_id is not None:
@@ -105,9 +121,13 @@ class WorkerSide:
         parse_queue_name(queue, "queues[]")
         if worker_id is not None:
             self.registry.seen(worker_id)
-        answers, claimed = await self._router.apply_and_claim(
-            queue, items, Claim(count, worker_id, visibility_timeout_ms)
-        )
+        claim = Claim(count, worker_id, visibility_timeout_ms)
+        if tracing.current is None:
+            answers, claimed = await self._router.apply_and_claim(queue, items, claim)
+        else:
+            with tracing.current.claim([queue], worker_id) as span:
+                answers, claimed = await self._router.apply_and_claim(queue, items, claim)
+                span.claimed(claimed if isinstance(claimed, list) else [])
         if not isinstance(claimed, OJSError):
             for job in claimed:
                 self._router.remember(job)
@@ -139,6 +159,8 @@ class WorkerSide:
         return await self._router.apply_many([(job_id, extend) for job_id in job_ids])
 
     async def ack(self, job_id: str, result: Any = NO_RESULT) -> Job:
+        if tracing.current is not None:
+            return await self._settle_traced(job_id, Ack(job_id, result), "ack")
         return await self._router.apply(job_id, transition_of(Ack(job_id, result)))
 
     async def nack(
@@ -146,7 +168,16 @@ class WorkerSide:
     ) -> Job:
         """Report a failed attempt; the retry policy decides retryable or discarded.
         ``requeue`` hands the job back at once without spending the attempt."""
+        if tracing.current is not None:
+            return await self._settle_traced(job_id, Nack(job_id, error, requeue), "nack")
         return await self._router.apply(job_id, transition_of(Nack(job_id, error, requeue)))
+
+    async def _settle_traced(self, job_id: str, outcome: Outcome, verb: str) -> Job:
+        assert tracing.current is not None
+        with tracing.current.settle(job_id, verb) as span:
+            job = await self._router.apply(job_id, transition_of(outcome))
+            span.stored(job)
+            return job
 
     async def heartbeat(
         self,

@@ -3,7 +3,20 @@
 from quart import Blueprint
 
 from ..wire import JsonRoute
-from . import admin, cron, dead_letter, events, jobs, openapi, queues, system, workers, workflows
+from . import (
+    admin,
+    admin_ui,
+    cron,
+    dead_letter,
+    events,
+    jobs,
+    openapi,
+    queues,
+    stream,
+    system,
+    workers,
+    workflows,
+)
 
 PUBLIC: tuple[Blueprint, ...] = (
     system.blueprint,
@@ -12,10 +25,15 @@ PUBLIC: tuple[Blueprint, ...] = (
     workers.blueprint,
     queues.blueprint,
     dead_letter.blueprint,
+    admin.api,
     events.blueprint,
+    stream.blueprint,
     cron.blueprint,
     workflows.blueprint,
+    admin_ui.blueprint,
 )
+UI: Blueprint = admin_ui.pages
+"""The admin UI's static pages (no API operations)."""
 RESET: Blueprint = admin.blueprint
 """Registered only when the server runs with ``--allow-reset``."""
 DIRECT: tuple[JsonRoute, ...] = (
@@ -27,4 +45,4 @@ DIRECT: tuple[JsonRoute, ...] = (
 )
 """The hot endpoints, which :mod:`..direct` serves without Quart's per-request machinery."""
 
-__all__ = ["DIRECT", "PUBLIC", "RESET"]
+__all__ = ["DIRECT", "PUBLIC", "RESET", "UI"]
