@@ -225,9 +225,15 @@ def test_quick_run_completes_every_job_and_writes_the_report(tmp_path: Path) -> 
     # each job is written at least twice (enqueued, then claimed and completed), each
     # write at least its record and its outbox entry
     assert nats["messages_per_job"] > 4 and nats["latency_messages_per_job"] > 4
-    # the embedded process is the server's only client: /varz agrees with the client
+    # the embedded process is the server's only client: /varz agrees with the client's own
+    # count. Not to the message at each phase boundary: the snapshot is taken while the
+    # outbox relay's batches may be on the wire (written, not yet read by the server), so
+    # they move to the next phase; over the whole run those cancel out.
+    client = nats["client_messages"]
     for phase, count in nats["messages"].items():
-        assert abs(count - nats["client_messages"][phase]) <= 2, (phase, nats)
+        assert abs(count - client[phase]) <= 0.15 * client[phase], (phase, nats)
+    total, client_total = sum(nats["messages"].values()), sum(client.values())
+    assert abs(total - client_total) <= 0.02 * client_total, nats
     rows = {(series["subject"], series["metric"]) for series in scenarios["embedded"]["series"]}
     assert ("embedded redis", "round trips/job") in rows
     assert ("embedded nats", "round trips/job") in rows
