@@ -17,6 +17,7 @@ import pytest
 
 from ojs_actors.backends import (
     EVERY_CAPABILITY,
+    EVERY_EXTENSION,
     REGISTRY,
     Backend,
     MemoryBackend,
@@ -357,14 +358,18 @@ MANIFEST_CAPABILITIES = {
 """What the manifest said before backends declared it: memory, sqlite and redis keep it."""
 
 
-async def manifest_capabilities(backend: Backend) -> dict[str, Any]:
+async def manifest(backend: Backend) -> dict[str, Any]:
     async with open_system(backend) as system:
         client = create_app(system, HttpSettings()).test_client()
         response = await client.get("/ojs/manifest")
         assert response.status_code == 200
-        body = await response.get_json()
+        body: dict[str, Any] = await response.get_json()
     assert body["backend"] == backend.name
-    capabilities: dict[str, Any] = body["capabilities"]
+    return body
+
+
+async def manifest_capabilities(backend: Backend) -> dict[str, Any]:
+    capabilities: dict[str, Any] = (await manifest(backend))["capabilities"]
     return capabilities
 
 
@@ -390,3 +395,21 @@ async def test_the_manifest_says_what_a_backend_lacks() -> None:
 
     capabilities = await manifest_capabilities(NoWorkflows())
     assert capabilities == {**MANIFEST_CAPABILITIES, "workflows": False}
+
+
+async def test_the_manifest_lists_exactly_the_extensions_the_backend_declares() -> None:
+    everything = (await manifest(MemoryBackend()))["extensions"]["official"]
+    assert [entry["name"] for entry in everything] == sorted(EVERY_EXTENSION)
+    assert everything[0] == {
+        "name": everything[0]["name"],
+        "uri": f"urn:ojs:ext:{everything[0]['name']}",
+        "version": "1.0.0",
+    }
+
+    class NoAdminApi(MemoryBackend):
+        capabilities = dataclasses.replace(
+            EVERY_CAPABILITY, extensions=EVERY_EXTENSION - {"admin-api"}
+        )
+
+    fewer = (await manifest(NoAdminApi()))["extensions"]["official"]
+    assert [entry["name"] for entry in fewer] == sorted(EVERY_EXTENSION - {"admin-api"})

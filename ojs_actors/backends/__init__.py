@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .base import (
     EVERY_CAPABILITY,
+    EVERY_EXTENSION,
     Backend,
     Capabilities,
     DeadLetter,
@@ -37,6 +38,7 @@ BACKENDS = tuple(entry.name for entry in BUILTIN)
 __all__ = [
     "BACKENDS",
     "EVERY_CAPABILITY",
+    "EVERY_EXTENSION",
     "REGISTRY",
     "Backend",
     "Capabilities",

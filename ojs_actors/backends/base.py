@@ -90,6 +90,9 @@ class Capabilities:
     events: bool = False
     exact_counts: bool = False
     """``count_jobs`` is exact at every moment (not an estimate); not a manifest flag."""
+    extensions: frozenset[str] = frozenset()
+    """The official OJS extensions a server over this backend implements, by name
+    (``"admin-api"``: ``urn:ojs:ext:admin-api``); the manifest lists exactly these."""
 
     def manifest(self) -> dict[str, bool]:
         """The manifest's ``capabilities`` object."""
@@ -98,8 +101,28 @@ class Capabilities:
             del flags[backend_only]
         return flags
 
+    def manifest_extensions(self) -> dict[str, list[dict[str, str]]]:
+        """The manifest's ``extensions`` object (ojs-conformance §4.2.1)."""
+        return {
+            "official": [
+                {"name": name, "uri": f"urn:ojs:ext:{name}", "version": EXTENSION_VERSION}
+                for name in sorted(self.extensions)
+            ]
+        }
 
-_NOT_IN_MANIFEST = ("exact_counts",)
+
+_NOT_IN_MANIFEST = ("exact_counts", "extensions")
+EXTENSION_VERSION = "1.0.0"
+
+EVERY_EXTENSION = frozenset(
+    {
+        "admin-api",
+        "dead-letter",
+        "observability",
+    }
+)
+"""The extensions implemented above the backend protocol (through its parts), so every
+backend that has the parts has them too. One line per extension."""
 
 EVERY_CAPABILITY = Capabilities(
     batch_enqueue=True,
@@ -114,6 +137,7 @@ EVERY_CAPABILITY = Capabilities(
     pause_resume=True,
     events=True,
     exact_counts=True,
+    extensions=EVERY_EXTENSION,
 )
 """What the memory, SQLite and Redis backends support (all but schema validation,
 which no backend of this server does)."""

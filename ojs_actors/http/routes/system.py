@@ -34,7 +34,7 @@ def manifest(system: System) -> dict[str, Any]:
         "protocols": ["http"],
         "backend": system.backend.name,
         "capabilities": system.backend.capabilities.manifest(),
-        "extensions": {"official": []},
+        "extensions": system.backend.capabilities.manifest_extensions(),
     }
 
 
