@@ -50,7 +50,11 @@ pytestmark = [
 ]
 
 
-EXTENSION_SUITES = ("ext-admin-api", "ext-dead-letter", "ext-observability")
+EXTENSION_SUITES = (
+    "ext-admin-api",
+    "ext-dead-letter",
+    "ext-observability",
+)
 """Run after the levels, one after the other, on the same servers (each case resets the
 server, so no two runs may share one at once); a few seconds each."""
 EXTENSION_SUBJECTS = ("memory", "sqlite", "redis")
