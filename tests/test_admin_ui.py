@@ -8,6 +8,7 @@ API key, so every panel below also shows the UI sending it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -135,13 +136,21 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: sudo apt-get install -y chromium")
     profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as playwright:
-        context = _launch(playwright, profile)
-        context.set_default_timeout(UI_TIMEOUT_MS)
-        try:
-            yield context
-        finally:
-            context.close()
+    # Playwright's sync API runs an asyncio loop of its own. Once trio-asyncio is imported
+    # (the asyncio backends' bridge, by any test module collected before this one), new
+    # loops outside trio are trio-asyncio's, which leave trio's run state behind them;
+    # a policy set in this thread makes them plain asyncio loops again.
+    asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+    try:
+        with sync_playwright() as playwright:
+            context = _launch(playwright, profile)
+            context.set_default_timeout(UI_TIMEOUT_MS)
+            try:
+                yield context
+            finally:
+                context.close()
+    finally:
+        asyncio.set_event_loop_policy(None)
 
 
 def _launch(playwright: Playwright, profile: Path) -> BrowserContext:
