@@ -67,7 +67,7 @@ class Prices:
     month. FIFO queues cost $0.50. The first million requests a month are free. That is
     left out here."""
     region: str = "us-east-1"
-    used_on: str = "2026-12-01"
+    used_on: str = "2026-12-02"
     """When these prices were used."""
     sources: str = (
         "DynamoDB: $0.625 per million WRU and $0.125 per million RRU on demand (AWS's "

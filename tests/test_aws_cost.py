@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from bench._aws_cost import TARGET_REQUESTS_PER_JOB, measure_embedded
 from bench._aws_units import (
     PRICES,
     Usage,
@@ -211,8 +212,80 @@ async def test_the_meter_counts_what_the_backend_sends(aws_options: dict[str, An
     # transaction with the count and the outbox counter; then claims and acks
     assert usage.transaction_items >= 20 * 4 + 2 + 20 * 3
     assert usage.total_wru >= 2 * usage.transaction_items  # every item at least 2 WRU
-    assert usage.sqs_billed["sqs.SendMessageBatch"] == 2  # 20 hints, 10 a request
+    assert usage.calls["sqs.SendMessage"] == 1  # one hint for the insert's one write
     assert not math.isnan(per_unit(usage, 20)["dollars"])
+
+
+async def test_a_batch_lifecycle_takes_a_quarter_request_per_job(
+    aws_options: dict[str, Any],
+) -> None:
+    """100 jobs enqueued at once, claimed at once and acked at once: each step in as few
+    requests as DynamoDB's limits allow (100 items a transaction, 100 keys a read), the
+    ack with no read first (the claim's versions are known) and its lease timers deleted
+    in the ack's transactions, one hint per write."""
+    table = {k: aws_options[k] for k in ("endpoint_url", "region", "table", "queue_prefix")}
+    async with open_backend(AwsBackend(**table, timeout=60)) as backend:
+        assert isinstance(backend, AwsBackend)
+        meter = UsageMeter(backend.aws)
+        jobs = [make(n) for n in range(100)]
+        start = meter.snapshot()
+        assert await backend.insert_jobs(jobs, atomic=True) == jobs
+        enqueued = meter.snapshot()
+        claimed, _ = await backend.claim("q", 100, NOW + 1, "w", None)
+        assert [job.args[0] for job in claimed] == list(range(100))
+        leased = meter.snapshot()
+        done = [lifecycle.ack(job, NOW + 2, None) for job in claimed]
+        updates = [(job, old.version) for job, old in zip(done, claimed, strict=True)]
+        assert await backend.update_jobs(updates) == [True] * 100
+        acked = meter.snapshot()
+        timers = [
+            await backend.aws.dynamodb_items(
+                "query", TableName=backend.table, KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": backend.keys.timer_partition(shard)}},
+                ConsistentRead=True,
+            )
+            for shard in range(4)
+        ]  # fmt: skip
+    insert = enqueued.minus(start).calls
+    once = Counter({"dynamodb.GetItem": 1, "sqs.CreateQueue": 1})  # a process's first write,
+    # a queue's first hint: the outbox counter read, the SQS queue made (or found)
+    # the ids checked, the intent, 5 transactions of up to 24 jobs (4 items each), the
+    # intent deleted; one hint per transaction
+    assert insert == once + Counter({
+        "dynamodb.BatchGetItem": 1, "dynamodb.PutItem": 1, "dynamodb.TransactWriteItems": 5,
+        "dynamodb.DeleteItem": 1, "sqs.SendMessage": 5,
+    })  # fmt: skip
+    claim = leased.minus(enqueued).calls
+    # one Query and one read of the 100, then 6 transactions of up to 19 claims
+    assert claim == Counter(
+        {"dynamodb.Query": 1, "dynamodb.BatchGetItem": 1, "dynamodb.TransactWriteItems": 6}
+    )
+    ack = acked.minus(leased).calls
+    assert ack == Counter({"dynamodb.TransactWriteItems": 5})  # no read, no later delete
+    assert timers == [[]] * 4  # every lease timer went with its ack
+    total = acked.minus(start).total_calls() - once.total()
+    assert total / 100 == 0.26  # against 6-7 for the reference's design
+
+
+# -- steady state, as the bench measures it --------------------------------------------------------
+
+
+async def test_steady_state_costs_at_most_one_request_per_job(
+    bench_moto: SerialMotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's target, measured as ``python -m bench --only aws_cost`` does (a
+    smaller run): a stream of batch enqueues while a worker group claims and acks, every
+    request the process sends in the window counted (hints received and deleted, the
+    scheduler's and fetchers' polls included): at most 1 per job."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    result = await measure_embedded(
+        bench_moto.url, jobs=400, warmup_jobs=200, idle_s=0.5, timeout_s=240
+    )
+    assert result["ok"], result
+    window = result["window"]
+    figures = per_unit(Usage.from_dict(window["usage"]), window["jobs"])
+    assert figures["calls"] <= TARGET_REQUESTS_PER_JOB, figures["calls_by_operation"]
 
 
 # -- the bench's moto --------------------------------------------------------------------------------

@@ -381,7 +381,7 @@ BUILTIN: tuple[BackendEntry, ...] = (
     KAFKA,
     BackendEntry(
         name="sqs",
-        description="AWS: the job state in DynamoDB, hints on SQS (work in progress)",
+        description="AWS: the job state in DynamoDB, hints on SQS",
         factory="ojs_actors.backends.aws.backend:AwsBackend",
         options=(*AWS_OPTIONS, EVENT_RETENTION_OPTION),
         extra="aws",

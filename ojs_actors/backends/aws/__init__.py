@@ -1,7 +1,4 @@
-"""The AWS backend (work in progress, issue 14): DynamoDB holds the state, SQS the hints.
-
-Not registered yet: the parts below are built and tested one by one against moto; the
-backend joins the registry (``--backend sqs``) once the contract suite passes.
+"""The AWS backend (``--backend sqs``, issue 14): DynamoDB holds the state, SQS the hints.
 
 Design
 ======
@@ -35,7 +32,9 @@ with the backend's ``prefix`` (empty by default; the tests give each backend its
 ``outbox#{seq // 1024}``    ``{seq}`` (15 digits)       an outbox entry: ``k`` (key), ``b``
                                                         (state before, ``*`` for an event
                                                         stored whole), ``r`` (record or event)
-``outkey#{entry key}``      ``#``                       ``seq``: where that entry is
+``outkey#{entry key}``      ``#``                       ``seq``: where that entry is (outbox
+                                                        and outkey items carry ``exp``:
+                                                        DynamoDB's TTL deletes them)
 ==========================  ==========================  =====================================
 
 Writes. Every change is one ``TransactWriteItems`` (at most 100 items): each job's item
@@ -48,7 +47,7 @@ updated: an entry whose job moved to another version is stale, skipped and delet
 the reader that meets it, so a reader always checks entries against the job items.
 
 SQS carries hints, not the truth: after a write that makes jobs available, one
-message per job (``{"id", "v"}``, ``SendMessageBatch`` of 10) on the queue's SQS queue
+message per queue and write (``{"jobs": [[id, v], ...]}``) on the queue's SQS queue
 (``SQS_QUEUE_PREFIX`` + name) wakes a process long-polling it; a hint whose job has
 moved on is deleted, never run. Claims take the ready index's head (strict priority,
 then FIFO), not whatever SQS delivers; a job whose hint was lost is still claimed by

@@ -19,7 +19,7 @@ from .layout import Keys
 from .setup import QueueUrls
 from .snapshots import AwsSnapshots
 from .timers import AwsDeadLetter, AwsTimers
-from .writes import Writer
+from .writes import EVENT_TTL, Writer
 
 DEFAULT_TABLE = "ojs-jobs"
 
@@ -82,6 +82,7 @@ class AwsBackend(AssembledBackend):
         fifo: bool = False,
         create_table: bool = True,
         event_retention: int = EVENT_RETENTION,
+        event_ttl: int = EVENT_TTL,
         timeout: float = 5.0,
     ) -> None:
         self.aws = AwsClients(
@@ -93,7 +94,7 @@ class AwsBackend(AssembledBackend):
         self.event_log = AwsEventLog(self.aws, keys, table, event_retention)
         self.hints = SqsHints(self.aws, QueueUrls(self.aws, queue_prefix, fifo))
         self.writer = writer = Writer(
-            self.aws, keys, table, on_appended=self.event_log.appended, on_ready=self.hints.send
+            self.aws, keys, table, on_ready=self.hints.send, event_ttl=event_ttl
         )
         claims = AwsReadyQueue(self.aws, keys, table, writer, on_claim=self.hints.know)
         self._jobs_part = jobs = AwsJobs(self.aws, keys, table, writer)
@@ -104,7 +105,7 @@ class AwsBackend(AssembledBackend):
             lifetime=_Lifetime(self),
             jobs=jobs,
             ready=claims,
-            timers=AwsTimers(self.aws, keys, table),
+            timers=AwsTimers(self.aws, keys, table, writer),
             dead_letter=AwsDeadLetter(self.aws, keys, table, writer),
             snapshots=AwsSnapshots(self.aws, keys, table, writer),
             events=self.event_log,

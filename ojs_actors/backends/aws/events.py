@@ -2,9 +2,13 @@
 
 Entries are items of ``outbox#{seq // 1024}`` keyed by their 15-digit seq, appended by
 every write (:mod:`.writes`); ``outkey#{key}`` says where an entry is, so a read after
-an event id starts at its entry; ``outhead`` holds the oldest seq kept. Retention keeps
-the newest ``event_retention`` entries: the process that appended trims once it has
-appended a tenth of that (deleting entries, their ``outkey`` items, then moving the head).
+an event id starts at its entry. Retention keeps the newest ``event_retention`` entries:
+the oldest seq kept is ``outseq - event_retention + 1``, computed by every reader from
+the counter it reads anyway, so trimming costs no request at all. Entries below it are
+invisible (a read starts there; a cursor pointing below it is gone) and DynamoDB's TTL
+deletes them, for free, once their ``exp`` (written with them: ``event_ttl`` seconds
+after the write, see :mod:`.writes`) has passed. Deleting them one by one cost two
+write requests per entry, three entries per job: most of a job's bill before.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from ...core import State
 from ..base import EventFilter
 from ..outbox import EVENT_RETENTION, OutboxEntry, collect, cursor
 from .client import AwsClients
-from .layout import OUTBOX_BUCKET, Keys, n, pad
+from .layout import OUTBOX_BUCKET, Keys, pad
 from .records import job_of
 
 PAGE = 200
@@ -28,22 +32,12 @@ class AwsEventLog:
         self, aws: AwsClients, keys: Keys, table: str, event_retention: int = EVENT_RETENTION
     ) -> None:
         self._aws, self._keys, self._table = aws, keys, table
-        self._keep = event_retention
-        self._trim_every = max(1, event_retention // 10)
-        self._untrimmed = 0
+        self._keep = max(1, event_retention)
 
     def forget(self) -> None:
-        self._untrimmed = 0
-
-    async def appended(self, entries: int) -> None:
-        """``entries`` were appended by this process: trim once enough piled up."""
-        self._untrimmed += entries
-        if self._untrimmed >= self._trim_every:
-            await self.trim()
+        """Nothing kept per process (the head follows the counter)."""
 
     async def read_events(self, query: EventFilter) -> list[dict[str, Any]]:
-        if self._untrimmed:
-            await self.trim()
         head, last = await self._bounds()
         found: list[dict[str, Any]] = []
         after = cursor(query)
@@ -68,35 +62,14 @@ class AwsEventLog:
             seq = int(page[-1]["sk"]["S"]) + 1
         return found
 
-    async def trim(self) -> None:
-        self._untrimmed = 0
-        head, last = await self._bounds()
-        until = last - self._keep  # entries up to this seq go
-        while head <= until:
-            page = await self._page(head, until)
-            if not page:
-                head = (head // OUTBOX_BUCKET + 1) * OUTBOX_BUCKET
-                continue
-            keys = [{"pk": item["pk"], "sk": item["sk"]} for item in page]
-            keys += [self._keys.outkey(item["k"]["S"]) for item in page]
-            await self._aws.delete_items(self._table, keys)
-            head = int(page[-1]["sk"]["S"]) + 1
-            await self._aws.dynamodb(
-                "put_item", TableName=self._table, Item={**self._keys.key("outhead"), "n": n(head)}
-            )
-
     async def _bounds(self) -> tuple[int, int]:
         """The oldest seq kept and the newest written."""
         answer = await self._aws.dynamodb(
-            "batch_get_item",
-            RequestItems={self._table: {
-                "Keys": [self._keys.key("outhead"), self._keys.outseq()], "ConsistentRead": True,
-            }},
-        )  # fmt: skip
-        values = {item["pk"]["S"]: int(item["n"]["N"]) for item in
-                  answer.get("Responses", {}).get(self._table, [])}  # fmt: skip
-        prefix = self._keys.prefix
-        return values.get(f"{prefix}outhead", 1), values.get(f"{prefix}outseq", 0)
+            "get_item", TableName=self._table, Key=self._keys.outseq(), ConsistentRead=True
+        )
+        item = answer.get("Item")
+        last = int(item["n"]["N"]) if item and "n" in item else 0
+        return max(1, last - self._keep + 1), last
 
     async def _seq_of(self, key: str) -> int | None:
         answer = await self._aws.dynamodb(

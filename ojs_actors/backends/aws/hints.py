@@ -1,8 +1,11 @@
-"""SQS hints: :class:`SqsHints` sends one message per job made available, and wakes the
-fetches of every process that long-polls the queue (``ReadyNotices``).
+"""SQS hints: :class:`SqsHints` sends one message per write that made jobs of a queue
+available, and wakes the fetches of every process that long-polls the queue
+(``ReadyNotices``).
 
-A hint is ``{"id": job id, "v": version}`` on the job's queue's SQS queue, sent after
-the DynamoDB write that made the job available (``SendMessageBatch``, 10 a request).
+A hint is ``{"jobs": [[job id, version], ...]}`` (the jobs of one DynamoDB write, at
+most 100 items, so 20-odd jobs at most) on the queue's SQS queue, sent after that
+write (one ``SendMessage``; a message per job cost a tenth of a request per job to
+send, and as much again to receive and delete).
 It is a hint, never the truth: a process that receives hints notifies its waiting
 fetches of that queue and deletes them; the fetch claims from the ready index, in
 priority-then-FIFO order, whatever the hint named. So a hint lost (a crash between
@@ -16,7 +19,8 @@ SQS hands each message to one receiver, so a process that only enqueues must not
 the hints meant for those that fetch. With several fetching processes a hint wakes one
 of them; the others find the work at their next poll if that one is busy. On FIFO
 queues (``SQS_USE_FIFO``) the hints of a queue are one message group in order,
-de-duplicated by job id and version.
+de-duplicated by the id and version of the message's first job (a job version is made
+available once).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from .setup import QueueUrls
 log = logging.getLogger("ojs_actors.backends.aws")
 
 SEND_BATCH = 10
-"""SQS's limit of messages per ``SendMessageBatch`` and per ``ReceiveMessage``."""
+"""SQS's limit of messages per ``ReceiveMessage``."""
 LONG_POLL_S = 20
 
 
@@ -66,16 +70,17 @@ class SqsHints:
                 )
 
     async def _send_queue(self, queue: str, jobs: Sequence[tuple[str, int]]) -> None:
+        """One message for the jobs of one write (a write holds at most 100 items, so
+        at most 20-odd jobs: well under SQS's 256 KB): one ``SendMessage``, and one
+        message to receive and delete, per write rather than per job."""
         url = await self._urls.url(queue)
-        for start in range(0, len(jobs), SEND_BATCH):
-            entries = []
-            for n, (job_id, version) in enumerate(jobs[start : start + SEND_BATCH]):
-                entry = {"Id": str(n), "MessageBody": json.dumps({"id": job_id, "v": version})}
-                if self._urls.fifo:
-                    entry["MessageGroupId"] = queue
-                    entry["MessageDeduplicationId"] = f"{job_id}-{version}"
-                entries.append(entry)
-            await self._aws.sqs("send_message_batch", QueueUrl=url, Entries=entries)
+        body = json.dumps({"jobs": [[job_id, version] for job_id, version in jobs]})
+        message: dict[str, str] = {"QueueUrl": url, "MessageBody": body}
+        if self._urls.fifo:
+            first_id, first_version = jobs[0]
+            message["MessageGroupId"] = queue
+            message["MessageDeduplicationId"] = f"{first_id}-{first_version}"
+        await self._aws.sqs("send_message", **message)
 
     async def watch_ready(self, notify: Callable[[str], None]) -> None:
         """``ReadyNotices``: long-poll every known queue; ``notify(queue)`` per queue that

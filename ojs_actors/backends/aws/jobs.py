@@ -166,24 +166,65 @@ class AwsJobs:
         return [found.get(job_id) for job_id in job_ids]
 
     async def update_jobs(self, updates: Sequence[tuple[Job, int]]) -> list[bool]:
+        """Each job written on the condition that it is still the version expected. What
+        it replaces (version, state, timers) comes from the writer's :attr:`Writer.known`
+        when that holds the expected version (an ack after this process's claim: no read
+        first), else from a read; a cached one that turns out wrong (the job changed, or
+        was deleted and made again) is read and tried once more, so the cache never
+        decides an answer."""
         results = [False] * len(updates)
         for this_round in update_rounds(updates):
-            current = await self._reader.read(updates[index][0].id for index in this_round)
-            live = [
-                index
-                for index in this_round
-                if (stored := current.get(updates[index][0].id)) is not None
-                and stored.version == updates[index][1]
-            ]
-            await write_each(
-                self._writer,
-                live,
-                partial(_stage_update, updates, current),
-                lambda index: updates[index][0].id,
-                results,
-                crash_at="aws.update.stored",
-            )
+            known = self._writer.known
+            befores: dict[str, Before] = {}
+            unknown: list[int] = []
+            for index in this_round:
+                job, expected = updates[index]
+                cached = known.get(job.id)
+                if cached is not None and cached.version == expected:
+                    befores[job.id] = cached
+                else:
+                    unknown.append(index)
+            await self._read_befores(updates, unknown, befores)
+            live = [index for index in this_round if updates[index][0].id in befores]
+            await self._write_updates(updates, live, befores, results)
+            again = [i for i in live if not results[i] and i not in unknown]
+            if again:
+                for index in again:
+                    befores.pop(updates[index][0].id, None)
+                await self._read_befores(updates, again, befores)
+                await self._write_updates(
+                    updates, [i for i in again if updates[i][0].id in befores], befores, results
+                )
         return results
+
+    async def _read_befores(
+        self, updates: Sequence[tuple[Job, int]], indexes: list[int], befores: dict[str, Before]
+    ) -> None:
+        """``befores`` gets the stored version of each of ``indexes`` that is the one expected."""
+        if not indexes:
+            return
+        current = await self._reader.read(updates[index][0].id for index in indexes)
+        for index in indexes:
+            job, expected = updates[index]
+            stored = current.get(job.id)
+            if stored is not None and stored.version == expected:
+                befores[job.id] = Before.of(stored)
+
+    async def _write_updates(
+        self,
+        updates: Sequence[tuple[Job, int]],
+        indexes: list[int],
+        befores: dict[str, Before],
+        results: list[bool],
+    ) -> None:
+        await write_each(
+            self._writer,
+            indexes,
+            partial(_stage_update, updates, befores),
+            lambda index: updates[index][0].id,
+            results,
+            crash_at="aws.update.stored",
+        )
 
     async def count_jobs(self, queue: str) -> dict[State, int]:
         answer = await self._aws.dynamodb(
@@ -200,12 +241,12 @@ class AwsJobs:
 
 def _stage_update(
     updates: Sequence[tuple[Job, int]],
-    current: dict[str, Job],
+    befores: dict[str, Before],
     transaction: Transaction,
     index: int,
 ) -> None:
     job = updates[index][0]
-    transaction.put_job(job, Before.of(current[job.id]))
+    transaction.put_job(job, befores[job.id])
 
 
 __all__ = ["AwsJobs"]

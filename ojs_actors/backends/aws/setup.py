@@ -23,6 +23,7 @@ is the other followed by ``-`` (``ojs`` and ``ojs-staging`` could meet).
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,8 @@ from botocore.exceptions import ClientError
 from ...core import parse_queue_name
 from .client import AwsClients, error_code
 from .options import queue_prefix
+
+log = logging.getLogger("ojs_actors.backends.aws")
 
 KEY = {"pk": ("HASH", "S"), "sk": ("RANGE", "S")}
 """The table's key: attribute -> (key type, attribute type)."""
@@ -99,8 +102,38 @@ async def ensure_table(
                 ) from error
     check_key(table, description)
     description = await _until_usable(aws, table, description, wait, poll)
+    await ensure_ttl(aws, table)
     billing = description.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
     return Table(table, created, str(description["TableStatus"]), str(billing))
+
+
+TTL_ATTRIBUTE = "exp"
+"""The attribute DynamoDB's TTL deletes items by: the outbox's entries carry it."""
+
+
+async def ensure_ttl(aws: AwsClients, table: str) -> bool:
+    """DynamoDB's TTL on :data:`TTL_ATTRIBUTE`, turned on if it is off: it deletes the
+    outbox entries past retention for free (``backends/aws/events.py``). Without it
+    (no ``dynamodb:UpdateTimeToLive`` permission: logged, not fatal) nothing breaks,
+    but those items stay and are billed as storage. Returns whether it is on."""
+    try:
+        answer = await aws.dynamodb("describe_time_to_live", TableName=table)
+        status = answer.get("TimeToLiveDescription", {}).get("TimeToLiveStatus", "DISABLED")
+        if status in ("ENABLED", "ENABLING"):
+            return True
+        await aws.dynamodb(
+            "update_time_to_live",
+            TableName=table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+        )
+    except ClientError as error:
+        log.warning(
+            "DynamoDB TTL on %s.%s not turned on (%s): old outbox entries stay, billed as"
+            " storage; turn it on once (aws-setup, or the console)",
+            table, TTL_ATTRIBUTE, error_code(error),
+        )  # fmt: skip
+        return False
+    return True
 
 
 async def describe_table(aws: AwsClients, table: str) -> dict[str, Any] | None:
@@ -219,5 +252,6 @@ __all__ = [
     "describe_table",
     "ensure_queue",
     "ensure_table",
+    "ensure_ttl",
     "sqs_queue_name",
 ]

@@ -17,7 +17,8 @@ stored, across every process.
 
 from __future__ import annotations
 
-from collections import Counter
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,13 @@ MAX_RECORD_BYTES = 180_000
 """A job record (stored twice: the job item and its outbox entry) must leave each item
 under DynamoDB's 400 KB."""
 MAX_ATTEMPTS = 20
+EVENT_TTL = 86_400
+"""Seconds an outbox entry is kept at most: DynamoDB's TTL deletes it (free of charge,
+usually within a few days of its ``exp``) once it has passed, whether or not newer
+entries have pushed it out of the retention already (:mod:`.events`)."""
+KNOWN = 100_000
+"""Job versions the writer remembers (the newest it wrote): an update of one of them
+needs no read first."""
 
 
 class CasFailed(Exception):
@@ -56,10 +64,14 @@ class Before:
 
     version: int
     state: State
+    timers: tuple[int, ...] = ()
+    """The due times of that version's timer entries: the write that replaces it deletes
+    them in the same transaction (a lease's timer goes with the ack), instead of leaving
+    them for the scheduler to read, find stale and delete later (three requests more)."""
 
     @classmethod
     def of(cls, job: Job) -> Before:
-        return cls(job.version, job.state)
+        return cls(job.version, job.state, tuple(sorted(set(timers_of(job)))))
 
 
 @dataclass
@@ -68,6 +80,8 @@ class Transaction:
     table: str
     first_seq: int
     """The first outbox sequence number this transaction may use."""
+    event_ttl: int = 0
+    """Seconds an outbox entry is kept at most (its ``exp``, DynamoDB's TTL); 0: no ``exp``."""
     items: list[dict[str, Any]] = field(default_factory=list)
     owners: list[str | None] = field(default_factory=list)
     """Per item, the job id whose condition it carries (``None``: no job's)."""
@@ -76,6 +90,12 @@ class Transaction:
     markers: set[tuple[str, str]] = field(default_factory=set)
     ready: list[tuple[str, str, int]] = field(default_factory=list)
     """``(queue, job id, version)`` of the jobs this transaction makes available."""
+    timers_due: list[int] = field(default_factory=list)
+    """The due times of the timer entries this transaction writes."""
+    timers_gone: list[int] = field(default_factory=list)
+    """The due times of the timer entries this transaction deletes."""
+    written: list[Job] = field(default_factory=list)
+    """The job versions this transaction stores (the writer remembers them)."""
 
     @property
     def next_seq(self) -> int:
@@ -155,8 +175,13 @@ class Transaction:
             self.put(self.keys.job(job.id), attributes, condition="v = :v AND st = :st",
                      values={":v": n(before.version), ":st": s(before.state.value)},
                      owner=job.id)  # fmt: skip
+        if before is not None and before.version != job.version:
+            for due in before.timers:  # that version's timers, stale from now on
+                self.delete(self.keys.timer(job.id, before.version, due))
+                self.timers_gone.append(due)
         self._index(job, before, self.next_seq)
         self.append_entry(change_key(job), "" if before is None else before.state.value, record)
+        self.written.append(job)
         return job
 
     def _index(self, job: Job, before: Before | None, seq: int) -> None:
@@ -167,6 +192,7 @@ class Transaction:
                 self.ready.append((job.queue, job.id, job.version))
         for due in sorted(set(timers_of(job))):
             self.put(keys.timer(job.id, job.version, due), version)
+            self.timers_due.append(due)
         if (
             job.state is State.DISCARDED
             and job.dead_letter
@@ -183,8 +209,9 @@ class Transaction:
         """An outbox entry: ``before`` is the state before (``""``: a new job) or ``*``
         for an event stored whole (``body`` its JSON)."""
         seq = self.next_seq
-        self.put(self.keys.outbox(seq), {"k": s(key), "b": s(before), "r": s(body)})
-        self.put(self.keys.outkey(key), {"seq": n(seq)})
+        expiry = {"exp": n(int(time.time()) + self.event_ttl)} if self.event_ttl else {}
+        self.put(self.keys.outbox(seq), {"k": s(key), "b": s(before), "r": s(body), **expiry})
+        self.put(self.keys.outkey(key), {"seq": n(seq), **expiry})
         self.entries += 1
 
     def finish(self) -> list[dict[str, Any]]:
@@ -222,28 +249,46 @@ class TooManyItems(Exception):
 
 
 class Writer:
-    """Runs transactions; keeps the outbox counter's value this process last saw."""
+    """Runs transactions; keeps the outbox counter's value this process last saw, and
+    the versions it wrote last (:attr:`known`)."""
 
     def __init__(
         self,
         aws: AwsClients,
         keys: Keys,
         table: str,
-        on_appended: Callable[[int], Awaitable[None]] | None = None,
         on_ready: Callable[[list[tuple[str, str, int]]], Awaitable[None]] | None = None,
+        event_ttl: int = EVENT_TTL,
     ) -> None:
-        """``on_appended(entries)`` is awaited after each write that appended outbox
-        entries (the event log trims the outbox from there); ``on_ready(jobs)`` after each
-        that made jobs available (``Transaction.ready``: the SQS hints)."""
+        """``on_ready(jobs)`` is awaited after each write that made jobs available
+        (``Transaction.ready``: the SQS hints)."""
         self._aws = aws
         self._keys = keys
         self._table = table
+        self._event_ttl = event_ttl
         self._outseq: int | None = None
-        self.on_appended = on_appended
         self.on_ready = on_ready
+        self.on_timers: Callable[[list[int], list[int]], None] | None = None
+        """Told the due times of the timer entries each write stored and deleted."""
+        self.known: OrderedDict[str, Before] = OrderedDict()
+        """Job id -> the version this process stored last (at most :data:`KNOWN`, the
+        newest): a hint, never the truth (every write is still conditional on it)."""
 
     def forget(self) -> None:
         self._outseq = None
+        self.known.clear()
+
+    def scratch(self) -> Transaction:
+        """A transaction to stage into only to see how many items a change takes."""
+        return Transaction(self._keys, self._table, 1)
+
+    def _remember(self, jobs: list[Job]) -> None:
+        known = self.known
+        for job in jobs:
+            known.pop(job.id, None)
+            known[job.id] = Before.of(job)
+        while len(known) > KNOWN:
+            known.popitem(last=False)
 
     async def write(
         self, build: Callable[[Transaction], Any], crash_at: str | None = None
@@ -255,7 +300,9 @@ class Writer:
         for _ in range(MAX_ATTEMPTS):
             if self._outseq is None:
                 self._outseq = await self._read_outseq()
-            transaction = Transaction(self._keys, self._table, self._outseq + 1)
+            transaction = Transaction(
+                self._keys, self._table, self._outseq + 1, event_ttl=self._event_ttl
+            )
             build(transaction)
             items = transaction.finish()
             if not items:
@@ -276,8 +323,9 @@ class Writer:
                 crash_point(crash_at)
             if transaction.entries:
                 self._outseq = transaction.first_seq + transaction.entries - 1
-                if self.on_appended is not None:
-                    await self.on_appended(transaction.entries)
+            self._remember(transaction.written)
+            if (transaction.timers_due or transaction.timers_gone) and self.on_timers:
+                self.on_timers(transaction.timers_due, transaction.timers_gone)
             if transaction.ready and self.on_ready is not None:
                 await self.on_ready(transaction.ready)
             return transaction
@@ -321,7 +369,7 @@ async def write_each(
     condition it carries) in as few transactions as fit, each on its own: ``results[i]``
     is ``True`` where it was stored, ``False`` where its condition failed (the job changed
     meanwhile, or its id was taken)."""
-    parts = [indexes] if indexes else []
+    parts = pack(writer, indexes, stage)
     while parts:
         part = parts.pop(0)
 
@@ -348,7 +396,28 @@ async def write_each(
             results[index] = True
 
 
+def pack(
+    writer: Writer, indexes: list[int], stage: Callable[[Transaction, int], object]
+) -> list[list[int]]:
+    """``indexes`` in order, cut into the fewest runs that each fit one transaction
+    (staged into scratch transactions to count their items): a batch of 100 jobs is 5
+    transactions, not the 8 that halving until it fits makes."""
+    parts: list[list[int]] = []
+    part: list[int] = []
+    scratch = writer.scratch()
+    for index in indexes:
+        stage(scratch, index)
+        if part and scratch.size() > MAX_ITEMS:
+            parts.append(part)
+            part, scratch = [], writer.scratch()
+            stage(scratch, index)
+        part.append(index)
+    if part:
+        parts.append(part)
+    return parts
+
+
 __all__ = [
-    "MAX_ATTEMPTS", "MAX_ITEMS", "MAX_RECORD_BYTES", "OUTSEQ", "Before", "CasFailed",
-    "TooManyItems", "Transaction", "Writer", "write_each",
+    "EVENT_TTL", "KNOWN", "MAX_ATTEMPTS", "MAX_ITEMS", "MAX_RECORD_BYTES", "OUTSEQ", "Before", "CasFailed",
+    "TooManyItems", "Transaction", "Writer", "pack", "write_each",
 ]  # fmt: skip
