@@ -54,6 +54,10 @@ def _runner(scenario: str) -> Runner:
         from ._aws_cost import run_aws_cost
 
         return run_aws_cost
+    if scenario == "observability":
+        from ._observability import run_observability
+
+        return run_observability
     raise ValueError(scenario)
 
 
@@ -66,7 +70,7 @@ def _scenarios(chosen: Sequence[str] | None) -> tuple[str, ...]:
             if name not in SCENARIOS:
                 raise SystemExit(
                     f"unknown scenario {word!r}; choose from {', '.join(SCENARIOS)} "
-                    "or 1-5, 6 (= 1-3), 7, 8 (aws_cost has no number)"
+                    "or 1-5, 6 (= 1-3), 7, 8 (aws_cost and observability have no number)"
                 )
             if name not in names:
                 names.append(name)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 SCENARIOS = (
     "http_enqueue", "http_lifecycle", "embedded", "peers", "growth", "redis_client", "scale_out",
-    "aws_cost",
+    "aws_cost", "observability",
 )  # fmt: skip
 # The numbers: 6 is not a scenario of its own (it is 1-3 on every backend, an alias
 # in __main__), so the scenarios after growth are 7 and 8.

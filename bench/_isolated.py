@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,9 +43,13 @@ def failed(subject: str, jobs: int, why: str) -> LifecycleResult:
     )
 
 
-def run_isolated(kind: str, subject: str, kwargs: dict[str, Any]) -> LifecycleResult:
+def run_isolated(
+    kind: str, subject: str, kwargs: dict[str, Any], root: Path | None = None
+) -> LifecycleResult:
     """Run ``kind`` with ``kwargs`` (which bound it by ``timeout_s``) in a new process.
-    A crash or a hang becomes a failed result, never an exception."""
+    A crash or a hang becomes a failed result, never an exception. ``root``: another
+    source tree (an older checkout) whose ``bench`` and ``ojs_actors`` the run uses."""
+    env = None if root is None else {**os.environ, "PYTHONPATH": str(root)}
     limit = float(kwargs.get("timeout_s", 120.0)) + STARTUP_ALLOWANCE_S
     jobs = int(kwargs.get("jobs", 0))
     try:
@@ -55,7 +60,8 @@ def run_isolated(kind: str, subject: str, kwargs: dict[str, Any]) -> LifecycleRe
             text=True,
             timeout=limit,
             check=False,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=root or Path(__file__).resolve().parent.parent,
+            env=env,
         )
     except subprocess.TimeoutExpired:
         return failed(subject, jobs, f"no answer within {limit:.0f} s")

@@ -473,21 +473,26 @@ class ServerGroup:
         backend: str,
         stores: Stores | None = None,
         workers: int = 1,
+        extra: Sequence[str] = (),
+        extra_env: dict[str, str] | None = None,
+        label: str = "",
     ) -> HttpProcess:
         """``ojs-actors serve --backend B`` from the project's virtualenv, pointed at
         ``stores`` through its environment (:meth:`Stores.environment`); with ``workers``
-        above 1, ``--workers N`` (a :class:`WorkersProcess`: the parent's pid, N children)."""
+        above 1, ``--workers N`` (a :class:`WorkersProcess`: the parent's pid, N children).
+        ``extra``: more arguments; ``extra_env``: more environment (``PYTHONPATH`` of an
+        older source tree serves that code); ``label``: its name in logs."""
         port = free_port()
         command = [str(VENV_BIN / "ojs-actors"), "serve", "--backend", backend,
-                   "--host", HOST, "--port", str(port)]  # fmt: skip
+                   "--host", HOST, "--port", str(port), *extra]  # fmt: skip
         if workers > 1:
             command += ["--workers", str(workers)]
         if backend == "sqlite":
             command += ["--db", str(self.directory / f"ojs-{port}.db")]
-        env = (stores or Stores()).environment(backend) or None
+        env = {**(stores or Stores()).environment(backend), **(extra_env or {})} or None
         probe = build_request("GET", "/ojs/v1/health", host=HOST, port=port)
         log = self.directory / f"ojs-{backend}-{port}.log"
-        name = f"ojs-actors {backend}:{port}"
+        name = f"ojs-actors {backend}:{port}{f' ({label})' if label else ''}"
         process: HttpProcess
         if workers > 1:
             name += f" --workers {workers}"

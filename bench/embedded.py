@@ -37,6 +37,7 @@ import trio
 
 from ojs_actors import Job, State, System, create_backend, open_system
 from ojs_actors.backends import BACKENDS, OutboxBacklog
+from ojs_actors.system import Settings
 
 from ._backlog import BacklogReader, watching_backlog
 from ._monitor import in_msgs
@@ -175,16 +176,44 @@ async def embedded_lifecycle(
     enqueue_chunk: int = DEFAULT_ENQUEUE_CHUNK,
     subject: str | None = None,
     nats_monitor_port: int | None = None,
+    metrics: bool | None = None,
+    otel_endpoint: str | None = None,
 ) -> LifecycleResult:
     """Run the three phases on a fresh system over ``backend`` (``create_backend``
     name and options), each bounded by what is left of ``timeout_s``. A run that
     times out reports what it completed. ``nats_monitor_port``: the monitoring port of
-    the nats-server a ``nats`` backend uses (its messages are then counted too)."""
+    the nats-server a ``nats`` backend uses (its messages are then counted too).
+    ``metrics``: ``Settings.metrics`` (None: the default); ``otel_endpoint``: an OTLP/HTTP
+    endpoint turns tracing on for the run (the ``observability`` scenario's switches)."""
+    from ojs_actors.system.tracing import TracingSettings, open_tracing, traces_url
+
+    endpoint = None if otel_endpoint is None else traces_url(otel_endpoint)
+    settings = None if metrics is None else Settings(metrics=metrics)
+    async with open_tracing(TracingSettings(endpoint=endpoint)):
+        return await _lifecycle(
+            backend, options, jobs, latency_jobs, timeout_s, concurrency, batch_size,
+            enqueue_chunk, subject, nats_monitor_port, settings,
+        )  # fmt: skip
+
+
+async def _lifecycle(
+    backend: str,
+    options: dict[str, Any],
+    jobs: int,
+    latency_jobs: int,
+    timeout_s: float,
+    concurrency: int,
+    batch_size: int,
+    enqueue_chunk: int,
+    subject: str | None,
+    nats_monitor_port: int | None,
+    settings: Settings | None,
+) -> LifecycleResult:
     deadline = trio.current_time() + timeout_s
     enqueue_per_s = process_per_s = math.nan
     started_at = None
     phases: dict[str, Counts] = {}
-    async with open_system(create_backend(backend, **options)) as system:
+    async with open_system(create_backend(backend, **options), settings=settings) as system:
         count = counter(system, nats_monitor_port)
         progress = _Progress(jobs, latency_jobs, count)
         async with watching_backlog(_backlog_reader(system), deadline) as backlog:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import trio
 
 from .backends import REGISTRY, MissingExtra
-from .backends.options import parse_bool, positive_int
+from .backends.options import argparse_type, parse_bool, positive_float, positive_int
 from .http import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_REQUEST_TIMEOUT,
@@ -20,13 +20,16 @@ from .http import (
     ServeConfig,
     serve,
 )
-from .http.serve import check_exposure
-from .http.workers import WorkerPlan, run_workers
+from .http.serve import DEFAULT_SHUTDOWN_TIMEOUT, check_exposure
+from .http.workers import STOP_MARGIN, WorkerPlan, run_workers
 from .library import add_worker_arguments, worker_command
 from .system import Settings
+from .system.event_stream import StreamSettings
+from .system.schemas import VALIDATION_MODES
 from .system.tracing import TracingSettings
 
 _DEFAULTS = Settings()
+_STREAM = StreamSettings()
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -39,6 +42,19 @@ def _env_flag(name: str, default: bool) -> bool:
         return parse_bool(text)
     except ValueError:
         return default
+
+
+def _webhook_hosts() -> tuple[str, ...]:
+    """``OJS_WEBHOOK_ALLOWED_HOSTS``: the hosts webhook subscriptions may target, separated
+    by commas (``*.example.com``: its subdomains); unset or empty: any host."""
+    hosts = os.environ.get("OJS_WEBHOOK_ALLOWED_HOSTS", "").split(",")
+    return tuple(host.strip() for host in hosts if host.strip())
+
+
+def _env_positive(name: str, setting: str) -> int:
+    """A positive integer from the environment variable ``name``, else ``setting``'s default."""
+    text = os.environ.get(name)
+    return positive_int(text) if text is not None else int(getattr(_DEFAULTS, setting))
 
 
 def _api_keys() -> tuple[str, ...]:
@@ -103,6 +119,43 @@ def build_parser() -> argparse.ArgumentParser:
         default=float(os.environ.get("OJS_REQUEST_TIMEOUT", str(DEFAULT_REQUEST_TIMEOUT))),
         help="seconds a request may take before a retryable 503 (a waiting fetch adds its "
         "wait_ms) (env OJS_REQUEST_TIMEOUT; default 30)",
+    )
+    run.add_argument(
+        "--stream-buffer-size",
+        type=argparse_type(positive_int),
+        default=os.environ.get("OJS_STREAM_BUFFER_SIZE", str(_STREAM.buffer_size)),
+        help="events buffered for each live stream client (SSE, WebSocket) before it counts "
+        "as slow (env OJS_STREAM_BUFFER_SIZE; default 1000)",
+    )
+    run.add_argument(
+        "--stream-stall-timeout",
+        type=argparse_type(positive_float),
+        default=os.environ.get("OJS_STREAM_STALL_TIMEOUT", str(_STREAM.stall_timeout)),
+        help="seconds a live stream client's buffer may stay full before the client is "
+        "dropped with a reason (env OJS_STREAM_STALL_TIMEOUT; default 30)",
+    )
+    run.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=float(os.environ.get("OJS_SHUTDOWN_TIMEOUT", str(DEFAULT_SHUTDOWN_TIMEOUT))),
+        help="seconds in-flight requests get to finish after SIGTERM/SIGINT before they are "
+        "cut and the actors stop (env OJS_SHUTDOWN_TIMEOUT; default 30)",
+    )
+    run.add_argument(
+        "--schema-validation",
+        choices=VALIDATION_MODES,
+        default=os.environ.get("OJS_SCHEMA_VALIDATION", _DEFAULTS.schema_validation),
+        help="jobs whose args do not match their registered schema: strict rejects (422), "
+        "warn accepts with warnings, off checks nothing (env OJS_SCHEMA_VALIDATION; "
+        "default warn)",
+    )
+    run.add_argument(
+        "--schema-refresh",
+        type=float,
+        default=float(os.environ.get("OJS_SCHEMA_REFRESH", str(_DEFAULTS.schema_refresh))),
+        help="seconds a process checks enqueues against its cached schemas before reloading "
+        "them: how soon a schema changed through another process applies here "
+        "(env OJS_SCHEMA_REFRESH; default 1)",
     )
     run.add_argument(
         "--direct-routes",
@@ -171,6 +224,9 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
             api_keys=_api_keys(),
             request_timeout=args.request_timeout,
             direct_routes=args.direct_routes,
+            stream=StreamSettings(
+                buffer_size=args.stream_buffer_size, stall_timeout=args.stream_stall_timeout
+            ),
         ),
         system=Settings(
             poll_interval=args.poll_interval,
@@ -178,12 +234,19 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
             workflow_retention=args.workflow_retention,
             worker_idle_timeout=args.worker_idle_timeout,
             metrics=args.metrics,
+            webhook_allowed_hosts=_webhook_hosts(),
+            webhook_concurrency=_env_positive("OJS_WEBHOOK_CONCURRENCY", "webhook_concurrency"),
+            webhook_timeout=float(os.environ.get("OJS_WEBHOOK_TIMEOUT", _DEFAULTS.webhook_timeout)),
+            webhook_log_limit=_env_positive("OJS_WEBHOOK_LOG_LIMIT", "webhook_log_limit"),
+            schema_validation=args.schema_validation,
+            schema_refresh=args.schema_refresh,
         ),
         tracing=TracingSettings.from_env(endpoint=args.otel_endpoint, backend=args.backend),
         access_log=args.access_log,
         allow_insecure_no_auth=_env_flag("OJS_ALLOW_INSECURE_NO_AUTH", False),
         listen_fd=args.listen_fd,
         parent_fd=args.parent_fd,
+        shutdown_timeout=args.shutdown_timeout,
     )
 
 
@@ -212,7 +275,13 @@ def serve_workers(args: argparse.Namespace, arguments: Sequence[str]) -> int:
     except (InsecureBinding, MissingExtra) as refusal:
         print(f"ojs-actors: {refusal}", file=sys.stderr)
         return 2
-    plan = WorkerPlan(arguments=arguments, workers=args.workers, host=args.host, port=args.port)
+    plan = WorkerPlan(
+        arguments=arguments,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        stop_timeout=args.shutdown_timeout + STOP_MARGIN,  # the children's grace, then theirs
+    )
     return run_workers(plan)
 
 

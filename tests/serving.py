@@ -71,6 +71,11 @@ def aws_env(options: Mapping[str, Any]) -> dict[str, str]:
     return env
 
 
+WEBHOOKS_ON_LOOPBACK = {"OJS_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1"}
+"""Test servers send webhooks to loopback receivers only (a fuzzed subscription elsewhere
+is refused, never delivered to)."""
+
+
 class OjsServer:
     """``ojs-actors serve`` on a free loopback port, healthy when the constructor returns."""
 
@@ -99,7 +104,7 @@ class OjsServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **WEBHOOKS_ON_LOOPBACK, **(env or {})},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -18,6 +18,7 @@ import pytest
 from ojs_actors.backends import (
     EVERY_CAPABILITY,
     EVERY_EXTENSION,
+    EXPERIMENTAL_EXTENSIONS,
     REGISTRY,
     Backend,
     MemoryBackend,
@@ -349,7 +350,7 @@ MANIFEST_CAPABILITIES = {
     "job_ttl": True,
     "priority_queues": True,
     "rate_limiting": True,
-    "schema_validation": False,
+    "schema_validation": True,
     "unique_jobs": True,
     "workflows": True,
     "pause_resume": True,
@@ -398,8 +399,17 @@ async def test_the_manifest_says_what_a_backend_lacks() -> None:
 
 
 async def test_the_manifest_lists_exactly_the_extensions_the_backend_declares() -> None:
-    everything = (await manifest(MemoryBackend()))["extensions"]["official"]
-    assert [entry["name"] for entry in everything] == sorted(EVERY_EXTENSION)
+    listed = (await manifest(MemoryBackend()))["extensions"]
+    everything = listed["official"]
+    official = EVERY_EXTENSION - EXPERIMENTAL_EXTENSIONS.keys()
+    assert [entry["name"] for entry in everything] == sorted(official)
+    assert listed["experimental"] == [
+        {
+            "name": "job-versioning",
+            "uri": "urn:ojs:ext:experimental:job-versioning",
+            "version": "0.1.0",
+        }
+    ]
     assert everything[0] == {
         "name": everything[0]["name"],
         "uri": f"urn:ojs:ext:{everything[0]['name']}",
@@ -412,4 +422,4 @@ async def test_the_manifest_lists_exactly_the_extensions_the_backend_declares() 
         )
 
     fewer = (await manifest(NoAdminApi()))["extensions"]["official"]
-    assert [entry["name"] for entry in fewer] == sorted(EVERY_EXTENSION - {"admin-api"})
+    assert [entry["name"] for entry in fewer] == sorted(official - {"admin-api"})

@@ -304,3 +304,37 @@ def test_quick_redis_client_and_scale_out(tmp_path: Path) -> None:
     assert "--workers 2 / --workers 1: HTTP lifecycle process jobs/s" in names
     for scenario in scenarios.values():
         assert all(series["median"] is not None for series in scenario["series"]), scenario
+
+
+def test_quick_observability(tmp_path: Path) -> None:
+    """The observability scenario, tiny: every mode's lifecycles complete, traced runs
+    export spans to the harness's receiver, and every mode has its cost and ratio rows."""
+    command = [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path),
+               "--only", "observability"]  # fmt: skip
+    finished = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    assert "Observability: metrics and tracing" in finished.stdout
+    document = json.loads((tmp_path / "latest" / "results.json").read_text())
+    [scenario] = document["scenarios"]
+    lifecycles = [run for run in scenario["runs"] if "completed" in run]
+    assert len(lifecycles) == 4 * (1 + 2)  # per mode: embedded, HTTP fetch count 1 and 50
+    for run in lifecycles:
+        assert run["ok"] and run["completed"] == run["jobs"] > 0, run
+    loads = [run for run in scenario["runs"] if "requests" in run]
+    assert len(loads) == 1 + 4 and all(run["failures"] == 0 for run in loads)
+    series = {(row["subject"], row["metric"]): row for row in scenario["series"]}
+    # traced embedded runs export spans (enqueue, fetch, process, ack); untraced ones none
+    assert series[("embedded, tracing", "spans/job")]["median"] >= 2
+    assert series[("embedded, both", "spans/job")]["median"] >= 2
+    assert ("embedded, off", "spans/job") not in series
+    assert ("embedded, metrics", "extra µs/job (process jobs/s)") in series
+    served = [note for note in scenario["notes"] if note.startswith("ojs-actors serve (")]
+    assert len(served) == 2 and all(" 0 spans" not in note for note in served), served
+    names = {ratio["name"] for ratio in scenario["ratios"]}
+    for mode in ("metrics", "tracing", "both"):
+        assert f"embedded: {mode} / off, process jobs/s" in names
+        assert f"HTTP enqueue c=16: {mode} / off, req/s" in names
+        assert f"HTTP lifecycle fetch count 50: {mode} / off, process jobs/s" in names
+    assert "enqueue, off / hello-world req/s, c=16" in names

@@ -129,7 +129,8 @@ def ack(client: httpx.Client, url: str, job_id: str, result: Any = None) -> http
 def stats(client: httpx.Client, url: str, queue: str) -> dict[str, int]:
     response = client.get(f"{url}/ojs/v1/queues/{queue}/stats", timeout=10)
     assert response.status_code == 200, response.text
-    return {state: n for state, n in response.json()["stats"].items() if n}
+    counts = response.json()["stats"]  # by state, with the queue's name and depth
+    return {state: n for state, n in counts.items() if n and state not in ("queue", "depth")}
 
 
 def get_job(client: httpx.Client, url: str, job_id: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import yaml
 from quart_trio import QuartTrio
 
 from ojs_actors import __version__
-from ojs_actors.core import OJSError
+from ojs_actors.core import OJSError, State
 from ojs_actors.http import routes
 from ojs_actors.http.app import OPEN_PATHS
 
@@ -206,6 +206,45 @@ REPLACED: dict[Operation, dict[str, Any]] = {
     },
     ("/ojs/v1/admin/queues/{name}/pause", "post"): {"responses": _PAUSED},
     ("/ojs/v1/admin/queues/{name}/resume", "post"): {"responses": _PAUSED},
+    ("/ojs/v1/admin/jobs", "get"): {
+        "description": "Every job (any state), filtered, sorted and paged (ojs-admin-api §7.1). "
+        "Ties of the sort go by `created_at`, then id, in the same order; a job without "
+        "`scheduled_at` sorts as the earliest (first ascending, last descending). Served "
+        "where the backend can list "
+        "its jobs (memory, SQLite, Redis, Kafka); on NATS and SQS the answer is 422 "
+        "`unsupported`.",
+        "parameters": [
+            *(param for param in _FILTER_PARAMETERS if param["name"] != "state"),
+            {
+                "name": "state",
+                "in": "query",
+                "schema": {"type": "string", "enum": [state.value for state in State]},
+            },
+            *_PAGE_PARAMETERS,
+            {
+                "name": "sort",
+                "in": "query",
+                "schema": {
+                    "type": "string",
+                    "enum": ["created_at", "scheduled_at", "priority"],
+                    "default": "created_at",
+                },
+            },
+            {
+                "name": "order",
+                "in": "query",
+                "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"},
+            },
+        ],
+        "responses": {
+            "200": _json_reply("A page of jobs", _page_of(_JOB)),
+            "400": _ERROR,
+            "422": _json_reply(
+                "`unsupported`: this backend cannot list its jobs",
+                {"$ref": "#/components/schemas/ErrorResponse"},
+            ),
+        },
+    },
     ("/ojs/v1/admin/jobs/{id}", "get"): {
         "responses": {"200": _json_reply("The job's envelope", _JOB), "404": _NOT_FOUND}
     },
@@ -321,13 +360,15 @@ ADDED: dict[Operation, dict[str, Any]] = {
         "operationId": "getMetrics",
         "summary": "Prometheus metrics",
         "description": "The process's and the event relay's metrics in Prometheus's text "
-        "format (ojs-observability); needs the API key when keys are configured.",
+        "format (ojs-observability); needs the API key when keys are configured. 404 when "
+        "the server runs with metrics off (--no-metrics, OJS_METRICS_ENABLED=false).",
         "tags": ["System"],
         "responses": {
             "200": {
                 "description": "Metrics",
                 "content": {"text/plain": {"schema": {"type": "string"}}},
-            }
+            },
+            "404": _NOT_FOUND,
         },
     },
     ("/ojs/v1/ready", "get"): {
@@ -510,10 +551,451 @@ ADDED: dict[Operation, dict[str, Any]] = {
         },
         "responses": {"200": _json_reply("What was deleted", _BULK), "400": _ERROR},
     },
+    ("/ojs/v1/admin/queues/{name}/jobs", "delete"): {
+        "operationId": "adminPurgeQueue",
+        "summary": "Purge a queue's finished jobs",
+        "description": "Deletes for good the queue's jobs in `states` (finished states only: "
+        "`completed`, `cancelled`, `discarded`), those finished before `older_than` if given "
+        '(ojs-admin-api §6.5); needs `"confirm": true` (400 otherwise, and for any other '
+        "field). A job changed meanwhile is kept. On NATS and SQS the answer is 422 "
+        "`unsupported`.",
+        "tags": ["Admin"],
+        "parameters": [_NAME],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/openjobspec+json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["states", "confirm"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "states": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {
+                                    "type": "string",
+                                    "enum": [state.value for state in State if state.terminal],
+                                },
+                            },
+                            "older_than": _STAMP,
+                            "confirm": {"const": True},
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": _json_reply(
+                "How many jobs were deleted",
+                {
+                    "type": "object",
+                    "required": ["purged_count", "states"],
+                    "properties": {
+                        "purged_count": _INT,
+                        "states": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            ),
+            "400": _ERROR,
+            "422": _json_reply(
+                "`unsupported`: this backend cannot delete its jobs",
+                {"$ref": "#/components/schemas/ErrorResponse"},
+            ),
+        },
+    },
 }
 """Operations the server routes beyond the spec's ``openapi.yaml``."""
 
+# -- multi-tenancy, fair scheduling (ojs-multi-tenancy §10, ojs-fair-scheduling §10)
+_TENANT_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_TENANT = {
+    "type": "object",
+    "required": ["tenant_id", "total_jobs", "jobs", "queues"],
+    "properties": {
+        "tenant_id": {"type": "string"},
+        "total_jobs": _INT,
+        "jobs": _COUNTS,
+        "queues": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "jobs": _COUNTS, "total_jobs": _INT},
+            },
+        },
+        "computed_at": _STAMP,
+    },
+}
+_POOL = {
+    "type": "object",
+    "required": ["name", "strategy", "queues"],
+    "properties": {
+        "name": {"type": "string"},
+        "strategy": {"type": "string", "enum": ["strict", "round-robin", "weighted"]},
+        "queues": {"type": "array", "items": {"type": "string"}},
+        "weights": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
+        "concurrency": {"type": "integer", "minimum": 1},
+        "created_at": _STAMP,
+        "updated_at": _STAMP,
+    },
+}
+_POOL_REPLY = {"type": "object", "required": ["pool"], "properties": {"pool": _POOL}}
+ADDED.update(
+    {
+        ("/ojs/v1/queues/{name}", "get"): {
+            "operationId": "getQueue",
+            "summary": "A queue's record and job counts",
+            "description": "As `GET /ojs/v1/queues/{name}/stats`. With `X-OJS-Tenant`, the "
+            "counts are of that tenant's jobs only (ojs-multi-tenancy §6.1).",
+            "tags": ["Queues"],
+            "parameters": [_NAME],
+            "responses": {"200": _json_reply("The queue", {"type": "object"}), "400": _ERROR},
+        },
+        ("/ojs/v1/jobs/{id}/nack", "post"): {
+            "operationId": "nackJobByPath",
+            "summary": "Fail a job (nack), its id in the path",
+            "description": "`POST /ojs/v1/workers/nack` with the id in the URL; the job "
+            "comes back under `job`.",
+            "tags": ["Workers"],
+            "parameters": [_TENANT_ID],
+            "responses": {
+                "200": _json_reply("The job", _JOB_REPLY),
+                "400": _ERROR,
+                "404": _NOT_FOUND,
+                "409": _CONFLICT,
+            },
+        },
+        ("/ojs/v1/admin/tenants", "get"): {
+            "operationId": "adminListTenants",
+            "summary": "Tenants with their job counts",
+            "description": "Every tenant holding jobs (`_default`: the jobs naming none), "
+            "found in the queue registry (ojs-multi-tenancy §10.1).",
+            "tags": ["Admin"],
+            "responses": {
+                "200": _json_reply(
+                    "The tenants",
+                    {
+                        "type": "object",
+                        "required": ["tenants", "count"],
+                        "properties": {
+                            "tenants": {"type": "array", "items": _TENANT},
+                            "count": _INT,
+                        },
+                    },
+                )
+            },
+        },
+        ("/ojs/v1/admin/tenants/{id}", "get"): {
+            "operationId": "adminGetTenant",
+            "summary": "A tenant's job counts",
+            "tags": ["Admin"],
+            "parameters": [_TENANT_ID],
+            "responses": {
+                "200": _json_reply("The tenant", _TENANT),
+                "400": _ERROR,
+                "404": _NOT_FOUND,
+            },
+        },
+        ("/ojs/v1/admin/tenants/{id}/stats", "get"): {
+            "operationId": "adminTenantStats",
+            "summary": "A tenant's statistics",
+            "description": "Its jobs in total, by state and by queue (ojs-multi-tenancy §10.2).",
+            "tags": ["Admin"],
+            "parameters": [_TENANT_ID],
+            "responses": {
+                "200": _json_reply("The tenant", _TENANT),
+                "400": _ERROR,
+                "404": _NOT_FOUND,
+            },
+        },
+        ("/ojs/v1/admin/pools", "get"): {
+            "operationId": "adminListPools",
+            "summary": "Worker pools",
+            "tags": ["Admin"],
+            "responses": {
+                "200": _json_reply(
+                    "The pools",
+                    {
+                        "type": "object",
+                        "required": ["items", "count"],
+                        "properties": {"items": {"type": "array", "items": _POOL}, "count": _INT},
+                    },
+                )
+            },
+        },
+        ("/ojs/v1/admin/pools/{name}", "put"): {
+            "operationId": "adminPutPool",
+            "summary": "Create or replace a worker pool",
+            "description": "A fetch over queues that all belong to the pool claims in its "
+            "strategy (ojs-fair-scheduling §7). `queues`: an array of names (weights under "
+            '`weights`) or an object `{"queue": {"weight": n}}`. 201 if new, 200 if replaced.',
+            "tags": ["Admin"],
+            "parameters": [_NAME],
+            "requestBody": {
+                "required": True,
+                "content": {"application/openjobspec+json": {"schema": {"type": "object"}}},
+            },
+            "responses": {
+                "200": _json_reply("The pool, replaced", _POOL_REPLY),
+                "201": _json_reply("The pool, created", _POOL_REPLY),
+                "400": _ERROR,
+            },
+        },
+        ("/ojs/v1/admin/pools/{name}", "get"): {
+            "operationId": "adminGetPool",
+            "summary": "A worker pool",
+            "tags": ["Admin"],
+            "parameters": [_NAME],
+            "responses": {"200": _json_reply("The pool", _POOL_REPLY), "404": _NOT_FOUND},
+        },
+        ("/ojs/v1/admin/pools/{name}", "delete"): {
+            "operationId": "adminDeletePool",
+            "summary": "Delete a worker pool",
+            "tags": ["Admin"],
+            "parameters": [_NAME],
+            "responses": {"200": _json_reply("Deleted", {"type": "object"}), "404": _NOT_FOUND},
+        },
+        ("/ojs/v1/admin/scheduling/stats", "get"): {
+            "operationId": "adminSchedulingStats",
+            "summary": "Dispatches per queue over the last minute",
+            "description": "This process's claims per queue (`dispatch_count_1m`, "
+            "`dispatch_ratio_1m`), each queue's active jobs, and their sums under `stats` "
+            "(ojs-fair-scheduling §10.2).",
+            "tags": ["Admin"],
+            "responses": {
+                "200": _json_reply(
+                    "The statistics",
+                    {
+                        "type": "object",
+                        "required": ["stats", "queues", "window"],
+                        "properties": {
+                            "stats": {"type": "object"},
+                            "queues": {"type": "array", "items": {"type": "object"}},
+                            "window": {"type": "string"},
+                        },
+                    },
+                )
+            },
+        },
+    }
+)
 
+
+# -- schema registry, job versions (ojs-schema-registry §10, ojs-job-versioning §11)
+_SCHEMA_TYPE = {"name": "type", "in": "path", "required": True, "schema": {"type": "string"}}
+_SCHEMA_VERSION = {
+    "name": "version",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "1 to 3 dot-separated numbers (`1`, `2.0`, `2.0.0`), SemVer suffixes allowed; "
+    "all spellings of one version are the same version.",
+}
+_VERSION_VALUE = {"type": ["integer", "string"]}
+_SCHEMA_RECORD = {
+    "type": "object",
+    "required": ["type", "job_type", "version", "schema", "created_at"],
+    "properties": {
+        "type": {"type": "string"},
+        "job_type": {"type": "string"},
+        "version": _VERSION_VALUE,
+        "schema": {"type": "object", "description": "The JSON Schema of the job's `args`"},
+        "created_at": _STAMP,
+    },
+}
+_SCHEMA_VERSIONS = {
+    "type": "array",
+    "description": "Newest (highest SemVer precedence) first.",
+    "items": {
+        "type": "object",
+        "required": ["version", "created_at", "is_latest"],
+        "properties": {
+            "version": _VERSION_VALUE,
+            "created_at": _STAMP,
+            "is_latest": {"type": "boolean"},
+        },
+    },
+}
+_WRAPPED = {"type": "object", "required": ["schema"], "properties": {"schema": _SCHEMA_RECORD}}
+_SCHEMA_BODY = {
+    "required": True,
+    "content": {
+        "application/openjobspec+json": {
+            "schema": {
+                "type": "object",
+                "required": ["schema"],
+                "properties": {"schema": {"type": "object", "minProperties": 1}},
+            }
+        }
+    },
+}
+_SCHEMA_NOTE = (
+    " Enqueues are checked against the registered schemas (`--schema-validation`: `warn`, "
+    "the default, accepts with `warnings`; `strict` answers 422 `validation_error`)."
+)
+ADDED.update(
+    {
+        ("/ojs/v1/jobs/{id}/ack", "post"): {
+            "operationId": "ackJobByPath",
+            "summary": "Complete a job (ack), its id in the path",
+            "description": "`POST /ojs/v1/workers/ack` with the id in the URL (ojs-results "
+            "§10.1); the job comes back under `job`.",
+            "tags": ["Workers"],
+            "parameters": [_TENANT_ID],
+            "responses": {
+                "200": _json_reply("The job", _JOB_REPLY),
+                "400": _ERROR,
+                "404": _NOT_FOUND,
+                "409": _CONFLICT,
+            },
+        },
+        ("/ojs/v1/admin/schemas/{type}/{version}", "put"): {
+            "operationId": "adminRegisterSchema",
+            "summary": "Register a JSON Schema for a job type's version",
+            "description": "ojs-job-versioning §11.1; 409 if the version exists. Without "
+            "`$schema` the draft is 2020-12, or 2019-09 if only that accepts it." + _SCHEMA_NOTE,
+            "tags": ["Admin"],
+            "parameters": [_SCHEMA_TYPE, _SCHEMA_VERSION],
+            "requestBody": _SCHEMA_BODY,
+            "responses": {
+                "201": _json_reply("Registered", _SCHEMA_RECORD),
+                "400": _ERROR,
+                "409": _CONFLICT,
+            },
+        },
+        ("/ojs/v1/admin/schemas/{type}/{version}", "get"): {
+            "operationId": "adminGetSchemaVersion",
+            "summary": "A job type's schema at one version",
+            "tags": ["Admin"],
+            "parameters": [_SCHEMA_TYPE, _SCHEMA_VERSION],
+            "responses": {
+                "200": _json_reply("The schema", _SCHEMA_RECORD),
+                "400": _ERROR,
+                "404": _NOT_FOUND,
+            },
+        },
+        ("/ojs/v1/admin/schemas/{type}/{version}", "delete"): {
+            "operationId": "adminDeleteSchemaVersion",
+            "summary": "Delete a job type's schema version",
+            "tags": ["Admin"],
+            "parameters": [_SCHEMA_TYPE, _SCHEMA_VERSION],
+            "responses": {
+                "200": _json_reply("The deleted schema", _SCHEMA_RECORD),
+                "400": _ERROR,
+                "404": _NOT_FOUND,
+            },
+        },
+        ("/ojs/v1/admin/schemas/{type}", "get"): {
+            "operationId": "adminGetLatestSchema",
+            "summary": "A job type's latest schema, with its versions",
+            "tags": ["Admin"],
+            "parameters": [_SCHEMA_TYPE],
+            "responses": {
+                "200": _json_reply(
+                    "The latest schema",
+                    {
+                        **_SCHEMA_RECORD,
+                        "properties": {
+                            **_SCHEMA_RECORD["properties"],  # type: ignore[dict-item]
+                            "versions": _SCHEMA_VERSIONS,
+                        },
+                    },
+                ),
+                "400": _ERROR,
+                "404": _NOT_FOUND,
+            },
+        },
+        ("/ojs/v1/admin/schemas/{type}/versions", "get"): {
+            "operationId": "adminListSchemaVersions",
+            "summary": "A job type's schema versions",
+            "tags": ["Admin"],
+            "parameters": [_SCHEMA_TYPE],
+            "responses": {
+                "200": _json_reply(
+                    "The versions (empty if none)",
+                    {
+                        "type": "object",
+                        "properties": {"type": {"type": "string"}, "versions": _SCHEMA_VERSIONS},
+                    },
+                ),
+                "400": _ERROR,
+            },
+        },
+        ("/ojs/v1/schemas", "post"): {
+            "operationId": "registerSchema",
+            "summary": "Register a JSON Schema (schema registry binding)",
+            "description": "ojs-schema-registry §4.1: `job_type`, `version`, `schema`; 409 if "
+            "the version exists." + _SCHEMA_NOTE,
+            "tags": ["Admin"],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/openjobspec+json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["job_type", "version", "schema"],
+                            "properties": {
+                                "job_type": {"type": "string"},
+                                "version": _VERSION_VALUE,
+                                "schema": {"type": "object", "minProperties": 1},
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": _json_reply("Registered", _WRAPPED),
+                "400": _ERROR,
+                "409": _CONFLICT,
+            },
+        },
+        ("/ojs/v1/schemas/{type}", "get"): {
+            "operationId": "getLatestSchema",
+            "summary": "A job type's latest schema (highest SemVer precedence)",
+            "tags": ["Admin"],
+            "parameters": [_SCHEMA_TYPE],
+            "responses": {
+                "200": _json_reply("The schema", _WRAPPED),
+                "400": _ERROR,
+                "404": _NOT_FOUND,
+            },
+        },
+        ("/ojs/v1/schemas/{type}/versions", "get"): {
+            "operationId": "listSchemaVersions",
+            "summary": "A job type's schema versions, newest first",
+            "tags": ["Admin"],
+            "parameters": [_SCHEMA_TYPE],
+            "responses": {
+                "200": _json_reply(
+                    "The versions", {"type": "object", "properties": {"versions": _SCHEMA_VERSIONS}}
+                ),
+                "400": _ERROR,
+            },
+        },
+        ("/ojs/v1/schemas/{type}/{version}", "get"): {
+            "operationId": "getSchemaVersion",
+            "summary": "A job type's schema at one version",
+            "tags": ["Admin"],
+            "parameters": [_SCHEMA_TYPE, _SCHEMA_VERSION],
+            "responses": {
+                "200": _json_reply("The schema", _WRAPPED),
+                "400": _ERROR,
+                "404": _NOT_FOUND,
+            },
+        },
+        ("/ojs/v1/schemas/{type}/{version}", "delete"): {
+            "operationId": "deleteSchemaVersion",
+            "summary": "Delete a job type's schema version",
+            "tags": ["Admin"],
+            "parameters": [_SCHEMA_TYPE, _SCHEMA_VERSION],
+            "responses": {
+                "200": _json_reply("The deleted schema", _WRAPPED),
+                "400": _ERROR,
+                "404": _NOT_FOUND,
+            },
+        },
+    }
+)
 _COUNT = {"type": ["integer", "null"], "minimum": 0}
 SUPERVISION_NODE: dict[str, Any] = {
     "type": "object",
@@ -536,6 +1018,659 @@ SUPERVISION_NODE: dict[str, Any] = {
         "children_total": {"type": "integer", "minimum": 0},
     },
 }
+
+# -- progress (ojs-progress §10) and durable execution checkpoints (ojs-durable-execution §7)
+_JOB_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_PROGRESS = {
+    "type": "object",
+    "required": ["job_id", "state", "progress", "message", "data", "updated_at"],
+    "properties": {
+        "job_id": {"type": "string"},
+        "state": {"type": "string"},
+        "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "message": {"type": ["string", "null"]},
+        "data": {"type": ["object", "null"]},
+        "updated_at": {"type": ["string", "null"], "format": "date-time"},
+        "recorded": {
+            "type": "boolean",
+            "description": "On a report: false if the job was not active, so it was ignored",
+        },
+    },
+}
+_PROGRESS_REPORT = {
+    "required": True,
+    "content": {
+        "application/openjobspec+json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "progress": {"type": "number", "description": "0.0-1.0; clamped"},
+                    "message": {"type": "string", "maxLength": 1024},
+                    "data": {"type": "object", "description": "At most 16 KB as JSON"},
+                },
+            }
+        }
+    },
+}
+_TOO_LARGE = _json_reply("Over the size limit", {"$ref": "#/components/schemas/ErrorResponse"})
+_PROGRESS_REPORTED = {
+    "200": _json_reply("The job's progress after the report", _PROGRESS),
+    "400": _ERROR,
+    "404": _NOT_FOUND,
+    "413": _TOO_LARGE,
+}
+_PROGRESS_NOTE = (
+    "Workers report a running job's progress (ojs-progress §6.1): `progress` (0.0-1.0, "
+    "clamped; lower than the last value keeps the last within an attempt), `message`, "
+    "`data`; at least one. The report renews the job's lease like a heartbeat, and emits "
+    "a `job.progress` event (at most one a second per job). A report for a job that is "
+    "not active is ignored, not refused (`recorded: false`)."
+)
+_CHECKPOINT = {
+    "type": "object",
+    "required": ["job_id", "state", "sequence", "created_at", "checkpoint"],
+    "properties": {
+        "job_id": {"type": "string"},
+        "state": {"description": "Any JSON value"},
+        "sequence": {"type": "integer", "minimum": 1},
+        "created_at": _STAMP,
+        "checkpoint": {
+            "type": "object",
+            "description": "The same fields (ojs-durable-execution §4)",
+        },
+    },
+}
+_CHECKPOINT_SAVE = {
+    "operationId": "saveCheckpoint",
+    "summary": "Save a job's checkpoint",
+    "description": "Replaces the job's checkpoint; its `sequence` is one more than the "
+    "last one's (1 after a delete). Refused with 409 for a terminal job, or when "
+    "`worker_id` is given and the active job is leased to another worker; 413 over 1 MB. "
+    "A `job.checkpointed` event is emitted. A later attempt of the job is fetched with "
+    "`checkpoint: {state, sequence}` in its envelope.",
+    "tags": ["Jobs"],
+    "parameters": [_JOB_ID],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/openjobspec+json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["state"],
+                    "properties": {
+                        "state": {"description": "Any JSON value, at most 1 MB"},
+                        "worker_id": {"type": "string"},
+                    },
+                }
+            }
+        },
+    },
+    "responses": {
+        "200": _json_reply("The checkpoint saved", _CHECKPOINT),
+        "400": _ERROR,
+        "404": _NOT_FOUND,
+        "409": _CONFLICT,
+        "413": _TOO_LARGE,
+    },
+}
+ADDED.update(
+    {
+        ("/ojs/v1/jobs/{id}/progress", "put"): {
+            "operationId": "reportProgress",
+            "summary": "Report a job's progress",
+            "description": _PROGRESS_NOTE,
+            "tags": ["Jobs"],
+            "parameters": [_JOB_ID],
+            "requestBody": _PROGRESS_REPORT,
+            "responses": _PROGRESS_REPORTED,
+        },
+        ("/ojs/v1/jobs/{id}/progress", "post"): {
+            "operationId": "reportProgressPost",
+            "summary": "Report a job's progress (as PUT)",
+            "description": _PROGRESS_NOTE,
+            "tags": ["Jobs"],
+            "parameters": [_JOB_ID],
+            "requestBody": _PROGRESS_REPORT,
+            "responses": _PROGRESS_REPORTED,
+        },
+        ("/ojs/v1/jobs/{id}/progress", "get"): {
+            "operationId": "getProgress",
+            "summary": "A job's progress",
+            "description": "Null fields if no progress was reported in the current attempt "
+            "(ojs-progress §7.1); a completed job reads 1.0, a failed one keeps its last value. "
+            "Headers `X-OJS-Progress`, `Last-Modified`, `Cache-Control: no-cache`.",
+            "tags": ["Jobs"],
+            "parameters": [_JOB_ID],
+            "responses": {"200": _json_reply("The job's progress", _PROGRESS), "404": _NOT_FOUND},
+        },
+        ("/ojs/v1/jobs/{id}/progress/stream", "get"): {
+            "operationId": "streamProgress",
+            "summary": "Follow a job's progress (Server-Sent Events)",
+            "description": "An `event: progress` frame (data: the body of `GET "
+            "/ojs/v1/jobs/{id}/progress`) for each report seen, a `: heartbeat` comment when "
+            "quiet, and, once the job is terminal, one `completed`, `failed` (discarded) or "
+            "`cancelled` frame, then the end of the stream (ojs-progress §7.2). Needs "
+            "`Accept: text/event-stream` (406 otherwise).",
+            "tags": ["Jobs"],
+            "parameters": [_JOB_ID],
+            "responses": {
+                "200": {
+                    "description": "The progress stream",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                "404": _NOT_FOUND,
+                "406": _ERROR,
+            },
+        },
+        ("/ojs/v1/jobs/{id}/checkpoint", "post"): _CHECKPOINT_SAVE,
+        ("/ojs/v1/jobs/{id}/checkpoint", "put"): {
+            **_CHECKPOINT_SAVE,
+            "operationId": "saveCheckpointPut",
+            "summary": "Save a job's checkpoint (as POST)",
+        },
+        ("/ojs/v1/jobs/{id}/checkpoint", "get"): {
+            "operationId": "getCheckpoint",
+            "summary": "A job's checkpoint",
+            "description": "404 if the job has none. Kept, read-only, after the job ends.",
+            "tags": ["Jobs"],
+            "parameters": [_JOB_ID],
+            "responses": {"200": _json_reply("The checkpoint", _CHECKPOINT), "404": _NOT_FOUND},
+        },
+        ("/ojs/v1/jobs/{id}/checkpoint", "delete"): {
+            "operationId": "deleteCheckpoint",
+            "summary": "Delete a job's checkpoint",
+            "description": "Idempotent: `deleted: false` if it had none.",
+            "tags": ["Jobs"],
+            "parameters": [_JOB_ID],
+            "responses": {
+                "200": _json_reply(
+                    "Deleted",
+                    {
+                        "type": "object",
+                        "required": ["deleted", "job_id"],
+                        "properties": {
+                            "deleted": {"type": "boolean"},
+                            "job_id": {"type": "string"},
+                        },
+                    },
+                ),
+                "404": _NOT_FOUND,
+            },
+        },
+    }
+)
+
+
+_SUBSCRIPTION_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_LIMIT_OFFSET = [
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
+                                                 "default": 50}},
+    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+]  # fmt: skip
+_LIMIT_PAGINATION = {
+    "type": "object",
+    "required": ["total", "limit", "offset", "has_more"],
+    "properties": {"total": _INT, "limit": _INT, "offset": _INT, "has_more": {"type": "boolean"}},
+}
+_DELIVERY_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_EVENT_TYPES = {
+    "type": "array",
+    "minItems": 1,
+    "maxItems": 100,
+    "items": {"type": "string"},
+    "description": "Event types: exact (`job.completed`), `prefix.*` or `*`.",
+}
+_WEBHOOK_FILTER = {
+    "type": "object",
+    "properties": {
+        "queues": {"type": "array", "items": {"type": "string"}},
+        "job_types": {"type": "array", "items": {"type": "string"}},
+    },
+    "additionalProperties": False,
+}
+_SUBSCRIPTION = {
+    "type": "object",
+    "required": ["id", "url", "events", "active"],
+    "properties": {
+        "id": {"type": "string"},
+        "url": {"type": "string", "format": "uri"},
+        "events": _EVENT_TYPES,
+        "filter": _WEBHOOK_FILTER,
+        "active": {"type": "boolean"},
+        "metadata": {"type": "object"},
+        "secret": {
+            "type": "string",
+            "description": "The signing secret: only in the answers of create and rotate-secret.",
+        },
+        "created_at": _STAMP,
+        "updated_at": _STAMP,
+    },
+}
+_SUBSCRIPTION_REPLY: dict[str, Any] = {
+    "type": "object",
+    "required": ["subscription"],
+    "properties": {"subscription": _SUBSCRIPTION},
+}
+_SUBSCRIPTION_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "url": {"type": "string", "format": "uri", "description": "An http or https URL."},
+        "events": _EVENT_TYPES,
+        "filter": _WEBHOOK_FILTER,
+        "active": {"type": "boolean"},
+        "metadata": {"type": "object"},
+    },
+}
+_DELIVERY = {
+    "type": "object",
+    "required": ["id", "subscription_id", "event_id", "state", "attempts"],
+    "properties": {
+        "id": {"type": "string", "description": "`X-OJS-Delivery-ID`, the same on retries"},
+        "subscription_id": {"type": "string"},
+        "event_id": {"type": "string"},
+        "event_type": {"type": "string"},
+        "state": {"type": "string", "enum": ["pending", "delivered", "dead"]},
+        "attempts": _INT,
+        "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+        "last_status_code": {"type": ["integer", "null"]},
+        "last_error": {"type": ["string", "null"]},
+        "created_at": _STAMP,
+        "updated_at": _STAMP,
+        "history": {
+            "type": "array",
+            "description": "The newest attempts (status code, error, duration)",
+            "items": {"type": "object"},
+        },
+        "event": {"type": "object", "description": "The event envelope delivered"},
+    },
+}
+_DELIVERY_REPLY = {
+    "type": "object",
+    "required": ["delivery"],
+    "properties": {"delivery": _DELIVERY},
+}
+_WEBHOOK_NOTE = (
+    " Subscriptions and deliveries are kept by the backend (every backend), shared by the "
+    "processes over it; the server POSTs to the URLs clients register (see the README on "
+    "`OJS_WEBHOOK_ALLOWED_HOSTS`)."
+)
+
+
+def _json_body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/openjobspec+json": {"schema": schema}}}
+
+
+ADDED.update(
+    {
+        ("/ojs/v1/webhooks/subscriptions", "post"): {
+            "operationId": "createWebhookSubscription",
+            "summary": "Create a webhook subscription",
+            "description": "ojs-webhooks §6.1. The answer is the only one showing the signing "
+            "`secret` (one given in the body is kept; else one is made)." + _WEBHOOK_NOTE,
+            "tags": ["Webhooks"],
+            "requestBody": _json_body(
+                {
+                    **_SUBSCRIPTION_BODY,
+                    "required": ["url", "events"],
+                    "properties": {
+                        **_SUBSCRIPTION_BODY["properties"],
+                        "secret": {"type": "string"},
+                    },
+                }
+            ),
+            "responses": {
+                "201": _json_reply("The subscription, with its secret", _SUBSCRIPTION_REPLY),
+                "400": _ERROR,
+            },
+        },
+        ("/ojs/v1/webhooks/subscriptions", "get"): {
+            "operationId": "listWebhookSubscriptions",
+            "summary": "List webhook subscriptions",
+            "tags": ["Webhooks"],
+            "parameters": _LIMIT_OFFSET,
+            "responses": {
+                "200": _json_reply(
+                    "Subscriptions, oldest first",
+                    {
+                        "type": "object",
+                        "required": ["subscriptions"],
+                        "properties": {
+                            "subscriptions": {"type": "array", "items": _SUBSCRIPTION},
+                            "pagination": _LIMIT_PAGINATION,
+                        },
+                    },
+                ),
+                "400": _ERROR,
+            },
+        },
+        ("/ojs/v1/webhooks/subscriptions/{id}", "get"): {
+            "operationId": "getWebhookSubscription",
+            "summary": "Get a webhook subscription (without its secret)",
+            "tags": ["Webhooks"],
+            "parameters": [_SUBSCRIPTION_ID],
+            "responses": {
+                "200": _json_reply("The subscription", _SUBSCRIPTION_REPLY),
+                "404": _NOT_FOUND,
+            },
+        },
+        ("/ojs/v1/webhooks/subscriptions/{id}", "patch"): {
+            "operationId": "updateWebhookSubscription",
+            "summary": "Update a webhook subscription",
+            "description": "ojs-webhooks §6.4: only the fields given change. Switched back on "
+            "(`active`), it gets the events from then on.",
+            "tags": ["Webhooks"],
+            "parameters": [_SUBSCRIPTION_ID],
+            "requestBody": _json_body(_SUBSCRIPTION_BODY),
+            "responses": {
+                "200": _json_reply("The subscription", _SUBSCRIPTION_REPLY),
+                "400": _ERROR,
+                "404": _NOT_FOUND,
+            },
+        },
+        ("/ojs/v1/webhooks/subscriptions/{id}", "delete"): {
+            "operationId": "deleteWebhookSubscription",
+            "summary": "Delete a webhook subscription",
+            "description": "Its pending deliveries are cancelled and its log forgotten.",
+            "tags": ["Webhooks"],
+            "parameters": [_SUBSCRIPTION_ID],
+            "responses": {
+                "200": _json_reply(
+                    "The subscription deleted",
+                    {
+                        **_SUBSCRIPTION_REPLY,
+                        "properties": {
+                            **_SUBSCRIPTION_REPLY["properties"],
+                            "deleted": {"type": "boolean"},
+                        },
+                    },
+                ),
+                "404": _NOT_FOUND,
+            },
+        },
+        ("/ojs/v1/webhooks/subscriptions/{id}/test", "post"): {
+            "operationId": "testWebhookSubscription",
+            "summary": "Send a `webhook.test` event now",
+            "description": "ojs-webhooks §6.6: sent at once by the process asked, signed like "
+            "any delivery; the answer says how the endpoint responded (not retried).",
+            "tags": ["Webhooks"],
+            "parameters": [_SUBSCRIPTION_ID],
+            "responses": {
+                "200": _json_reply(
+                    "How the endpoint answered",
+                    {
+                        "type": "object",
+                        "required": ["success", "status_code", "response_time_ms"],
+                        "properties": {
+                            "success": {"type": "boolean"},
+                            "status_code": {"type": ["integer", "null"]},
+                            "response_time_ms": _INT,
+                            "response_body": {"type": "string"},
+                            "error": {"type": ["string", "null"]},
+                            "delivery_id": {"type": "string"},
+                        },
+                    },
+                ),
+                "404": _NOT_FOUND,
+            },
+        },
+        ("/ojs/v1/webhooks/subscriptions/{id}/rotate-secret", "post"): {
+            "operationId": "rotateWebhookSecret",
+            "summary": "Rotate a subscription's signing secret",
+            "description": "ojs-webhooks §8.3: the answer shows the new secret; for 24 hours "
+            "deliveries carry the old secret's signature too (`X-OJS-Signature: "
+            "sha256=<new>,sha256=<old>`).",
+            "tags": ["Webhooks"],
+            "parameters": [_SUBSCRIPTION_ID],
+            "responses": {
+                "200": _json_reply("The subscription, with its new secret", _SUBSCRIPTION_REPLY),
+                "404": _NOT_FOUND,
+            },
+        },
+        ("/ojs/v1/webhooks/deliveries", "get"): {
+            "operationId": "listWebhookDeliveries",
+            "summary": "The delivery log, newest first",
+            "description": "Pending deliveries and the newest finished ones of each "
+            "subscription (`OJS_WEBHOOK_LOG_LIMIT`).",
+            "tags": ["Webhooks"],
+            "parameters": [
+                {"name": "subscription_id", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "state",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": ["pending", "delivered", "dead"]},
+                },
+                *_LIMIT_OFFSET,
+            ],
+            "responses": {
+                "200": _json_reply(
+                    "Deliveries",
+                    {
+                        "type": "object",
+                        "required": ["deliveries"],
+                        "properties": {
+                            "deliveries": {"type": "array", "items": _DELIVERY},
+                            "pagination": _LIMIT_PAGINATION,
+                        },
+                    },
+                ),
+                "400": _ERROR,
+                "404": _NOT_FOUND,
+            },
+        },
+        ("/ojs/v1/webhooks/deliveries/{id}", "get"): {
+            "operationId": "getWebhookDelivery",
+            "summary": "A delivery, with its attempts",
+            "tags": ["Webhooks"],
+            "parameters": [_DELIVERY_ID],
+            "responses": {
+                "200": _json_reply("The delivery", _DELIVERY_REPLY),
+                "404": _NOT_FOUND,
+            },
+        },
+        ("/ojs/v1/webhooks/deliveries/{id}/retry", "post"): {
+            "operationId": "retryWebhookDelivery",
+            "summary": "Send a delivered or dead delivery again",
+            "description": "Pending again, with the whole retry schedule ahead (a pending one "
+            "is left as it is).",
+            "tags": ["Webhooks"],
+            "parameters": [_DELIVERY_ID],
+            "responses": {
+                "200": _json_reply("The delivery", _DELIVERY_REPLY),
+                "404": _NOT_FOUND,
+            },
+        },
+    }
+)
+
+
+# -- backpressure (ojs-backpressure §6-7), rate limits (ojs-rate-limiting §10), worker drain
+_BACKPRESSURE = {
+    "type": "object",
+    "properties": {
+        "max_depth": {"type": "integer", "minimum": 0, "description": "0: unbounded"},
+        "strategy": {"type": "string", "enum": ["reject"]},
+        "warning_threshold": {"type": "number", "minimum": 0, "maximum": 1},
+    },
+}
+_QUEUE_CONFIG = {
+    "type": "object",
+    "required": ["queue", "backpressure"],
+    "properties": {"queue": {"type": "string"}, "backpressure": _BACKPRESSURE},
+}
+_RATE_KEY = {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
+_RATE_STATE = {
+    "type": "object",
+    "required": ["key"],
+    "properties": {
+        "key": {"type": "string"},
+        "policy": {
+            "type": "object",
+            "description": "The newest `rate_limit` enqueued with the key",
+        },
+        "concurrency": {
+            "type": "object",
+            "properties": {
+                "limit": {"type": ["integer", "null"]},
+                "active": _INT,
+                "available": {"type": ["integer", "null"]},
+            },
+        },
+        "rate": {
+            "type": "object",
+            "properties": {
+                "limit": _INT,
+                "period_ms": _INT,
+                "current_count": _INT,
+                "window_resets_at": _STAMP,
+            },
+        },
+        "throttle": {
+            "type": "object",
+            "properties": {"limit": _INT, "period_ms": _INT, "next_allowed_at": _STAMP},
+        },
+    },
+}
+_WORKER_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_REPORTED_STATE = {"type": "string", "enum": ["running", "quiet", "drain", "terminate"]}
+_WORKER_HEALTH = {
+    "type": "object",
+    "required": ["worker_id", "state", "status"],
+    "properties": {
+        "worker_id": {"type": "string"},
+        "state": _REPORTED_STATE,
+        "status": {"type": "string", "enum": ["healthy", "draining"]},
+        "active_jobs": _INT,
+        "directive": {"type": "string"},
+        "last_seen": _STAMP,
+    },
+}
+ADDED.update(
+    {
+        ("/ojs/v1/admin/queues/{name}/config", "put"): {
+            "operationId": "setQueueConfig",
+            "summary": "Bound a queue's depth",
+            "description": "ojs-backpressure §6.2. Past `max_depth` non-terminal jobs, an "
+            "enqueue is refused with 429 `QUEUE_FULL` and `Retry-After`, `X-OJS-Queue-Depth`, "
+            "`X-OJS-Queue-Bound` (a batch is refused whole); past `warning_threshold`, "
+            "successful enqueues carry `X-OJS-Queue-Pressure`. Kept in the queue's record in "
+            "the backend, so every process sharing it applies it (within `--poll-interval`). "
+            "Only the `reject` strategy; `block`, `drop_oldest` and `max_size_bytes` are 422.",
+            "tags": ["Queues"],
+            "parameters": [_NAME],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["backpressure"],
+                            "properties": {"backpressure": _BACKPRESSURE},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json_reply("The queue's bound", _QUEUE_CONFIG),
+                "400": _ERROR,
+            },
+        },
+        ("/ojs/v1/admin/queues/{name}/config", "get"): {
+            "operationId": "getQueueConfig",
+            "summary": "A queue's depth bound",
+            "tags": ["Queues"],
+            "parameters": [_NAME],
+            "responses": {"200": _json_reply("The queue's bound", _QUEUE_CONFIG), "400": _ERROR},
+        },
+        ("/ojs/v1/rate-limits", "get"): {
+            "operationId": "listRateLimits",
+            "summary": "Rate-limit keys and their state",
+            "description": "ojs-rate-limiting §10.3: every key a job's `rate_limit` named.",
+            "tags": ["Queues"],
+            "parameters": _LIMIT_OFFSET,
+            "responses": {
+                "200": _json_reply(
+                    "Keys by name",
+                    {
+                        "type": "object",
+                        "required": ["items", "pagination"],
+                        "properties": {
+                            "items": {"type": "array", "items": _RATE_STATE},
+                            "pagination": _LIMIT_PAGINATION,
+                        },
+                    },
+                ),
+                "400": _ERROR,
+            },
+        },
+        ("/ojs/v1/rate-limits/{key}", "get"): {
+            "operationId": "getRateLimit",
+            "summary": "A rate-limit key's state",
+            "description": "ojs-rate-limiting §10.1: its policy, active jobs against its "
+            "concurrency, starts in its window, the next start its throttle allows. Shared "
+            "by every process over the backend.",
+            "tags": ["Queues"],
+            "parameters": [_RATE_KEY],
+            "responses": {"200": _json_reply("The key's state", _RATE_STATE), "404": _NOT_FOUND},
+        },
+        ("/ojs/v1/workers/beat", "post"): {
+            "operationId": "workerBeat",
+            "summary": "A worker's report of its shutdown phase",
+            "description": "ext-graceful-shutdown: `state` `quiet`, `drain` (or `shutdown: "
+            "true`) or `terminate` stops new jobs for the worker's fetches; `running` resumes "
+            "them. Extends the leases of `active_job_ids` (or `active_jobs` given as ids) as a "
+            "heartbeat does.",
+            "tags": ["Workers"],
+            "requestBody": _json_body(
+                {
+                    "type": "object",
+                    "required": ["worker_id"],
+                    "properties": {
+                        "worker_id": {"type": "string"},
+                        "state": _REPORTED_STATE,
+                        "shutdown": {"type": "boolean"},
+                        "active_jobs": {
+                            "oneOf": [_INT, {"type": "array", "items": {"type": "string"}}]
+                        },
+                        "active_job_ids": {"type": "array", "items": {"type": "string"}},
+                    },
+                }
+            ),
+            "responses": {
+                "200": _json_reply(
+                    "Acknowledged",
+                    {
+                        "type": "object",
+                        "required": ["acknowledged", "state"],
+                        "properties": {
+                            "acknowledged": {"type": "boolean", "const": True},
+                            "worker_id": {"type": "string"},
+                            "state": _REPORTED_STATE,
+                            "directive": {"type": "string"},
+                            "jobs_extended": {"type": "array", "items": {"type": "string"}},
+                            "jobs_cancelled": {"type": "array", "items": {"type": "string"}},
+                            "server_time": _STAMP,
+                        },
+                    },
+                ),
+                "400": _ERROR,
+            },
+        },
+        ("/ojs/v1/workers/{id}/health", "get"): {
+            "operationId": "getWorkerHealth",
+            "summary": "A worker's health as it reported it",
+            "description": "503 while the worker is shutting down (`quiet`, `drain`, "
+            "`terminate`), 200 while `running`; 404 for a worker this process has not heard "
+            "from within `--worker-idle-timeout`.",
+            "tags": ["Workers"],
+            "parameters": [_WORKER_ID],
+            "responses": {
+                "200": _json_reply("Running", _WORKER_HEALTH),
+                "503": _json_reply("Shutting down", _WORKER_HEALTH),
+                "404": _NOT_FOUND,
+            },
+        },
+    }
+)
 
 
 def _shape(path: str) -> str:

@@ -30,9 +30,11 @@ Conventions every implementation follows:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import heapq
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol, runtime_checkable
+from operator import attrgetter
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from ..core import Duplicate, Job, OJSError, State, lifecycle, unique
 
@@ -103,22 +105,47 @@ class Capabilities:
 
     def manifest_extensions(self) -> dict[str, list[dict[str, str]]]:
         """The manifest's ``extensions`` object (ojs-conformance §4.2.1)."""
-        return {
+        listed: dict[str, list[dict[str, str]]] = {
             "official": [
                 {"name": name, "uri": f"urn:ojs:ext:{name}", "version": EXTENSION_VERSION}
-                for name in sorted(self.extensions)
+                for name in sorted(self.extensions - EXPERIMENTAL_EXTENSIONS.keys())
             ]
         }
+        experimental = sorted(self.extensions & EXPERIMENTAL_EXTENSIONS.keys())
+        if experimental:
+            listed["experimental"] = [
+                {
+                    "name": name,
+                    "uri": f"urn:ojs:ext:experimental:{name}",
+                    "version": EXPERIMENTAL_EXTENSIONS[name],
+                }
+                for name in experimental
+            ]
+        return listed
 
 
 _NOT_IN_MANIFEST = ("exact_counts", "extensions")
 EXTENSION_VERSION = "1.0.0"
+EXPERIMENTAL_EXTENSIONS = {"job-versioning": "0.1.0"}
+"""Extensions of the experimental tier, listed apart with their ``urn:ojs:ext:experimental:``
+URI (ojs-conformance §4.2.1), by name with their document's version."""
 
 EVERY_EXTENSION = frozenset(
     {
         "admin-api",
         "dead-letter",
         "observability",
+        "webhooks",
+        "progress",
+        "durable-execution",
+        "multi-tenancy",
+        "encryption",
+        "fair-scheduling",
+        "schema-registry",
+        "job-versioning",
+        "backpressure",
+        "rate-limiting",
+        "graceful-shutdown",
     }
 )
 """The extensions implemented above the backend protocol (through its parts), so every
@@ -137,10 +164,10 @@ EVERY_CAPABILITY = Capabilities(
     pause_resume=True,
     events=True,
     exact_counts=True,
+    schema_validation=True,
     extensions=EVERY_EXTENSION,
 )
-"""What the memory, SQLite and Redis backends support (all but schema validation,
-which no backend of this server does)."""
+"""What the memory, SQLite and Redis backends support."""
 
 
 class Lifecycle(Protocol):
@@ -384,6 +411,121 @@ class UpdateAndClaim(Protocol):
         rate: RateLimit | None = None,
     ) -> tuple[list[bool], list[Job], list[Job]]:
         """``update_jobs(updates)``'s results, then ``claim(...)``'s claimed and expired."""
+
+
+JobSort = Literal["created_at", "scheduled_at", "priority"]
+JOB_SORTS: tuple[JobSort, ...] = ("created_at", "scheduled_at", "priority")
+SortKey = tuple[int, int, str]
+_T = TypeVar("_T")
+
+
+def type_matches(pattern: str, job_type: str) -> bool:
+    """A job type filter: exact, or a prefix when it ends in ``*`` (``email.*``)."""
+    if pattern.endswith("*"):
+        return job_type.startswith(pattern[:-1])
+    return job_type == pattern
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    """One page of a job listing (:class:`JobListing`; ojs-admin-api §7.1).
+
+    Order: by ``sort``, then ``created_at``, then id, all ascending or all descending
+    (``descending``), so the order is total and pages never overlap. A job without
+    ``scheduled_at`` sorts as the smallest one (first ascending, last descending: SQL's
+    order of ``NULL``)."""
+
+    queue: str | None = None
+    state: State | None = None
+    type: str | None = None
+    """An exact job type, or a prefix ending in ``*`` (:func:`type_matches`)."""
+    since: int | None = None
+    """Created at or after (epoch ms)."""
+    until: int | None = None
+    """Created before (epoch ms)."""
+    sort: JobSort = "created_at"
+    descending: bool = True
+    offset: int = 0
+    limit: int = 20
+
+    @property
+    def filtered(self) -> bool:
+        """Whether it takes fewer than every job."""
+        return not (
+            self.queue is None
+            and self.state is None
+            and self.type is None
+            and self.since is None
+            and self.until is None
+        )
+
+    def matches(self, job: Job) -> bool:
+        return self.matches_fields(job.queue, job.state.value, job.type, job.created_at)
+
+    def matches_fields(self, queue: str, state: str, job_type: str, created_at: int) -> bool:
+        """:meth:`matches` on the fields it reads (for a backend that reads them without
+        building the job)."""
+        if self.queue is not None and queue != self.queue:
+            return False
+        if self.state is not None and state != self.state.value:
+            return False
+        if self.type is not None and not type_matches(self.type, job_type):
+            return False
+        return self.created_within(created_at)
+
+    def created_within(self, created_at: int) -> bool:
+        """Whether ``created_at`` is within ``since`` (inclusive) and ``until`` (exclusive)."""
+        if self.since is not None and created_at < self.since:
+            return False
+        return self.until is None or created_at < self.until
+
+    def sort_key(self) -> Callable[[Job], SortKey]:
+        """The ascending sort key of a job (a C-level getter where the sort allows)."""
+        if self.sort == "scheduled_at":
+            return lambda job: self.key_of(job.id, job.created_at, job.scheduled_at, 0)
+        getter: Callable[[Job], SortKey] = attrgetter(self.sort, "created_at", "id")
+        return getter
+
+    def key_of(
+        self, job_id: str, created_at: int, scheduled_at: int | None, priority: int
+    ) -> SortKey:
+        """The ascending sort key of a job with these fields."""
+        if self.sort == "created_at":
+            first = created_at
+        elif self.sort == "scheduled_at":
+            first = -1 if scheduled_at is None else scheduled_at
+        else:
+            first = priority
+        return (first, created_at, job_id)
+
+    def page(self, items: Iterable[_T], key: Callable[[_T], SortKey]) -> list[_T]:
+        """The page of ``items`` (those the query takes) in its order, by their ``key``
+        (:meth:`sort_key`, or :meth:`key_of` of their fields), for a backend that sorts in
+        Python: O(n log(offset + limit))."""
+        pick = heapq.nlargest if self.descending else heapq.nsmallest
+        return pick(self.offset + self.limit, items, key=key)[self.offset :]
+
+
+@runtime_checkable
+class JobListing(Protocol):
+    """Optional part: every job (not only the ready or dead-lettered ones), filtered, sorted
+    and paged, for ``GET /ojs/v1/admin/jobs``. A read for operators, not a snapshot: a job
+    changing meanwhile may be seen in its old or its new place. Without it, the listing
+    answers ``unsupported``."""
+
+    async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
+        """The page of jobs ``query`` takes, in its order, and how many it takes in all."""
+
+
+@runtime_checkable
+class JobDeletion(Protocol):
+    """Optional part: finished jobs deleted for good (a queue purge, ojs-admin-api §6.5), by
+    compare-and-set like every change, with every index entry of theirs. Without it, a
+    purge answers ``unsupported``."""
+
+    async def delete_jobs(self, jobs: Sequence[tuple[str, int]]) -> list[bool]:
+        """Delete each job ``(id, version)`` whose stored version is that one and whose
+        state is terminal; ``False`` where not (changed meanwhile, gone, not finished)."""
 
 
 @runtime_checkable

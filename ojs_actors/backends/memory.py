@@ -20,6 +20,7 @@ from .base import (
     EVERY_CAPABILITY,
     Deduplicated,
     EventFilter,
+    JobQuery,
     RateLimit,
     plan_insert,
     plan_inserts,
@@ -314,6 +315,33 @@ class MemoryBackend:
 
     async def count_jobs(self, queue: str) -> dict[State, int]:
         return {state: n for state, n in self._counts.get(queue, {}).items() if n}
+
+    async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
+        """:class:`~ojs_actors.backends.base.JobListing`: one pass over every job (no index
+        serves it), keeping the best ``offset + limit``: O(n log page)."""
+        if query.queue is not None and query.queue not in self._counts:
+            return [], 0
+        if not query.filtered:
+            return query.page(self._jobs.values(), query.sort_key()), len(self._jobs)
+        taken = [job for job in self._jobs.values() if query.matches(job)]
+        return query.page(taken, query.sort_key()), len(taken)
+
+    async def delete_jobs(self, jobs: Sequence[tuple[str, int]]) -> list[bool]:
+        """:class:`~ojs_actors.backends.base.JobDeletion` (the other indexes drop a missing
+        job's entries lazily)."""
+        results = []
+        for job_id, version in jobs:
+            job = self._jobs.get(job_id)
+            if job is None or job.version != version or not job.state.terminal:
+                results.append(False)
+                continue
+            del self._jobs[job_id]
+            self._dead_letter.pop(job_id, None)
+            self._counts[job.queue][job.state] -= 1
+            if job.unique_key is not None and self._unique.get(job.unique_key) == job_id:
+                del self._unique[job.unique_key]
+            results.append(True)
+        return results
 
     # -- dead letter ----------------------------------------------------------------
 

@@ -74,6 +74,7 @@ from .base import (
     EVERY_CAPABILITY,
     Deduplicated,
     EventFilter,
+    JobQuery,
     RateLimit,
     plan_insert,
     plan_inserts,
@@ -117,6 +118,9 @@ _SCHEMA = (
     """CREATE INDEX IF NOT EXISTS jobs_dead ON jobs (dead_seq) WHERE dead_seq IS NOT NULL""",
     """CREATE INDEX IF NOT EXISTS jobs_dead_by_queue ON jobs (queue, dead_seq)
        WHERE dead_seq IS NOT NULL""",
+    # the job listing's default order (created_at, newest first): a page reads its rows
+    # only; added by IF NOT EXISTS to older files at start-up (no schema version change)
+    """CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, id)""",
     """CREATE TABLE IF NOT EXISTS unique_keys (key TEXT PRIMARY KEY, job_id TEXT NOT NULL)
        WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS counts (
@@ -652,6 +656,70 @@ def _store_snapshot(connection: sqlite3.Connection, key: str, value: str) -> int
     return int(row[0])
 
 
+_LISTING_ORDER = {
+    "created_at": "created_at {0}, id {0}",
+    "scheduled_at": "COALESCE(json_extract(record, '$.scheduled_at'), -1) {0}, created_at {0}, id {0}",
+    "priority": "priority {0}, created_at {0}, id {0}",
+}
+"""``ORDER BY`` of each :data:`~ojs_actors.backends.base.JOB_SORTS` sort, as
+:meth:`JobQuery.key_of <ojs_actors.backends.base.JobQuery.key_of>` orders (a missing
+``scheduled_at`` as -1; SQLite compares ids bytewise in UTF-8, which is code point order)."""
+
+
+def _list_jobs(connection: sqlite3.Connection, query: JobQuery) -> tuple[list[Job], int]:
+    """One SQL query with every filter in its ``WHERE``; the total from ``counts`` when the
+    filters are queue and state only, else a ``COUNT(*)`` of the same ``WHERE``."""
+    where: list[str] = []
+    params: list[Any] = []
+    if query.queue is not None:
+        where.append("queue = ?")
+        params.append(query.queue)
+    if query.state is not None:
+        where.append("state = ?")
+        params.append(query.state.value)
+    if query.type is not None:
+        if query.type.endswith("*"):
+            prefix = query.type[:-1]
+            where.append("substr(json_extract(record, '$.type'), 1, ?) = ?")
+            params.extend((len(prefix), prefix))
+        else:
+            where.append("json_extract(record, '$.type') = ?")
+            params.append(query.type)
+    if query.since is not None:
+        where.append("created_at >= ?")
+        params.append(query.since)
+    if query.until is not None:
+        where.append("created_at < ?")
+        params.append(query.until)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    order = _LISTING_ORDER[query.sort].format("DESC" if query.descending else "ASC")
+    rows = connection.execute(
+        f"SELECT record FROM jobs{clause} ORDER BY {order} LIMIT ? OFFSET ?",
+        (*params, query.limit, query.offset),
+    )
+    jobs = [_load(record) for (record,) in rows]
+    if query.type is None and query.since is None and query.until is None:
+        total = _counted(connection, query)
+    else:
+        total = connection.execute(f"SELECT COUNT(*) FROM jobs{clause}", params).fetchone()[0]
+    return jobs, int(total)
+
+
+def _counted(connection: sqlite3.Connection, query: JobQuery) -> int:
+    """The jobs of a queue and/or state, from ``counts`` (kept with every write)."""
+    where, params = ["state != ?"], [_DEAD]
+    if query.queue is not None:
+        where.append("queue = ?")
+        params.append(query.queue)
+    if query.state is not None:
+        where.append("state = ?")
+        params.append(query.state.value)
+    row = connection.execute(
+        f"SELECT COALESCE(SUM(n), 0) FROM counts WHERE {' AND '.join(where)}", params
+    ).fetchone()
+    return int(row[0])
+
+
 def _create_schema(connection: sqlite3.Connection) -> None:
     for statement in _SCHEMA:
         connection.execute(statement)
@@ -873,6 +941,37 @@ class SqliteBackend:
             return {State(state): n for state, n in rows}
 
         return await self._read(counts)
+
+    async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
+        """:class:`~ojs_actors.backends.base.JobListing`, one read (:func:`_list_jobs`).
+        Cost: sorted by ``created_at`` (the default), a page walks the ``jobs_created``
+        index from its end and stops once it has ``offset + limit`` matching rows (O(page)
+        unfiltered; a narrow filter walks further); sorted by ``priority`` or
+        ``scheduled_at`` it is a scan of the table with SQLite's top-N sort (O(n
+        log(offset + limit))). Type filters and the ``scheduled_at`` sort read the record's
+        JSON (``json_extract``). The total comes from ``counts`` when only queue and state
+        filter, else from a ``COUNT(*)`` of the same ``WHERE`` (a scan)."""
+        return await self._read(partial(_list_jobs, query=query))
+
+    async def delete_jobs(self, jobs: Sequence[tuple[str, int]]) -> list[bool]:
+        """:class:`~ojs_actors.backends.base.JobDeletion`, in one transaction."""
+        terminal = [state.value for state in State if state.terminal]
+        marks = ", ".join("?" * len(terminal))
+
+        def delete(connection: sqlite3.Connection) -> list[bool]:
+            results = []
+            for job_id, version in jobs:
+                row = connection.execute(
+                    "DELETE FROM jobs WHERE id = ? AND version = ?"
+                    f" AND state IN ({marks}) RETURNING queue, state, dead_seq",
+                    (job_id, version, *terminal),
+                ).fetchone()
+                if row is not None:
+                    _count(connection, _buckets(row[0], row[1], row[2] is not None), -1)
+                results.append(row is not None)
+            return results
+
+        return await self._write(delete)
 
     # -- dead letter ---------------------------------------------------------------------
 

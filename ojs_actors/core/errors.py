@@ -28,6 +28,11 @@ class OJSError(Exception):
         self.details = details or {}
         self.hint = hint or self.default_hint
 
+    def response_headers(self) -> dict[str, str]:
+        """HTTP headers the error's response carries besides the body (``Retry-After``
+        of a 429); none by default."""
+        return {}
+
     def to_wire(self, request_id: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "code": self.code,
@@ -124,6 +129,34 @@ class QueuePaused(OJSError):
     retryable = True
     docs = "ojs-http-binding#113-pause-queue"
     default_hint = "Resume the queue with POST /ojs/v1/queues/{name}/resume."
+
+
+class QueueFull(OJSError):
+    """A bounded queue is at its depth bound (ojs-backpressure §7.1, ojs-error-catalog
+    OJS-6001): the job is not stored. The wire code is the catalog's upper-case one,
+    which the ext-backpressure suite checks."""
+
+    code = "QUEUE_FULL"
+    status = 429
+    retryable = True
+    docs = "ojs-backpressure#71-rejection-response"
+    default_hint = "Retry after the Retry-After header's seconds, with backoff."
+
+    def __init__(self, queue: str, depth: int, bound: int, *, retry_after: int = 1) -> None:
+        super().__init__(
+            f"Queue '{queue}' has reached its depth bound ({bound}).",
+            details={"queue": queue, "depth": depth, "bound": bound, "strategy": "reject"},
+        )
+        self.depth = depth
+        self.bound = bound
+        self.retry_after = retry_after
+
+    def response_headers(self) -> dict[str, str]:
+        return {
+            "Retry-After": str(self.retry_after),
+            "X-OJS-Queue-Depth": str(self.depth),
+            "X-OJS-Queue-Bound": str(self.bound),
+        }
 
 
 class Unsupported(OJSError):

@@ -16,6 +16,7 @@ from typing import Any
 from .cron import CronSpec
 from .ids import new_id
 from .job import Job
+from .progress import event_data as progress_event_data
 from .states import State
 from .timefmt import format_ms
 
@@ -62,10 +63,19 @@ def job_events(before: State | None, job: Job) -> list[dict[str, Any]]:
     """The events of a job's move from ``before`` (``None``: just created) to its state,
     dated when the version was made."""
     state = job.state
-    if state is before and state is State.ACTIVE:
-        return []  # a lease extended (heartbeat): no lifecycle event
     now = job.changed_at or job.created_at
-    events = _events(before, job, state, now)
+    if state is before and state is State.ACTIVE:
+        # A lease extended (heartbeat), or progress reported (ojs-progress §7).
+        progress = progress_event_data(job.progress, job.version)
+        if progress is None:
+            return []
+        data = {
+            "job_id": job.id, "job_type": job.type, "queue": job.queue,
+            "worker_id": job.worker_id, "attempt": job.attempt, **progress,
+        }  # fmt: skip
+        events = [envelope("job.progress", job.id, now, data, "")]
+    else:
+        events = _events(before, job, state, now)
     prefix = f"evt_{job.id}_{job.version}_"
     for position, event in enumerate(events):
         event["id"] = f"{prefix}{position}"

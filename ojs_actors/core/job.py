@@ -15,6 +15,7 @@ from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 
+from .progress import view as progress_view
 from .retry import DEFAULT_POLICY, RetryPolicy, parse_policy
 from .states import State
 from .timefmt import format_ms
@@ -40,6 +41,11 @@ class _NoResult:
 
 NO_RESULT: Any = _NoResult()
 """Marks a job without a result (``None`` is a valid result: JSON null)."""
+
+
+TENANT_SHARD_MARK = "..t."
+"""Where a tenant's queue name (:func:`ojs_actors.system.tenancy.shard_of`) continues past
+the queue its jobs were enqueued to: the wire shows the latter."""
 
 
 @dataclass(slots=True)
@@ -77,6 +83,9 @@ class Job:
     error: dict[str, Any] | None = None
     errors: Sequence[dict[str, Any]] = ()
     result: Any = NO_RESULT
+    progress: dict[str, Any] | None = None
+    """The last progress report of an attempt (:mod:`.progress`); read through
+    :func:`.progress.view`."""
 
     lease_expires_at: int | None = None
     dead_letter: bool = False
@@ -109,7 +118,7 @@ class Job:
             specversion=SPEC_VERSION,
             id=self.id,
             type=self.type,
-            queue=self.queue,
+            queue=self.queue.partition(TENANT_SHARD_MARK)[0],  # the queue asked for
             args=self.args,
             meta=self.meta,
             priority=self.priority,
@@ -145,6 +154,10 @@ class Job:
             wire["errors"] = self.errors
         if self.has_result:
             wire["result"] = self.result
+        if self.progress is not None:
+            shown = progress_view(self.progress, self.state, self.attempt, self.started_at)
+            if shown is not None:
+                wire["progress"] = shown
         if self.lease_expires_at is not None and self.state is State.ACTIVE:
             wire["visibility_expires_at"] = format_ms(self.lease_expires_at)
         return wire

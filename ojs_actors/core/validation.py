@@ -14,10 +14,12 @@ from typing import Any
 from .errors import InvalidRequest, ValidationFailed
 from .ids import is_uuid7, new_id
 from .job import DEFAULT_VISIBILITY_TIMEOUT_MS, SPEC_VERSION, Job
+from .rate_policy import check_rate_limit
 from .retry import parse_policy
 from .states import State
 from .timefmt import MAX_DURATION_MS, parse_duration_ms, parse_timestamp
 from .unique import parse_unique, unique_key
+from .versions import parse_version, split_type
 
 TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]*(\.[a-z][a-z0-9_\-]*)*$")
 QUEUE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9\-.]*$")
@@ -93,6 +95,7 @@ def parse_enqueue(body: object, now_ms: int) -> Job:
         raise _bad("type", "is required")
     if not isinstance(job_type, str) or not job_type:
         raise _bad("type", "must be a non-empty string", job_type)
+    job_type, typed_version = split_type(job_type)  # "type@2.0" (ojs-job-versioning §5.3)
     if len(job_type) > MAX_TYPE_LENGTH:
         raise _bad("type", f"must be at most {MAX_TYPE_LENGTH} characters")
     if not TYPE_PATTERN.fullmatch(job_type):
@@ -177,9 +180,7 @@ def parse_enqueue(body: object, now_ms: int) -> Job:
 
     rate_limit = option("rate_limit")
     if rate_limit is not None:
-        per_second = rate_limit.get("max_per_second") if isinstance(rate_limit, dict) else None
-        if not _is_int(per_second) or per_second < 1:  # type: ignore[operator]
-            raise _bad("rate_limit.max_per_second", "must be an integer of at least 1", per_second)
+        check_rate_limit(rate_limit)
 
     schema = body.get("schema")
     if schema is not None and not isinstance(schema, str):
@@ -194,6 +195,12 @@ def parse_enqueue(body: object, now_ms: int) -> Job:
         for name, value in body.items()
         if name not in _ENVELOPE_NAMES and name not in _OPTION_NAMES and name not in SYSTEM_MANAGED
     }
+
+    if body.get("version") is not None:  # the version field wins over "type@version"
+        parse_version(body["version"])
+    elif typed_version is not None:
+        parse_version(typed_version, "type")
+        extra["version"] = typed_version
 
     if pending:
         state, enqueued_at = State.PENDING, None

@@ -9,6 +9,8 @@ from typing import Any
 
 from quart import request
 
+from ..backends import JobQuery
+from ..backends.base import JOB_SORTS
 from ..core import InvalidRequest, State, format_ms, parse_queue_name, parse_timestamp
 from ..system.job_filter import JobFilter
 from .wire import query_int
@@ -17,6 +19,8 @@ DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
 MAX_PAGE = 10**7
 FILTER_FIELDS = frozenset({"queue", "state", "type", "since", "until"})
+ORDERS = {"asc": False, "desc": True}
+"""``order`` of a job listing: whether it is descending."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +59,86 @@ def query_filter() -> JobFilter:
     return _job_filter({name: request.args[name] for name in FILTER_FIELDS if name in request.args})
 
 
-def confirmed_filter(body: dict[str, Any]) -> JobFilter:
-    """The ``filter`` of a bulk operation's body, once its ``confirm`` is ``true``
-    (ojs-admin-api §4, §8: bulk operations need explicit confirmation)."""
+def query_job_listing(page: Page) -> JobQuery:
+    """``GET /ojs/v1/admin/jobs`` (ojs-admin-api §7.1): the filters (``state`` any job
+    state), ``sort`` (``created_at``, the default, ``scheduled_at`` or ``priority``) and
+    ``order`` (``desc``, the default, or ``asc``), for ``page``."""
+    args = request.args
+    criteria = _job_filter({name: args[name] for name in FILTER_FIELDS - {"state"} if name in args})
+    state = args.get("state")
+    states = [member.value for member in State]
+    if state is not None and state not in states:
+        raise InvalidRequest(
+            f"Query parameter 'state' must be one of: {', '.join(states)}.",
+            details={"parameter": "state", "received": state, "supported": states},
+        )
+    sort = args.get("sort", "created_at")
+    if sort not in JOB_SORTS:
+        raise InvalidRequest(
+            f"Query parameter 'sort' must be one of: {', '.join(JOB_SORTS)}.",
+            details={"parameter": "sort", "received": sort, "supported": list(JOB_SORTS)},
+        )
+    order = args.get("order", "desc")
+    if order not in ORDERS:
+        raise InvalidRequest(
+            "Query parameter 'order' must be 'asc' or 'desc'.",
+            details={"parameter": "order", "received": order, "supported": list(ORDERS)},
+        )
+    return JobQuery(
+        queue=criteria.queue,
+        state=None if state is None else State(state),
+        type=criteria.type,
+        since=criteria.since,
+        until=criteria.until,
+        sort=sort,  # one of JOB_SORTS (checked above, which narrows its type)
+        descending=ORDERS[order],
+        offset=page.offset,
+        limit=page.per_page,
+    )
+
+
+PURGE_FIELDS = frozenset({"states", "older_than", "confirm"})
+FINISHED = [state.value for state in State if state.terminal]
+
+
+def queue_purge(body: dict[str, Any]) -> tuple[list[State], int | None]:
+    """``DELETE /ojs/v1/admin/queues/{name}/jobs`` (ojs-admin-api §6.5): the ``states`` to
+    purge (finished ones: a job still to run is cancelled, not deleted) and ``older_than``,
+    once ``confirm`` is ``true``."""
+    _confirm(body)
+    unknown = sorted(set(body) - PURGE_FIELDS)
+    if unknown:  # an ignored criterion would widen a destructive operation
+        raise InvalidRequest(
+            f"Unsupported field(s): {', '.join(unknown)}.",
+            details={"unsupported": unknown, "supported": sorted(PURGE_FIELDS)},
+        )
+    states = body.get("states")
+    if (
+        not isinstance(states, list)
+        or not states
+        or not all(isinstance(state, str) and state in FINISHED for state in states)
+    ):
+        raise InvalidRequest(
+            f"'states' must be a non-empty list of finished states: {', '.join(FINISHED)}.",
+            details={"field": "states", "received": states, "supported": FINISHED},
+        )
+    older_than = body.get("older_than")
+    when = None if older_than is None else parse_timestamp(older_than, "older_than")
+    return [State(state) for state in dict.fromkeys(states)], when
+
+
+def _confirm(body: dict[str, Any]) -> None:
     if body.get("confirm") is not True:
         raise InvalidRequest(
             'Bulk operations need explicit confirmation: send "confirm": true.',
             details={"field": "confirm", "received": body.get("confirm")},
         )
+
+
+def confirmed_filter(body: dict[str, Any]) -> JobFilter:
+    """The ``filter`` of a bulk operation's body, once its ``confirm`` is ``true``
+    (ojs-admin-api §4, §8: bulk operations need explicit confirmation)."""
+    _confirm(body)
     raw = body.get("filter", {})
     if not isinstance(raw, dict):
         raise InvalidRequest("'filter' must be an object.", details={"field": "filter"})

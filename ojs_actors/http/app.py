@@ -21,12 +21,15 @@ from werkzeug.exceptions import HTTPException
 
 from ..core import OJSError
 from ..system import System
+from ..system.event_stream import StreamSettings
 from . import routes
 from .asgi import MEDIA_TYPE
 from .direct import DirectRoutes
 from .metrics import http_metrics
 from .middleware import Authentication, Deadline, RequestBody, RequestContext, stack
 from .routes.admin_ui import STATIC_PATHS
+from .routes.stream import REALTIME, Realtime
+from .tenancy import TenantContext
 from .tracing import traced
 from .wire import error_response, http_error_to_ojs, unexpected_error
 
@@ -66,6 +69,8 @@ class HttpSettings:
     direct_routes: bool = True
     """Serve the hot endpoints without Quart's per-request machinery (see :mod:`.direct`);
     off, Quart serves them like every other route, with the same answers."""
+    stream: StreamSettings = StreamSettings()
+    """The live event streams' buffers and timeouts (SSE and WebSocket)."""
 
 
 def create_app(system: System, settings: HttpSettings | None = None) -> QuartTrio:
@@ -74,6 +79,7 @@ def create_app(system: System, settings: HttpSettings | None = None) -> QuartTri
     app.config["MAX_CONTENT_LENGTH"] = None  # RequestBody enforces the limit, for both paths
     app.response_class = OjsResponse
     app.extensions["ojs_system"] = system
+    app.extensions[REALTIME] = Realtime(settings.stream)
     for blueprint in routes.PUBLIC:
         app.register_blueprint(blueprint)
     app.register_blueprint(routes.UI)
@@ -108,6 +114,7 @@ def create_app(system: System, settings: HttpSettings | None = None) -> QuartTri
             partial(Authentication, keys=settings.api_keys, open_paths=OPEN_PATHS),
             partial(RequestBody, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout),
             partial(Deadline, seconds=settings.request_timeout),
+            TenantContext,
         ],
     )
     app.asgi_app = traced(app.asgi_app, app.url_map)  # type: ignore[method-assign, assignment]

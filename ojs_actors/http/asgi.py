@@ -74,7 +74,10 @@ async def send_error(
 ) -> None:
     """``error`` in the spec's error body (ojs-http-binding §16.1)."""
     body = error.to_wire(request_id=scope_items(scope).get(REQUEST_ID))
-    await send_json(send, error.status, json.dumps(body).encode(), headers)
+    extra = [
+        (name.lower().encode(), value.encode()) for name, value in error.response_headers().items()
+    ]
+    await send_json(send, error.status, json.dumps(body).encode(), [*headers, *extra])
 
 
 async def until_client_leaves(scope: HTTPScope, receive: ASGIReceiveCallable | None) -> None:

@@ -20,6 +20,12 @@ from .app import HttpSettings, create_app
 
 log = logging.getLogger("ojs_actors.serve")
 
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+"""ojs-graceful-shutdown §9.2's default grace period for in-flight requests."""
+WEBSOCKET_PING_INTERVAL = 30.0
+"""Seconds between the pings Hypercorn sends on each WebSocket (ojs-realtime §3.5: idle
+connections through proxies and load balancers stay open, dead peers are noticed)."""
+
 GC_YOUNG_THRESHOLD = 50_000
 """Allocations between young-generation collections (CPython's default is 700). Every job
 a server holds keeps a few container objects alive, so with the default the collector
@@ -46,6 +52,9 @@ class ServeConfig:
     parent_fd: int | None = None
     """Shut down, as on SIGTERM, when this pipe reads end-of-file (the supervising
     process of ``serve --workers N`` is gone)."""
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    """Seconds in-flight requests get to finish after SIGTERM/SIGINT before they are cut
+    (ojs-graceful-shutdown §9.2 ``server_shutdown_timeout``); the actors stop after them."""
 
 
 class InsecureBinding(ValueError):
@@ -76,8 +85,12 @@ def _is_loopback(host: str) -> bool:
 async def serve(
     config: ServeConfig, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Open the system, serve HTTP until SIGINT/SIGTERM (or cancellation), then stop in order.
-    Raises :class:`InsecureBinding` before opening anything if the binding is unsafe."""
+    """Open the system, serve HTTP until SIGINT/SIGTERM (or cancellation), then stop in order
+    (ojs-graceful-shutdown §9.1): no new connections; waiting fetches answer at once (with
+    what they have); in-flight requests get ``config.shutdown_timeout`` seconds to finish,
+    then are cut; then the actors stop (supervisors in reverse start order, each draining
+    its mailbox) and the backend closes. Raises :class:`InsecureBinding` before opening
+    anything if the binding is unsafe."""
     from ..backends import create_backend
 
     check_exposure(config)
@@ -93,7 +106,8 @@ async def serve(
             hyper.bind = [f"fd://{config.listen_fd}"]
         hyper.accesslog = "-" if config.access_log else None
         hyper.errorlog = logging.getLogger("hypercorn.error")
-        hyper.graceful_timeout = 5.0
+        hyper.graceful_timeout = config.shutdown_timeout
+        hyper.websocket_ping_interval = WEBSOCKET_PING_INTERVAL
         shutdown = trio.Event()
 
         watchers = trio.CancelScope()
@@ -132,6 +146,7 @@ async def serve(
             )
             task_status.started(binds)
             await shutdown.wait()
+            system.close_fetches()
             watchers.cancel()
             nursery.cancel_scope.deadline = trio.current_time() + hyper.graceful_timeout + 1
 

@@ -125,7 +125,9 @@ def reply_response(reply: JsonReply) -> Response:
 
 
 def error_response(error: OJSError) -> Response:
-    return ojs_response(error.to_wire(request_id=request_id()), error.status)
+    return ojs_response(
+        error.to_wire(request_id=request_id()), error.status, error.response_headers()
+    )
 
 
 def request_id() -> str:

@@ -43,8 +43,11 @@ log = logging.getLogger("ojs_actors.workers")
 MAX_RESTARTS = 5
 RESTART_WINDOW = 30.0
 STOP_TIMEOUT = 15.0
-"""Seconds the children get to stop after SIGTERM: a child's graceful HTTP shutdown
-takes up to 6 s, then its system closes."""
+"""Seconds the children get to stop after SIGTERM unless told (``ojs-actors serve`` gives
+their ``--shutdown-timeout`` plus :data:`STOP_MARGIN`)."""
+STOP_MARGIN = 10.0
+"""Seconds a child gets to stop its actors and close its backend after its HTTP grace
+period (``--shutdown-timeout``): ``serve --workers N`` waits that much longer."""
 REFUSED = 2
 """The exit code of a refused configuration (as ``ojs-actors serve`` uses it)."""
 

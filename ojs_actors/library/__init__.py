@@ -12,6 +12,7 @@ definition and run by worker groups, in process or by ``ojs-actors worker MODULE
         ...
 """
 
+from ..system.job_context import JobContext, current_job, report_progress
 from ._command import add_worker_arguments, worker_command
 from ._definition import (
     SERVER_TIMEOUT_MARGIN,
@@ -36,4 +37,5 @@ __all__ = [
     "JobTimeout", "RegistryImportFailed", "RegistryNotFound", "SignalNames", "WorkerOptions",
     "WorkerReport", "add_worker_arguments", "default_worker_id", "load_registry", "retry_policy",
     "run_worker", "work_until_stopped", "worker_command",
+    "JobContext", "current_job", "report_progress",
 ]  # fmt: skip

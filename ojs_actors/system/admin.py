@@ -4,12 +4,22 @@ the reset the conformance suites use."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..backends import Backend, EventFilter, EventSink
-from ..core import Conflict, Job, NotFound, OJSError, State, lifecycle, parse_queue_name
+from ..backends import Backend, EventFilter, EventSink, JobDeletion, JobListing, JobQuery
+from ..core import (
+    Conflict,
+    Job,
+    NotFound,
+    OJSError,
+    State,
+    Unsupported,
+    lifecycle,
+    parse_queue_name,
+)
+from .checkpoints import key_of as checkpoint_key
 from .clock import Clock
 from .crons import Crons
 from .event_relay import EventRelay
@@ -26,6 +36,8 @@ SCAN_PAGE = 500
 """Dead letter jobs read per backend call when a filter needs a scan."""
 BULK_CHUNK = 500
 """Jobs per batch of transitions of a bulk operation."""
+LIST_PAGE = 500
+"""Jobs per listing call when a queue purge collects its jobs."""
 
 
 @dataclass(slots=True)
@@ -93,6 +105,55 @@ class Admin:
     async def retry_job(self, job_id: str) -> Job:
         """Re-enqueue a discarded job, dead-lettered or not, with fresh attempts."""
         return await self._router.apply(job_id, _manual_retry)
+
+    async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
+        """A page of every job ``query`` takes, and their total (ojs-admin-api §7.1), from
+        the backend's optional :class:`~ojs_actors.backends.JobListing` part;
+        :class:`Unsupported` on a backend without it."""
+        if not isinstance(self.backend, JobListing):
+            raise Unsupported(
+                f"The {self.backend.name} backend cannot list jobs (GET /ojs/v1/admin/jobs): "
+                "open a job by its id, or list a queue's dead letter jobs.",
+                details={"backend": self.backend.name, "feature": "job-listing"},
+            )
+        return await self.backend.list_jobs(query)
+
+    async def purge_queue(
+        self, queue: str, states: Sequence[State], older_than: int | None = None
+    ) -> int:
+        """Delete for good the jobs of ``queue`` in ``states`` (finished states only),
+        those finished before ``older_than`` if given (ojs-admin-api §6.5); how many went.
+        Each goes by compare-and-set: a job changed meanwhile (retried, say) stays."""
+        backend = self.backend
+        if not isinstance(backend, JobListing) or not isinstance(backend, JobDeletion):
+            raise Unsupported(
+                f"The {backend.name} backend cannot purge a queue's jobs.",
+                details={"backend": backend.name, "feature": "queue-purge"},
+            )
+        name = parse_queue_name(queue)
+        doomed: list[tuple[str, int]] = []
+        for state in states:
+            query = JobQuery(queue=name, state=state, descending=False, limit=LIST_PAGE)
+            page, total = await backend.list_jobs(query)
+            for number in range(1, total // LIST_PAGE + 2):  # the pages there were at first
+                doomed.extend(
+                    (job.id, job.version)
+                    for job in page
+                    if older_than is None or _finished_at(job) < older_than
+                )
+                if len(page) < LIST_PAGE:
+                    break
+                offset = number * LIST_PAGE
+                page, _ = await backend.list_jobs(replace(query, offset=offset))
+        purged = 0
+        for start in range(0, len(doomed), BULK_CHUNK):
+            chunk = doomed[start : start + BULK_CHUNK]
+            for (job_id, _), deleted in zip(chunk, await backend.delete_jobs(chunk), strict=True):
+                if deleted:
+                    self._router.forget(job_id)
+                    await backend.delete_snapshot(checkpoint_key(job_id))  # gone with its job
+                    purged += 1
+        return purged
 
     # -- queues -------------------------------------------------------------------------
 
@@ -174,6 +235,7 @@ class Admin:
         if not await self.backend.delete_dead_letter(job_id):
             raise dead_letter_not_found(job_id)
         self._router.forget(job_id)
+        await self.backend.delete_snapshot(checkpoint_key(job_id))  # gone with its job
 
     async def dead_letter_matching(
         self, query: JobFilter, limit: int, offset: int
@@ -223,6 +285,7 @@ class Admin:
         for job in jobs:
             if await self.backend.delete_dead_letter(job.id):
                 self._router.forget(job.id)
+                await self.backend.delete_snapshot(checkpoint_key(job.id))
                 outcome.succeeded += 1
             else:  # retried or deleted meanwhile
                 outcome.errors.append((job.id, "no longer in the dead letter queue"))
@@ -303,6 +366,16 @@ class Admin:
             await self.backend.reset()
         self._router.forget_all()
         self._workers.clear()
+
+
+def _finished_at(job: Job) -> int:
+    """When the (finished) job reached its state."""
+    stamp = {
+        State.COMPLETED: job.completed_at,
+        State.CANCELLED: job.cancelled_at,
+        State.DISCARDED: job.discarded_at,
+    }.get(job.state)
+    return stamp if stamp is not None else job.changed_at or job.created_at
 
 
 def _manual_retry(job: Job, now: int) -> Job:

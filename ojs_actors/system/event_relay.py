@@ -14,7 +14,8 @@ read from), so reading and publishing overlap when catching up.
 One relay per cluster: every process sharing the store runs one, but only the holder
 of the lease publishes. The lease is the snapshot ``event-relay:<relay_name>``,
 ``{"holder": <this process's id>, "until": <epoch ms>}``, taken and renewed by
-compare-and-set and renewed every third of its length. The others look at it again
+compare-and-set and renewed every third of its length (:class:`.Lease`, which the
+webhook dispatcher holds its own with). The others look at it again
 when it runs out; the first to write it then holds it and resumes at the committed
 cursor. A holder that finds it taken (it could not renew in time) stops publishing
 until it can take it again.
@@ -40,6 +41,7 @@ from ..core import BackendUnavailable
 from ..core.ids import new_id
 from .clock import Clock
 from .event_cursor import EventCursor
+from .lease import Lease
 from .signals import Signals
 
 RELAY_BATCH = 500
@@ -82,9 +84,8 @@ class EventRelay(Actor):
         self.clock = clock
         self.signals = signals
         self.holder = holder or new_id()
-        self.key = f"{LEASE_PREFIX}{sink.relay_name}"
+        self.lease = Lease(backend, f"{LEASE_PREFIX}{sink.relay_name}", self.holder, clock, lease)
         self.batch_size = batch_size
-        self.lease_ms = max(1, int(lease * 1000))
         self.poll_interval = poll_interval
         self.linger = linger
         self.published = 0
@@ -97,10 +98,6 @@ class EventRelay(Actor):
         """Events waiting, as of the last read, when it knows: after a read that came back
         short (0 once that was published); ``None`` while catching up (a full batch) or not
         holding the lease."""
-        self._holding = False
-        self._version: int | None = None  # of the lease snapshot, ours while holding
-        self._until = 0  # the lease's end (ours while holding, else the last seen holder's)
-        self._renew_at = 0
         self._cursor = self._new_cursor()
         self._ahead: tuple[str, list[dict[str, Any]]] | None = None
         """The batch read after an event id while the batch ending there was published."""
@@ -112,7 +109,7 @@ class EventRelay(Actor):
     @property
     def holding(self) -> bool:
         """Whether this relay holds the lease now (and so is the one publishing)."""
-        return self._holding and self.clock() < self._until
+        return self.lease.holding
 
     async def on_start(self) -> None:
         self.nursery.start_soon(self._run)
@@ -203,40 +200,12 @@ class EventRelay(Actor):
             self._ahead = (after, events)
 
     async def _keep_lease(self) -> bool:
-        """Hold the lease, with at least two thirds of it left: renew it, or take it if
-        it is free, ran out, or already names this process."""
-        now = self.clock()
-        if self._holding and now < self._renew_at:
-            return True
-        until = now + self.lease_ms
-        mine = {"holder": self.holder, "until": until}
-        if self._holding:
-            version = await self.backend.save_snapshot_if(self.key, mine, self._version)
-        else:
-            stored = await self.backend.load_snapshot_versioned(self.key)
-            expected = None
-            if stored is not None:
-                lease, expected = stored
-                other_until = lease.get("until")
-                if (
-                    lease.get("holder") != self.holder
-                    and isinstance(other_until, int)
-                    and other_until > now
-                ):
-                    self._until = other_until
-                    return False
-            version = await self.backend.save_snapshot_if(self.key, mine, expected)
-        if version is None:  # another process wrote the lease meanwhile
-            if self._holding:
-                log.warning("event relay %s: lease lost to another process", self.sink.relay_name)
-            self._holding, self._until = False, 0
+        """Hold the lease (:class:`.Lease`); on taking it, read the cursor's position again:
+        another holder may have moved it."""
+        if not await self.lease.keep():
             return False
-        if not self._holding:
-            log.info("event relay %s: lease taken (%s)", self.sink.relay_name, self.holder)
-            # Another holder may have moved the cursor: read its position again.
+        if self.lease.taken:
             self._cursor, self._ahead = self._new_cursor(), None
-        self._holding, self._version, self._until = True, version, until
-        self._renew_at = until - self.lease_ms * 2 // 3
         return True
 
     async def _pause(self, wake: trio.Event | None, *, failed: bool) -> None:
@@ -244,17 +213,18 @@ class EventRelay(Actor):
         ``wake`` is set (not after a failure), never past the renewal; otherwise until the
         other holder's lease runs out."""
         now = self.clock()
-        if self._holding:
-            renew_in = (self._renew_at - now) / 1000
+        lease = self.lease
+        if lease.held:
+            renew_in = (lease.renew_at - now) / 1000
             if renew_in <= 0 and not failed:
                 await trio.lowlevel.checkpoint()
                 return
             seconds = self.poll_interval if renew_in <= 0 else min(self.poll_interval, renew_in)
-        elif self._until > now:
-            seconds = min(self._until - now + 1, self.lease_ms) / 1000
+        elif lease.until > now:
+            seconds = min(lease.until - now + 1, lease.length_ms) / 1000
         else:
             seconds = self.poll_interval
-        if failed or not self._holding:
+        if failed or not lease.held:
             wake = None
         with trio.move_on_after(seconds):
             if wake is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..backends.base import type_matches
 from ..core import Job
 
 
@@ -21,7 +22,7 @@ class JobFilter:
     def matches(self, job: Job) -> bool:
         if self.queue is not None and job.queue != self.queue:
             return False
-        if self.type is not None and not _type_matches(self.type, job.type):
+        if self.type is not None and not type_matches(self.type, job.type):
             return False
         if self.since is not None and job.created_at < self.since:
             return False
@@ -32,12 +33,6 @@ class JobFilter:
         """Whether it filters on more than the queue (the backends' dead letter index
         narrows by queue only: the rest is a scan)."""
         return self.type is not None or self.since is not None or self.until is not None
-
-
-def _type_matches(pattern: str, job_type: str) -> bool:
-    if pattern.endswith("*"):
-        return job_type.startswith(pattern[:-1])
-    return job_type == pattern
 
 
 __all__ = ["JobFilter"]

@@ -10,11 +10,12 @@ import trio
 
 from ..backends import Deduplicated
 from ..core import InvalidRequest, Job, OJSError, parse_enqueue
-from . import tracing
+from . import tenancy, tracing
 from .clock import Clock
 from .outbox_gate import OutboxGate
 from .queue_messages import Enqueue, EnqueueBatch, Hold
 from .routing import QueueRouter
+from .schemas import SchemaRegistry
 
 if TYPE_CHECKING:
     from .tracing_spans import JobTracer
@@ -23,10 +24,13 @@ log = logging.getLogger("ojs_actors.system")
 
 
 class Producer:
-    def __init__(self, router: QueueRouter, clock: Clock, gate: OutboxGate) -> None:
+    def __init__(
+        self, router: QueueRouter, clock: Clock, gate: OutboxGate, schemas: SchemaRegistry
+    ) -> None:
         self._router = router
         self._clock = clock
         self._gate = gate
+        self._schemas = schemas
 
     async def enqueue(self, request: dict[str, Any] | Job) -> Job:
         """Validate, store durably, and return the job with its system-managed fields.
@@ -35,6 +39,8 @@ class Producer:
         and the existing job is returned instead: its ``id`` differs from the one submitted.
         """
         job = request if isinstance(request, Job) else parse_enqueue(request, self._clock())
+        job = tenancy.place(job)
+        await self._schemas.check((job,))
         if tracing.current is not None:
             return await self._enqueue_traced(job, tracing.current)
         await self._gate.admit()
@@ -56,12 +62,14 @@ class Producer:
         jobs: list[Job] = []
         for index, request in enumerate(requests):
             try:
-                jobs.append(request if isinstance(request, Job) else parse_enqueue(request, now))
+                job = request if isinstance(request, Job) else parse_enqueue(request, now)
+                jobs.append(tenancy.place(job))
             except OJSError as error:
                 error.message = f"Job at index {index}: {error.message}"
                 error.args = (error.message,)
                 error.details = {"index": index, **error.details}
                 raise
+        await self._schemas.check(jobs, batch=True)
         if tracing.current is not None:
             with tracing.current.enqueue(jobs, batch=True):
                 return await self._enqueue_batch(jobs)
@@ -85,7 +93,9 @@ class Producer:
         handles anything else. Actors are taken in queue-name order, so batches over
         the same queues cannot deadlock."""
         *held, last = sorted({job.queue for job in jobs})
-        batch = EnqueueBatch(jobs, {queue: Hold() for queue in held})
+        batch = EnqueueBatch(
+            jobs, {queue: Hold(size=sum(job.queue == queue for job in jobs)) for queue in held}
+        )
         failures: list[OJSError] = []
         results: Sequence[Job | Deduplicated | OJSError] | None = None
         try:

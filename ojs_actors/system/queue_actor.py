@@ -5,11 +5,17 @@ into one backend call (one ``insert_jobs`` for many enqueues, one
 ``get_jobs`` + one ``update_jobs`` for many acks). A run of acks followed by a claim
 (a worker group settling a batch and fetching the next) is one round trip where the
 backend can (:class:`~ojs_actors.backends.UpdateAndClaim`). Its own state is the
-queue's record (pause state, creation time), persisted as its snapshot
-``queue:<name>``, which also serves as the queue registry.
+queue's record (pause state, creation time, rate limit, depth bound), persisted as its
+snapshot ``queue:<name>``, which also serves as the queue registry.
 
-Its messages are in :mod:`.queue_messages`; how it changes jobs (transitions by
-compare-and-set, a cache of the versions it claimed) is :mod:`.queue_writes`.
+Its parts live beside it: its messages are in :mod:`.queue_messages`; how it changes
+jobs (transitions by compare-and-set, a cache of the versions it claimed) is
+:mod:`.queue_writes`; its enqueue side (runs of enqueues, batches spanning queues, the
+hand-over to a waiting worker) is :class:`~.queue_intake.QueueIntake`; the verdicts of
+its depth bound are :class:`~.backpressure.DepthGuard`; the admission of claimed jobs by
+their rate-limit keys (claim rounds, hand-back of refused jobs) is
+:class:`~.rate_limits.KeyedAdmission`. The actor keeps the queue's record (and its
+freshness) and the claim and transition side.
 """
 
 from __future__ import annotations
@@ -18,13 +24,26 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..actors import Actor, Envelope
-from ..backends import Backend, Deduplicated, InsertAndClaim, RateLimit, UpdateAndClaim
+from ..backends import Backend, RateLimit, UpdateAndClaim
 from ..backends.base import timers_of
-from ..core import BackendUnavailable, Job, OJSError, State, lifecycle
+from ..core import BackendUnavailable, Job, OJSError, State
+from ..core.errors import QueueFull
+from .backpressure import Bound, DepthGuard, PressureBoard
 from .clock import Clock
-from .queue_messages import Apply, Claim, Describe, Enqueue, EnqueueBatch, Hold, SetPaused
+from .queue_intake import QueueIntake, answer
+from .queue_messages import (
+    Apply,
+    Claim,
+    Describe,
+    Enqueue,
+    EnqueueBatch,
+    Hold,
+    SetBound,
+    SetPaused,
+)
 from .queue_writes import Changes, TransitionWriter
-from .signals import IdleClaim, Signals
+from .rate_limits import KeyedAdmission, KeyedLimiter
+from .signals import Signals
 
 ChangeHook = Callable[[Changes], None]
 """Told of every stored job change as ``(state before or None if new, job)``; must not wait."""
@@ -42,6 +61,7 @@ class QueueActor(Actor):
         *,
         on_change: ChangeHook | None = None,
         refresh_interval: float = 1.0,
+        pressure: PressureBoard | None = None,
     ) -> None:
         self.queue = queue
         self.refresh_interval_ms = int(refresh_interval * 1000)
@@ -59,7 +79,21 @@ class QueueActor(Actor):
         self.paused_at: int | None = None
         self.max_per_second: int | None = None
         """Rate limit adopted from the newest job that set ``options.rate_limit``."""
+        self._depth = DepthGuard(queue, backend, pressure)
         self._writer = TransitionWriter(queue, backend, clock, self._after_store)
+        self._keys = KeyedAdmission(KeyedLimiter(backend, clock), self._writer)
+        self._intake = QueueIntake(
+            queue,
+            backend,
+            clock,
+            signals,
+            self._writer,
+            self._keys,
+            after_store=self._after_store,
+            over_bound=self._over_bound,
+            may_hand_over=lambda: not self.paused and self.max_per_second is None,
+            adopt_rate_limit=self._adopt_rate_limit,
+        )
         self._update_and_claim = backend if isinstance(backend, UpdateAndClaim) else None
 
     @property
@@ -69,17 +103,20 @@ class QueueActor(Actor):
     # -- snapshot -------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
+        bound = self._depth.bound
         return {
             "name": self.queue,
             "created_at": self.created_at,
             "paused_at": self.paused_at,
             "max_per_second": self.max_per_second,
+            "backpressure": bound.to_record() if bound is not None else None,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.created_at = state.get("created_at")
         self.paused_at = state.get("paused_at")
         self.max_per_second = state.get("max_per_second")
+        self._depth.bound = Bound.from_record(state.get("backpressure"))
 
     async def on_start(self) -> None:
         try:
@@ -109,7 +146,7 @@ class QueueActor(Actor):
                 await self._load()
             except BackendUnavailable as error:
                 for envelope in batch:
-                    self._answer(envelope, error)
+                    answer(envelope, error)
                 return
         start = 0
         while start < len(batch):
@@ -124,7 +161,7 @@ class QueueActor(Actor):
                     continue
             try:
                 if kind is Enqueue:
-                    await self._enqueue(run)
+                    await self._intake.enqueue(run)
                 elif kind is Apply:
                     await self._apply(run)
                 else:
@@ -140,104 +177,32 @@ class QueueActor(Actor):
             return await self._claim(message)
         if isinstance(message, SetPaused):
             return await self._set_paused(message.paused)
+        if isinstance(message, SetBound):
+            return await self._set_bound(message.bound)
         if isinstance(message, Describe):
             return self.snapshot()
         if isinstance(message, Hold):
-            return await self._hold(message)
+            return await self._intake.hold(message)
         if isinstance(message, EnqueueBatch):
-            return await self._enqueue_batch(message)
+            return await self._intake.enqueue_batch(message)
         return await super().receive(message)
 
-    async def _enqueue(self, run: Sequence[Envelope]) -> None:
-        """One backend call for all the enqueues of the run (with the claim of a worker
-        of this process waiting on the queue, if there is one)."""
-        jobs = [job for envelope in run for job in envelope.message.jobs]
-        idle = self._idle_claim_for(jobs)
-        if idle is None:
-            results = await self.backend.insert_jobs(jobs)
-        else:
-            results = await self._insert_and_hand_over(jobs, idle)
-        await self._adopt_stored(results)
-        position = 0
-        for envelope in run:
-            size = len(envelope.message.jobs)
-            self._answer(envelope, results[position : position + size])
-            position += size
+    async def _over_bound(self, sizes: Sequence[int]) -> list[QueueFull | None] | None:
+        """The depth bound's verdicts on enqueues of ``sizes`` (:meth:`DepthGuard.verdicts`),
+        the record re-read first if stale: bounded meanwhile through another process?"""
+        if self._record_stale():
+            await self._refresh()
+        return await self._depth.verdicts(sizes)
 
-    def _idle_claim_for(self, jobs: Sequence[Job]) -> IdleClaim | None:
-        """A worker waiting on this queue to hand ``jobs`` to, if some may be claimable
-        now (the queue not paused, no rate limit to count first)."""
-        if self.paused or self.max_per_second is not None:
-            return None
-        if not any(job.state is State.AVAILABLE for job in jobs):
-            return None
-        return self.signals.take_idle_claim(self.queue)
-
-    async def _insert_and_hand_over(
-        self, jobs: Sequence[Job], idle: IdleClaim
-    ) -> list[Job | Deduplicated | OJSError]:
-        """Store ``jobs`` and claim for ``idle`` in one round trip where the backend can
-        (:class:`InsertAndClaim`), then hand the claimed jobs over; those a worker gone
-        meanwhile cannot take go back to the queue, unspent."""
-        now = self.clock()
-        backend = self.backend
-        if isinstance(backend, InsertAndClaim):
-            results, claimed, expired = await backend.insert_and_claim(
-                jobs, self.queue, idle.count, now, idle.worker_id, idle.visibility_ms
-            )
-        else:
-            results = await backend.insert_jobs(jobs)
-            claimed, expired = await backend.claim(
-                self.queue, idle.count, now, idle.worker_id, idle.visibility_ms
-            )
-        self._writer.remember_claimed(claimed)
-        self._after_store([(State.AVAILABLE, job) for job in (*claimed, *expired)])
-        if claimed and not idle.deliver(claimed):
-            await self._writer.apply([(job.id, lifecycle.requeue) for job in claimed])
-        return results
-
-    async def _enqueue_batch(
-        self, batch: EnqueueBatch
-    ) -> list[Job | Deduplicated | OJSError] | None:
-        if batch.withdrawn:
-            return None
-        batch.taken = True
-        mine: list[Job | Deduplicated | OJSError] = []
-        try:
-            results = await self.backend.insert_jobs(batch.jobs, atomic=True)
-            if not any(isinstance(result, OJSError) for result in results):
-                mine = self._hand_out(batch, results)
-        finally:
-            for hold in batch.holds.values():
-                hold.released.set()
-        await self._adopt_stored(mine)
-        return results
-
-    def _hand_out(
-        self, batch: EnqueueBatch, results: Sequence[Job | Deduplicated | OJSError]
-    ) -> list[Job | Deduplicated | OJSError]:
-        """Give each held queue the results of its jobs; this queue's are returned."""
-        by_queue: dict[str, list[Job | Deduplicated | OJSError]] = {self.queue: []}
-        for job, result in zip(batch.jobs, results, strict=True):
-            by_queue.setdefault(job.queue, []).append(result)
-        for queue, hold in batch.holds.items():
-            hold.results = by_queue.get(queue, [])
-        return by_queue[self.queue]
-
-    async def _hold(self, hold: Hold) -> None:
-        hold.parked.set()
-        await hold.released.wait()
-        if hold.results is not None:
-            await self._adopt_stored(hold.results)
-
-    async def _adopt_stored(self, results: Sequence[Job | Deduplicated | OJSError]) -> None:
-        """This queue's policies and wake-ups for the jobs just stored."""
-        stored = [result for result in results if isinstance(result, Job)]
-        await self._adopt_rate_limit(stored)
-        self._after_store([(None, job) for job in stored])
+    def _record_stale(self) -> bool:
+        refreshed_at = self._refreshed_at
+        return refreshed_at is None or self.clock() - refreshed_at >= self.refresh_interval_ms
 
     async def _adopt_rate_limit(self, jobs: Sequence[Job]) -> None:
-        limits = [job.rate_limit for job in jobs if job.rate_limit]
+        """Take the queue rate limit of the newest of ``jobs`` (just stored) that sets one."""
+        limits = [
+            job.rate_limit for job in jobs if job.rate_limit and "max_per_second" in job.rate_limit
+        ]
         if limits and limits[-1]["max_per_second"] != self.max_per_second:
             self.max_per_second = limits[-1]["max_per_second"]
             await self.persist()
@@ -255,12 +220,19 @@ class QueueActor(Actor):
             await self._refresh()
             if self.paused:
                 return []
-        now = self.clock()
-        rate = self._rate()
-        claimed, expired = await self.backend.claim(
-            self.queue, message.count, now, message.worker_id, message.visibility_ms, rate=rate
-        )
-        return self._claimed(claimed, expired)
+
+        async def take(count: int) -> list[Job]:
+            claimed, expired = await self.backend.claim(
+                self.queue,
+                count,
+                self.clock(),
+                message.worker_id,
+                message.visibility_ms,
+                rate=self._rate(),
+            )
+            return self._claimed(claimed, expired)
+
+        return await self._keys.claim(message.count, take)  # keyed admission, in rounds
 
     def _rate(self) -> RateLimit | None:
         return RateLimit(self.max_per_second) if self.max_per_second is not None else None
@@ -320,19 +292,32 @@ class QueueActor(Actor):
             )
         except BackendUnavailable as error:  # answered, not a crash (may have applied)
             for envelope in (*run, claim):
-                self._answer(envelope, error)
+                answer(envelope, error)
             return True
         retry = writer.written(first, stored)
-        jobs = self._claimed(claimed, expired)
+        claim_answer: list[Job] | OJSError
+        try:
+            claim_answer, _ = await self._keys.admit(self._claimed(claimed, expired))
+        except BackendUnavailable as error:  # unadmitted jobs come back when their lease ends
+            claim_answer = error
         try:
             results = await writer.finish(first, retry)
         except BackendUnavailable as error:  # the claim stands: its jobs are answered
             for envelope in run:
-                self._answer(envelope, error)
+                answer(envelope, error)
         else:
             self._answer_applied(run, results)
-        self._answer(claim, jobs)
+        answer(claim, claim_answer)
         return True
+
+    async def _set_bound(self, bound: Bound | None) -> dict[str, Any]:
+        await self._refresh()
+        if bound != self._depth.bound:
+            self._depth.bound = bound
+            await self.persist()
+        if bound is None:
+            self._depth.forget_pressure()
+        return self.snapshot()
 
     async def _set_paused(self, paused: bool) -> dict[str, Any]:
         await self._refresh()
@@ -353,9 +338,13 @@ class QueueActor(Actor):
             self.on_change(changes)
         ready: set[str] = set()
         earliest_timer: int | None = None
-        for _, job in changes:
+        handing_back = self._keys.handing_back
+        for before, job in changes:
             if job.state is State.AVAILABLE:
-                ready.add(job.queue)
+                if not handing_back:
+                    ready.add(job.queue)
+            elif before is State.ACTIVE and job.rate_limit and "key" in job.rate_limit:
+                ready.add(job.queue)  # a slot of its key is free: jobs waiting on it may go
             for due in timers_of(job):
                 if earliest_timer is None or due < earliest_timer:
                     earliest_timer = due
@@ -373,12 +362,3 @@ class QueueActor(Actor):
             if envelope.reply is not None:
                 envelope.reply.set(results[position : position + size])
             position += size
-
-    @staticmethod
-    def _answer(envelope: Envelope, result: Any) -> None:
-        if envelope.reply is None:
-            return
-        if isinstance(result, OJSError):
-            envelope.reply.fail(result)
-        else:
-            envelope.reply.set(result)

@@ -9,6 +9,7 @@ import trio
 
 from ..backends import Deduplicated
 from ..core import Job, OJSError
+from .backpressure import Bound
 from .transitions import Transition
 
 
@@ -32,6 +33,9 @@ class Hold:
     parked: trio.Event = field(default_factory=trio.Event)
     released: trio.Event = field(default_factory=trio.Event)
     results: list[Job | Deduplicated | OJSError] | None = None
+    size: int = 0
+    """This queue's jobs in the batch: the actor refuses to park (``QueueFull``) if they
+    would pass its depth bound."""
 
 
 @dataclass(slots=True)
@@ -70,10 +74,17 @@ class SetPaused:
 
 
 @dataclass(slots=True)
+class SetBound:
+    """Set the queue's depth bound (ojs-backpressure §6.2); ``None``: unbounded."""
+
+    bound: Bound | None
+
+
+@dataclass(slots=True)
 class Describe:
     pass
 
 
 __all__ = [
-    "Apply", "Claim", "Describe", "Enqueue", "EnqueueBatch", "Hold", "SetPaused",
+    "Apply", "Claim", "Describe", "Enqueue", "EnqueueBatch", "Hold", "SetBound", "SetPaused",
 ]  # fmt: skip

@@ -14,12 +14,14 @@ from typing import Any
 from ..actors import ActorCrashed, ActorRef, ActorStopped, ChildSpec, Reply, Restart
 from ..backends import Backend, Deduplicated
 from ..core import Job, OJSError, ServiceRestarting
+from .backpressure import PressureBoard
 from .clock import Clock
 from .queue_actor import ChangeHook, QueueActor
 from .queue_messages import Apply, Claim, Enqueue
 from .settings import Settings
 from .signals import Signals
 from .supervision import SupervisorSlot, one_for_one
+from .tenancy import place_by_meta
 from .transitions import Transition, job_not_found
 
 QUEUE_CACHE_SIZE = 65_536
@@ -46,6 +48,8 @@ class QueueRouter:
             "queues", lambda: one_for_one("queues", settings.queue_restarts)
         )
         self._queue_of: OrderedDict[str, str] = OrderedDict()
+        self.pressure = PressureBoard()
+        """Bounded queues' latest depths, for enqueue responses' warning headers."""
 
     async def queue_ref(self, queue: str) -> ActorRef:
         """The QueueActor of ``queue``, started (supervised) on first use."""
@@ -63,6 +67,7 @@ class QueueRouter:
                     self.signals,
                     on_change=self.on_change,
                     refresh_interval=self.settings.poll_interval,
+                    pressure=self.pressure,
                 ),
                 restart=Restart.PERMANENT,
                 mailbox_capacity=self.settings.mailbox_capacity,
@@ -169,6 +174,7 @@ class QueueRouter:
         """Store jobs, each on its own (not atomically), through their queues' actors;
         the answers in input order."""
         by_queue: dict[str, list[int]] = {}
+        jobs = [place_by_meta(job) for job in jobs]  # a tenant's jobs into its queues
         for position, job in enumerate(jobs):
             by_queue.setdefault(job.queue, []).append(position)
         answers: dict[int, Job | Deduplicated | OJSError] = {}

@@ -25,9 +25,26 @@ class Settings:
     workflow_retention: float = 86_400.0
     """Seconds a finished workflow stays readable (``GET /ojs/v1/workflows/{id}``); it is
     deleted one to three minutes later."""
+    schema_validation: str = "warn"
+    """What a job whose ``args`` do not match its registered schema gets
+    (ojs-schema-registry §7.2): ``strict`` a 422, ``warn`` accepted with warnings, ``off``
+    no check (:mod:`ojs_actors.system.schemas`)."""
+    schema_refresh: float = 1.0
+    """Seconds this process checks enqueues against its cached view of the schema
+    registry before reloading it: how long a schema changed through another process
+    sharing the backend may take to be enforced here."""
     metrics: bool = True
     """Record Prometheus metrics (``GET /metrics``); off, nothing is recorded on any path
     and ``GET /metrics`` answers 404."""
+    webhook_allowed_hosts: tuple[str, ...] = ()
+    """Hosts webhook subscriptions (and their redirects) may target (``*.example.com``
+    for subdomains); empty: any host (the server then POSTs wherever a client says)."""
+    webhook_concurrency: int = 16
+    """Webhook deliveries in flight at once (in the process holding the dispatcher's lease)."""
+    webhook_timeout: float = 30.0
+    """Seconds a webhook receiver has to answer (ojs-webhooks §7.3)."""
+    webhook_log_limit: int = 100
+    """Finished deliveries kept per subscription (``GET /ojs/v1/webhooks/deliveries``)."""
 
 
 __all__ = ["Settings"]

@@ -8,6 +8,9 @@
     ├── crons      (cron_supervisor)           a CronActor per entry    (crons.Crons)
     ├── workflows  (Settings.workflow_restarts) the keeper and a WorkflowActor per
     │                                          workflow                 (workflows.Workflows)
+    ├── webhooks   (10 restarts / 5 s)         the WebhookDispatcher: the outbox to webhook
+    │                                          receivers, one process of a cluster at a
+    │                                          time                     (webhooks.Webhooks)
     └── event-relay                            the outbox to an external sink, one process
                                                of a cluster at a time (EventSink backends
                                                only: NATS, Kafka)

@@ -33,20 +33,26 @@ from ..backends import Backend, EventSink, ReadyNotices, open_backend
 from ..core import Job
 from ..core.ids import new_id
 from .admin import Admin
+from .checkpoints import Checkpoints
 from .clock import Clock, trio_wall_clock
 from .cron_supervisor import CronSupervisor
 from .crons import Crons
 from .event_relay import EventRelay
+from .job_context import JobServices
+from .limits import Limits
 from .metrics import SystemMetrics
 from .outbox_gate import OutboxGate
 from .producer import Producer
+from .progress import Progress
 from .queue_writes import Changes
 from .ready_watcher import ReadyWatcher
 from .routing import QueueRouter
 from .scheduler import Scheduler
+from .schemas import SchemaRegistry
 from .settings import Settings
 from .signals import Signals
 from .supervision import root_supervisor
+from .webhooks import Webhooks
 from .worker_group import Handler, WorkerGroup, run_worker_group
 from .worker_side import Heartbeat, WorkerSide
 from .workflows import WorkflowInbox, Workflows
@@ -72,16 +78,19 @@ class System:
         self._workflows = workflows = Workflows(calls, clock, settings, router, inbox, gate)
         self._crons = crons = Crons(calls, clock, settings, jobs=self)
         self._relay_holder = new_id()  # this process in the event relay's lease
+        self._webhooks = hooks = Webhooks(calls, clock, settings, signals, self._relay_holder)
         self.root = root_supervisor(
             self._new_scheduler,
             router.supervisors,
             crons.supervisors,
             workflows.supervisors,
+            hooks.supervisors,
             watcher=self._new_ready_watcher if isinstance(backend, ReadyNotices) else None,
             relay=self._new_event_relay if isinstance(backend, EventSink) else None,
         )
         self._worker_side = worker_side = WorkerSide(router, calls, clock, signals, settings)
         self.workers = worker_side.registry
+        self.fair_scheduler = worker_side.fair_scheduler
         admin = Admin(
             calls,
             clock,
@@ -95,7 +104,10 @@ class System:
         self.started_at = admin.started_at
 
         # -- producers
-        producer = Producer(router, clock, gate)
+        self.schemas = SchemaRegistry(
+            calls, clock, mode=settings.schema_validation, refresh=settings.schema_refresh
+        )
+        producer = Producer(router, clock, gate, self.schemas)
         self.enqueue = producer.enqueue
         self.enqueue_batch = producer.enqueue_batch
         # -- workers
@@ -105,7 +117,19 @@ class System:
         self.ack = worker_side.ack
         self.nack = worker_side.nack
         self.heartbeat = worker_side.heartbeat
+        self.close_fetches = worker_side.closing.set  # shutting down: long polls answer now
         self.set_worker_state = worker_side.set_worker_state
+        # -- progress and checkpoints (ojs-progress, ojs-durable-execution)
+        progress = Progress(router, calls, signals)
+        checkpoints = Checkpoints(calls, clock)
+        self._job_services = JobServices(progress, checkpoints)
+        self.report_progress = progress.report
+        self.job_progress = progress.read
+        self.follow_progress = progress.follow
+        self.save_checkpoint = checkpoints.save
+        self.checkpoint = checkpoints.get
+        self.delete_checkpoint = checkpoints.delete
+        self.resume_checkpoints = checkpoints.for_jobs
         # -- jobs, queues, dead letter, events, health
         self.info = admin.info
         self.cancel = admin.cancel
@@ -115,6 +139,7 @@ class System:
         self.set_paused = admin.set_paused
         self.queue_stats = admin.queue_stats
         self.queue_ref = router.queue_ref
+        self.limits = Limits(router, calls, clock)  # queue bounds, rate-limit keys
         self.dead_letter = admin.dead_letter
         self.retry_dead_letter = admin.retry_dead_letter
         self.delete_dead_letter = admin.delete_dead_letter
@@ -124,6 +149,8 @@ class System:
         self.all_queue_stats = admin.all_queue_stats
         self.known_queue_stats = admin.known_queue_stats
         self.retry_job = admin.retry_job
+        self.list_jobs = admin.list_jobs
+        self.purge_queue = admin.purge_queue
         self.dead_letter_matching = admin.dead_letter_matching
         self.dead_letter_stats = admin.dead_letter_stats
         self.retry_dead_letter_matching = admin.retry_dead_letter_matching
@@ -136,7 +163,7 @@ class System:
             relay_status=admin.relay_status,
             workers=worker_side.registry.__len__,
         )
-        self.reset = admin.reset
+        self._reset_store = admin.reset
         # -- workflows
         self.create_workflow = workflows.create_workflow
         self.workflow_info = workflows.workflow_info
@@ -148,6 +175,23 @@ class System:
         self.cron_info = crons.cron_info
         self.set_cron_enabled = crons.set_cron_enabled
         self.delete_cron = crons.delete_cron
+        # -- webhooks
+        self.create_webhook_subscription = hooks.create_subscription
+        self.list_webhook_subscriptions = hooks.list_subscriptions
+        self.webhook_subscription_info = hooks.subscription_info
+        self.update_webhook_subscription = hooks.update_subscription
+        self.delete_webhook_subscription = hooks.delete_subscription
+        self.test_webhook_subscription = hooks.test_subscription
+        self.rotate_webhook_secret = hooks.rotate_secret
+        self.webhook_deliveries = hooks.list_deliveries
+        self.webhook_delivery_info = hooks.delivery_info
+        self.retry_webhook_delivery = hooks.retry_delivery
+
+    async def reset(self) -> None:
+        """Drop every job, queue, event and schema (the conformance runner's reset), and
+        this process's cached view of the schema registry with them."""
+        await self._reset_store()
+        self.schemas.forget()
 
     def _new_scheduler(self) -> Scheduler:
         return Scheduler(
@@ -233,6 +277,7 @@ class System:
                 grace_period=grace_period,
                 heartbeat_interval=heartbeat_interval,
                 on_settled=on_settled,
+                services=self._job_services,
             )
         )
 

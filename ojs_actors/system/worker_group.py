@@ -29,6 +29,11 @@ condition is not retried), so it is discarded, or dead-lettered if its policy sa
 ``on_exhaustion: "dead_letter"``; a queue's jobs should all have handlers in the
 groups that fetch it.
 
+A handler reaches its job's context through
+:func:`~ojs_actors.system.job_context.current_job` (a context variable the runner sets):
+it reports progress and saves or reads its checkpoint there, so a retried attempt
+resumes where the last one stopped.
+
 Leaving the block stops the group (ojs-graceful-shutdown §5): no more fetches,
 claimed jobs not started yet are handed back unspent (nack with ``requeue``),
 running handlers get up to ``grace_period`` seconds to finish, those still running
@@ -48,6 +53,7 @@ import trio
 
 from ..core import Job, OJSError, lifecycle, new_id, parse_queue_name
 from . import tracing
+from .job_context import JobContext, JobServices, running_job
 from .signals import IdleClaim, wait_any
 from .transitions import fail_with
 from .worker_leases import LeaseKeeper
@@ -79,6 +85,7 @@ class WorkerGroup:
         grace_period: float = 30.0,
         heartbeat_interval: float = 30.0,
         on_settled: Callable[[Sequence[Job]], None] | None = None,
+        services: JobServices | None = None,
     ) -> None:
         """Claims through ``worker_side`` (use :meth:`System.worker_group`).
         ``queues`` are tried in order; ``handlers`` map job types to handlers.
@@ -90,7 +97,8 @@ class WorkerGroup:
         lets running handlers finish (ojs-graceful-shutdown's default, 30 s).
         ``heartbeat_interval``: the longest the lease keeper sleeps. ``on_settled``: told
         of the jobs (as stored: completed, retryable, discarded, available again) after
-        each batch of outcomes is stored; must not wait."""
+        each batch of outcomes is stored; must not wait. ``services``: what handlers reach
+        through :func:`~ojs_actors.system.job_context.current_job` (progress, checkpoints)."""
         if not queues:
             raise ValueError("a worker group needs at least one queue")
         for queue in queues:
@@ -110,6 +118,7 @@ class WorkerGroup:
         self.worker_id = worker_id or f"group-{new_id()}"
         self.visibility_timeout_ms = visibility_timeout_ms
         self.grace_period = grace_period
+        self.services = services
         self.stats = WorkerGroupStats()
         self._lease_keeper = LeaseKeeper(
             worker_side,
@@ -306,6 +315,7 @@ class WorkerGroup:
         running = self._running
         handlers = self.handlers
         finish = self._settler.finish
+        services = self.services
         while True:
             if not ready or self._quiet:
                 if self._quiet and not running:
@@ -322,6 +332,7 @@ class WorkerGroup:
                 continue
             running[number] = job
             span = None if tracing.current is None else tracing.current.process(job, self.worker_id)
+            context = None if services is None else running_job.set(JobContext(job, services))
             try:
                 result = await (handler(job) if span is None else span.run(handler))
             except Exception as error:
@@ -329,6 +340,9 @@ class WorkerGroup:
                 self.stats.failed += 1
             else:
                 transition = ack_transition(result)
+            finally:
+                if context is not None:
+                    running_job.reset(context)
             running.pop(number, None)  # gone if a stop gave up on it meanwhile
             if span is not None:
                 span.finished()

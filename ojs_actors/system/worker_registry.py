@@ -15,6 +15,11 @@ from dataclasses import dataclass
 from .clock import Clock
 
 WORKER_STATES = ("running", "quiet", "terminate")
+REPORTED_STATES = ("running", "quiet", "drain", "terminate")
+"""What a worker may say it is in (``POST /ojs/v1/workers/beat``; ``drain``: the
+ext-graceful-shutdown suite's name of ojs-graceful-shutdown §5.2's phase)."""
+STOPPING_STATES = frozenset({"quiet", "drain", "terminate"})
+"""Reported states in which a worker gets no new jobs (ojs-graceful-shutdown §5.1)."""
 
 
 @dataclass(slots=True)
@@ -23,6 +28,15 @@ class WorkerRecord:
     """Epoch milliseconds of the worker's latest fetch or heartbeat (or directive)."""
     directive: str = "running"
     """The state the worker's next heartbeat reply asks for."""
+    reported: str = "running"
+    """The state the worker last said it is in (``POST /ojs/v1/workers/beat``)."""
+    active_jobs: int = 0
+    """The jobs it last said it is running."""
+
+    @property
+    def stopping(self) -> bool:
+        """The worker is shutting down: its fetches get nothing."""
+        return self.reported in STOPPING_STATES
 
 
 class WorkerRegistry:
@@ -66,6 +80,20 @@ class WorkerRegistry:
         if state not in WORKER_STATES:
             raise ValueError(f"worker state must be one of {WORKER_STATES}")
         self.seen(worker_id).directive = state
+
+    def report(self, worker_id: str, state: str, active_jobs: int) -> WorkerRecord:
+        """Note the state the worker says it is in (one of :data:`REPORTED_STATES`)."""
+        if state not in REPORTED_STATES:
+            raise ValueError(f"reported worker state must be one of {REPORTED_STATES}")
+        record = self.seen(worker_id)
+        record.reported = state
+        record.active_jobs = active_jobs
+        return record
+
+    def get(self, worker_id: str) -> WorkerRecord | None:
+        """The worker's record, if it is remembered (not idle past the timeout)."""
+        self._forget_idle(self.clock())
+        return self._records.get(worker_id)
 
     def clear(self) -> None:
         self._records.clear()

@@ -13,11 +13,13 @@ from ..backends import Backend
 from ..core import NO_RESULT, Job, OJSError, State, parse_queue_name
 from . import tracing
 from .clock import Clock
+from .fair_scheduling import FairScheduler
 from .queue_messages import Claim
 from .routing import QueueRouter
 from .settings import Settings
 from .settle import Ack, Nack, Outcome, transition_of
 from .signals import Signals, wait_any
+from .tenancy import ShardDirectory
 from .transitions import Transition, extend_lease_by
 from .worker_registry import WorkerRegistry
 
@@ -48,8 +50,14 @@ class WorkerSide:
             capacity=settings.max_workers,
         )
         self._router = router
+        refresh_ms = int(settings.poll_interval * 1000)
+        self.fair_scheduler = FairScheduler(backend, clock, refresh_ms)
+        self.shards = ShardDirectory(backend, clock, refresh_ms)
         self.apply_many = router.apply_many
         """Store outcomes given as bound transitions (what a worker group settles with)."""
+        self.closing = trio.Event()
+        """Set when the server shuts down: fetches stop waiting for work and answer what
+        they have (ojs-graceful-shutdown §9.1: in-flight requests finish)."""
 
     async def fetch(
         self,
@@ -60,14 +68,19 @@ class WorkerSide:
         visibility_timeout_ms: int | None = None,
         wait: float = 0.0,
     ) -> list[Job]:
-        """Claim up to ``count`` jobs, trying ``queues`` in order; wait up to ``wait``
-        seconds for work if there is none now."""
+        """Claim up to ``count`` jobs, trying ``queues`` in order (or their pool's, see
+        :mod:`.fair_scheduling`); wait up to ``wait`` seconds for work if there is none now.
+        A caller acting for a tenant claims from its queues; one acting for nobody from
+        every tenant's too, in turn (:class:`~.tenancy.ShardDirectory`)."""
+        queues, shared = await self.shards.fetch_queues(queues)
         if tracing.current is not None:
             with tracing.current.claim(queues, worker_id) as span:
-                jobs = await self._fetch(queues, count, worker_id, visibility_timeout_ms, wait)
+                jobs = await self._fetch(
+                    queues, count, worker_id, visibility_timeout_ms, wait, shared
+                )
                 span.claimed(jobs)
                 return jobs
-        return await self._fetch(queues, count, worker_id, visibility_timeout_ms, wait)
+        return await self._fetch(queues, count, worker_id, visibility_timeout_ms, wait, shared)
 
     async def _fetch(
         self,
@@ -76,26 +89,39 @@ class WorkerSide:
         worker_id: str | None,
         visibility_timeout_ms: int | None,
         wait: float,
+        shared: bool = False,
     ) -> list[Job]:
         for queue in queues:
             parse_queue_name(queue, "queues[]")
-        if worker_id is not None:
-            self.registry.seen(worker_id)
+        if worker_id is not None and self.registry.seen(worker_id).stopping:
+            return []  # it said it is shutting down (ojs-graceful-shutdown §5.1)
         deadline = trio.current_time() + wait
         while True:
             # Take the wake-up events before claiming: work stored while the claim is in
             # flight sets them, so the wait below cannot miss it.
-            ready = [self.signals.ready_event(queue) for queue in queues] if wait > 0 else []
+            ready = [*map(self.signals.ready_event, queues), self.closing] if wait > 0 else []
             claimed: list[Job] = []
-            for queue in queues:
+            plan = (
+                await self.fair_scheduler.plan(queues, count, fair=shared)
+                if len(queues) > 1
+                else None
+            )
+            drained: set[str] = set()  # asked for more than it had: empty, not asked again
+            for queue, share in (*(plan or ()), *((queue, count) for queue in queues)):
                 if len(claimed) >= count:
                     break
-                claimed.extend(
-                    await self._router.ask(
-                        queue, Claim(count - len(claimed), worker_id, visibility_timeout_ms)
-                    )
-                )
-            if claimed or trio.current_time() >= deadline:
+                if queue in drained:
+                    continue
+                wanted = min(share, count - len(claimed))
+                got = await self._router.ask(queue, Claim(wanted, worker_id, visibility_timeout_ms))
+                if len(got) < wanted:
+                    drained.add(queue)
+                if got:
+                    self.fair_scheduler.dispatched(queue, len(got))
+                    claimed.extend(got)
+                    if plan is not None:
+                        self.fair_scheduler.advance(queues, queue)
+            if claimed or trio.current_time() >= deadline or self.closing.is_set():
                 for job in claimed:
                     self._router.remember(job)
                 return claimed

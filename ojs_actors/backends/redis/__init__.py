@@ -85,13 +85,16 @@ compare-and-set retry loop, even when several processes fetch from one queue.
 Scripts: ``insert`` (new jobs + unique index + cancelling replaced holders,
 guarded by the unique-index state read before planning; ``atomic`` batches
 all or nothing), ``update`` (compare-and-set on ``version``), ``claim``,
-``delete_dead``, ``save_snapshot`` (optionally compare-and-set on the
-snapshot's version, with events for the outbox) / ``delete_snapshot``, ``reset``; reads
+``delete_dead`` / ``delete_jobs`` (finished jobs, compare-and-set), ``save_snapshot``
+(optionally compare-and-set on the snapshot's version, with events for the outbox) /
+``delete_snapshot``, ``reset``; reads
 that touch several keys (``peek``, ``get``, ``due``, ``dead_page``,
 ``load_snapshot`` with its version, ``list_snapshots``, ``read_outbox``) are scripts too, so each is
 one consistent round trip; single-key reads (a queue's counts, the first timer, one
-snapshot) are plain commands. Scripts name their keys from the prefix argument
-(not ``KEYS``), so the layout targets a single Redis server, not Redis Cluster.
+snapshot) are plain commands. The admin job listing (``RedisJobs.list_jobs``) keeps no
+index of its own: it walks ``jobs`` with ``HSCAN``, a bounded step per call. Scripts
+name their keys from the prefix argument (not ``KEYS``), so the layout targets a single
+Redis server, not Redis Cluster.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from ...core import Job, OJSError
 from ..assembly import AssembledBackend
-from ..base import EVERY_CAPABILITY, Deduplicated, RateLimit
+from ..base import EVERY_CAPABILITY, Deduplicated, JobQuery, RateLimit
 from ..outbox import EVENT_RETENTION
 from .connection import DEFAULT_PREFIX, RedisConnection
 from .events import RedisEventLog
@@ -60,6 +60,14 @@ class RedisBackend(AssembledBackend):
     async def watch_ready(self, notify: Callable[[str], None]) -> None:
         """:class:`~ojs_actors.backends.base.ReadyNotices`, from :class:`RedisJobs`."""
         await self._jobs_part.watch_ready(notify)
+
+    async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
+        """:class:`~ojs_actors.backends.base.JobListing`, from :class:`RedisJobs` (a scan)."""
+        return await self._jobs_part.list_jobs(query)
+
+    async def delete_jobs(self, jobs: Sequence[tuple[str, int]]) -> list[bool]:
+        """:class:`~ojs_actors.backends.base.JobDeletion`, from :class:`RedisJobs`."""
+        return await self._jobs_part.delete_jobs(jobs)
 
     async def insert_and_claim(
         self,

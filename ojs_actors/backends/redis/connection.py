@@ -127,6 +127,15 @@ class RedisConnection:
         )
         return [(member, float(score)) for member, score in zip(flat[::2], flat[1::2], strict=True)]
 
+    async def hscan(self, key: str, cursor: str, count: int) -> tuple[str, dict[str, str]]:
+        """One step of ``HSCAN`` over the hash ``key``: the next cursor (``"0"``: done) and
+        about ``count`` fields with their values (a field may come twice across steps)."""
+        reply: list[Any] = await self._shielded(
+            self.client.execute("HSCAN", key, cursor, "COUNT", count)
+        )
+        following, flat = reply
+        return str(following), dict(zip(flat[::2], flat[1::2], strict=True))
+
     async def ping(self) -> float:
         """Round-trip latency in milliseconds; raises if Redis is unreachable."""
         started = time.perf_counter()

@@ -6,13 +6,26 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...core import BackendUnavailable, Event, Job, OJSError, State, check_transition, lifecycle
-from ..base import Deduplicated, RateLimit, duplicate_id, plan_insert, replaced_by
+from ..base import (
+    Deduplicated,
+    JobQuery,
+    RateLimit,
+    SortKey,
+    duplicate_id,
+    plan_insert,
+    replaced_by,
+)
 from ..codec import dumps
 from ..outbox import EVENT_RETENTION
 from .connection import RedisConnection
-from .records import _job_of, _op, _take_records
+from .records import _job_of, _Listing, _op, _take_records
 
 MAX_INSERT_ATTEMPTS = 20
+LIST_SCAN = 1000
+"""Records per ``HSCAN`` step of a job listing: bounds the work of each Redis call."""
+MAX_LIST_STEPS = 10_000_000
+"""A bound on a listing's ``HSCAN`` steps (far past any real hash: a scan ends after one
+pass), so a misbehaving server cannot keep it going for ever."""
 
 
 def _claim_plan() -> str:
@@ -45,7 +58,9 @@ class RedisJobs:
     and :class:`~ojs_actors.backends.base.DeadLetter` parts on ``connection``: one part,
     because the scripts that write a job keep its ready, timer, dead-letter, count and
     unique-key entries in the same step (the prelude of
-    :mod:`~ojs_actors.backends.redis.lua_jobs`).
+    :mod:`~ojs_actors.backends.redis.lua_jobs`); and the optional
+    :class:`~ojs_actors.backends.base.JobListing` (a scan) and
+    :class:`~ojs_actors.backends.base.JobDeletion`.
 
     Owns the keys ``jobs``, ``ready:{q}``, ``seq``, ``timers``, ``dead``, ``deadq:{q}``,
     ``dead_seq``, ``counts:{q}`` and ``unique`` under the connection's prefix."""
@@ -260,6 +275,52 @@ class RedisJobs:
         connection = self._connection
         first = await connection.zrange_withscores(connection.prefix + "timers", 0, 0)
         return int(first[0][1]) if first else None
+
+    # -- JobListing -------------------------------------------------------------------
+
+    async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
+        """:class:`~ojs_actors.backends.base.JobListing` by a scan: no index covers every
+        job by state, type and time (one kept by the job scripts would slow every write), so
+        the listing walks the ``jobs`` hash with ``HSCAN`` in steps of :data:`LIST_SCAN`
+        records, each a short call that never holds Redis up, and filters here, keeping the
+        sort key of each match; the page's jobs are then read by id (``get``).
+
+        Cost of every page: O(n) records sent and examined (n: every stored job, in n /
+        LIST_SCAN round trips) and O(matches) memory for their keys; a queue with no jobs
+        answers at once from its counts. Not a snapshot: a job changing during the scan may
+        be counted in its old or its new state, and a page job gone by the end is left out.
+        """
+        connection = self._connection
+        if query.queue is not None and not await self.count_jobs(query.queue):
+            return [], 0
+        listing = _Listing(query)
+        matched: dict[str, SortKey] = {}  # by id: HSCAN may return a field twice
+        cursor = "0"
+        for _ in range(MAX_LIST_STEPS):  # HSCAN ends (cursor "0") after one pass of the hash
+            cursor, chunk = await connection.hscan(connection.prefix + "jobs", cursor, LIST_SCAN)
+            for job_id, raw in chunk.items():
+                key = listing.key(job_id, raw)
+                if key is not None:
+                    matched[job_id] = key
+            if cursor == "0":
+                break
+        else:
+            raise BackendUnavailable(
+                "The job listing's scan of Redis did not end.", details={"backend": "redis"}
+            )
+        ids = query.page(matched, matched.__getitem__)
+        jobs = await self.get_jobs(ids)
+        return [job for job in jobs if job is not None], len(matched)
+
+    async def delete_jobs(self, jobs: Sequence[tuple[str, int]]) -> list[bool]:
+        """:class:`~ojs_actors.backends.base.JobDeletion`: one script call."""
+        if not jobs:
+            return []
+        terminal = dumps([state.value for state in State if state.terminal])
+        flat = [str(part) for job_id, version in jobs for part in (job_id, version)]
+        return [
+            bool(done) for done in await self._connection.script("delete_jobs", terminal, *flat)
+        ]
 
     # -- DeadLetter -------------------------------------------------------------------
 

@@ -437,6 +437,38 @@ return 1
 """
 
 
+# ARGV: prefix, the terminal states (JSON list), then id and version of each job to delete.
+# A finished job has no ready or timer entry: only its dead letter entries go with it.
+_DELETE_JOBS = r"""
+local P = ARGV[1]
+local terminal = {}
+for _, state in ipairs(cjson.decode(ARGV[2])) do terminal[state] = true end
+local out = {}
+for i = 3, #ARGV, 2 do
+  local id, done = ARGV[i], 0
+  local raw = redis.call('HGET', P .. 'jobs', id)
+  if raw then
+    local r = cjson.decode(raw)
+    local state = cjson.decode(r.state)
+    if tonumber(r.version) == tonumber(ARGV[i + 1]) and terminal[state] then
+      local queue = cjson.decode(r.queue)
+      redis.call('ZREM', P .. 'dead', id)
+      redis.call('ZREM', P .. 'deadq:' .. queue, id)
+      redis.call('ZREM', P .. 'timers', id)
+      redis.call('HINCRBY', P .. 'counts:' .. queue, state, -1)
+      if r.unique_key then
+        local ukey = cjson.decode(r.unique_key)
+        if redis.call('HGET', P .. 'unique', ukey) == id then redis.call('HDEL', P .. 'unique', ukey) end
+      end
+      redis.call('HDEL', P .. 'jobs', id)
+      done = 1
+    end
+  end
+  out[#out + 1] = done
+end
+return out
+"""
+
 JOB_SCRIPTS = {
     "insert": _INSERT,
     "update": _UPDATE,
@@ -446,4 +478,5 @@ JOB_SCRIPTS = {
     "due": _DUE,
     "dead_page": _DEAD_PAGE,
     "delete_dead": _DELETE_DEAD,
+    "delete_jobs": _DELETE_JOBS,
 }

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from ...core import Job, State
-from ..base import timers_of
+from ..base import JobQuery, SortKey, timers_of, type_matches
 from ..codec import EXACT, dumps
 
 
@@ -40,6 +40,44 @@ def _job_of(raw: str | None) -> Job | None:
     text = "{" + ",".join([f'"{name}":{text}' for name, text in fields.items()]) + "}"
     record = json.loads(text) if EXACT in fields else orjson.loads(text)
     return Job.from_record(record)
+
+
+class _Listing:
+    """Which stored records a :class:`~ojs_actors.backends.base.JobQuery` takes, and their
+    sort keys, read from the few fields it needs without building the jobs: the queue and
+    state are compared as stored texts (validated names: one JSON text each), the other
+    fields decoded only when the query needs them."""
+
+    __slots__ = ("_query", "_queue", "_state", "_times", "_type")
+
+    def __init__(self, query: JobQuery) -> None:
+        self._query = query
+        self._queue = None if query.queue is None else orjson.dumps(query.queue).decode()
+        self._state = None if query.state is None else orjson.dumps(query.state.value).decode()
+        self._type = query.type
+        self._times = query.since is not None or query.until is not None
+
+    def key(self, job_id: str, raw: str) -> SortKey | None:
+        """The sort key of the stored job ``raw`` if the query takes it, else ``None``."""
+        fields = orjson.loads(raw)
+        if self._queue is not None and fields["queue"] != self._queue:
+            return None
+        if self._state is not None and fields["state"] != self._state:
+            return None
+        read = json.loads if EXACT in fields else orjson.loads
+        query = self._query
+        created_at = int(fields.get("created_at", 0))
+        if self._type is not None and not type_matches(self._type, read(fields["type"])):
+            return None
+        if self._times and not query.created_within(created_at):
+            return None
+        scheduled = fields.get("scheduled_at")  # absent when None (Job.to_record)
+        return query.key_of(
+            job_id,
+            created_at,
+            None if scheduled is None else int(scheduled),
+            int(fields.get("priority", 0)),
+        )
 
 
 def _op(job: Job, expected: int = -1) -> dict[str, Any]:

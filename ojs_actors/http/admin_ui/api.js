@@ -23,9 +23,11 @@ export class ApiError extends Error {
     this.body = body;
   }
 
-  // The server has no such route at all (not: no such job or queue).
+  // The server has no such route at all (not: no such job or queue), or has it but not
+  // over its backend (`unsupported`, e.g. the job listing on NATS or SQS).
   get missingRoute() {
-    return this.status === 405 || (this.status === 404 && this.message.startsWith("No such endpoint"));
+    return this.status === 405 || (this.status === 404 && this.message.startsWith("No such endpoint"))
+      || this.body?.error?.code === "unsupported";
   }
 }
 

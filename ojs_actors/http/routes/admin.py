@@ -12,7 +12,13 @@ from quart import Blueprint, Response
 from ...core import NotFound, State, format_ms
 from ...system.admin import BulkOutcome
 from ...system.worker_registry import WorkerRecord
-from ..admin_params import confirmed_filter, paged, query_page
+from ..admin_params import (
+    confirmed_filter,
+    paged,
+    query_job_listing,
+    query_page,
+    queue_purge,
+)
 from ..wire import json_body, ojs_response, ojs_system
 
 api = Blueprint("admin_api", __name__)
@@ -77,7 +83,25 @@ async def resume_queue(name: str) -> Response:
     return ojs_response(pause_wire(await ojs_system().set_paused(name, False)))
 
 
+@api.delete("/ojs/v1/admin/queues/<name>/jobs")
+async def purge_queue(name: str) -> Response:
+    """Delete the queue's finished jobs in ``states`` (ojs-admin-api §6.5); only with
+    ``"confirm": true``."""
+    states, older_than = queue_purge(json_body())
+    purged = await ojs_system().purge_queue(name, states, older_than)
+    return ojs_response({"purged_count": purged, "states": [state.value for state in states]})
+
+
 # -- jobs --------------------------------------------------------------------------------
+
+
+@api.get("/ojs/v1/admin/jobs")
+async def list_jobs() -> Response:
+    """Every job, filtered, sorted and paged (ojs-admin-api §7.1); ``unsupported`` on a
+    backend that cannot list its jobs."""
+    page = query_page()
+    jobs, total = await ojs_system().list_jobs(query_job_listing(page))
+    return ojs_response({"items": [job.to_wire() for job in jobs], "pagination": page.wire(total)})
 
 
 @api.get("/ojs/v1/admin/jobs/<job_id>")

@@ -7,6 +7,8 @@ from typing import Any
 from quart import Blueprint, Response
 
 from ...core import State, format_ms
+from ...system.backpressure import Bound, depth_of
+from ...system.tenancy import queue_for, visible_queues
 from ..wire import ojs_response, ojs_system, pagination, query_int
 
 blueprint = Blueprint("queues", __name__)
@@ -25,9 +27,19 @@ def queue_wire(record: dict[str, Any]) -> dict[str, Any]:
     return wire
 
 
+def depth_wire(name: str, record: dict[str, Any], counts: dict[State, int]) -> dict[str, Any]:
+    """The queue's depth (non-terminal jobs) and its bound, if it has one (ojs-backpressure §8)."""
+    wire: dict[str, Any] = {"queue": name, "depth": depth_of(counts)}
+    bound = Bound.from_record(record.get("backpressure"))
+    if bound is not None:
+        wire["max_depth"] = bound.max_depth
+        wire["pressure"] = round(min(wire["depth"] / bound.max_depth, 1.0), 4)
+    return wire
+
+
 @blueprint.get("/ojs/v1/queues")
 async def list_queues() -> Response:
-    records = [queue_wire(record) for record in await ojs_system().list_queues()]
+    records = [queue_wire(record) for record in visible_queues(await ojs_system().list_queues())]
     limit = query_int("limit", 50, 1, 1000)
     offset = query_int("offset", 0, 0, 10**9)
     return ojs_response(
@@ -38,15 +50,18 @@ async def list_queues() -> Response:
     )
 
 
+@blueprint.get("/ojs/v1/queues/<name>")
 @blueprint.get("/ojs/v1/queues/<name>/stats")
 async def stats(name: str) -> Response:
+    """The queue's record and job counts; with ``X-OJS-Tenant``, of the tenant's jobs only
+    (its shard, :mod:`ojs_actors.system.tenancy`), under the name asked for."""
     system = ojs_system()
-    record, counts = await system.queue_stats(name)
+    record, counts = await system.queue_stats(queue_for(name))
     by_state = {state.value: counts.get(state, 0) for state in State}
     return ojs_response(
         {
-            "queue": {**queue_wire(record), **by_state},
-            "stats": by_state,
+            "queue": {**queue_wire(record), "name": name, **by_state},
+            "stats": {**by_state, **depth_wire(name, record, counts)},
             "computed_at": format_ms(system.clock()),
         }
     )

@@ -56,6 +56,10 @@ async def fetch(system: System, body: dict[str, Any]) -> JsonReply:
         wait=wait_ms / 1000,
     )
     wire = [job.to_wire() for job in jobs]
+    resumed = await system.resume_checkpoints(jobs)  # ojs-durable-execution §6.1
+    for envelope in wire if resumed else ():
+        if envelope["id"] in resumed:
+            envelope["checkpoint"] = resumed[envelope["id"]].resume_wire()
     response: dict[str, Any] = {"jobs": wire}
     if wire:
         response["job"] = wire[0]
@@ -96,6 +100,8 @@ async def heartbeat() -> Response:
     job_ids = _active_job_ids(body)
     _check_worker_report(body)
     system = ojs_system()
+    if body.get("state") is not None:  # quiet/terminate: no new jobs (ojs-graceful-shutdown §5.1)
+        system.workers.report(worker_id, body["state"], len(job_ids))
     beat = await system.heartbeat(
         worker_id,
         job_ids,

@@ -21,6 +21,8 @@ from ...backends.base import (
     EventLog,
     EventSink,
     InsertAndClaim,
+    JobDeletion,
+    JobListing,
     JobStore,
     Lifecycle,
     OutboxBacklog,
@@ -36,7 +38,7 @@ from .instruments import Instruments
 
 PARTS: tuple[type, ...] = (
     Lifecycle, JobStore, ReadyQueue, Timers, DeadLetter, Snapshots, EventLog, ReadyNotices,
-    EventSink, OutboxBacklog, InsertAndClaim, UpdateAndClaim,
+    EventSink, OutboxBacklog, InsertAndClaim, UpdateAndClaim, JobListing, JobDeletion,
 )  # fmt: skip
 UNMEASURED = frozenset({"start", "close", "watch_ready"})
 """Forwarded untimed: the backend's lifetime (``open_backend``'s), and a watch that runs
