@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from serving import HTTP_PATHS, OjsServer
 
+from ojs_actors.backends import create_backend
 from ojs_actors.http import HttpSettings, create_app
 from ojs_actors.system import System, open_system
 from ojs_actors.testing.services import (
@@ -133,6 +135,20 @@ def memory_server(
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def each_system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[System]:
+    """An embedded system on the memory, SQLite and Redis backends in turn (the session's
+    Redis, emptied for the test)."""
+    if request.param == "redis":
+        backend = create_backend("redis", url=request.getfixturevalue("redis_url"))
+    elif request.param == "sqlite":
+        backend = create_backend("sqlite", path=str(tmp_path / "ojs.db"))
+    else:
+        backend = create_backend("memory")
+    async with open_system(backend) as system:
+        yield system
 
 
 @pytest.fixture

@@ -9,16 +9,13 @@ a missing ``confirm``, ``false``, ``"true"`` or ``1``, is a 400 that changes not
 from __future__ import annotations
 
 import json as jsonlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-from ojs_actors.backends import create_backend
 from ojs_actors.http import HttpSettings, create_app
-from ojs_actors.system import System, open_system
+from ojs_actors.system import System
 from ojs_actors.system.throughput import Throughput
 
 MEDIA_TYPE = "application/openjobspec+json"
@@ -26,21 +23,9 @@ UNKNOWN_ID = "019414d4-0000-7000-8000-000000000000"
 DEADLINE = 10  # seconds
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-async def admin_system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[System]:
-    if request.param == "redis":
-        backend = create_backend("redis", url=request.getfixturevalue("redis_url"))
-    elif request.param == "sqlite":
-        backend = create_backend("sqlite", path=str(tmp_path / "ojs.db"))
-    else:
-        backend = create_backend("memory")
-    async with open_system(backend) as system:
-        yield system
-
-
 @pytest.fixture
-def api(admin_system: System) -> Any:
-    return create_app(admin_system, HttpSettings()).test_client()
+def api(each_system: System) -> Any:
+    return create_app(each_system, HttpSettings()).test_client()
 
 
 async def call(
@@ -309,8 +294,8 @@ async def test_root_probes_answer_as_the_versioned_ones(api: Any) -> None:
     assert ready["status"] == "ready" and ready["backend"]["status"] == "ok"
 
 
-async def test_root_probes_are_open_and_the_admin_api_is_not(admin_system: System) -> None:
-    keyed = create_app(admin_system, HttpSettings(api_keys=("secret",))).test_client()
+async def test_root_probes_are_open_and_the_admin_api_is_not(each_system: System) -> None:
+    keyed = create_app(each_system, HttpSettings(api_keys=("secret",))).test_client()
     for path in ("/health", "/ready"):
         assert (await keyed.get(path)).status_code == 200
     assert (await keyed.get("/ojs/v1/admin/stats")).status_code == 401

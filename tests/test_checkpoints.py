@@ -5,8 +5,6 @@ file, a real Redis). Time runs on trio's autojump clock where the backend allows
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +12,7 @@ import trio
 from test_progress import Stored
 
 from ojs_actors import Job, State, open_system
-from ojs_actors.backends import EventFilter, MemoryBackend, SqliteBackend
-from ojs_actors.backends.redis import RedisBackend
+from ojs_actors.backends import EventFilter
 from ojs_actors.core import Conflict, NotFound
 from ojs_actors.http import HttpSettings, create_app
 from ojs_actors.library import current_job
@@ -25,18 +22,6 @@ from ojs_actors.system.checkpoints import MAX_CHECKPOINT_BYTES
 WAIT_LIMIT_S = 30.0
 NO_SUCH_JOB = "01965000-0000-7000-8000-000000000000"
 NO_JITTER = {"max_attempts": 3, "initial_interval": "PT1S", "jitter": False}
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-async def any_system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[System]:
-    if request.param == "memory":
-        backend: Any = MemoryBackend()
-    elif request.param == "sqlite":
-        backend = SqliteBackend(tmp_path / "ojs.db")
-    else:
-        backend = RedisBackend(request.getfixturevalue("redis_url"))
-    async with open_system(backend) as system:
-        yield system
 
 
 async def send(client: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -172,8 +157,8 @@ async def test_a_reclaimed_attempt_resumes_after_a_lost_lease(
     assert resumed[job.id].state == {"page": 7}
 
 
-async def test_checkpoints_on_every_backend(any_system: System) -> None:
-    system = any_system
+async def test_checkpoints_on_every_backend(each_system: System) -> None:
+    system = each_system
     job = await system.enqueue({"type": "t", "args": [], "options": {"queue": "cp"}})
     other = await system.enqueue({"type": "t", "args": [], "options": {"queue": "cp"}})
     for step in range(1, 4):
@@ -193,8 +178,8 @@ async def test_checkpoints_on_every_backend(any_system: System) -> None:
     ]  # fmt: skip
 
 
-async def test_concurrent_saves_each_get_their_own_sequence(any_system: System) -> None:
-    system = any_system
+async def test_concurrent_saves_each_get_their_own_sequence(each_system: System) -> None:
+    system = each_system
     job = await system.enqueue({"type": "t", "args": [], "options": {"queue": "race"}})
     sequences: list[int] = []
 

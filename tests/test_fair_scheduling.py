@@ -5,35 +5,20 @@ from __future__ import annotations
 
 import json as jsonlib
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-from ojs_actors.backends import create_backend
 from ojs_actors.http import HttpSettings, create_app
-from ojs_actors.system import System, open_system
+from ojs_actors.system import System
 
 DEADLINE = 10  # seconds
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-async def pool_system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[System]:
-    if request.param == "redis":
-        backend = create_backend("redis", url=request.getfixturevalue("redis_url"))
-    elif request.param == "sqlite":
-        backend = create_backend("sqlite", path=str(tmp_path / "ojs.db"))
-    else:
-        backend = create_backend("memory")
-    async with open_system(backend) as system:
-        yield system
-
-
 @pytest.fixture
-def api(pool_system: System) -> Any:
-    return create_app(pool_system, HttpSettings()).test_client()
+def api(each_system: System) -> Any:
+    return create_app(each_system, HttpSettings()).test_client()
 
 
 async def call(client: Any, method: str, path: str, json: Any = None, status: int = 200) -> Any:
@@ -90,12 +75,12 @@ async def test_bad_pools_are_refused(api: Any, body: dict[str, Any]) -> None:
     assert error["error"]["code"] == "invalid_request"
 
 
-async def test_weighted_pool_shares_claims_by_weight(pool_system: System, api: Any) -> None:
-    await fill(pool_system, "high", 20)
-    await fill(pool_system, "low", 20)
+async def test_weighted_pool_shares_claims_by_weight(each_system: System, api: Any) -> None:
+    await fill(each_system, "high", 20)
+    await fill(each_system, "low", 20)
     pool = {"strategy": "weighted", "queues": {"high": {"weight": 3}, "low": {"weight": 1}}}
     await call(api, "PUT", "/ojs/v1/admin/pools/mix", pool, status=201)
-    taken = await queues_of_fetches(pool_system, ["high", "low"], 8)
+    taken = await queues_of_fetches(each_system, ["high", "low"], 8)
     assert Counter(taken) == {"high": 6, "low": 2}
     stats = await call(api, "GET", "/ojs/v1/admin/scheduling/stats")
     counts = {queue["name"]: queue["dispatch_count_1m"] for queue in stats["queues"]}
@@ -104,18 +89,18 @@ async def test_weighted_pool_shares_claims_by_weight(pool_system: System, api: A
 
 
 async def test_round_robin_pool_alternates_and_fills_from_the_others(
-    pool_system: System, api: Any
+    each_system: System, api: Any
 ) -> None:
-    await fill(pool_system, "a", 3)
-    await fill(pool_system, "b", 1)
+    await fill(each_system, "a", 3)
+    await fill(each_system, "b", 1)
     await call(api, "PUT", "/ojs/v1/admin/pools/rr", {"queues": ["a", "b"]}, status=201)
-    batch = await pool_system.fetch(["a", "b"], 2, worker_id="w")
+    batch = await each_system.fetch(["a", "b"], 2, worker_id="w")
     assert sorted(job.queue for job in batch) == ["a", "b"]
-    rest = await pool_system.fetch(["a", "b"], 4, worker_id="w")  # b is empty: a fills in
+    rest = await each_system.fetch(["a", "b"], 4, worker_id="w")  # b is empty: a fills in
     assert [job.queue for job in rest] == ["a", "a"]
 
 
-async def test_without_a_pool_queues_are_taken_in_order(pool_system: System) -> None:
-    await fill(pool_system, "a", 3)
-    await fill(pool_system, "b", 3)
-    assert await queues_of_fetches(pool_system, ["a", "b"], 4) == ["a", "a", "a", "b"]
+async def test_without_a_pool_queues_are_taken_in_order(each_system: System) -> None:
+    await fill(each_system, "a", 3)
+    await fill(each_system, "b", 3)
+    assert await queues_of_fetches(each_system, ["a", "b"], 4) == ["a", "a", "a", "b"]

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from ojs_actors import Job, State, open_system
-from ojs_actors.backends import EventFilter, MemoryBackend, SqliteBackend
+from ojs_actors.backends import EventFilter, SqliteBackend
 from ojs_actors.backends.redis import RedisBackend
 from ojs_actors.core import InvalidRequest, NotFound
 from ojs_actors.core.progress import ProgressUpdate
@@ -41,19 +41,6 @@ class Stored:
         with trio.fail_after(WAIT_LIMIT_S):
             while self.states.get(job_id) is not state:
                 await self._changed.wait()
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-async def any_system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[System]:
-    """An embedded system on each backend that keeps the job record its own way."""
-    if request.param == "memory":
-        backend: Any = MemoryBackend()
-    elif request.param == "sqlite":
-        backend = SqliteBackend(tmp_path / "ojs.db")
-    else:
-        backend = RedisBackend(request.getfixturevalue("redis_url"))
-    async with open_system(backend) as system:
-        yield system
 
 
 async def send(client: Any, method: str, path: str, body: Any = None) -> tuple[int, Any, Any]:
@@ -154,8 +141,8 @@ async def test_oversized_data_is_413(client: Any) -> None:
     assert status == 413 and body["error"]["details"]["max_bytes"] == 16 * 1024
 
 
-async def test_a_report_is_a_heartbeat(any_system: System) -> None:
-    system = any_system
+async def test_a_report_is_a_heartbeat(each_system: System) -> None:
+    system = each_system
     await system.enqueue({"type": "t", "args": [], "options": {"queue": "beat"}})
     [claimed] = await system.fetch(["beat"], visibility_timeout_ms=5000)
     assert claimed.lease_expires_at is not None

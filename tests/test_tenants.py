@@ -6,17 +6,14 @@ and per-tenant statistics are the counts of those queues."""
 from __future__ import annotations
 
 import json as jsonlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-from ojs_actors.backends import create_backend
 from ojs_actors.core import parse_queue_name
 from ojs_actors.http import HttpSettings, create_app
-from ojs_actors.system import System, open_system
+from ojs_actors.system import System
 from ojs_actors.system.tenancy import (
     DEFAULT_TENANT,
     acting_as,
@@ -28,21 +25,9 @@ from ojs_actors.system.tenancy import (
 DEADLINE = 10  # seconds
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-async def tenant_system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[System]:
-    if request.param == "redis":
-        backend = create_backend("redis", url=request.getfixturevalue("redis_url"))
-    elif request.param == "sqlite":
-        backend = create_backend("sqlite", path=str(tmp_path / "ojs.db"))
-    else:
-        backend = create_backend("memory")
-    async with open_system(backend) as system:
-        yield system
-
-
 @pytest.fixture
-def api(tenant_system: System) -> Any:
-    return create_app(tenant_system, HttpSettings()).test_client()
+def api(each_system: System) -> Any:
+    return create_app(each_system, HttpSettings()).test_client()
 
 
 async def call(
@@ -183,14 +168,14 @@ async def test_stats_per_tenant_and_per_tenant_queue(api: Any) -> None:
     assert everyone["stats"]["available"] == 1  # the untagged job: tenants' jobs are theirs
 
 
-async def test_embedded_callers_act_for_a_tenant(tenant_system: System) -> None:
+async def test_embedded_callers_act_for_a_tenant(each_system: System) -> None:
     with acting_as("acme"):
-        job = await tenant_system.enqueue({"type": "a.b", "args": [], "options": {"queue": "q"}})
+        job = await each_system.enqueue({"type": "a.b", "args": [], "options": {"queue": "q"}})
     assert job.meta["tenant_id"] == "acme" and job.to_wire()["queue"] == "q"
     with acting_as("globex"):
-        assert await tenant_system.fetch(["q"]) == []  # another tenant's fetch
+        assert await each_system.fetch(["q"]) == []  # another tenant's fetch
     with acting_as("acme"):
-        [claimed] = await tenant_system.fetch(["q"])
+        [claimed] = await each_system.fetch(["q"])
     assert claimed.id == job.id
 
 
@@ -213,11 +198,11 @@ async def test_a_task_started_while_acting_does_not_act_after() -> None:
     assert seen == ["acme", None]
 
 
-async def test_workflow_steps_naming_a_tenant_go_to_its_queues(tenant_system: System) -> None:
+async def test_workflow_steps_naming_a_tenant_go_to_its_queues(each_system: System) -> None:
     step = {"type": "w.step", "args": [], "meta": {"tenant_id": "acme"}, "options": {"queue": "wf"}}
-    await tenant_system.create_workflow({"type": "chain", "name": "t", "steps": [step]})
+    await each_system.create_workflow({"type": "chain", "name": "t", "steps": [step]})
     with acting_as("globex"):
-        assert await tenant_system.fetch(["wf"]) == []
+        assert await each_system.fetch(["wf"]) == []
     with acting_as("acme"):
-        [job] = await tenant_system.fetch(["wf"])
+        [job] = await each_system.fetch(["wf"])
     assert job.type == "w.step" and job.to_wire()["queue"] == "wf"
