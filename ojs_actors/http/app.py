@@ -27,10 +27,11 @@ from .asgi import MEDIA_TYPE
 from .direct import DirectRoutes
 from .metrics import http_metrics
 from .middleware import Authentication, Deadline, RequestBody, RequestContext, stack
+from .route_templates import RouteTemplates
 from .routes.admin_ui import STATIC_PATHS
 from .routes.stream import REALTIME, Realtime
 from .tenancy import TenantContext
-from .tracing import traced
+from .tracing import http_tracing
 from .wire import error_response, http_error_to_ojs, unexpected_error
 
 log = logging.getLogger("ojs_actors.http")
@@ -106,16 +107,17 @@ def create_app(system: System, settings: HttpSettings | None = None) -> QuartTri
     served = (
         DirectRoutes(quart_asgi, system, routes.DIRECT) if settings.direct_routes else quart_asgi
     )
+    templates = RouteTemplates(app.url_map, (route.path for route in routes.DIRECT))
     app.asgi_app = stack(  # type: ignore[method-assign, assignment]
         served,
         [
+            http_tracing(templates),
             RequestContext,
-            http_metrics(system.metrics, app.url_map),
+            http_metrics(system.metrics, templates),
             partial(Authentication, keys=settings.api_keys, open_paths=OPEN_PATHS),
             partial(RequestBody, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout),
             partial(Deadline, seconds=settings.request_timeout),
             TenantContext,
         ],
     )
-    app.asgi_app = traced(app.asgi_app, app.url_map)  # type: ignore[method-assign, assignment]
     return app

@@ -22,6 +22,9 @@ BODY = "ojs.body"
 """Scope key: the whole request body (set by :class:`~.middleware.RequestBody`)."""
 EXCHANGE = "ojs.exchange"
 """Scope key: the request's :class:`Exchange` (set by :class:`~.middleware.RequestContext`)."""
+ROUTE = "ojs.route"
+"""Scope key: the template of the route serving the request, or ``None`` (set by
+:class:`~.route_templates.RouteTemplates` when first asked)."""
 CLIENT_GONE = "ojs.client_gone"
 """Scope key: a :class:`trio.Event` set once the client has disconnected (set up by
 :class:`~.middleware.RequestBody`, which keeps the disconnect from the app)."""

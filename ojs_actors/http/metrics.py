@@ -3,10 +3,8 @@ and timing them (``ojs_http_requests_total``, ``ojs_http_request_duration_second
 
 It sits in the middleware stack right inside :class:`~.middleware.RequestContext`, so it
 sees both serving paths (:mod:`.direct` and Quart) and the requests the middleware
-refuses (401, 413, 503). The route label is a bounded template, never a raw path: the
-hot endpoints' fixed paths, looked up in a dict; for every other request the template of
-the Quart rule its path and method match (``/ojs/v1/jobs/<job_id>``), and ``other`` for
-what matches none (404, 405). A request that ends with no answer sent (the client left
+refuses (401, 413, 503). The route label is the request's route template
+(:mod:`.route_templates`), and ``other`` for what no route serves (404, 405). A request that ends with no answer sent (the client left
 during a long poll, the server stopped) counts with status ``499``.
 """
 
@@ -22,13 +20,10 @@ from hypercorn.typing import (
     ASGISendEvent,
     Scope,
 )
-from werkzeug.exceptions import HTTPException
-from werkzeug.routing import Map, MapAdapter
-from werkzeug.routing.exceptions import RoutingException
 
 from ..system.metrics import SystemMetrics
 from ..system.metrics.http_requests import HttpRequests
-from .routes import DIRECT
+from .route_templates import RouteTemplates
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 """Methods labelled as themselves; any other is ``other`` (a client picks the method)."""
@@ -36,22 +31,22 @@ OTHER = "other"
 NO_ANSWER = 499
 
 
-def http_metrics(metrics: SystemMetrics, url_map: Map) -> Callable[[ASGIFramework], ASGIFramework]:
+def http_metrics(
+    metrics: SystemMetrics, routes: RouteTemplates
+) -> Callable[[ASGIFramework], ASGIFramework]:
     """The layer to put in the middleware stack: :class:`HttpMetrics`, or, with metrics
     off, none (the app itself)."""
     requests = metrics.http
     if requests is None:
         return lambda app: app
-    return lambda app: HttpMetrics(app, requests, url_map)
+    return lambda app: HttpMetrics(app, requests, routes)
 
 
 class HttpMetrics:
-    def __init__(self, app: ASGIFramework, requests: HttpRequests, url_map: Map) -> None:
+    def __init__(self, app: ASGIFramework, requests: HttpRequests, routes: RouteTemplates) -> None:
         self._app = app
         self._requests = requests
-        self._url_map = url_map
-        self._adapter: MapAdapter | None = None
-        self._fixed = {("POST", route.path): route.path for route in DIRECT}
+        self._routes = routes
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -76,20 +71,10 @@ class HttpMetrics:
             raise
         finally:
             method = scope["method"]
-            route = self._fixed.get((method, scope["path"])) or self._route(method, scope["path"])
+            route = self._routes.of(scope) or OTHER
             self._requests.record(
                 method if method in METHODS else OTHER, route, status, perf_counter() - started
             )
-
-    def _route(self, method: str, path: str) -> str:
-        adapter = self._adapter
-        if adapter is None:  # bound on first use: every blueprint is registered by then
-            adapter = self._adapter = self._url_map.bind("localhost")
-        try:
-            rule, _ = adapter.match(path, method, return_rule=True)
-        except (HTTPException, RoutingException):
-            return OTHER
-        return str(rule.rule)
 
 
 __all__ = ["HttpMetrics", "http_metrics"]

@@ -1,10 +1,12 @@
 """The HTTP span of every request, around the whole middleware stack and both serving
 paths (Quart and :mod:`.direct`), so refused and failed requests have theirs too.
 
-In the stack only while tracing is on (:func:`traced`); it loads no OpenTelemetry itself
+In the stack, outermost, only while tracing is on (:func:`http_tracing`); it loads no OpenTelemetry itself
 (the spans are :class:`~ojs_actors.system.tracing_spans.JobTracer`'s)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from hypercorn.typing import (
     ASGIFramework,
@@ -13,24 +15,26 @@ from hypercorn.typing import (
     ASGISendEvent,
     Scope,
 )
-from werkzeug.routing import Map, MapAdapter
 
 from ..system import tracing
 from .asgi import REQUEST_ID, scope_items
+from .route_templates import RouteTemplates
 
 
-def traced(app: ASGIFramework, url_map: Map) -> ASGIFramework:
-    """``app`` in :class:`HttpTracing` while tracing is on; else ``app`` itself."""
-    return HttpTracing(app, url_map) if tracing.current is not None else app
+def http_tracing(routes: RouteTemplates) -> Callable[[ASGIFramework], ASGIFramework]:
+    """The layer to put in the middleware stack: :class:`HttpTracing` while tracing is
+    on; else none (the app itself)."""
+    if tracing.current is None:
+        return lambda app: app
+    return lambda app: HttpTracing(app, routes)
 
 
 class HttpTracing:
     """A ``SERVER`` span per request, named ``METHOD /route/<template>``."""
 
-    def __init__(self, app: ASGIFramework, url_map: Map) -> None:
+    def __init__(self, app: ASGIFramework, routes: RouteTemplates) -> None:
         self._app = app
-        self._url_map = url_map
-        self._routes: MapAdapter | None = None
+        self._routes = routes
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -53,18 +57,7 @@ class HttpTracing:
                 await self._app(scope, receive, send_noting)
             finally:
                 request_id = scope_items(scope).get(REQUEST_ID)
-                span.answered(status, self._route(method, path), request_id)
-
-    def _route(self, method: str, path: str) -> str | None:
-        """The template of the route serving ``path`` (``/ojs/v1/jobs/<job_id>``);
-        ``None`` if none does."""
-        if self._routes is None:
-            self._routes = self._url_map.bind("localhost")
-        try:
-            rule, _ = self._routes.match(path, method, return_rule=True)
-        except Exception:  # 404, 405, a redirect: no route of ours
-            return None
-        return rule.rule
+                span.answered(status, self._routes.of(scope), request_id)
 
 
-__all__ = ["HttpTracing", "traced"]
+__all__ = ["HttpTracing", "http_tracing"]
