@@ -6,19 +6,17 @@ never an error (§6.1)."""
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import AsyncIterator
 from typing import Any
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 from werkzeug.http import http_date
 
-from ...core import InvalidRequest, Job
+from ...core import Job
 from ...core.progress import parse_update
 from ...system.progress import progress_body
-from ..middleware import allow_wait
-from ..sse import MEDIA_TYPE as SSE_MEDIA_TYPE
-from ..wire import error_response, json_body, ojs_response, ojs_system
+from ..wire import json_body, ojs_response, ojs_system
+from ._sse import refusal, stream_response
 
 blueprint = Blueprint("progress", __name__)
 
@@ -49,23 +47,13 @@ async def job_progress(job_id: str) -> Response:
 
 @blueprint.get("/ojs/v1/jobs/<job_id>/progress/stream")
 async def progress_stream(job_id: str) -> Response:
-    if not any(value == SSE_MEDIA_TYPE and q > 0 for value, q in request.accept_mimetypes):
-        response = error_response(
-            InvalidRequest(
-                f"This endpoint streams progress: send 'Accept: {SSE_MEDIA_TYPE}'.",
-                details={"accept": request.headers.get("Accept")},
-            )
-        )
-        response.status_code = 406
-        return response
+    refused = refusal("progress")
+    if refused is not None:
+        return refused
     system = ojs_system()
     job = await system.info(job_id)  # 404 before the stream starts
-    allow_wait(math.inf)  # the stream lasts until the job ends or the client leaves
-    response = Response(_frames(system.follow_progress(job)), content_type=SSE_MEDIA_TYPE)
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"
-    response.timeout = None
-    return response
+    # the stream lasts until the job ends or the client leaves
+    return stream_response(_frames(system.follow_progress(job)))
 
 
 async def _frames(

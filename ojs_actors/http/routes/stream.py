@@ -7,19 +7,17 @@ Both follow the event outbox from where the client says (``Last-Event-ID``, or t
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from quart import Blueprint, Response, current_app, request, websocket
 
 from ...backends import EventFilter
-from ...core import InvalidRequest
 from ...system.event_stream import EventFeed, StreamSettings, StreamStats
 from ..asgi import CLIENT_GONE, scope_items
-from ..middleware import allow_wait
-from ..sse import MEDIA_TYPE, SseBody
-from ..wire import csv_param, error_response, ojs_system
+from ..sse import SseBody
+from ..wire import csv_param, ojs_system
 from ..ws_session import DROPPED_CODE, SUBPROTOCOL, WsSession
+from ._sse import refusal, stream_response
 
 blueprint = Blueprint("stream", __name__)
 
@@ -43,17 +41,9 @@ def realtime() -> Realtime:
 
 @blueprint.get("/ojs/v1/events/stream")
 async def event_stream() -> Response:
-    # Only a client that asks for the stream gets it: to any other (a JSON client, a
-    # crawler accepting */*) an endless body would look like a hang.
-    if not any(value == MEDIA_TYPE and q > 0 for value, q in request.accept_mimetypes):
-        response = error_response(
-            InvalidRequest(
-                f"This endpoint streams events: send 'Accept: {MEDIA_TYPE}'.",
-                details={"accept": request.headers.get("Accept")},
-            )
-        )
-        response.status_code = 406
-        return response
+    refused = refusal("events")
+    if refused is not None:
+        return refused
     system = ojs_system()
     live = realtime()
     feed = EventFeed(
@@ -72,12 +62,7 @@ async def event_stream() -> Response:
         stats=live.stats,
         client_gone=scope_items(request.scope)[CLIENT_GONE],
     )
-    allow_wait(math.inf)  # the stream lasts as long as its client: no request deadline
-    response = Response(body, status=200, content_type=MEDIA_TYPE)
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"  # proxies: pass events on as they come
-    response.timeout = None
-    return response
+    return stream_response(body)  # as long as its client stays
 
 
 @blueprint.websocket("/ojs/v1/ws")
