@@ -1,4 +1,5 @@
-"""Real ``python -m ojs_actors serve`` processes for the tests that need one."""
+"""Real ``python -m ojs_actors serve`` processes for the tests that need one, and the app
+on a real Hypercorn listener in the test's own trio run (:func:`listening`)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+from hypercorn.typing import ASGIFramework
 
 from ojs_actors.testing.services import free_port
 
@@ -20,6 +26,26 @@ REPO = Path(__file__).resolve().parent.parent
 HTTP_PATHS: dict[str, tuple[str, ...]] = {"direct": (), "quart": ("--no-direct-routes",)}
 """``serve`` arguments of the two HTTP paths: the hot routes served directly (the default),
 or Quart serving every route."""
+
+
+@asynccontextmanager
+async def listening(app: ASGIFramework) -> AsyncIterator[int]:
+    """``app`` on a real Hypercorn listener on loopback until the block ends; yields its
+    port."""
+    config = HypercornConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(
+            lambda task_status: hypercorn_serve(
+                app, config, shutdown_trigger=shutdown.wait, task_status=task_status
+            )
+        )
+        try:
+            yield int(binds[0].rsplit(":", 1)[1])
+        finally:
+            shutdown.set()
 
 
 NATS_BATCH_MAX = "10000"

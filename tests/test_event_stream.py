@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
+from serving import listening
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -166,20 +165,8 @@ async def served(
     app = create_app(system, HttpSettings(stream=stream, **http))
     live = app.extensions[REALTIME]
     assert isinstance(live, Realtime) and live.settings == stream
-    config = HypercornConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    shutdown = trio.Event()
-    async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(
-            lambda task_status: hypercorn_serve(
-                app, config, shutdown_trigger=shutdown.wait, task_status=task_status
-            )
-        )
-        try:
-            yield int(binds[0].rsplit(":", 1)[1]), live
-        finally:
-            shutdown.set()
+    async with listening(app) as port:
+        yield port, live
 
 
 class SseClient:

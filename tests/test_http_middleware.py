@@ -20,9 +20,7 @@ from typing import Any
 import pytest
 import trio
 from conftest import RedisServer
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
-from serving import REPO, free_port
+from serving import REPO, free_port, listening
 from test_http import assert_error, call
 from test_http_direct import exchange
 
@@ -48,23 +46,8 @@ def direct_routes(request: pytest.FixtureRequest) -> bool:
 @asynccontextmanager
 async def served(system: System, settings: HttpSettings) -> AsyncIterator[int]:
     """The app on a real Hypercorn listener on loopback; yields its port."""
-    config = HypercornConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    shutdown = trio.Event()
-    async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(
-            lambda task_status: hypercorn_serve(
-                create_app(system, settings),
-                config,
-                shutdown_trigger=shutdown.wait,
-                task_status=task_status,
-            )
-        )
-        try:
-            yield int(binds[0].rsplit(":", 1)[1])
-        finally:
-            shutdown.set()
+    async with listening(create_app(system, settings)) as port:
+        yield port
 
 
 class Connection:
