@@ -157,12 +157,6 @@ async def test_many_jobs_are_all_counted_and_paged(backend: Backend) -> None:
 # -- the route -----------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-async def admin_system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[System]:
-    async with open_system(_backend(request.param, request, tmp_path)) as system:
-        yield system
-
-
 async def call(
     client: Any, path: str, status: int = 200, method: str = "GET", json: Any = None
 ) -> dict[str, Any]:
@@ -175,9 +169,9 @@ async def call(
     return body
 
 
-async def test_the_route_lists_filters_sorts_and_pages(admin_system: System) -> None:
-    client = create_app(admin_system, HttpSettings()).test_client()
-    ids = await six_jobs(admin_system.backend)
+async def test_the_route_lists_filters_sorts_and_pages(each_system: System) -> None:
+    client = create_app(each_system, HttpSettings()).test_client()
+    ids = await six_jobs(each_system.backend)
     body = await call(client, "/ojs/v1/admin/jobs")
     assert [item["id"] for item in body["items"]] == ids[::-1]
     assert body["pagination"] == {"total": 6, "page": 1, "per_page": 20, "has_more": False}
@@ -294,10 +288,10 @@ async def test_delete_jobs_takes_finished_jobs_at_their_version(backend: Backend
     assert await backend.due_jobs(NOW + 10**9, 10) == []  # no timer of a deleted job left
 
 
-async def test_a_purge_deletes_the_queues_finished_jobs(admin_system: System) -> None:
-    client = create_app(admin_system, HttpSettings()).test_client()
+async def test_a_purge_deletes_the_queues_finished_jobs(each_system: System) -> None:
+    client = create_app(each_system, HttpSettings()).test_client()
     jobs = [new_job(n, "p", "email.send") for n in range(3)] + [new_job(3, "other", "x")]
-    await put(admin_system.backend, *jobs)
+    await put(each_system.backend, *jobs)
     for queue in ("p", "other"):
         body = {"queues": [queue], "worker_id": "w"}
         [fetched] = (await call(client, "/ojs/v1/workers/fetch", method="POST", json=body))["jobs"]

@@ -8,22 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import trio
+from app_client import request
 
 from ojs_actors.backends import create_backend
 from ojs_actors.core.errors import QueueFull
 from ojs_actors.system import open_system
 from ojs_actors.system.backpressure import Bound
-
-JSON = {"Content-Type": "application/json"}
-
-
-async def request(client: Any, method: str, path: str, body: Any = None) -> tuple[int, Any, Any]:
-    with trio.fail_after(10):
-        response = await client.open(path, method=method, json=body, headers=JSON)
-        data = await response.get_json()
-    assert response.status_code < 500, data
-    return response.status_code, response.headers, data
 
 
 async def bound(client: Any, queue: str, **backpressure: Any) -> tuple[int, Any]:

@@ -13,20 +13,11 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from app_client import request
 from serving import OjsServer
 
 from ojs_actors.backends import create_backend
 from ojs_actors.system import open_system
-
-JSON = {"Content-Type": "application/json"}
-
-
-async def request(client: Any, method: str, path: str, body: Any = None) -> tuple[int, Any, Any]:
-    with trio.fail_after(10):
-        response = await client.open(path, method=method, json=body, headers=JSON)
-        data = await response.get_json()
-    assert response.status_code < 500, data
-    return response.status_code, response.headers, data
 
 
 def job(queue: str, **rate_limit: Any) -> dict[str, Any]:
