@@ -12,17 +12,10 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-HOST = "127.0.0.1"
-TRACES_SUFFIX = "/v1/traces"
-REPLY = ExportTraceServiceResponse().SerializeToString()
+from ojs_actors.testing.otlp import OtlpHttpReceiver
 
 
 class OtlpSink:
@@ -32,31 +25,9 @@ class OtlpSink:
         self.requests: Counter[str] = Counter()
         self.spans: Counter[str] = Counter()
         self._lock = threading.Lock()
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                ok = self.path.endswith(TRACES_SUFFIX)
-                if ok:
-                    source = self.path[: -len(TRACES_SUFFIX)].strip("/")
-                    sink._take(source, ExportTraceServiceRequest.FromString(body))
-                self.send_response(200 if ok else 404)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(REPLY)))
-                self.end_headers()
-                self.wfile.write(REPLY)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer((HOST, 0), Handler)
-        self.url = f"http://{HOST}:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def endpoint(self, source: str) -> str:
-        """The OTLP endpoint (base URL) whose exports count as ``source``'s."""
-        return f"{self.url}/{source}"
+        self._receiver = OtlpHttpReceiver(self._take)
+        self.url = self._receiver.url
+        self.endpoint = self._receiver.endpoint
 
     def _take(self, source: str, request: ExportTraceServiceRequest) -> None:
         count = sum(
@@ -74,9 +45,8 @@ class OtlpSink:
             return self.requests[source], self.spans[source]
 
     def __enter__(self) -> OtlpSink:
-        self._thread.start()
+        self._receiver.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._receiver.__exit__(*exc)

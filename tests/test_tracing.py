@@ -10,17 +10,13 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import trio
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from serving import REPO, OjsServer
 
@@ -28,6 +24,7 @@ from ojs_actors import Job, open_system
 from ojs_actors.http import HttpSettings, create_app
 from ojs_actors.system import tracing
 from ojs_actors.system.tracing import TracingSettings, open_tracing, traces_url
+from ojs_actors.testing.otlp import OtlpHttpReceiver
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
@@ -68,37 +65,18 @@ def _attributes(pairs: Any) -> dict[str, Any]:
 
 
 class OtlpReceiver:
-    """``POST /v1/traces`` with protobuf bodies, on a free loopback port, in a thread."""
+    """Keeps every span exported to ``/v1/traces`` (:class:`OtlpHttpReceiver`), decoded."""
 
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
         self.requests = 0
         self._lock = threading.Lock()
-        receiver = self
+        self._receiver = OtlpHttpReceiver(self._take)
+        self.endpoint = self._receiver.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                ok = self.path == "/v1/traces" and self.headers["Content-Type"] == (
-                    "application/x-protobuf"
-                )
-                if ok:
-                    receiver._take(ExportTraceServiceRequest.FromString(body))
-                reply = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200 if ok else 404)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def _take(self, request: ExportTraceServiceRequest) -> None:
+    def _take(self, source: str, request: ExportTraceServiceRequest) -> None:
+        if source:  # exported elsewhere than this receiver's own endpoint
+            return
         spans = []
         for resource_spans in request.resource_spans:
             resource = _attributes(resource_spans.resource.attributes)
@@ -134,12 +112,11 @@ class OtlpReceiver:
         return found[0]
 
     def __enter__(self) -> OtlpReceiver:
-        self._thread.start()
+        self._receiver.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._receiver.__exit__(*exc)
 
 
 @pytest.fixture
