@@ -6,7 +6,7 @@ PORT ?= 8080
 BACKEND ?= memory
 CONFORMANCE_DIR ?= $(or $(OJS_CONFORMANCE_DIR),../shared/conformance)
 
-.PHONY: install run test test-fast lint format openapi conformance bench docker-up docker-down clean
+.PHONY: install run test test-fast lint format openapi conformance bench chaos docker-up docker-down clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,13 +27,13 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not conformance"
 
 lint: install
-	$(BIN)/ruff check ojs_actors tests bench tools
-	$(BIN)/ruff format --check ojs_actors tests bench tools
+	$(BIN)/ruff check ojs_actors tests bench tools chaos
+	$(BIN)/ruff format --check ojs_actors tests bench tools chaos
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff check --fix ojs_actors tests bench tools
-	$(BIN)/ruff format ojs_actors tests bench tools
+	$(BIN)/ruff check --fix ojs_actors tests bench tools chaos
+	$(BIN)/ruff format ojs_actors tests bench tools chaos
 
 # Regenerate the OpenAPI document GET /ojs/openapi.json serves, from the spec's openapi.yaml
 # (SPEC_DIR) and the app's routes; run it when either changes.
@@ -52,6 +52,11 @@ conformance: install
 # The benchmark (bench/README.md); e.g. BENCH_ARGS="--quick" or "--only peers --runs 5".
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The chaos suite (chaos/README.md): about ten minutes a backend, every backend in turn;
+# e.g. CHAOS_ARGS="--backend redis nats" or "--seconds 120". Exits 1 if any job was lost.
+chaos: install
+	$(BIN)/python -m chaos --json chaos-report.json $(CHAOS_ARGS)
 
 # The servers require a key: a random one is written to docker/.env the first time.
 docker-up:

@@ -7,11 +7,13 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import trio
 
 from .backends import REGISTRY, MissingExtra
 from .backends.options import argparse_type, parse_bool, positive_float, positive_int
+from .core import OJSError
 from .http import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_REQUEST_TIMEOUT,
@@ -26,6 +28,7 @@ from .library import add_worker_arguments, worker_command
 from .system import Settings
 from .system.event_stream import StreamSettings
 from .system.schemas import VALIDATION_MODES
+from .system.tenant_config import load_static
 from .system.tracing import TracingSettings
 
 _DEFAULTS = Settings()
@@ -158,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(env OJS_SCHEMA_REFRESH; default 1)",
     )
     run.add_argument(
+        "--tenants",
+        type=_static_tenants,
+        default=os.environ.get("OJS_TENANTS", ""),
+        help="static tenant configuration (ojs-multi-tenancy §8.1), written at start-up: JSON "
+        'or a JSON file\'s path, {tenant_id: {"limits": {...}, ...}} (env OJS_TENANTS)',
+    )
+    run.add_argument(
         "--direct-routes",
         action=argparse.BooleanOptionalAction,
         default=_env_flag("OJS_DIRECT_ROUTES", True),
@@ -211,6 +221,15 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _static_tenants(text: str) -> tuple[tuple[str, dict[str, Any]], ...]:
+    try:
+        return load_static(text)
+    except OJSError as error:
+        raise argparse.ArgumentTypeError(f"{error.message} {error.details}") from None
+    except (OSError, ValueError) as error:
+        raise argparse.ArgumentTypeError(f"cannot read the tenant configuration: {error}") from None
+
+
 def serve_config(args: argparse.Namespace) -> ServeConfig:
     """What ``serve`` runs with, from its parsed arguments (and the environment)."""
     return ServeConfig(
@@ -240,6 +259,7 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
             webhook_log_limit=_env_positive("OJS_WEBHOOK_LOG_LIMIT", "webhook_log_limit"),
             schema_validation=args.schema_validation,
             schema_refresh=args.schema_refresh,
+            tenants=args.tenants,
         ),
         tracing=TracingSettings.from_env(endpoint=args.otel_endpoint, backend=args.backend),
         access_log=args.access_log,

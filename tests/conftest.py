@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from serving import HTTP_PATHS, OjsServer
+from trio.testing import MockClock
 
 from ojs_actors.backends import create_backend
 from ojs_actors.http import HttpSettings, create_app
@@ -149,6 +150,15 @@ async def each_system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
         backend = create_backend("memory")
     async with open_system(backend) as system:
         yield system
+
+
+@pytest.fixture
+def each_clock(request: pytest.FixtureRequest) -> MockClock:
+    """trio's autojump clock for a test over ``each_system``: SQLite answers from a thread
+    and Redis over a socket, idle for a moment in real time while they work, and jumping
+    then would run the clock ahead of them."""
+    kind = request.node.callspec.params.get("each_system", "memory")
+    return MockClock(autojump_threshold=0 if kind == "memory" else 0.02)
 
 
 @pytest.fixture

@@ -8,11 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from app_client import request
+import trio
+from app_client import JSON, request
+from trio.testing import MockClock
 
-from ojs_actors.backends import create_backend
+from ojs_actors.backends import EventFilter, create_backend
+from ojs_actors.backends.memory import MemoryBackend
 from ojs_actors.core.errors import QueueFull
-from ojs_actors.system import open_system
+from ojs_actors.http import HttpSettings, create_app
+from ojs_actors.system import System, open_system
 from ojs_actors.system.backpressure import Bound
 
 
@@ -111,8 +115,10 @@ async def test_unbounding_and_bad_configs(client: Any) -> None:
     assert (await enqueue(client, "bp-off"))[0] == 201
     status, body = await bound(client, "bp-off", max_depth=-1)
     assert status == 400 and body["error"]["details"]["field"] == "backpressure.max_depth"
-    status, body = await bound(client, "bp-off", max_depth=5, strategy="drop_oldest")
+    status, body = await bound(client, "bp-off", max_depth=5, max_size_bytes=1024)
     assert status == 422 and body["error"]["code"] == "unsupported"
+    status, body = await bound(client, "bp-off", max_depth=5, strategy="lifo")
+    assert status == 400 and body["error"]["details"]["field"] == "backpressure.strategy"
     status, _, body = await request(client, "PUT", "/ojs/v1/admin/queues/bp-off/config", {})
     assert status == 400
 
@@ -129,3 +135,139 @@ async def test_the_bound_lives_in_the_queue_record_in_the_backend(tmp_path: Any)
         assert record["backpressure"]["max_depth"] == 1
         with pytest.raises(QueueFull):
             await second.enqueue({"type": "bp.job", "args": [], "options": {"queue": "shared"}})
+
+
+# -- drop_oldest, block and the backpressure.* events, on memory, SQLite and Redis ------------
+
+
+@pytest.fixture
+def api(each_system: System) -> Any:
+    return create_app(each_system, HttpSettings()).test_client()
+
+
+async def events_of(system: System, *kinds: str) -> list[dict[str, Any]]:
+    found = await system.events(EventFilter(types=frozenset(kinds), limit=1000))
+    return [event["data"] | {"type": event["type"]} for event in found]
+
+
+async def enqueue_waiting(client: Any, queue: str, block: str | None) -> tuple[int, Any, float]:
+    """An enqueue with ``OJS-Block-Timeout: block``: status, body, trio seconds it took."""
+    headers = JSON if block is None else {**JSON, "OJS-Block-Timeout": block}
+    job = {"type": "bp.job", "args": [], "options": {"queue": queue}}
+    started = trio.current_time()
+    with trio.fail_after(120):
+        response = await client.open("/ojs/v1/jobs", method="POST", json=job, headers=headers)
+        body = await response.get_json()
+    return response.status_code, body, trio.current_time() - started
+
+
+async def state_of(client: Any, job_id: str) -> str:
+    _, _, body = await request(client, "GET", f"/ojs/v1/jobs/{job_id}")
+    return str(body["job"]["state"])
+
+
+async def test_drop_oldest_discards_the_oldest_waiting_jobs_to_make_room(
+    api: Any, each_system: System
+) -> None:
+    await bound(api, "bp-d", max_depth=3, strategy="drop_oldest")
+    ids = [(await enqueue(api, "bp-d"))[2]["job"]["id"] for _ in range(3)]
+    _, _, fetched = await request(
+        api, "POST", "/ojs/v1/workers/fetch", {"queues": ["bp-d"], "count": 1}
+    )
+    assert fetched["jobs"][0]["id"] == ids[0]  # active: never dropped
+    status, _, newest = await enqueue(api, "bp-d")
+    assert status == 201
+    assert [await state_of(api, job_id) for job_id in ids] == ["active", "discarded", "available"]
+    _, _, dropped = await request(api, "GET", f"/ojs/v1/jobs/{ids[1]}")
+    assert dropped["job"]["error"]["code"] == "backpressure_dropped"
+    assert dropped["job"]["attempt"] == 0
+    jobs = [{"type": "bp.job", "args": [n], "options": {"queue": "bp-d"}} for n in range(2)]
+    status, _, _ = await request(api, "POST", "/ojs/v1/jobs/batch", {"jobs": jobs})
+    assert status == 201  # room for the whole batch (§9.3)
+    assert await state_of(api, ids[2]) == "discarded"
+    assert await state_of(api, newest["job"]["id"]) == "discarded"
+    _, _, stats = await request(api, "GET", "/ojs/v1/queues/bp-d/stats")
+    assert stats["stats"]["depth"] == 3
+    events = await events_of(each_system, "backpressure.dropped")
+    assert events == [
+        {"type": "backpressure.dropped", "queue": "bp-d", "job_id": job_id, "job_type": "bp.job"}
+        for job_id in (ids[1], ids[2], newest["job"]["id"])
+    ]
+
+
+async def test_drop_oldest_refuses_what_dropping_cannot_make_room_for(api: Any) -> None:
+    await bound(api, "bp-da", max_depth=1, strategy="drop_oldest")
+    assert (await enqueue(api, "bp-da"))[0] == 201
+    await request(api, "POST", "/ojs/v1/workers/fetch", {"queues": ["bp-da"], "count": 1})
+    status, _, body = await enqueue(api, "bp-da")  # only an active job fills it
+    assert status == 429 and body["error"]["details"]["strategy"] == "drop_oldest"
+    jobs = [{"type": "bp.job", "args": [n], "options": {"queue": "bp-da"}} for n in range(2)]
+    status, _, _ = await request(api, "POST", "/ojs/v1/jobs/batch", {"jobs": jobs})
+    assert status == 429  # larger than the bound itself
+
+
+async def test_block_waits_for_room_then_takes_the_job(
+    api: Any, each_system: System, each_clock: MockClock
+) -> None:
+    await bound(api, "bp-b", max_depth=1, strategy="block")
+    _, _, first = await enqueue(api, "bp-b")
+    result: list[tuple[int, Any, float]] = []
+    async with trio.open_nursery() as nursery:
+
+        async def blocked() -> None:
+            result.append(await enqueue_waiting(api, "bp-b", "30"))
+
+        nursery.start_soon(blocked)
+        await trio.sleep(5)
+        assert result == []  # still waiting
+        _, _, fetched = await request(
+            api, "POST", "/ojs/v1/workers/fetch", {"queues": ["bp-b"], "count": 1}
+        )
+        await request(api, "POST", "/ojs/v1/workers/ack", {"job_id": fetched["jobs"][0]["id"]})
+    [(status, body, took)] = result
+    assert status == 201 and body["job"]["state"] == "available"
+    assert 5 <= took
+    if isinstance(each_system.backend, MemoryBackend):  # time exact: no store idles it
+        assert took < 5.5  # woken by the ack, not by the next look
+    assert await events_of(each_system, "backpressure.rejected") == []
+
+
+async def test_block_answers_429_when_no_room_comes(
+    api: Any, each_system: System, each_clock: MockClock
+) -> None:
+    await bound(api, "bp-bt", max_depth=1, strategy="block")
+    await enqueue(api, "bp-bt")
+    status, body, took = await enqueue_waiting(api, "bp-bt", None)
+    assert status == 429  # no header: no wait (§5.2 default 0)
+    if isinstance(each_system.backend, MemoryBackend):  # time exact: no store idles it
+        assert took == 0
+    assert body["error"]["details"]["strategy"] == "block"
+    status, body, took = await enqueue_waiting(api, "bp-bt", "2.5")
+    assert status == 429 and 2.5 <= took < 10
+    status, body, _ = await enqueue_waiting(api, "bp-bt", "forever")
+    assert status == 400 and body["error"]["details"]["header"] == "OJS-Block-Timeout"
+    rejected = await events_of(each_system, "backpressure.rejected")
+    assert rejected == [
+        {"type": "backpressure.rejected", "queue": "bp-bt", "depth": 1, "bound": 1, "job_type": "bp.job"}
+    ] * 2  # fmt: skip
+
+
+async def test_rejections_and_threshold_crossings_are_events(api: Any, each_system: System) -> None:
+    await bound(api, "bp-e", max_depth=4, warning_threshold=0.5)
+    for _ in range(4):
+        await enqueue(api, "bp-e")
+    assert (await enqueue(api, "bp-e"))[0] == 429
+    _, _, fetched = await request(
+        api, "POST", "/ojs/v1/workers/fetch", {"queues": ["bp-e"], "count": 4}
+    )
+    for job in fetched["jobs"]:
+        await request(api, "POST", "/ojs/v1/workers/ack", {"job_id": job["id"]})
+    assert (await enqueue(api, "bp-e"))[0] == 201  # depth 1 of 4: below the threshold again
+    events = await events_of(
+        each_system, "backpressure.warning", "backpressure.rejected", "backpressure.cleared"
+    )
+    assert events == [
+        {"type": "backpressure.warning", "queue": "bp-e", "depth": 2, "bound": 4},
+        {"type": "backpressure.rejected", "queue": "bp-e", "depth": 4, "bound": 4, "job_type": "bp.job"},
+        {"type": "backpressure.cleared", "queue": "bp-e", "depth": 1, "bound": 4},
+    ]  # fmt: skip

@@ -30,8 +30,10 @@ SPEC_EDGES: dict[tuple[State, Event], State] = {
 # Edges the implementation adds on top of the §6.3 table, each landing in a state the
 # table already reaches from the same source: a worker handing a job back unprocessed
 # (like the visibility timeout edge) and expires_at passing before the job started
-# (ojs-core §5.2 `expires_at`: "MUST transition the job to discarded").
+# (ojs-core §5.2 `expires_at`: "MUST transition the job to discarded"). One more, of
+# ojs-rate-limiting §6.2 `on_limit: "reschedule"`: "The job is moved to `scheduled`".
 EXTENSION_EDGES: dict[tuple[State, Event], State] = {
+    (State.AVAILABLE, Event.RESCHEDULE): State.SCHEDULED,
     (State.ACTIVE, Event.REQUEUE): State.AVAILABLE,
     (State.SCHEDULED, Event.EXPIRE): State.DISCARDED,
     (State.AVAILABLE, Event.EXPIRE): State.DISCARDED,

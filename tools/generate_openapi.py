@@ -626,6 +626,45 @@ _TENANT = {
         "computed_at": _STAMP,
     },
 }
+_TENANT_LIMITS = {
+    "type": "object",
+    "properties": {
+        "max_concurrency": {"type": ["integer", "null"], "minimum": 0},
+        "max_queue_depth": {"type": ["integer", "null"], "minimum": 0},
+        "max_scheduled": {"type": ["integer", "null"], "minimum": 0},
+        "max_enqueue_rate": {
+            "type": ["object", "null"],
+            "required": ["limit"],
+            "properties": {
+                "limit": {"type": "integer", "minimum": 1},
+                "period": {"type": "string"},
+            },
+        },
+        "reason": {"type": "string"},
+    },
+}
+_TENANT_CONFIG_FIELDS: dict[str, Any] = {
+    "tenant_id": {"type": "string"},
+    "limits": _TENANT_LIMITS,
+    "fairness_weight": {"type": "number", "exclusiveMinimum": 0},
+    "priority_boost": {"type": "integer"},
+}
+_TENANT_CONFIG = {"type": "object", "properties": _TENANT_CONFIG_FIELDS}
+_TENANT_CONFIG_REPLY = {
+    "type": "object",
+    "required": ["tenant"],
+    "properties": {
+        "tenant": {
+            "type": "object",
+            "properties": {
+                **_TENANT_CONFIG_FIELDS,
+                "last_change_reason": {"type": "string"},
+                "created_at": _STAMP,
+                "updated_at": _STAMP,
+            },
+        }
+    },
+}
 _POOL = {
     "type": "object",
     "required": ["name", "strategy", "queues"],
@@ -704,6 +743,63 @@ ADDED.update(
             "parameters": [_TENANT_ID],
             "responses": {
                 "200": _json_reply("The tenant", _TENANT),
+                "400": _ERROR,
+                "404": _NOT_FOUND,
+            },
+        },
+        ("/ojs/v1/admin/tenants/{id}", "put"): {
+            "operationId": "adminPutTenant",
+            "summary": "Create or replace a tenant's configuration",
+            "description": "ojs-multi-tenancy §8.1, §10.1: `limits` (`max_concurrency`, "
+            "`max_queue_depth`, `max_scheduled`, `max_enqueue_rate` `{limit, period}`), "
+            "`fairness_weight`, `priority_boost`. 201 (and `tenant.created`) the first time. "
+            "Enqueues past a limit are 429 `TENANT_LIMIT_EXCEEDED`.",
+            "tags": ["Admin"],
+            "parameters": [_TENANT_ID],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _TENANT_CONFIG}},
+            },
+            "responses": {
+                "200": _json_reply("The configuration", _TENANT_CONFIG_REPLY),
+                "201": _json_reply("The configuration, created", _TENANT_CONFIG_REPLY),
+                "400": _ERROR,
+            },
+        },
+        ("/ojs/v1/admin/tenants/{id}/limits", "put"): {
+            "operationId": "adminPutTenantLimits",
+            "summary": "Change some of a tenant's limits",
+            "description": "ojs-multi-tenancy §9.3: the limits given change (`null` removes "
+            "one), the others stay; an optional `reason` is kept.",
+            "tags": ["Admin"],
+            "parameters": [_TENANT_ID],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _TENANT_LIMITS}},
+            },
+            "responses": {
+                "200": _json_reply("The configuration", _TENANT_CONFIG_REPLY),
+                "201": _json_reply("The configuration, created", _TENANT_CONFIG_REPLY),
+                "400": _ERROR,
+            },
+        },
+        ("/ojs/v1/admin/tenants/{id}", "delete"): {
+            "operationId": "adminDeleteTenant",
+            "summary": "Deregister a tenant",
+            "description": "Its configuration and limits go; its jobs stay.",
+            "tags": ["Admin"],
+            "parameters": [_TENANT_ID],
+            "responses": {
+                "200": _json_reply(
+                    "Deleted",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "deleted": {"type": "boolean"},
+                            "tenant_id": {"type": "string"},
+                        },
+                    },
+                ),
                 "400": _ERROR,
                 "404": _NOT_FOUND,
             },
@@ -1611,6 +1707,49 @@ ADDED.update(
             "tags": ["Queues"],
             "parameters": [_RATE_KEY],
             "responses": {"200": _json_reply("The key's state", _RATE_STATE), "404": _NOT_FOUND},
+        },
+        ("/ojs/v1/rate-limits/{key}", "put"): {
+            "operationId": "overrideRateLimit",
+            "summary": "Override a rate-limit key's limits",
+            "description": "ojs-rate-limiting §10.2: any of `concurrency`, `rate`, `throttle` "
+            "(`null` lifts that kind meanwhile) and an optional `expires_at` replace the jobs' "
+            "own limits for the key, in every process sharing the backend.",
+            "tags": ["Queues"],
+            "parameters": [_RATE_KEY],
+            "requestBody": _json_body({"type": "object"}),
+            "responses": {"200": _json_reply("The key's state", _RATE_STATE), "400": _ERROR},
+        },
+        ("/ojs/v1/rate-limits/{key}", "delete"): {
+            "operationId": "clearRateLimitOverride",
+            "summary": "Lift a rate-limit key's override",
+            "description": "Our addition: the key's jobs' own limits apply again.",
+            "tags": ["Queues"],
+            "parameters": [_RATE_KEY],
+            "responses": {"200": _json_reply("The key's state", _RATE_STATE), "404": _NOT_FOUND},
+        },
+        ("/ojs/v1/admin/queues/{name}/rate-limit", "put"): {
+            "operationId": "setQueueRateLimit",
+            "summary": "Limit every job of a queue",
+            "description": "ojs-rate-limiting §7.2: `concurrency`, `rate`, `throttle` for the "
+            "queue as a whole (the key `@queue:<name>`), on top of each job's own limits.",
+            "tags": ["Queues"],
+            "parameters": [_NAME],
+            "requestBody": _json_body({"type": "object"}),
+            "responses": {"200": _json_reply("The queue's limit", _RATE_STATE), "400": _ERROR},
+        },
+        ("/ojs/v1/admin/queues/{name}/rate-limit", "get"): {
+            "operationId": "getQueueRateLimit",
+            "summary": "A queue's rate limit and its state",
+            "tags": ["Queues"],
+            "parameters": [_NAME],
+            "responses": {"200": _json_reply("The queue's limit", _RATE_STATE), "404": _NOT_FOUND},
+        },
+        ("/ojs/v1/admin/queues/{name}/rate-limit", "delete"): {
+            "operationId": "clearQueueRateLimit",
+            "summary": "Lift a queue's rate limit",
+            "tags": ["Queues"],
+            "parameters": [_NAME],
+            "responses": {"200": _json_reply("The queue's limit", _RATE_STATE), "404": _NOT_FOUND},
         },
         ("/ojs/v1/workers/beat", "post"): {
             "operationId": "workerBeat",

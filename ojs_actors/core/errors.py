@@ -142,11 +142,17 @@ class QueueFull(OJSError):
     docs = "ojs-backpressure#71-rejection-response"
     default_hint = "Retry after the Retry-After header's seconds, with backoff."
 
-    def __init__(self, queue: str, depth: int, bound: int, *, retry_after: int = 1) -> None:
+    def __init__(
+        self, queue: str, depth: int, bound: int, *, retry_after: int = 1, strategy: str = "reject"
+    ) -> None:
         super().__init__(
             f"Queue '{queue}' has reached its depth bound ({bound}).",
-            details={"queue": queue, "depth": depth, "bound": bound, "strategy": "reject"},
+            details={"queue": queue, "depth": depth, "bound": bound, "strategy": strategy},
         )
+        self.queue = queue
+        self.strategy = strategy
+        self.job_type: str | None = None
+        """The type of the refused enqueue's (first) job, for ``backpressure.rejected``."""
         self.depth = depth
         self.bound = bound
         self.retry_after = retry_after
@@ -157,6 +163,35 @@ class QueueFull(OJSError):
             "X-OJS-Queue-Depth": str(self.depth),
             "X-OJS-Queue-Bound": str(self.bound),
         }
+
+
+class TenantLimitExceeded(OJSError):
+    """A tenant is at one of its resource limits (ojs-multi-tenancy §8.2): the enqueue is
+    refused, nothing stored. The body carries ``tenant_id``, ``limit``, ``current`` and
+    ``maximum`` in the error object as §8.2 shows them (and in ``details``)."""
+
+    code = "TENANT_LIMIT_EXCEEDED"
+    status = 429
+    retryable = True
+    docs = "ojs-multi-tenancy#82-enqueue-rejection"
+    default_hint = "Retry after the Retry-After header's seconds, or raise the tenant's limit."
+
+    def __init__(
+        self, tenant: str, limit: str, current: int, maximum: int, *, retry_after: int = 1
+    ) -> None:
+        super().__init__(
+            f"Tenant '{tenant}' has exceeded {limit} ({maximum}).",
+            details={"tenant_id": tenant, "limit": limit, "current": current, "maximum": maximum},
+        )
+        self.retry_after = retry_after
+
+    def response_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+    def to_wire(self, request_id: str | None = None) -> dict[str, Any]:
+        wire = super().to_wire(request_id)
+        wire["error"].update(self.details)
+        return wire
 
 
 class Unsupported(OJSError):

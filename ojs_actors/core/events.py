@@ -115,6 +115,8 @@ def _events(before: State | None, job: Job, state: State, now: int) -> list[dict
         ]
     if state is State.CANCELLED:
         return [_event("job.cancelled", job, now, {})]
+    if state is State.DISCARDED and (job.error or {}).get("code") in DROPPED_EVENTS:
+        return _dropped(job, now)
     if state is State.RETRYABLE or (state is State.DISCARDED and before is State.ACTIVE):
         error = job.error or {}
         failed = _event(
@@ -157,6 +159,35 @@ def _events(before: State | None, job: Job, state: State, now: int) -> list[dict
     if state is State.DISCARDED:
         return [_event("job.expired", job, now, {})]
     return []
+
+
+DROPPED_EVENTS = {
+    "rate_limited": "rate_limit.dropped",
+    "backpressure_dropped": "backpressure.dropped",
+}
+"""The event of a job discarded unrun, by the code of the error on its record."""
+
+
+def _dropped(job: Job, now: int) -> list[dict[str, Any]]:
+    """A job dropped unrun: by its rate-limit key (``rate_limit.dropped``,
+    ojs-rate-limiting §11.1) or to make room in its full queue (``backpressure.dropped``,
+    ojs-backpressure §10.1); then ``job.discarded`` for those following lifecycles."""
+    error = job.error or {}
+    data: dict[str, Any] = {"job_id": job.id, "job_type": job.type, "queue": job.queue}
+    if error.get("code") == "rate_limited":
+        data["key"] = (job.rate_limit or {}).get("key")
+    dropped = envelope(DROPPED_EVENTS[error["code"]], job.id, now, data, "")
+    discarded = _event(
+        "job.discarded",
+        job,
+        now,
+        {
+            "total_attempts": job.attempt,
+            "last_error": {"code": error.get("code"), "message": error.get("message")},
+            "dead_letter": job.dead_letter,
+        },
+    )
+    return [dropped, discarded]
 
 
 def cron_event(kind: str, spec: CronSpec, now: int, data: dict[str, Any]) -> dict[str, Any]:

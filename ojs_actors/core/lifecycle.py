@@ -25,6 +25,17 @@ EXPIRED_ERROR = {
     "message": "The job expired before it started.",
 }
 """The error on record of a job :func:`expire` discarded."""
+RATE_LIMITED_ERROR = {
+    "code": "rate_limited",
+    "type": "rate_limited",
+    "message": "Dropped: its rate-limit key was at its limit (on_limit 'drop').",
+}
+"""The error on record of a job :func:`rate_limited` dropped."""
+BACKPRESSURE_DROPPED_ERROR = {
+    "code": "backpressure_dropped",
+    "type": "backpressure_dropped",
+    "message": "Dropped to make room in its full queue (backpressure strategy 'drop_oldest').",
+}
 
 
 def _next(job: Job, event: Event, now: int) -> Job:
@@ -216,6 +227,30 @@ def expire(job: Job, now: int) -> Job:
     nxt = _next(job, Event.EXPIRE, now)
     nxt.discarded_at = now  # no completed_at: the job never ran (conformance L2-TTL-001)
     nxt.error = dict(EXPIRED_ERROR)
+    return nxt
+
+
+def rate_limited(job: Job, now: int, *, until: int | None) -> Job:
+    """A claimed job its rate-limit key refused (ojs-rate-limiting §6.2 ``on_limit``),
+    handed back with its attempt unspent: ``scheduled`` for ``until``
+    (``"reschedule"``), or ``discarded`` with a ``rate_limited`` error (``"drop"``,
+    ``until`` ``None``). One version: to the outside it never left ``available``."""
+    if until is None:
+        return dropped(job, now, RATE_LIMITED_ERROR)
+    nxt = _next(requeue(job, now), Event.RESCHEDULE, now)
+    nxt.scheduled_at = until
+    nxt.version = job.version + 1
+    return nxt
+
+
+def dropped(job: Job, now: int, error: dict[str, Any]) -> Job:
+    """A job waiting to run (or claimed only to be dropped, its attempt unspent) discarded
+    without running, ``error`` on record: dropped by a rate limit or a full queue."""
+    back = requeue(job, now) if job.state is State.ACTIVE else job
+    nxt = _next(back, Event.EXPIRE, now)
+    nxt.discarded_at = now
+    nxt.error = dict(error)
+    nxt.version = job.version + 1
     return nxt
 
 

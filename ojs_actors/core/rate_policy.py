@@ -15,14 +15,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InvalidRequest, Unsupported
-from .timefmt import parse_duration_ms
+from .errors import InvalidRequest
+from .timefmt import parse_duration_ms, parse_timestamp
 
 KEY_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._:-]*")
 """ojs-rate-limiting §6.2 ``key``."""
 MAX_KEY_LENGTH = 255
 NAMED_PERIODS = {"second": 1_000, "minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
-ON_LIMIT_SUPPORTED = ("wait",)
+ON_LIMIT = ("wait", "reschedule", "drop")
+CONCURRENCY_RETRY_MS = 1_000
+"""When a job refused for its key's concurrency is rescheduled to (``on_limit:
+"reschedule"``): no clock says when a slot frees, so it looks again a second later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,7 @@ class KeyedPolicy:
     rate: Window | None = None
     throttle: Window | None = None
     """Even spacing: one start per ``period_ms / limit`` at most."""
+    on_limit: str = "wait"
 
     @property
     def throttle_gap_ms(self) -> int | None:
@@ -78,20 +82,105 @@ def keyed_policy(raw: object) -> KeyedPolicy | None:
     if concurrency is not None and (not _is_int(concurrency) or concurrency < 0):
         raise _bad("rate_limit.concurrency", "must be an integer of at least 0", concurrency)
     on_limit = raw.get("on_limit", "wait")
-    if on_limit not in ("wait", "reschedule", "drop"):
+    if on_limit not in ON_LIMIT:
         raise _bad("rate_limit.on_limit", "must be one of wait, reschedule, drop", on_limit)
-    if on_limit not in ON_LIMIT_SUPPORTED:
-        raise Unsupported(
-            f"rate_limit.on_limit '{on_limit}' is not supported by this server; "
-            "rate-limited jobs wait ('wait').",
-            details={"field": "rate_limit.on_limit", "received": on_limit},
-        )
     return KeyedPolicy(
         key=key,
         concurrency=concurrency,
         rate=_window(raw.get("rate"), raw.get("period"), "rate"),
         throttle=_window(raw.get("throttle"), None, "throttle"),
+        on_limit=on_limit,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a key refuses a start: the limit hit (ojs-rate-limiting §11.1
+    ``rate_limit.exceeded``: ``strategy``, ``limit``, ``current``)."""
+
+    strategy: str
+    limit: int
+    current: int
+
+
+def refusal(
+    policy: KeyedPolicy, job_id: str, live: list[str], starts: list[int], now: int
+) -> Refusal | None:
+    """Why ``policy`` keeps ``job_id`` from starting now, given the key's active holders
+    and its recent starts; ``None`` if it may start (a job already holding a slot,
+    reclaimed, keeps it)."""
+    if policy.concurrency is not None:
+        others = len(live) - (1 if job_id in live else 0)
+        if others >= policy.concurrency:
+            return Refusal("concurrency", policy.concurrency, others)
+    rate = policy.rate
+    if rate is not None:
+        in_window = sum(1 for at in starts if at > now - rate.period_ms)
+        if in_window >= rate.limit:
+            return Refusal("rate", rate.limit, in_window)
+    gap = policy.throttle_gap_ms
+    if gap is not None and starts and now - max(starts) < gap:
+        return Refusal("throttle", policy.throttle.limit if policy.throttle else 0, 1)
+    return None
+
+
+def next_start_at(policy: KeyedPolicy, starts: list[int], now: int, strategy: str) -> int:
+    """When the key is expected to let one more job start (``on_limit: "reschedule"``):
+    the oldest start of a full window leaves it, the throttle's gap has passed; for a
+    full concurrency limit, :data:`CONCURRENCY_RETRY_MS` from now. ``starts`` may hold
+    the times already promised to jobs rescheduled before this one."""
+    at = now + CONCURRENCY_RETRY_MS if strategy == "concurrency" else now
+    ordered = sorted(starts)
+    rate = policy.rate
+    if rate is not None and len(ordered) >= rate.limit:
+        at = max(at, ordered[len(ordered) - rate.limit] + rate.period_ms)
+    gap = policy.throttle_gap_ms
+    if gap is not None and ordered:
+        at = max(at, ordered[-1] + gap)
+    return at
+
+
+def overridden(policy: KeyedPolicy, override: dict[str, Any] | None, now: int) -> KeyedPolicy:
+    """``policy`` with the limits of an operator's override (``PUT
+    /ojs/v1/rate-limits/{key}``) in place of its own, until the override expires."""
+    if not override:
+        return policy
+    expires_at = override.get("expires_at")
+    if expires_at is not None and now >= expires_at:
+        return policy
+    limits = keyed_policy({"key": policy.key, **override.get("limits", {})})
+    assert limits is not None
+    fields = override.get("limits", {})
+    return KeyedPolicy(
+        key=policy.key,
+        concurrency=limits.concurrency if "concurrency" in fields else policy.concurrency,
+        rate=limits.rate if "rate" in fields else policy.rate,
+        throttle=limits.throttle if "throttle" in fields else policy.throttle,
+        on_limit=policy.on_limit,
+    )
+
+
+def parse_override(body: object, now: int) -> dict[str, Any]:
+    """The body of ``PUT /ojs/v1/rate-limits/{key}`` (ojs-rate-limiting §10.2) as stored:
+    ``{"limits": {...}, "expires_at": ms | None}``. Each of ``concurrency``, ``rate``,
+    ``throttle`` given replaces the jobs' own (``null``: none of that kind meanwhile)."""
+    if not isinstance(body, dict):
+        raise _bad("body", "must be a JSON object", None)
+    limits = {name: body[name] for name in ("concurrency", "rate", "throttle") if name in body}
+    if "rate" in limits and "period" in body:
+        limits["period"] = body["period"]
+    if not limits:
+        raise InvalidRequest(
+            "An override names at least one of 'concurrency', 'rate', 'throttle'.",
+            details={"field": "concurrency"},
+        )
+    keyed_policy({"key": "override", **limits})  # raises on a malformed limit
+    expires_at = body.get("expires_at")
+    if expires_at is not None:
+        expires_at = parse_timestamp(expires_at, "expires_at")
+        if expires_at <= now:
+            raise _bad("expires_at", "must be in the future", body["expires_at"])
+    return {"limits": limits, "expires_at": expires_at}
 
 
 def _window(value: object, sibling_period: object, field: str) -> Window | None:

@@ -38,6 +38,7 @@ class Event(StrEnum):
     REQUEUE = "requeue"  # the worker handed the job back (nack with requeue)
     EXPIRE = "expire"  # expires_at passed before the job started
     MANUAL_RETRY = "manual_retry"  # dead-letter retry
+    RESCHEDULE = "reschedule"  # its rate-limit key refused it (on_limit "reschedule")
 
 
 TERMINAL = frozenset({State.COMPLETED, State.CANCELLED, State.DISCARDED})
@@ -62,6 +63,7 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.RETRYABLE, Event.EXPIRE): State.DISCARDED,
     (State.PENDING, Event.EXPIRE): State.DISCARDED,
     (State.DISCARDED, Event.MANUAL_RETRY): State.AVAILABLE,
+    (State.AVAILABLE, Event.RESCHEDULE): State.SCHEDULED,
 }
 
 

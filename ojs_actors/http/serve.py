@@ -13,7 +13,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from ..system import Settings, open_system
+from ..system import Settings, chaos_hook, open_system
 from ..system.tracing import TracingSettings, open_tracing
 from . import workers
 from .app import HttpSettings, create_app
@@ -125,6 +125,8 @@ async def serve(
                 async with trio.open_nursery() as watching:
                     if config.parent_fd is not None:
                         watching.start_soon(wait_for_parent_exit, config.parent_fd)
+                    if chaos_hook.enabled():
+                        await watching.start(chaos_hook.kill_on_signal, system)
                     task_status.started()  # SIGINT and SIGTERM are ours before serving
                     async for signum in signals:
                         log.info("received %s, shutting down", signal.Signals(signum).name)

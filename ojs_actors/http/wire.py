@@ -15,7 +15,8 @@ from werkzeug.exceptions import HTTPException
 
 from ..core import InternalError, InvalidPayload, InvalidRequest, NotFound, OJSError, new_id
 from ..system import System
-from .asgi import BODY, MEDIA_TYPE, REQUEST_ID, scope_items, until_client_leaves
+from ..system.backpressure import BLOCK_WAIT, parse_block_timeout
+from .asgi import BODY, MEDIA_TYPE, REQUEST_ID, header, scope_items, until_client_leaves
 
 ACCEPTED_MEDIA_TYPES = (MEDIA_TYPE, "application/json")
 MAX_JSON_DEPTH = 64
@@ -83,7 +84,26 @@ async def answer(
     receive: ASGIReceiveCallable | None,
 ) -> JsonReply | None:
     """``route``'s reply to ``body``; ``None`` if the request waited and its client left
-    meanwhile (the wait is then cancelled). ``receive``: see :func:`until_client_leaves`."""
+    meanwhile (the wait is then cancelled). ``receive``: see :func:`until_client_leaves`.
+    An ``OJS-Block-Timeout`` header is the wait for room in a full queue (ojs-backpressure
+    §5.2) of the enqueues it makes."""
+    block = header(scope, b"ojs-block-timeout")
+    if block is not None:
+        token = BLOCK_WAIT.set(parse_block_timeout(block))
+        try:
+            return await _answer(route, system, body, scope, receive)
+        finally:
+            BLOCK_WAIT.reset(token)
+    return await _answer(route, system, body, scope, receive)
+
+
+async def _answer(
+    route: JsonRoute,
+    system: System,
+    body: dict[str, Any],
+    scope: HTTPScope,
+    receive: ASGIReceiveCallable | None,
+) -> JsonReply | None:
     if route.may_wait is None or not route.may_wait(body):
         return await route.handle(system, body)
     reply: JsonReply | None = None

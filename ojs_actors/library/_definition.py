@@ -10,8 +10,9 @@ from typing import Any, TypedDict, Unpack
 
 import trio
 
-from ..core import DEFAULT_POLICY, Job, RetryPolicy, parse_enqueue, parse_policy
+from ..core import DEFAULT_POLICY, InvalidRequest, Job, RetryPolicy, parse_enqueue, parse_policy
 from ..core.timefmt import format_duration_ms, format_ms
+from ..core.version_routes import parse_version_range
 from ..system import Handler, System
 
 SERVER_TIMEOUT_MARGIN = 5.0
@@ -86,6 +87,10 @@ class JobDefinition:
     """Seconds a handler may run; past it, it is cancelled and the attempt fails with
     :class:`JobTimeout`. ``None``: no limit but the lease's."""
     priority: int = 0
+    versions: str = "*"
+    """The job versions the handler takes (ojs-job-versioning §8.1: ``"*"``, ``"2.0"``,
+    ``">=1.0 <3.0"``); a worker group running it is handed no job of this type outside
+    them (they stay ``available`` for another worker)."""
 
     def __post_init__(self) -> None:
         if not callable(self.handler):
@@ -98,6 +103,10 @@ class JobDefinition:
         if self.timeout is not None and not self.timeout > 0:
             raise ValueError(f"the timeout of {self.name!r} must be > 0 seconds")
         object.__setattr__(self, "retry", retry_policy(self.retry, self.retries))
+        try:
+            parse_version_range(self.versions)
+        except InvalidRequest as error:
+            raise ValueError(f"the versions of {self.name!r}: {error.message}") from None
         parse_enqueue(self.request(), 0)  # the name, queue and priority, checked as OJS would
 
     @property

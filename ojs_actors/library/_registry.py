@@ -53,17 +53,25 @@ class JobRegistry:
         retry: RetryPolicy | Mapping[str, Any] | None = None,
         timeout: float | None = None,
         priority: int = 0,
+        versions: str = "*",
     ) -> Callable[[Handler], JobDefinition]:
         """A decorator registering the ``async def`` below it as the handler of ``name``;
         the decorated name is then the :class:`JobDefinition` (``.enqueue(system, *args)``).
         ``retry``: a :class:`RetryPolicy` or its OJS wire form; ``retries``: retries after
-        the first attempt (``max_attempts - 1``)."""
+        the first attempt (``max_attempts - 1``); ``versions``: the job versions the
+        handler takes (:attr:`JobDefinition.versions`)."""
         policy = retry_policy(retry, retries)
 
         def register(handler: Handler) -> JobDefinition:
             return self.register(
                 JobDefinition(
-                    name, handler, queue=queue, retry=policy, timeout=timeout, priority=priority
+                    name,
+                    handler,
+                    queue=queue,
+                    retry=policy,
+                    timeout=timeout,
+                    priority=priority,
+                    versions=versions,
                 )
             )
 
@@ -97,6 +105,15 @@ class JobRegistry:
         """Job type -> handler as a worker group runs it (limited to its timeout)."""
         return {name: definition.runner() for name, definition in self._definitions.items()}
 
+    def versions(self) -> dict[str, str]:
+        """Job type -> the version range its definition takes, for those narrower than
+        ``"*"`` (what a worker group declares, ojs-job-versioning §8.1)."""
+        return {
+            name: definition.versions
+            for name, definition in self._definitions.items()
+            if definition.versions.strip() != "*"
+        }
+
     # -- running ------------------------------------------------------------------------
 
     def worker_group(
@@ -111,10 +128,12 @@ class JobRegistry:
         grace_period: float = 30.0,
         heartbeat_interval: float = 30.0,
         on_settled: Callable[[Sequence[Job]], None] | None = None,
+        tenant: str | None = None,
     ) -> AbstractAsyncContextManager[WorkerGroup]:
         """:meth:`System.worker_group` running every registered handler on ``queues``
         (default: :attr:`queues`); every handler, so a job enqueued on another queue than
-        its definition's still finds its own."""
+        its definition's still finds its own. ``tenant``: work for that tenant only. The
+        group declares each definition's ``versions``: it is handed no job outside them."""
         if not self._definitions:
             raise ValueError("the registry has no job definitions to run")
         return system.worker_group(
@@ -127,6 +146,8 @@ class JobRegistry:
             grace_period=grace_period,
             heartbeat_interval=heartbeat_interval,
             on_settled=on_settled,
+            tenant=tenant,
+            versions=self.versions(),
         )
 
     def __repr__(self) -> str:

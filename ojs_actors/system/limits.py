@@ -4,22 +4,27 @@ queue's record; keys are read from their partitions (:mod:`.rate_limits`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from ..backends import Backend
-from ..core import Job, NotFound, parse_queue_name
-from ..core.rate_policy import KEY_PATTERN
-from .backpressure import Bound
+from ..core import Job, parse_queue_name
+from .backpressure import BLOCK_WAIT, Bound, PressureLog
 from .clock import Clock
 from .queue_messages import SetBound
-from .rate_limits import KeyedLimiter, rate_headers
+from .rate_limit_keys import RateLimitKeys
+from .rate_limits import KeyedLimiter, policy_of
 from .routing import QueueRouter
+
+T = TypeVar("T")
 
 
 class Limits:
     def __init__(self, router: QueueRouter, backend: Backend, clock: Clock) -> None:
         self._router = router
-        self._keys = KeyedLimiter(backend, clock)
+        self._keys = RateLimitKeys(KeyedLimiter(backend, clock))
+        self._pressure = router.pressure
+        self._pressure_log = PressureLog(backend, clock)
         self.pressure_headers = router.pressure.headers
         """``X-OJS-Queue-*`` warning headers of a bounded queue under pressure (§7.3)."""
 
@@ -33,18 +38,47 @@ class Limits:
         record: dict[str, Any] = await self._router.ask(parse_queue_name(queue), SetBound(bound))
         return record
 
+    async def blocking(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()`` (an enqueue), waiting for room in a full queue of the ``block``
+        strategy for as long as the request allows (:data:`.backpressure.BLOCK_WAIT`,
+        ojs-backpressure §5.2); 429 ``QUEUE_FULL`` after that."""
+        return await self._pressure.blocking(attempt, BLOCK_WAIT.get(), self._pressure_log)
+
     async def rate_limit(self, key: str) -> dict[str, Any]:
         """A rate-limit key's state; :class:`NotFound` if no job ever named it."""
-        state = await self._keys.inspect(key) if KEY_PATTERN.fullmatch(key) else None
-        if state is None:
-            raise NotFound(
-                f"Rate limit key '{key}' not found.",
-                details={"resource_type": "rate_limit", "resource_id": key},
-            )
-        return state
+        return await self._keys.inspect(key)
 
     async def rate_limits(self) -> list[dict[str, Any]]:
         return await self._keys.list()
+
+    async def override_rate_limit(self, key: str, body: object) -> dict[str, Any]:
+        """An operator's limits for ``key`` in place of its jobs' (ojs-rate-limiting §10.2)."""
+        return await self._keys.set_override(key, body)
+
+    async def clear_rate_limit_override(self, key: str) -> dict[str, Any]:
+        return await self._keys.clear_override(key)
+
+    async def set_queue_rate_limit(self, queue: str, body: object) -> dict[str, Any]:
+        """A queue's own rate limit (ojs-rate-limiting §7.2), over all its jobs."""
+        return await self._keys.set_queue_limit(queue, body)
+
+    async def queue_rate_limit(self, queue: str) -> dict[str, Any]:
+        return await self._keys.queue_limit(queue)
+
+    async def clear_queue_rate_limit(self, queue: str) -> dict[str, Any]:
+        return await self._keys.clear_queue_limit(queue)
+
+
+def rate_headers(job: Job) -> dict[str, str]:
+    """``X-RateLimit-Limit`` of an enqueue response for a job with a keyed window or
+    throttle (ojs-rate-limiting §10.4): the most starts its key allows per window."""
+    policy = policy_of(job)
+    if policy is None:
+        return {}
+    window = policy.rate or policy.throttle
+    if window is None:
+        return {}
+    return {"X-RateLimit-Limit": str(window.limit)}
 
 
 __all__ = ["Limits"]

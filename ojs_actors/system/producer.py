@@ -16,6 +16,7 @@ from .outbox_gate import OutboxGate
 from .queue_messages import Enqueue, EnqueueBatch, Hold
 from .routing import QueueRouter
 from .schemas import SchemaRegistry
+from .tenant_limits import TenantGuard
 
 if TYPE_CHECKING:
     from .tracing_spans import JobTracer
@@ -25,12 +26,18 @@ log = logging.getLogger("ojs_actors.system")
 
 class Producer:
     def __init__(
-        self, router: QueueRouter, clock: Clock, gate: OutboxGate, schemas: SchemaRegistry
+        self,
+        router: QueueRouter,
+        clock: Clock,
+        gate: OutboxGate,
+        schemas: SchemaRegistry,
+        tenants: TenantGuard,
     ) -> None:
         self._router = router
         self._clock = clock
         self._gate = gate
         self._schemas = schemas
+        self._tenants = tenants
 
     async def enqueue(self, request: dict[str, Any] | Job) -> Job:
         """Validate, store durably, and return the job with its system-managed fields.
@@ -41,6 +48,13 @@ class Producer:
         job = request if isinstance(request, Job) else parse_enqueue(request, self._clock())
         job = tenancy.place(job)
         await self._schemas.check((job,))
+        limited = await self._tenants.settle((job,))
+        if limited:  # checked and stored in the tenant's turn (ojs-multi-tenancy §8.2)
+            async with self._tenants.admitting(limited, (job,)):
+                return await self._enqueue_one(job)
+        return await self._enqueue_one(job)
+
+    async def _enqueue_one(self, job: Job) -> Job:
         if tracing.current is not None:
             return await self._enqueue_traced(job, tracing.current)
         await self._gate.admit()
@@ -70,6 +84,13 @@ class Producer:
                 error.details = {"index": index, **error.details}
                 raise
         await self._schemas.check(jobs, batch=True)
+        limited = await self._tenants.settle(jobs)
+        if limited:  # the whole batch or none of it (ojs-multi-tenancy §8.2)
+            async with self._tenants.admitting(limited, jobs):
+                return await self._traced_batch(jobs)
+        return await self._traced_batch(jobs)
+
+    async def _traced_batch(self, jobs: Sequence[Job]) -> list[Job]:
         if tracing.current is not None:
             with tracing.current.enqueue(jobs, batch=True):
                 return await self._enqueue_batch(jobs)

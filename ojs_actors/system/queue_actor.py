@@ -13,9 +13,9 @@ jobs (transitions by compare-and-set, a cache of the versions it claimed) is
 :mod:`.queue_writes`; its enqueue side (runs of enqueues, batches spanning queues, the
 hand-over to a waiting worker) is :class:`~.queue_intake.QueueIntake`; the verdicts of
 its depth bound are :class:`~.backpressure.DepthGuard`; the admission of claimed jobs by
-their rate-limit keys (claim rounds, hand-back of refused jobs) is
-:class:`~.rate_limits.KeyedAdmission`. The actor keeps the queue's record (and its
-freshness) and the claim and transition side.
+their rate-limit keys and by the claiming worker's version declarations (claim rounds,
+hand-back of refused jobs) is :class:`~.rate_limits.KeyedAdmission`. The actor keeps
+the queue's record (and its freshness) and the claim and transition side.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ..backends import Backend, RateLimit, UpdateAndClaim
 from ..backends.base import timers_of
 from ..core import BackendUnavailable, Job, OJSError, State
 from ..core.errors import QueueFull
-from .backpressure import Bound, DepthGuard, PressureBoard
+from .backpressure import Bound, DepthGuard, PressureBoard, PressureLog
 from .clock import Clock
 from .queue_intake import QueueIntake, answer
 from .queue_messages import (
@@ -41,9 +41,11 @@ from .queue_messages import (
     SetBound,
     SetPaused,
 )
+from .queue_rate_limit import QueueLimiter
 from .queue_writes import Changes, TransitionWriter
-from .rate_limits import KeyedAdmission, KeyedLimiter
+from .rate_limits import KeyedAdmission
 from .signals import Signals
+from .tenant_limits import TenantSlots
 
 ChangeHook = Callable[[Changes], None]
 """Told of every stored job change as ``(state before or None if new, job)``; must not wait."""
@@ -62,6 +64,7 @@ class QueueActor(Actor):
         on_change: ChangeHook | None = None,
         refresh_interval: float = 1.0,
         pressure: PressureBoard | None = None,
+        tenant_slots: TenantSlots | None = None,
     ) -> None:
         self.queue = queue
         self.refresh_interval_ms = int(refresh_interval * 1000)
@@ -79,9 +82,13 @@ class QueueActor(Actor):
         self.paused_at: int | None = None
         self.max_per_second: int | None = None
         """Rate limit adopted from the newest job that set ``options.rate_limit``."""
-        self._depth = DepthGuard(queue, backend, pressure)
+        self._pressure = pressure
         self._writer = TransitionWriter(queue, backend, clock, self._after_store)
-        self._keys = KeyedAdmission(KeyedLimiter(backend, clock), self._writer)
+        self._depth = DepthGuard(
+            queue, backend, pressure, PressureLog(backend, clock), self._writer
+        )
+        limiter = QueueLimiter(backend, clock, queue, self.refresh_interval_ms)
+        self._keys = KeyedAdmission(limiter, self._writer, tenant_slots)
         self._intake = QueueIntake(
             queue,
             backend,
@@ -187,12 +194,14 @@ class QueueActor(Actor):
             return await self._intake.enqueue_batch(message)
         return await super().receive(message)
 
-    async def _over_bound(self, sizes: Sequence[int]) -> list[QueueFull | None] | None:
+    async def _over_bound(
+        self, sizes: Sequence[int], job_types: Sequence[str | None] | None = None
+    ) -> list[QueueFull | None] | None:
         """The depth bound's verdicts on enqueues of ``sizes`` (:meth:`DepthGuard.verdicts`),
         the record re-read first if stale: bounded meanwhile through another process?"""
         if self._record_stale():
             await self._refresh()
-        return await self._depth.verdicts(sizes)
+        return await self._depth.verdicts(sizes, job_types)
 
     def _record_stale(self) -> bool:
         refreshed_at = self._refreshed_at
@@ -232,7 +241,7 @@ class QueueActor(Actor):
             )
             return self._claimed(claimed, expired)
 
-        return await self._keys.claim(message.count, take)  # keyed admission, in rounds
+        return await self._keys.claim(message.count, take, message.admission())  # in rounds
 
     def _rate(self) -> RateLimit | None:
         return RateLimit(self.max_per_second) if self.max_per_second is not None else None
@@ -271,7 +280,8 @@ class QueueActor(Actor):
         cannot be: the backend lacks the part, the claim would re-read the queue's record
         first, or a job of the run is not one this actor claimed (it needs a read)."""
         backend = self._update_and_claim
-        if backend is None or not self._record_fresh():
+        tenant = self._keys.tenant  # at a tenant concurrency limit: claimed on its own
+        if backend is None or not self._record_fresh() or (tenant and tenant.limited()):
             return False
         writer = self._writer
         first = writer.first_round_from_claimed(
@@ -297,7 +307,9 @@ class QueueActor(Actor):
         retry = writer.written(first, stored)
         claim_answer: list[Job] | OJSError
         try:
-            claim_answer, _ = await self._keys.admit(self._claimed(claimed, expired))
+            claim_answer, _ = await self._keys.admit(
+                self._claimed(claimed, expired), message.admission()
+            )
         except BackendUnavailable as error:  # unadmitted jobs come back when their lease ends
             claim_answer = error
         try:
@@ -339,17 +351,24 @@ class QueueActor(Actor):
         ready: set[str] = set()
         earliest_timer: int | None = None
         handing_back = self._keys.handing_back
+        tenant_limited = self._keys.slot_limited()
+        freed = False
         for before, job in changes:
+            freed = freed or (before is not None and job.state.terminal and not before.terminal)
             if job.state is State.AVAILABLE:
                 if not handing_back:
                     ready.add(job.queue)
-            elif before is State.ACTIVE and job.rate_limit and "key" in job.rate_limit:
-                ready.add(job.queue)  # a slot of its key is free: jobs waiting on it may go
+            elif before is State.ACTIVE and (
+                tenant_limited or (job.rate_limit and "key" in job.rate_limit)
+            ):
+                ready.add(job.queue)  # a slot of its key (tenant) is free: waiting jobs may go
             for due in timers_of(job):
                 if earliest_timer is None or due < earliest_timer:
                     earliest_timer = due
         if earliest_timer is not None:
             self.signals.timer_added(earliest_timer)
+        if freed and self._pressure is not None and self._depth.bound is not None:
+            self._pressure.freed(self.queue)  # enqueues blocked on the bound try again
         for queue in ready:
             self.signals.notify_ready(queue)
 

@@ -50,7 +50,9 @@ class QueueIntake:
         keys: KeyedAdmission,
         *,
         after_store: Callable[[Changes], None],
-        over_bound: Callable[[Sequence[int]], Awaitable[list[QueueFull | None] | None]],
+        over_bound: Callable[
+            [Sequence[int], Sequence[str | None]], Awaitable[list[QueueFull | None] | None]
+        ],
         may_hand_over: Callable[[], bool],
         adopt_rate_limit: Callable[[Sequence[Job]], Awaitable[None]],
     ) -> None:
@@ -74,7 +76,10 @@ class QueueIntake:
         """One backend call for all the enqueues of the run (with the claim of a worker
         of this process waiting on the queue, if there is one)."""
         jobs = [job for envelope in run for job in envelope.message.jobs]
-        refused = await self._over_bound([len(envelope.message.jobs) for envelope in run])
+        refused = await self._over_bound(
+            [len(envelope.message.jobs) for envelope in run],
+            [envelope.message.jobs[0].type if envelope.message.jobs else None for envelope in run],
+        )
         if refused is not None and any(refused):
             for envelope, error in zip(run, refused, strict=True):
                 if error is not None:
@@ -101,6 +106,9 @@ class QueueIntake:
         now (the queue not paused, no rate limit to count first)."""
         if not self._may_hand_over():
             return None
+        tenant = self._keys.tenant
+        if tenant is not None and tenant.limited():
+            return None  # a tenant's concurrency limit caps its claims first
         if not any(job.state is State.AVAILABLE for job in jobs):
             return None
         return self.signals.take_idle_claim(self.queue)
@@ -122,7 +130,8 @@ class QueueIntake:
             )
         self._writer.remember_claimed(claimed)
         self._after_store([(State.AVAILABLE, job) for job in (*claimed, *expired)])
-        claimed, _ = await self._keys.admit(claimed)
+        routes = idle.routes
+        claimed, _ = await self._keys.admit(claimed, None if routes is None else routes.accepts)
         if claimed and not idle.deliver(claimed):
             await self._writer.apply([(job.id, lifecycle.requeue) for job in claimed])
         return results
@@ -135,7 +144,8 @@ class QueueIntake:
         batch.taken = True
         mine: Results = []
         try:
-            await self._check_bound(sum(1 for job in batch.jobs if job.queue == self.queue))
+            mine_only = [job for job in batch.jobs if job.queue == self.queue]
+            await self._check_bound(len(mine_only), mine_only[0].type if mine_only else None)
             results = await self.backend.insert_jobs(batch.jobs, atomic=True)
             if not any(isinstance(result, OJSError) for result in results):
                 mine = self._hand_out(batch, results)
@@ -156,9 +166,9 @@ class QueueIntake:
             hold.results = by_queue.get(queue, [])
         return by_queue[self.queue]
 
-    async def _check_bound(self, size: int) -> None:
+    async def _check_bound(self, size: int, job_type: str | None = None) -> None:
         """Raise :class:`QueueFull` if ``size`` more jobs would pass the queue's bound."""
-        verdicts = await self._over_bound([size])
+        verdicts = await self._over_bound([size], [job_type])
         if verdicts and verdicts[0] is not None:
             raise verdicts[0]
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import trio
 
 from ..backends import Deduplicated
 from ..core import Job, OJSError
+from ..core.version_routes import VersionRoutes
 from .backpressure import Bound
 from .transitions import Transition
 
@@ -58,6 +59,28 @@ class Claim:
     count: int
     worker_id: str | None
     visibility_ms: int | None
+    routes: VersionRoutes | None = None
+    """The worker's version declarations (ojs-job-versioning §8): jobs it may not take
+    are handed back at once, as jobs refused by their rate-limit keys are."""
+    handed_back: set[str] = field(default_factory=set)
+    """Filled by the actor: the jobs this claim took and handed back as outside
+    ``routes`` (the claimer then waits for its next poll, not for the wake-up their
+    return to the queue may send)."""
+
+    def admission(self) -> Callable[[Job], bool] | None:
+        """Whether the claiming worker may take a job (``routes``), noting in
+        :attr:`handed_back` those it may not; ``None``: it may take any."""
+        routes = self.routes
+        if routes is None:
+            return None
+
+        def accepts(job: Job) -> bool:
+            if routes.accepts(job):
+                return True
+            self.handed_back.add(job.id)
+            return False
+
+        return accepts
 
 
 @dataclass(slots=True)

@@ -11,28 +11,47 @@ ack, a nack, a lease expiry or a cancellation through any process frees its slot
 a write of its own.
 
 The queue's claim stays one atomic backend step; a claimed job that its key refuses is
-handed back at once (``requeue``: the attempt is not spent) and stays ``available``
-(``on_limit: "wait"``). :class:`KeyedLimiter` holds the partitions; :class:`KeyedAdmission`
-is a QueueActor's use of them (policies registered at enqueue, admission and hand-back at
-claim).
+handed back at once, its attempt unspent, as its ``on_limit`` says: ``available``
+(``"wait"``), ``scheduled`` for when the key should admit it (``"reschedule"``) or
+discarded (``"drop"``). The partition also holds an operator's override of the limits,
+the jobs refused and not admitted since, and whether the key is refusing, from which
+come the ``rate_limit.*`` events, written in the same compare-and-set.
+:class:`KeyedLimiter` holds the partitions; :class:`KeyedAdmission` is a QueueActor's use
+of them (policies registered at enqueue, admission and hand-back at claim).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from ..backends import Backend
-from ..core import Job, State, format_ms, lifecycle
-from ..core.rate_policy import KeyedPolicy, keyed_policy
+from ..core import Job, State, lifecycle
+from ..core.events import envelope, new_event_id
+from ..core.rate_policy import (
+    KeyedPolicy,
+    Refusal,
+    keyed_policy,
+    next_start_at,
+    overridden,
+    refusal,
+)
 from .clock import Clock
 from .queue_writes import TransitionWriter
+from .transitions import Transition
+
+if TYPE_CHECKING:
+    from .tenant_limits import TenantSlots
 
 PREFIX = "ratelimit:"
 MAX_CAS_ATTEMPTS = 5
 KEYED_CLAIM_ROUNDS = 3
 """Claims one fetch makes while jobs come back refused by their rate-limit keys."""
+MAX_WAITING = 1_000
+"""Refused jobs a partition remembers (for ``rate_limit.released`` and
+``waiting_count``), the oldest forgotten first."""
 
 
 def policy_of(job: Job) -> KeyedPolicy | None:
@@ -48,6 +67,13 @@ class Partition:
     active: list[str]
     starts: list[int]
     version: int | None
+    override: dict[str, Any] | None = None
+    """An operator's limits in place of the jobs' (``PUT /ojs/v1/rate-limits/{key}``)."""
+    waiting: dict[str, str] = field(default_factory=dict)
+    """Jobs the key refused and has not admitted since: id -> the limit that held them."""
+    exceeded: str | None = None
+    """The limit that refused the last job, until the key admits one again: one
+    ``rate_limit.exceeded`` event per such spell, not one per refused claim."""
 
     @classmethod
     def of(cls, loaded: tuple[dict[str, Any], int] | None) -> Partition:
@@ -59,6 +85,9 @@ class Partition:
             list(state.get("active") or []),
             list(state.get("starts") or []),
             version,
+            state.get("override"),
+            dict(state.get("waiting") or {}),
+            state.get("exceeded"),
         )
 
     def record(self, key: str, now: int) -> dict[str, Any]:
@@ -67,14 +96,30 @@ class Partition:
             "policy": self.policy,
             "active": self.active,
             "starts": self.starts,
+            "override": self.override,
+            "waiting": self.waiting,
+            "exceeded": self.exceeded,
             "updated_at": now,
         }
 
 
+@dataclass(slots=True)
+class Decision:
+    """What a key decided for the jobs of one claim, and the events it tells."""
+
+    taken: set[str] = field(default_factory=set)
+    refused: dict[str, Transition] = field(default_factory=dict)
+    """The transition handing each refused job back (``on_limit``)."""
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
 class KeyedLimiter:
-    def __init__(self, backend: Backend, clock: Clock) -> None:
+    def __init__(self, backend: Backend, clock: Clock, *, prefix: str = PREFIX) -> None:
+        """``prefix``: of the partitions' snapshot keys (another than the rate-limit keys'
+        books slots without the ``rate_limit.*`` events)."""
         self.backend = backend
         self.clock = clock
+        self.prefix = prefix
 
     async def register(self, jobs: Sequence[Job]) -> None:
         """Record the policy of each key among ``jobs`` (the newest wins), so the key can be
@@ -85,20 +130,38 @@ class KeyedLimiter:
                 assert job.rate_limit is not None
                 newest[job.rate_limit["key"]] = job.rate_limit
         for key, raw in newest.items():
-            for _ in range(MAX_CAS_ATTEMPTS):
-                part = Partition.of(await self.backend.load_snapshot_versioned(PREFIX + key))
-                if part.version is not None and part.policy == raw:
-                    break
-                part.policy = raw
-                saved = await self.backend.save_snapshot_if(
-                    PREFIX + key, part.record(key, self.clock()), part.version
-                )
-                if saved is not None:
-                    break
+            await self.update(key, partial(_set_policy, raw))
 
-    async def admit(self, claimed: Sequence[Job]) -> tuple[list[Job], list[Job]]:
+    limits_all = False
+    """Whether every job claimed is limited (a queue's own limit, :mod:`.queue_rate_limit`)."""
+
+    async def refresh(self) -> None:
+        """Re-read what :attr:`limits_all` depends on (nothing, here)."""
+
+    async def update(
+        self, key: str, change: Callable[[Partition], bool], *, create: bool = True
+    ) -> Partition | None:
+        """Apply ``change`` to the key's partition by compare-and-set (it returns whether
+        it changed anything); the partition as stored, ``None`` if the key is unknown
+        and ``create`` is false."""
+        for _ in range(MAX_CAS_ATTEMPTS):
+            part = Partition.of(await self.backend.load_snapshot_versioned(self.prefix + key))
+            if part.version is None and not create:
+                return None
+            if not change(part) and part.version is not None:
+                return part
+            saved = await self.backend.save_snapshot_if(
+                self.prefix + key, part.record(key, self.clock()), part.version
+            )
+            if saved is not None:
+                part.version = saved
+                return part
+        return None
+
+    async def admit(self, claimed: Sequence[Job]) -> tuple[list[Job], dict[str, Transition]]:
         """Split jobs just claimed into those their keys let start now and those to hand
-        back; jobs without a keyed policy are admitted without a backend call."""
+        back (each with its transition); jobs without a keyed policy are admitted
+        without a backend call."""
         admitted: list[Job] = []
         by_key: dict[str, list[tuple[Job, KeyedPolicy]]] = {}
         for job in claimed:
@@ -107,173 +170,221 @@ class KeyedLimiter:
                 admitted.append(job)
             else:
                 by_key.setdefault(policy.key, []).append((job, policy))
-        refused: list[Job] = []
+        refused: dict[str, Transition] = {}
         for key, group in by_key.items():
-            taken = await self._admit_key(key, group)
+            decision = await self._admit_key(key, group)
             for job, _ in group:
-                (admitted if job.id in taken else refused).append(job)
+                if job.id in decision.taken:
+                    admitted.append(job)
+                else:
+                    refused[job.id] = decision.refused.get(job.id, lifecycle.requeue)
         return admitted, refused
 
-    async def _admit_key(self, key: str, group: Sequence[tuple[Job, KeyedPolicy]]) -> set[str]:
-        """The ids of ``group`` the key admits, booked by compare-and-set; none if the
-        partition kept changing under us (they wait for the next fetch)."""
+    async def holders(self, key: str) -> list[str]:
+        """The jobs holding a slot of ``key`` that are still active."""
+        loaded = await self.backend.load_snapshot_versioned(self.prefix + key)
+        return await self._still_active(Partition.of(loaded).active)
+
+    async def admit_key(self, key: str, group: Sequence[tuple[Job, KeyedPolicy]]) -> set[str]:
+        """The ids of ``group`` the key admits, booked (the others wait: no events)."""
+        return (await self._admit_key(key, group)).taken
+
+    async def _admit_key(self, key: str, group: Sequence[tuple[Job, KeyedPolicy]]) -> Decision:
+        """What the key decides for ``group``, booked by compare-and-set; nothing taken
+        if the partition kept changing under us (they wait for the next fetch)."""
         for _ in range(MAX_CAS_ATTEMPTS):
-            part = Partition.of(await self.backend.load_snapshot_versioned(PREFIX + key))
+            part = Partition.of(await self.backend.load_snapshot_versioned(self.prefix + key))
             now = self.clock()
             live = await self._still_active(part.active)
-            keep_ms = max(policy.window_ms for _, policy in group)
+            policies = [(job, overridden(p, part.override, now)) for job, p in group]
+            keep_ms = max(policy.window_ms for _, policy in policies)
             starts = [at for at in part.starts if at > now - keep_ms]
-            taken: set[str] = set()
-            for job, policy in group:
-                if _allows(policy, job.id, live, starts, now):
-                    taken.add(job.id)
-                    if job.id not in live:
-                        live.append(job.id)
-                    if policy.window_ms:
-                        starts.append(now)
-            if not taken and live == part.active and starts == part.starts:
-                return taken  # nothing to book
+            before = (live[:], starts[:], dict(part.waiting), part.exceeded)
+            decision = _decide(key, part, policies, live, starts, now)
+            if self.prefix != PREFIX:  # slots of something else than a rate-limit key
+                decision.events, part.waiting, part.exceeded = [], {}, None
+            if not decision.events and (live, starts, part.waiting, part.exceeded) == before:
+                return decision  # nothing to book
             part.active, part.starts = live, starts
-            if not part.policy and group:
+            if not part.policy and group and not key.startswith("@"):  # "@queue:": §7.2
                 part.policy = dict(group[-1][0].rate_limit or {})
             saved = await self.backend.save_snapshot_if(
-                PREFIX + key, part.record(key, now), part.version
+                self.prefix + key, part.record(key, now), part.version, events=decision.events
             )
             if saved is not None:
-                return taken
-        return set()
+                return decision
+        return Decision()
 
     async def _still_active(self, holders: list[str]) -> list[str]:
-        if not holders:
+        return await self.jobs_in(holders, (State.ACTIVE,))
+
+    async def jobs_in(self, ids: list[str], states: tuple[State, ...]) -> list[str]:
+        if not ids:
             return []
-        jobs = await self.backend.get_jobs(holders)
+        jobs = await self.backend.get_jobs(ids)
         return [
             job_id
-            for job_id, job in zip(holders, jobs, strict=True)
-            if job is not None and job.state is State.ACTIVE
+            for job_id, job in zip(ids, jobs, strict=True)
+            if job is not None and job.state in states
         ]
 
-    async def inspect(self, key: str) -> dict[str, Any] | None:
-        """The partition's state (ojs-rate-limiting §10.1); ``None`` if the key is unknown."""
-        loaded = await self.backend.load_snapshot_versioned(PREFIX + key)
-        if loaded is None:
-            return None
-        part = Partition.of(loaded)
-        return await self._describe(key, part)
 
-    async def list(self) -> list[dict[str, Any]]:
-        """Every known partition, by key (ojs-rate-limiting §10.3)."""
-        records = await self.backend.list_snapshots(PREFIX)
-        described = []
-        for name in sorted(records):
-            state = records[name]
-            part = Partition.of((state, 0))
-            described.append(await self._describe(name[len(PREFIX) :], part))
-        return described
-
-    async def _describe(self, key: str, part: Partition) -> dict[str, Any]:
-        now = self.clock()
-        policy = keyed_policy(part.policy) if part.policy else None
-        live = await self._still_active(part.active)
-        wire: dict[str, Any] = {"key": key, "policy": part.policy}
-        if policy is None:
-            return wire
-        if policy.concurrency is not None:
-            wire["concurrency"] = {
-                "limit": policy.concurrency,
-                "active": len(live),
-                "available": max(policy.concurrency - len(live), 0),
-            }
-        else:
-            wire["concurrency"] = {"limit": None, "active": len(live), "available": None}
-        if policy.rate is not None:
-            window = [at for at in part.starts if at > now - policy.rate.period_ms]
-            wire["rate"] = {
-                "limit": policy.rate.limit,
-                "period_ms": policy.rate.period_ms,
-                "current_count": len(window),
-                "window_resets_at": format_ms(
-                    (min(window) if window else now) + policy.rate.period_ms
-                ),
-            }
-        gap = policy.throttle_gap_ms
-        if policy.throttle is not None and gap is not None:
-            last = max(part.starts, default=None)
-            wire["throttle"] = {
-                "limit": policy.throttle.limit,
-                "period_ms": policy.throttle.period_ms,
-                "next_allowed_at": format_ms(max(now, (last or now) + gap)),
-            }
-        return wire
-
-
-def _allows(policy: KeyedPolicy, job_id: str, live: list[str], starts: list[int], now: int) -> bool:
-    """Whether ``policy`` lets ``job_id`` start now, given the key's active holders and its
-    recent starts (a job already holding a slot, reclaimed, keeps it)."""
-    if policy.concurrency is not None:
-        others = len(live) - (1 if job_id in live else 0)
-        if others >= policy.concurrency:
-            return False
-    rate = policy.rate
-    if rate is not None and sum(1 for at in starts if at > now - rate.period_ms) >= rate.limit:
+def _set_policy(raw: dict[str, Any], part: Partition) -> bool:
+    if part.policy == raw:
         return False
-    gap = policy.throttle_gap_ms
-    return gap is None or not starts or now - max(starts) >= gap
+    part.policy = raw
+    return True
+
+
+def _decide(
+    key: str,
+    part: Partition,
+    policies: Sequence[tuple[Job, KeyedPolicy]],
+    live: list[str],
+    starts: list[int],
+    now: int,
+) -> Decision:
+    """Admit what the key's limits allow of ``policies`` into ``live`` and ``starts``
+    (changed in place, as ``part.waiting`` and ``part.exceeded``), with the events."""
+    decision = Decision()
+    promised = list(starts)
+    """Starts made, and those promised to jobs rescheduled in this claim."""
+    for job, policy in policies:
+        why = refusal(policy, job.id, live, starts, now)
+        if why is None:
+            decision.taken.add(job.id)
+            if job.id not in live:
+                live.append(job.id)
+            if policy.window_ms:
+                starts.append(now)
+                promised.append(now)
+            part.exceeded = None
+            held = part.waiting.pop(job.id, None)
+            if held is not None:
+                data = {"key": key, "strategy": held, "job_id": job.id, "queue": job.queue}
+                decision.events.append(_event("rate_limit.released", key, now, data))
+            continue
+        if part.exceeded is None:
+            decision.events.append(_exceeded(key, why, now))
+        part.exceeded = why.strategy
+        if policy.on_limit == "drop":
+            decision.refused[job.id] = partial(lifecycle.rate_limited, until=None)
+            part.waiting.pop(job.id, None)
+            continue
+        if policy.on_limit == "reschedule":
+            at = next_start_at(policy, promised, now, why.strategy)
+            promised.append(at)
+            decision.refused[job.id] = partial(lifecycle.rate_limited, until=at)
+        part.waiting.setdefault(job.id, why.strategy)
+        while len(part.waiting) > MAX_WAITING:
+            del part.waiting[next(iter(part.waiting))]
+    return decision
+
+
+def _exceeded(key: str, why: Refusal, now: int) -> dict[str, Any]:
+    data = {"key": key, "strategy": why.strategy, "limit": why.limit, "current": why.current}
+    return _event("rate_limit.exceeded", key, now, data)
+
+
+def _event(kind: str, key: str, now: int, data: dict[str, Any]) -> dict[str, Any]:
+    return envelope(kind, key, now, data, new_event_id())
 
 
 class KeyedAdmission:
     """A QueueActor's keyed rate limits: the policies of the jobs it stores registered,
     the jobs it claims admitted by their keys, and those refused handed back at once."""
 
-    def __init__(self, limiter: KeyedLimiter, writer: TransitionWriter) -> None:
+    def __init__(
+        self, limiter: KeyedLimiter, writer: TransitionWriter, tenant: TenantSlots | None = None
+    ) -> None:
         self._limiter = limiter
         self._writer = writer
+        self.tenant = tenant
+        """The concurrency limit of the queue's tenant (ojs-multi-tenancy §8.1), if any."""
         self.handing_back = False
         """Set while jobs refused by their rate-limit key go back: no ready wake-up for
         them (it would wake the fetch that was just refused, over and over)."""
+
+    def slot_limited(self) -> bool:
+        """Whether a job of the queue leaving ``active`` may let a waiting one start: the
+        queue's tenant or the queue itself limits concurrency."""
+        tenant = self.tenant
+        return (tenant is not None and tenant.limited()) or self._limiter.limits_all
 
     async def register(self, stored: Sequence[Job]) -> None:
         """Record the keyed policies among jobs just stored (none: no backend call)."""
         if any(job.rate_limit and "key" in job.rate_limit for job in stored):
             await self._limiter.register(stored)
 
-    async def claim(self, count: int, take: Callable[[int], Awaitable[list[Job]]]) -> list[Job]:
+    async def claim(
+        self,
+        count: int,
+        take: Callable[[int], Awaitable[list[Job]]],
+        accepts: Callable[[Job], bool] | None = None,
+    ) -> list[Job]:
         """Up to ``count`` admitted jobs of a fetch, ``take(n)`` claiming ``n`` more per
         round: refused jobs went back behind the others, so a round after them may find
-        jobs their keys admit (at most :data:`KEYED_CLAIM_ROUNDS`)."""
+        jobs their keys admit (at most :data:`KEYED_CLAIM_ROUNDS`; a round that found
+        fewer than it asked for ends them: what it handed back is all there is).
+        ``accepts``: whether the fetching worker may take a job (:meth:`admit`)."""
+        tenant = self.tenant
+        if tenant is not None:
+            room = await tenant.room()  # at the tenant's limit: nothing claimed at all
+            if room is not None:
+                count = min(count, room)
+                if count <= 0:
+                    return []
         jobs: list[Job] = []
         for _ in range(KEYED_CLAIM_ROUNDS):
-            admitted, refused = await self.admit(await take(count - len(jobs)))
+            wanted = count - len(jobs)
+            claimed = await take(wanted)
+            admitted, refused = await self.admit(claimed, accepts)
             jobs.extend(admitted)
-            if not refused or len(jobs) >= count:
+            if not refused or len(jobs) >= count or len(claimed) < wanted:
                 break
         return jobs
 
-    async def admit(self, claimed: list[Job]) -> tuple[list[Job], list[Job]]:
+    async def admit(
+        self, claimed: list[Job], accepts: Callable[[Job], bool] | None = None
+    ) -> tuple[list[Job], list[Job]]:
         """The claimed jobs their rate-limit keys let start, and those refused, handed
-        back to the queue at once (``available``, attempt unspent)."""
-        if not any(job.rate_limit for job in claimed):
+        back to the queue at once (``available``, attempt unspent). Refused first: those
+        ``accepts`` says the fetching worker may not take (its version declarations,
+        ojs-job-versioning §8.2), so they book no slot of their key."""
+        if accepts is not None and not all(map(accepts, claimed)):
+            unfit = [job for job in claimed if not accepts(job)]
+            await self._hand_back(unfit)
+            admitted, refused = await self.admit([job for job in claimed if accepts(job)])
+            return admitted, unfit + refused
+        tenant = self.tenant
+        limited = tenant is not None and claimed and tenant.limited()
+        if claimed:
+            await self._limiter.refresh()
+        if not (limited or self._limiter.limits_all or any(job.rate_limit for job in claimed)):
             return claimed, []
-        admitted, refused = await self._limiter.admit(claimed)
+        admitted, held = await self._limiter.admit(claimed)
+        refused = [job for job in claimed if job.id in held]
+        if limited and admitted:
+            assert tenant is not None
+            admitted, over = await tenant.admit(admitted)
+            refused += over
         if refused:
             self.handing_back = True
             try:
-                await self._writer.apply([(job.id, lifecycle.requeue) for job in refused])
+                await self._writer.apply(
+                    [(job.id, held.get(job.id, lifecycle.requeue)) for job in refused]
+                )
             finally:
                 self.handing_back = False
         return admitted, refused
 
-
-def rate_headers(job: Job) -> dict[str, str]:
-    """``X-RateLimit-Limit`` of an enqueue response for a job with a keyed window or
-    throttle (ojs-rate-limiting §10.4): the most starts its key allows per window."""
-    policy = policy_of(job)
-    if policy is None:
-        return {}
-    window = policy.rate or policy.throttle
-    if window is None:
-        return {}
-    return {"X-RateLimit-Limit": str(window.limit)}
+    async def _hand_back(self, jobs: Sequence[Job]) -> None:
+        """Jobs the fetching worker may not take, back to the queue, attempt unspent."""
+        self.handing_back = True
+        try:
+            await self._writer.apply([(job.id, lifecycle.requeue) for job in jobs])
+        finally:
+            self.handing_back = False
 
 
-__all__ = ["KeyedAdmission", "KeyedLimiter", "policy_of", "rate_headers"]
+__all__ = ["KeyedAdmission", "KeyedLimiter", "policy_of"]

@@ -18,10 +18,13 @@ from .backpressure import PressureBoard
 from .clock import Clock
 from .queue_actor import ChangeHook, QueueActor
 from .queue_messages import Apply, Claim, Enqueue
+from .rate_limits import KeyedLimiter
 from .settings import Settings
 from .signals import Signals
 from .supervision import SupervisorSlot, one_for_one
 from .tenancy import place_by_meta
+from .tenant_config import TenantConfigs
+from .tenant_limits import SLOTS_PREFIX, TenantSlots
 from .transitions import Transition, job_not_found
 
 QUEUE_CACHE_SIZE = 65_536
@@ -37,8 +40,10 @@ class QueueRouter:
         settings: Settings,
         *,
         on_change: ChangeHook,
+        tenant_configs: TenantConfigs | None = None,
     ) -> None:
-        """``on_change`` is told of every job change the QueueActors store."""
+        """``on_change`` is told of every job change the QueueActors store;
+        ``tenant_configs``: whose ``max_concurrency`` their claims keep to."""
         self.backend = backend
         self.clock = clock
         self.signals = signals
@@ -48,6 +53,8 @@ class QueueRouter:
             "queues", lambda: one_for_one("queues", settings.queue_restarts)
         )
         self._queue_of: OrderedDict[str, str] = OrderedDict()
+        self._tenant_configs = tenant_configs
+        self._tenant_slots = KeyedLimiter(backend, clock, prefix=SLOTS_PREFIX)
         self.pressure = PressureBoard()
         """Bounded queues' latest depths, for enqueue responses' warning headers."""
 
@@ -68,11 +75,16 @@ class QueueRouter:
                     on_change=self.on_change,
                     refresh_interval=self.settings.poll_interval,
                     pressure=self.pressure,
+                    tenant_slots=self._slots_of(queue),
                 ),
                 restart=Restart.PERMANENT,
                 mailbox_capacity=self.settings.mailbox_capacity,
             )
         )
+
+    def _slots_of(self, queue: str) -> TenantSlots | None:
+        configs = self._tenant_configs
+        return None if configs is None else TenantSlots(configs, self._tenant_slots, queue)
 
     async def ask(self, queue: str, message: Any) -> Any:
         try:

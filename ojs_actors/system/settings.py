@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -45,6 +46,10 @@ class Settings:
     """Seconds a webhook receiver has to answer (ojs-webhooks §7.3)."""
     webhook_log_limit: int = 100
     """Finished deliveries kept per subscription (``GET /ojs/v1/webhooks/deliveries``)."""
+    tenants: tuple[tuple[str, dict[str, Any]], ...] = ()
+    """Static tenant configuration (ojs-multi-tenancy §15.1), ``(tenant_id, config)`` as
+    ``PUT /ojs/v1/admin/tenants/{id}`` takes it; written to the backend at start-up
+    (:func:`~ojs_actors.system.tenant_config.load_static` reads ``OJS_TENANTS``)."""
 
 
 __all__ = ["Settings"]

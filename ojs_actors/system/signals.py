@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import trio
 
 from ..core import Job
+from ..core.version_routes import VersionRoutes
 
 
 @dataclass(eq=False, slots=True)
@@ -28,6 +29,8 @@ class IdleClaim:
     count: int
     visibility_ms: int | None
     deliver: Callable[[list[Job]], bool]
+    routes: VersionRoutes | None = None
+    """The worker's version declarations (see :class:`~.queue_messages.Claim`)."""
 
 
 class Signals:

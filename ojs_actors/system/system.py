@@ -52,6 +52,8 @@ from .schemas import SchemaRegistry
 from .settings import Settings
 from .signals import Signals
 from .supervision import root_supervisor
+from .tenant_config import TenantConfigs
+from .tenant_limits import TenantGuard
 from .webhooks import Webhooks
 from .worker_group import Handler, WorkerGroup, run_worker_group
 from .worker_side import Heartbeat, WorkerSide
@@ -71,9 +73,14 @@ class System:
         self.clock = clock = clock or trio_wall_clock()
         self.signals = signals = Signals()
         self._inbox = inbox = WorkflowInbox()
+        refresh_ms = int(settings.poll_interval * 1000)
+        self.tenant_configs = tenant_configs = TenantConfigs(calls, clock, refresh_ms)
+        """Configured tenants and their limits (ojs-multi-tenancy §8)."""
+        self.tenant_guard = tenant_guard = TenantGuard(calls, clock, tenant_configs)
         self._router = router = QueueRouter(
-            calls, clock, signals, settings, on_change=self._jobs_changed
-        )
+            calls, clock, signals, settings, on_change=self._jobs_changed,
+            tenant_configs=tenant_configs,
+        )  # fmt: skip
         gate = OutboxGate(calls, clock)
         self._workflows = workflows = Workflows(calls, clock, settings, router, inbox, gate)
         self._crons = crons = Crons(calls, clock, settings, jobs=self)
@@ -107,7 +114,7 @@ class System:
         self.schemas = SchemaRegistry(
             calls, clock, mode=settings.schema_validation, refresh=settings.schema_refresh
         )
-        producer = Producer(router, clock, gate, self.schemas)
+        producer = Producer(router, clock, gate, self.schemas, tenant_guard)
         self.enqueue = producer.enqueue
         self.enqueue_batch = producer.enqueue_batch
         # -- workers
@@ -192,6 +199,7 @@ class System:
         this process's cached view of the schema registry with them."""
         await self._reset_store()
         self.schemas.forget()
+        self.tenant_configs.forget()
 
     def _new_scheduler(self) -> Scheduler:
         return Scheduler(
@@ -260,6 +268,8 @@ class System:
         grace_period: float = 30.0,
         heartbeat_interval: float = 30.0,
         on_settled: Callable[[Sequence[Job]], None] | None = None,
+        tenant: str | None = None,
+        versions: Mapping[str, str] | None = None,
     ) -> AbstractAsyncContextManager[WorkerGroup]:
         """Run ``handlers`` (job type -> ``async def handler(job)``) on jobs of ``queues``
         in this process while the returned context is open; leaving it stops the group
@@ -278,6 +288,8 @@ class System:
                 heartbeat_interval=heartbeat_interval,
                 on_settled=on_settled,
                 services=self._job_services,
+                tenant=tenant,
+                versions=versions,
             )
         )
 
@@ -295,6 +307,7 @@ async def open_system(
         async with trio.open_nursery() as nursery:
             await nursery.start(system.root.run)
             try:
+                await system.tenant_configs.apply_static(system.settings.tenants)
                 yield system
             finally:
                 system.root.request_stop()

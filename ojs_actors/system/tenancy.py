@@ -130,10 +130,23 @@ def split_shard(queue: str) -> tuple[str, str]:
         return queue, DEFAULT_TENANT
 
 
+def check_client_queue(queue: str, field: str = "queue") -> str:
+    """``queue`` as a client names it: never a tenant's queue by its own name (that would
+    reach another tenant's jobs, or bypass the tenant's placement), a 400 instead."""
+    if SHARD_MARK in queue:
+        raise InvalidRequest(
+            f"'{field}' must not contain '{SHARD_MARK}': it marks tenants' own queues; "
+            "name the queue and act for the tenant (X-OJS-Tenant) instead.",
+            details={"field": field, "received": queue},
+        )
+    return queue
+
+
 def place(job: Job) -> Job:
     """``job`` with its tenant settled (§5.3: the acting tenant goes into ``meta.tenant_id``
     unless the body names one; if both differ, 400) and its queue the tenant's shard.
     A job without a tenant, from a request acting for nobody, is returned unchanged."""
+    check_client_queue(job.queue, "options.queue")
     acting = acting_tenant()
     named = job.meta.get("tenant_id") if job.meta else None
     if acting is None and named is None:
@@ -165,6 +178,37 @@ def place_by_meta(job: Job) -> Job:
     return job
 
 
+def settle_workflow_tenant(requests: Sequence[tuple[str, dict[str, Any]]]) -> str | None:
+    """The tenant of a workflow (§15.2) whose step requests are ``(path, request)``: the
+    acting tenant, or else the one its steps name; every step inherits it in
+    ``meta.tenant_id`` (changed in place). A step naming another tenant is a 400, as is a
+    step queue holding the tenants' queue mark."""
+    tenant = acting_tenant()
+    for path, request in requests:
+        options = request.get("options")
+        queue = options.get("queue") if isinstance(options, dict) else None
+        if isinstance(queue, str):
+            check_client_queue(queue, f"{path}.options.queue")
+        meta = request.get("meta")
+        named = meta.get("tenant_id") if isinstance(meta, dict) else None
+        if named is None:
+            continue
+        named = parse_tenant(named, f"{path}.meta.tenant_id")
+        if tenant is None:
+            tenant = named
+        elif named != tenant:
+            raise InvalidRequest(
+                f"Step {path} names tenant '{named}' in a workflow of tenant '{tenant}'; "
+                "a workflow's jobs all belong to its tenant.",
+                details={"field": f"{path}.meta.tenant_id", "received": named, "tenant_id": tenant},
+            )
+    if tenant is not None:
+        for _, request in requests:
+            meta = request.get("meta")
+            request["meta"] = {**(meta if isinstance(meta, dict) else {}), "tenant_id": tenant}
+    return tenant
+
+
 class ShardDirectory:
     """What a fetch claims from (§6.3, sharded queues): acting for a tenant, that tenant's
     queues only; acting for nobody (a shared worker), each queue and then its tenants'
@@ -181,6 +225,8 @@ class ShardDirectory:
 
     async def fetch_queues(self, queues: Sequence[str]) -> tuple[Sequence[str], bool]:
         """The queues to claim from, and whether tenants' queues were added (shared)."""
+        for queue in queues:
+            check_client_queue(queue, "queues[]")
         tenant = acting_tenant()
         if tenant is not None:
             return [shard_of(queue, tenant) for queue in queues], False
@@ -207,8 +253,13 @@ class ShardDirectory:
 
 
 def queue_for(queue: str) -> str:
-    """The physical queue the current request means by ``queue`` (stats, pause)."""
-    return shard_of(queue, acting_tenant())
+    """The physical queue the current request means by ``queue`` (stats, pause). A request
+    acting for a tenant may not name a tenant's queue by its own name; one acting for
+    nobody (an operator) may, as the queue listing shows them."""
+    tenant = acting_tenant()
+    if tenant is not None:
+        check_client_queue(queue)
+    return shard_of(queue, tenant)
 
 
 def check_visible(job: Job) -> Job:
@@ -240,12 +291,14 @@ __all__ = [
     "DEFAULT_TENANT",
     "acting_as",
     "acting_tenant",
+    "check_client_queue",
     "check_visible",
     "ShardDirectory",
     "parse_tenant",
     "place",
     "place_by_meta",
     "queue_for",
+    "settle_workflow_tenant",
     "shard_of",
     "split_shard",
     "visible_queues",

@@ -46,15 +46,17 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from functools import partial
 
 import trio
 
 from ..core import Job, OJSError, lifecycle, new_id, parse_queue_name
+from ..core.version_routes import routes_of
 from . import tracing
 from .job_context import JobContext, JobServices, running_job
 from .signals import IdleClaim, wait_any
+from .tenancy import acting_as, check_client_queue, parse_tenant, shard_of
 from .transitions import fail_with
 from .worker_leases import LeaseKeeper
 from .worker_outcomes import (
@@ -86,6 +88,8 @@ class WorkerGroup:
         heartbeat_interval: float = 30.0,
         on_settled: Callable[[Sequence[Job]], None] | None = None,
         services: JobServices | None = None,
+        tenant: str | None = None,
+        versions: Mapping[str, str] | None = None,
     ) -> None:
         """Claims through ``worker_side`` (use :meth:`System.worker_group`).
         ``queues`` are tried in order; ``handlers`` map job types to handlers.
@@ -98,11 +102,16 @@ class WorkerGroup:
         ``heartbeat_interval``: the longest the lease keeper sleeps. ``on_settled``: told
         of the jobs (as stored: completed, retryable, discarded, available again) after
         each batch of outcomes is stored; must not wait. ``services``: what handlers reach
-        through :func:`~ojs_actors.system.job_context.current_job` (progress, checkpoints)."""
+        through :func:`~ojs_actors.system.job_context.current_job` (progress, checkpoints).
+        ``tenant``: the group works for that tenant only (ojs-multi-tenancy), its jobs of
+        ``queues``, and acts for it (:func:`~.tenancy.acting_as`: jobs its handlers
+        enqueue are the tenant's); without it, a shared group takes every tenant's jobs.
+        ``versions``: job type -> the version range its handler takes (ojs-job-versioning
+        §8.1, e.g. ``">=1.0 <3.0"``); the group is handed no job outside it."""
         if not queues:
             raise ValueError("a worker group needs at least one queue")
         for queue in queues:
-            parse_queue_name(queue, "queues[]")
+            check_client_queue(parse_queue_name(queue, "queues[]"), "queues[]")
         if concurrency < 1 or batch_size < 1:
             raise ValueError("concurrency and batch_size must be at least 1")
         for job_type, handler in handlers.items():
@@ -112,11 +121,15 @@ class WorkerGroup:
             raise ValueError("grace_period must be >= 0 and heartbeat_interval > 0")
         self.worker_side = worker_side
         self.queues = list(queues)
+        self.tenant = None if tenant is None else parse_tenant(tenant, "tenant")
+        self._physical = [shard_of(queue, self.tenant) for queue in queues]
+        """The queues the group's jobs are in (the tenant's own, :mod:`.tenancy`)."""
         self.handlers = dict(handlers)
         self.concurrency = concurrency
         self.batch_size = batch_size
         self.worker_id = worker_id or f"group-{new_id()}"
         self.visibility_timeout_ms = visibility_timeout_ms
+        self.routes = routes_of(versions)
         self.grace_period = grace_period
         self.services = services
         self.stats = WorkerGroupStats()
@@ -126,8 +139,9 @@ class WorkerGroup:
             visibility_timeout_ms=visibility_timeout_ms,
             heartbeat_interval=heartbeat_interval,
         )
+        leases = self._lease_keeper.leases
         self._settler = Settler(
-            worker_side, self.worker_id, self.stats, self._lease_keeper.leases, on_settled
+            worker_side, self.worker_id, self.stats, leases, on_settled, self.routes
         )
 
         self._ready: deque[Job] = deque()
@@ -154,6 +168,10 @@ class WorkerGroup:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until :meth:`stop` ends it (use :meth:`System.worker_group` instead)."""
+        with acting_as(self.tenant) if self.tenant is not None else nullcontext():
+            await self._run(task_status)
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._settler.run)
@@ -206,7 +224,7 @@ class WorkerGroup:
                     await self._fetcher_lot.park()  # a runner unparks us when it runs low
                     continue
                 # Taken before the claim, so work stored meanwhile is not waited for.
-                ready = [self.worker_side.signals.ready_event(queue) for queue in self.queues]
+                ready = [self.worker_side.signals.ready_event(queue) for queue in self._physical]
                 try:
                     # Shielded: a claim cancelled in flight would leave its jobs leased to
                     # nobody until their visibility timeout.
@@ -229,7 +247,7 @@ class WorkerGroup:
         batch and claim of the next in one QueueActor step), unless the settler is
         storing a batch already."""
         side = self.worker_side
-        first, *rest = self.queues
+        first, rest = self._physical[0], self.queues[1:]
         jobs = await self._settler.settle_with_claim(
             first, self.batch_size, self.visibility_timeout_ms
         )
@@ -239,6 +257,7 @@ class WorkerGroup:
                 self.batch_size,
                 worker_id=self.worker_id,
                 visibility_timeout_ms=self.visibility_timeout_ms,
+                routes=self.routes,
             )
         if len(jobs) < self.batch_size and rest:
             try:
@@ -247,6 +266,7 @@ class WorkerGroup:
                     self.batch_size - len(jobs),
                     worker_id=self.worker_id,
                     visibility_timeout_ms=self.visibility_timeout_ms,
+                    routes=self.routes,
                 )
             except OJSError:
                 if not jobs:
@@ -267,19 +287,14 @@ class WorkerGroup:
         process that stores jobs for it claims for us in the same round trip and hands
         them over (:meth:`_handed`)."""
         signals = self.worker_side.signals
-        claims = [
-            (
-                queue,
-                IdleClaim(
-                    self.worker_id, self.batch_size, self.visibility_timeout_ms, self._handed
-                ),
-            )
-            for queue in self.queues
-        ]
+        offer = (self.worker_id, self.batch_size, self.visibility_timeout_ms, self._handed)
+        claims = [(queue, IdleClaim(*offer, self.routes)) for queue in self._physical]
         for queue, claim in claims:
             signals.add_idle_claim(queue, claim)
         try:
-            await self._wait_for_work(partial(wait_any, ready))
+            # Jobs just handed back (outside ``versions``) may send a wake-up: the poll only.
+            poll_only = self.worker_side.take_handed_back(self.worker_id)
+            await self._wait_for_work(trio.sleep_forever if poll_only else partial(wait_any, ready))
         finally:
             for queue, claim in claims:
                 signals.remove_idle_claim(queue, claim)

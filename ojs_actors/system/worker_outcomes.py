@@ -14,6 +14,7 @@ from typing import Any
 import trio
 
 from ..core import BackendUnavailable, Job, OJSError, ServiceRestarting
+from ..core.version_routes import VersionRoutes
 from . import tracing
 from .transitions import Transition, ack_with, fail_with
 from .worker_side import WorkerSide
@@ -51,11 +52,14 @@ class Settler:
         stats: WorkerGroupStats,
         leases: dict[str, tuple[float, int]],
         on_settled: Callable[[Sequence[Job]], None] | None,
+        routes: VersionRoutes | None = None,
     ) -> None:
         """``leases``: the jobs in hand, by id; each leaves once its outcome is stored
-        (or refused). ``on_settled`` is told of each batch of jobs stored."""
+        (or refused). ``on_settled`` is told of each batch of jobs stored. ``routes``:
+        the group's version declarations, for its claims (:meth:`settle_with_claim`)."""
         self.worker_side = worker_side
         self.worker_id = worker_id
+        self.routes = routes
         self.stats = stats
         self.leases = leases
         self.on_settled = on_settled
@@ -111,6 +115,7 @@ class Settler:
                         count,
                         worker_id=self.worker_id,
                         visibility_timeout_ms=visibility_timeout_ms,
+                        routes=self.routes,
                     )
             except BaseException:
                 self._finished = batch + self._finished

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from ..core.version_routes import VersionRoutes
 from .clock import Clock
 
 WORKER_STATES = ("running", "quiet", "terminate")
@@ -32,6 +33,13 @@ class WorkerRecord:
     """The state the worker last said it is in (``POST /ojs/v1/workers/beat``)."""
     active_jobs: int = 0
     """The jobs it last said it is running."""
+    handlers: VersionRoutes | None = None
+    """The job versions it last declared it handles (ojs-job-versioning §8.1): its
+    fetches get no job outside them. ``None``: any."""
+    handed_back: bool = False
+    """A claim of it took jobs outside them and handed them back, since
+    :meth:`~.worker_side.WorkerSide.take_handed_back` last asked: it then waits for its
+    next poll, not for the wake-up their return to the queue may send."""
 
     @property
     def stopping(self) -> bool:
@@ -88,6 +96,13 @@ class WorkerRegistry:
         record = self.seen(worker_id)
         record.reported = state
         record.active_jobs = active_jobs
+        return record
+
+    def declare(self, worker_id: str, handlers: VersionRoutes | None) -> WorkerRecord:
+        """Note the job versions the worker handles (its latest declaration replaces the
+        one before; ``None``: any version of any type)."""
+        record = self.seen(worker_id)
+        record.handlers = handlers
         return record
 
     def get(self, worker_id: str) -> WorkerRecord | None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import trio
 
 from ..backends import Backend
 from ..core import NO_RESULT, Job, OJSError, State, parse_queue_name
+from ..core.version_routes import VersionRoutes
 from . import tracing
 from .clock import Clock
 from .fair_scheduling import FairScheduler
@@ -67,20 +69,22 @@ class WorkerSide:
         worker_id: str | None = None,
         visibility_timeout_ms: int | None = None,
         wait: float = 0.0,
+        routes: VersionRoutes | None = None,
     ) -> list[Job]:
         """Claim up to ``count`` jobs, trying ``queues`` in order (or their pool's, see
         :mod:`.fair_scheduling`); wait up to ``wait`` seconds for work if there is none now.
         A caller acting for a tenant claims from its queues; one acting for nobody from
-        every tenant's too, in turn (:class:`~.tenancy.ShardDirectory`)."""
+        every tenant's too, in turn (:class:`~.tenancy.ShardDirectory`). ``routes``: the
+        worker's version declarations (default: those it declared under ``worker_id``);
+        jobs outside them stay ``available`` for another worker (ojs-job-versioning §8)."""
         queues, shared = await self.shards.fetch_queues(queues)
+        fetch = partial(self._fetch, queues, count, worker_id, visibility_timeout_ms, wait)
         if tracing.current is not None:
             with tracing.current.claim(queues, worker_id) as span:
-                jobs = await self._fetch(
-                    queues, count, worker_id, visibility_timeout_ms, wait, shared
-                )
+                jobs = await fetch(shared, routes)
                 span.claimed(jobs)
                 return jobs
-        return await self._fetch(queues, count, worker_id, visibility_timeout_ms, wait, shared)
+        return await fetch(shared, routes)
 
     async def _fetch(
         self,
@@ -90,16 +94,21 @@ class WorkerSide:
         visibility_timeout_ms: int | None,
         wait: float,
         shared: bool = False,
+        routes: VersionRoutes | None = None,
     ) -> list[Job]:
         for queue in queues:
             parse_queue_name(queue, "queues[]")
-        if worker_id is not None and self.registry.seen(worker_id).stopping:
-            return []  # it said it is shutting down (ojs-graceful-shutdown §5.1)
+        record = None if worker_id is None else self.registry.seen(worker_id)
+        if record is not None:
+            if record.stopping:
+                return []  # it said it is shutting down (ojs-graceful-shutdown §5.1)
+            routes = routes or record.handlers
         deadline = trio.current_time() + wait
         while True:
             # Take the wake-up events before claiming: work stored while the claim is in
             # flight sets them, so the wait below cannot miss it.
             ready = [*map(self.signals.ready_event, queues), self.closing] if wait > 0 else []
+            handed_back = False
             claimed: list[Job] = []
             plan = (
                 await self.fair_scheduler.plan(queues, count, fair=shared)
@@ -113,7 +122,9 @@ class WorkerSide:
                 if queue in drained:
                     continue
                 wanted = min(share, count - len(claimed))
-                got = await self._router.ask(queue, Claim(wanted, worker_id, visibility_timeout_ms))
+                claim = Claim(wanted, worker_id, visibility_timeout_ms, routes)
+                got = await self._router.ask(queue, claim)
+                handed_back = handed_back or bool(claim.handed_back)
                 if len(got) < wanted:
                     drained.add(queue)
                 if got:
@@ -121,13 +132,18 @@ class WorkerSide:
                     claimed.extend(got)
                     if plan is not None:
                         self.fair_scheduler.advance(queues, queue)
+            if record is not None and handed_back:
+                record.handed_back = True
             if claimed or trio.current_time() >= deadline or self.closing.is_set():
                 for job in claimed:
                     self._router.remember(job)
                 return claimed
             remaining = deadline - trio.current_time()
             with trio.move_on_after(min(remaining, self.settings.poll_interval)):
-                await wait_any(ready)
+                # After a claim that handed jobs back (this worker may not take them), the
+                # poll only: their return to the queue may send a wake-up itself (a notice
+                # through the backend), which would have it claim them again at once.
+                await wait_any([self.closing] if handed_back else ready)
 
     async def settle_and_claim(
         self,
@@ -137,23 +153,28 @@ class WorkerSide:
         *,
         worker_id: str | None = None,
         visibility_timeout_ms: int | None = None,
+        routes: VersionRoutes | None = None,
     ) -> tuple[list[Job | OJSError], list[Job] | OJSError]:
         """Store outcomes of jobs of ``queue`` (bound transitions, as :attr:`apply_many`
         takes them) and claim up to ``count`` more of its jobs: the claim goes right behind
         the outcomes, without waiting for their answer, so the QueueActor stores and claims
         in one step (one round trip where the backend has
         :class:`~ojs_actors.backends.UpdateAndClaim`). Per outcome the stored job or the
-        error; then the jobs claimed, or the error that kept the claim from being made."""
+        error; then the jobs claimed, or the error that kept the claim from being made.
+        ``routes``: as :meth:`fetch` takes them."""
         parse_queue_name(queue, "queues[]")
-        if worker_id is not None:
-            self.registry.seen(worker_id)
-        claim = Claim(count, worker_id, visibility_timeout_ms)
+        record = None if worker_id is None else self.registry.seen(worker_id)
+        if record is not None:
+            routes = routes or record.handlers
+        claim = Claim(count, worker_id, visibility_timeout_ms, routes)
         if tracing.current is None:
             answers, claimed = await self._router.apply_and_claim(queue, items, claim)
         else:
             with tracing.current.claim([queue], worker_id) as span:
                 answers, claimed = await self._router.apply_and_claim(queue, items, claim)
                 span.claimed(claimed if isinstance(claimed, list) else [])
+        if record is not None and claim.handed_back:
+            record.handed_back = True
         if not isinstance(claimed, OJSError):
             for job in claimed:
                 self._router.remember(job)
@@ -236,6 +257,15 @@ class WorkerSide:
             if directive in ("quiet", "terminate") and beat.state == "running":
                 beat.state = directive
         return beat
+
+    def take_handed_back(self, worker_id: str) -> bool:
+        """Whether a claim of the worker handed jobs back (outside its version
+        declarations) since the last time this was asked."""
+        record = self.registry.get(worker_id)
+        if record is None or not record.handed_back:
+            return False
+        record.handed_back = False
+        return True
 
     def set_worker_state(self, worker_id: str, state: str) -> None:
         """Operator directive delivered in the worker's heartbeat replies; forgotten with

@@ -19,6 +19,7 @@ from .queue_writes import Changes
 from .routing import QueueRouter
 from .settings import Settings
 from .supervision import SupervisorSlot, one_for_one
+from .tenancy import settle_workflow_tenant
 from .workflow_actor import (
     CancelWorkflow,
     Notice,
@@ -96,6 +97,12 @@ class Workflows:
         The workflow is stored, every job id it may use already allocated, before its
         actor starts and enqueues the first jobs."""
         workflow = parse_workflow(definition, self.clock())
+        settle_workflow_tenant(  # ojs-multi-tenancy §15.2: one tenant for every step
+            [
+                (f"{node.role}s[{node.step_id or node.index}]", node.request)
+                for node in workflow.nodes
+            ]
+        )
         await self._gate.admit()
         await self.services.index.create(workflow)
         try:

@@ -22,7 +22,7 @@ MAX_BATCH = 10_000
 async def enqueue(system: System, body: dict[str, Any]) -> JsonReply:
     submitted = parse_enqueue(body, system.clock())
     with collect_warnings() as warnings:
-        job = await system.enqueue(submitted)
+        job = await system.limits.blocking(lambda: system.enqueue(submitted))
     reply: dict[str, Any] = {"job": job.to_wire()}
     if warnings:
         reply["warnings"] = warnings  # args off their schema, accepted (ojs-schema-registry §7.3)
@@ -45,7 +45,7 @@ async def enqueue_batch(system: System, body: dict[str, Any]) -> JsonReply:
             details={"field": "jobs", "count": len(requests), "maximum": MAX_BATCH},
         )
     with collect_warnings() as warnings:
-        jobs = await system.enqueue_batch(requests)
+        jobs = await system.limits.blocking(lambda: system.enqueue_batch(requests))
     reply: dict[str, Any] = {"jobs": [job.to_wire() for job in jobs], "count": len(jobs)}
     if warnings:
         reply["warnings"] = warnings

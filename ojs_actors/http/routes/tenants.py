@@ -1,6 +1,8 @@
-"""``/ojs/v1/admin/tenants``: the tenants the server holds jobs for and their statistics
-(ojs-multi-tenancy §10). Tenants are found in the queue registry: a tenant's jobs live in
-its own queues (:mod:`ojs_actors.system.tenancy`), so no other record is kept."""
+"""``/ojs/v1/admin/tenants``: the tenants, their configuration and statistics
+(ojs-multi-tenancy §10). A tenant is known by its queues (its jobs live in its own,
+:mod:`ojs_actors.system.tenancy`) or by its configuration (``PUT``,
+:mod:`ojs_actors.system.tenant_config`); its limits are enforced by
+:mod:`ojs_actors.system.tenant_limits`."""
 
 from __future__ import annotations
 
@@ -8,10 +10,12 @@ from typing import Any
 
 from quart import Blueprint, Response
 
-from ...core import NotFound, State, format_ms
+from ...core import State, format_ms
 from ...system import System
 from ...system.tenancy import parse_tenant, split_shard
-from ..wire import ojs_response, ojs_system
+from ...system.tenant_config import RATE_LIMIT, config_wire, not_found
+from ...system.tenant_limits import WAITING
+from ..wire import json_body, ojs_response, ojs_system
 
 blueprint = Blueprint("tenants", __name__)
 
@@ -25,7 +29,9 @@ async def _tenant_queues(system: System) -> dict[str, list[tuple[str, dict[State
     return found
 
 
-def _summary(tenant: str, queues: list[tuple[str, dict[State, int]]]) -> dict[str, Any]:
+def _summary(
+    tenant: str, queues: list[tuple[str, dict[State, int]]], config: dict[str, Any] | None
+) -> dict[str, Any]:
     jobs = {state.value: 0 for state in State}
     per_queue = []
     for logical, counts in queues:
@@ -33,33 +39,84 @@ def _summary(tenant: str, queues: list[tuple[str, dict[State, int]]]) -> dict[st
         for state, count in by_state.items():
             jobs[state] += count
         per_queue.append({"name": logical, "jobs": by_state, "total_jobs": sum(by_state.values())})
-    return {
+    summary: dict[str, Any] = {
         "tenant_id": tenant,
         "total_jobs": sum(jobs.values()),
         "jobs": jobs,
         "queues": sorted(per_queue, key=lambda queue: queue["name"]),
+        "configured": config is not None,
     }
+    if config is not None:
+        summary["config"] = config_wire(config)
+    return summary
+
+
+async def _limits(
+    system: System, summary: dict[str, Any], config: dict[str, Any]
+) -> dict[str, Any]:
+    """Each configured limit with its current value (§10.2)."""
+    jobs = summary["jobs"]
+    current = {
+        "max_concurrency": jobs[State.ACTIVE.value],
+        "max_queue_depth": sum(jobs[state.value] for state in WAITING),
+        "max_scheduled": jobs[State.SCHEDULED.value],
+    }
+    limits: dict[str, Any] = {}
+    for name, limit in config.get("limits", {}).items():
+        if name == RATE_LIMIT:
+            used = await system.tenant_guard.recent_enqueues(summary["tenant_id"], limit)
+            limits[name] = {"limit": limit["limit"], "period": limit["period"], "current": used}
+        else:
+            limits[name] = {"limit": limit, "current": current[name]}
+    return limits
 
 
 @blueprint.get("/ojs/v1/admin/tenants")
 async def list_tenants() -> Response:
     system = ojs_system()
     found = await _tenant_queues(system)
-    tenants = [_summary(tenant, queues) for tenant, queues in sorted(found.items())]
+    configs = await system.tenant_configs.list()
+    names = sorted({*found, *configs})
+    tenants = [_summary(tenant, found.get(tenant, []), configs.get(tenant)) for tenant in names]
     return ojs_response({"tenants": tenants, "count": len(tenants)})
 
 
 @blueprint.get("/ojs/v1/admin/tenants/<tenant_id>")
 @blueprint.get("/ojs/v1/admin/tenants/<tenant_id>/stats")
 async def tenant_stats(tenant_id: str) -> Response:
-    """One tenant's job counts, in total, by state and by queue; 404 for a tenant with no
-    queue (no job was ever enqueued for it)."""
+    """One tenant's job counts, in total, by state and by queue, and its limits with their
+    current values; 404 for a tenant neither configured nor with any queue."""
     tenant = parse_tenant(tenant_id, "tenant_id")
     system = ojs_system()
     queues = (await _tenant_queues(system)).get(tenant)
-    if queues is None:
-        raise NotFound(
-            f"Tenant '{tenant}' not found.",
-            details={"resource_type": "tenant", "resource_id": tenant},
-        )
-    return ojs_response({**_summary(tenant, queues), "computed_at": format_ms(system.clock())})
+    config = await system.tenant_configs.get(tenant)
+    if queues is None and config is None:
+        raise not_found(tenant)
+    summary = _summary(tenant, queues or [], config)
+    if config is not None:
+        summary["limits"] = await _limits(system, summary, config)
+        summary["fairness"] = {"weight": config.get("fairness_weight", 1)}
+    return ojs_response({**summary, "computed_at": format_ms(system.clock())})
+
+
+@blueprint.put("/ojs/v1/admin/tenants/<tenant_id>")
+async def put_tenant(tenant_id: str) -> Response:
+    """Create or replace a tenant's configuration (§10.1): 201 created, 200 replaced."""
+    record, created = await ojs_system().tenant_configs.put(tenant_id, json_body())
+    return ojs_response({"tenant": config_wire(record)}, 201 if created else 200)
+
+
+@blueprint.put("/ojs/v1/admin/tenants/<tenant_id>/limits")
+async def put_tenant_limits(tenant_id: str) -> Response:
+    """Change some of a tenant's limits (§9.3), the others kept; ``null`` removes one."""
+    record, created = await ojs_system().tenant_configs.update_limits(tenant_id, json_body())
+    return ojs_response({"tenant": config_wire(record)}, 201 if created else 200)
+
+
+@blueprint.delete("/ojs/v1/admin/tenants/<tenant_id>")
+async def delete_tenant(tenant_id: str) -> Response:
+    """Deregister a tenant: its configuration and limits go; its jobs stay."""
+    system = ojs_system()
+    await system.tenant_configs.delete(tenant_id)
+    await system.tenant_guard.forget(tenant_id)
+    return ojs_response({"deleted": True, "tenant_id": tenant_id})

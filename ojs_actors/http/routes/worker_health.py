@@ -18,6 +18,7 @@ from quart import Blueprint, Response
 from ...core import InvalidRequest, NotFound, format_ms
 from ...system.worker_registry import REPORTED_STATES
 from ..wire import json_body, ojs_response, ojs_system
+from .workers import declared_handlers
 
 blueprint = Blueprint("worker_health", __name__)
 
@@ -43,6 +44,7 @@ async def beat() -> Response:
         state = "drain"
     job_ids, active = _active(body)
     system = ojs_system()
+    declared_handlers(system, body, worker_id)
     record = system.workers.report(worker_id, state, active)
     beat = await system.heartbeat(worker_id, job_ids)
     return ojs_response(

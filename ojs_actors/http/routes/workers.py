@@ -8,6 +8,7 @@ from quart import Blueprint, Response
 
 from ...core import NO_RESULT, InvalidRequest, Job, format_ms, parse_queue_name
 from ...core.timefmt import MAX_DURATION_MS
+from ...core.version_routes import VersionRoutes, parse_handlers
 from ...system import System
 from ...system.worker_registry import WORKER_STATES
 from ..middleware import allow_wait
@@ -47,6 +48,7 @@ async def fetch(system: System, body: dict[str, Any]) -> JsonReply:
     count = optional_int(body, "count", 1, MAX_FETCH_COUNT) or 1
     visibility = optional_int(body, "visibility_timeout_ms", 1, MAX_DURATION_MS)
     wait_ms = optional_int(body, "wait_ms", 0, MAX_FETCH_WAIT_MS) or 0
+    routes = declared_handlers(system, body, worker_id)
     allow_wait(wait_ms / 1000)
     jobs = await system.fetch(
         [parse_queue_name(q, "queues[]") for q in queues],
@@ -54,6 +56,7 @@ async def fetch(system: System, body: dict[str, Any]) -> JsonReply:
         worker_id=worker_id,
         visibility_timeout_ms=visibility,
         wait=wait_ms / 1000,
+        routes=routes,
     )
     wire = [job.to_wire() for job in jobs]
     resumed = await system.resume_checkpoints(jobs)  # ojs-durable-execution §6.1
@@ -100,6 +103,7 @@ async def heartbeat() -> Response:
     job_ids = _active_job_ids(body)
     _check_worker_report(body)
     system = ojs_system()
+    declared_handlers(system, body, worker_id)
     if body.get("state") is not None:  # quiet/terminate: no new jobs (ojs-graceful-shutdown §5.1)
         system.workers.report(worker_id, body["state"], len(job_ids))
     beat = await system.heartbeat(
@@ -116,6 +120,19 @@ async def heartbeat() -> Response:
             "server_time": format_ms(system.clock()),
         }
     )
+
+
+def declared_handlers(
+    system: System, body: dict[str, Any], worker_id: str | None
+) -> VersionRoutes | None:
+    """The job versions the worker declares in ``handlers`` (ojs-job-versioning §8.1),
+    remembered for its next fetches if it gave its id; ``None`` if it declares none."""
+    if body.get("handlers") is None:
+        return None
+    routes = parse_handlers(body["handlers"])
+    if worker_id is not None:
+        system.workers.declare(worker_id, routes)
+    return routes
 
 
 def _active_job_ids(body: dict[str, Any]) -> list[str]:

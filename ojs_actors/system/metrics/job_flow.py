@@ -22,6 +22,7 @@ from ...core import Job, State
 from ..queue_writes import Changes
 from .families import DURATION_BUCKETS, QUEUE_TIME_BUCKETS, gauge
 from .instruments import CounterVec, Instruments
+from .tenants import TenantFlow, tenant_families
 
 MAX_TYPES = 200
 """Distinct job types labelled as themselves (the spec's "typically < 200")."""
@@ -64,11 +65,14 @@ class JobFlow:
             DURATION_BUCKETS,
         )
         self._types: set[str] = set()
+        self.tenants = TenantFlow(instruments)
 
     def record(self, changes: Changes) -> None:
         """Count stored changes (``(state before or None if new, job as stored)``)."""
         types = self._types
+        tenants = self.tenants
         for before, job in changes:
+            tenants.record(before, job)
             queue = job.queue
             kind = job.type
             if kind not in types:
@@ -156,6 +160,7 @@ def job_count_families(counts: JobCounts | None, workers: Callable[[], int]) -> 
         ["queue"],
         (([queue], by_state.get(State.ACTIVE, 0)) for queue, by_state in counts.items()),
     )
+    yield from tenant_families(counts)  # ojs-multi-tenancy §11.2
 
 
 __all__ = ["MAX_TYPES", "OTHER_TYPE", "JobCounts", "JobFlow", "count_jobs", "job_count_families"]

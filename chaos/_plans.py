@@ -1,0 +1,41 @@
+"""How long and how hard each backend is run: the full run of ``make chaos`` (about ten
+minutes a backend) and the smoke run of ``make test`` (well under a minute)."""
+
+from __future__ import annotations
+
+import random
+
+from ._run import Plan
+from ._workload import Pace
+
+FULL_SECONDS = 480.0
+SMOKE_SECONDS = 20.0
+PACES = {
+    "memory": Pace(producers=3, pause_s=0.03, http_workers=4),
+    "sqlite": Pace(producers=3, pause_s=0.05, http_workers=4),
+    "redis": Pace(producers=3, pause_s=0.03, http_workers=4),
+    "nats": Pace(producers=3, pause_s=0.05, http_workers=4),
+    "kafka": Pace(producers=2, pause_s=0.08, http_workers=3),
+    "sqs": Pace(producers=2, pause_s=0.25, http_workers=2, poll_s=1.0),
+}
+"""moto answers 150-200 calls a second here: the sqs run goes slower to stay inside it."""
+
+
+def plan_for(
+    backend: str, *, smoke: bool, seconds: float | None = None, seed: int | None = None
+) -> Plan:
+    length = seconds or (SMOKE_SECONDS if smoke else FULL_SECONDS)
+    scale = length / FULL_SECONDS
+    restartable = backend != "memory"  # memory's jobs die with its process
+    proxied = backend not in ("memory", "sqlite")
+    return Plan(
+        backend=backend,
+        seconds=length,
+        actor_kills=max(10, round(1000 * scale)),
+        sigkills=(max(1, round(20 * scale)) if restartable else 0),
+        proxy_faults=(max(2, round(20 * scale)) if proxied else 0),
+        servers=2,
+        pace=PACES[backend],
+        drain_s=90.0 if smoke else 180.0,
+        seed=seed if seed is not None else random.randrange(2**32),
+    )
