@@ -113,18 +113,28 @@ async def break_things(
 ) -> None:  # fmt: skip
     """``sigkills`` restarts and ``proxy_faults`` store faults in random order, spread over
     ``seconds``."""
-    kinds = ["sigkill"] * sigkills + [
-        rng.choice(["cut", "delay", "reset"]) for _ in range(proxy_faults if proxies else 0)
+    store_kinds = ["cut", "delay", "reset"]
+    rng.shuffle(store_kinds)
+    planned = ["sigkill"] * sigkills + [
+        store_kinds[n % 3] for n in range(proxy_faults if proxies else 0)
     ]
+    # one of each kind first (a short run that the probes make shorter still sees each)
+    kinds = list(dict.fromkeys(planned))
+    distinct = len(kinds)
+    rest = planned[:]
+    for kind in kinds:
+        rest.remove(kind)
     rng.shuffle(kinds)
+    rng.shuffle(rest)
+    kinds += rest
     if not kinds:
         return
     gap = seconds / (len(kinds) + 1)
     deadline = trio.current_time() + seconds
-    for kind in kinds:
+    for number, kind in enumerate(kinds):
         await trio.sleep(gap * rng.uniform(0.3, 0.9))
-        if trio.current_time() > deadline:
-            return  # the probes took the time: the phase is over
+        if number >= distinct and trio.current_time() > deadline:
+            return  # the probes took the time: the phase is over (each kind was seen)
         log.busy = True
         try:
             if kind == "sigkill":

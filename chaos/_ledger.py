@@ -6,8 +6,10 @@ Workers record each run (the attempt the server gave it and when) and each ack t
 confirmed with a 2xx. The checks (:meth:`Ledger.verdict`, with the final states read from
 the server):
 
-* **lost**: a job whose enqueue got a 2xx (or whose enqueue's answer was lost but which
-  the server holds) that did not end ``completed``;
+* **lost**: a job whose enqueue got a 2xx that the server does not hold, or one it holds
+  (accepted, or of unknown fate) that ended other than ``completed``;
+* **unfinished**: one still waiting or running when the drain gave up (too slow a store,
+  or stuck);
 * **acknowledged job ran again**: a run handed out after the job's ack was confirmed (an
   HTTP fetch sent after it), or a run of a later attempt than the one that completed it;
 * **ran twice, not acknowledged**: runs beyond what the job's planned failures explain
@@ -59,6 +61,7 @@ class Verdict:
     jobs: int
     jobs_run: int
     lost: list[str]
+    unfinished: list[str]
     acked_ran_again: list[str]
     ran_twice_unacked: int
     missing_completed_events: list[str]
@@ -72,6 +75,7 @@ class Verdict:
     def ok(self) -> bool:
         return not (
             self.lost
+            or self.unfinished
             or self.acked_ran_again
             or self.missing_completed_events
             or self.duplicate_cron_slots
@@ -135,6 +139,7 @@ class Ledger:
         event; ``workflow_steps``: each workflow's steps (``id``, ``job_id``,
         ``depends_on``, ``state``), ``None`` if it did not finish."""
         lost: list[str] = []
+        unfinished: list[str] = []
         again = set(self.acked_ran_again)
         twice = 0
         missing_events: list[str] = []
@@ -145,7 +150,8 @@ class Ledger:
                     lost.append(job_id)
                 continue
             if job.get("state") != "completed":
-                lost.append(job_id)
+                terminal = job.get("state") in ("cancelled", "discarded")
+                (lost if terminal else unfinished).append(f"{job_id} ({job.get('state')})")
                 continue
             completing = int(job.get("attempt") or 0)
             if any(run.attempt > completing for run in entry.runs):
@@ -160,7 +166,7 @@ class Ledger:
             for entry in self.entries.values()
             if entry.kind == "cron"
         )
-        unfinished = [wf for wf, steps in workflow_steps.items() if steps is None]
+        stalled = [wf for wf, steps in workflow_steps.items() if steps is None]
         order = [
             f"{wf}:{step['id']}"
             for wf, steps in workflow_steps.items()
@@ -171,13 +177,14 @@ class Ledger:
             jobs=len(final),
             jobs_run=sum(1 for entry in self.entries.values() if entry.runs),
             lost=lost,
+            unfinished=unfinished,
             acked_ran_again=sorted(again),
             ran_twice_unacked=twice,
             missing_completed_events=missing_events,
             duplicate_cron_slots=sorted(str(slot) for slot, n in slots.items() if n > 1),
             cron_slots_fired=len(slots),
             workflows=len(workflow_steps),
-            workflows_unfinished=unfinished,
+            workflows_unfinished=stalled,
             workflow_order_violations=order,
         )
 

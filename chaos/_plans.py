@@ -19,6 +19,8 @@ PACES = {
     "sqs": Pace(producers=2, pause_s=0.25, http_workers=2, poll_s=1.0),
 }
 """moto answers 150-200 calls a second here: the sqs run goes slower to stay inside it."""
+SMOKE_PACES = PACES | {"sqs": Pace(producers=1, pause_s=0.5, http_workers=2, poll_s=1.0)}
+"""The smoke runs all six backends at once (tests/test_chaos.py): moto gets less."""
 
 
 def plan_for(
@@ -33,9 +35,9 @@ def plan_for(
         seconds=length,
         actor_kills=max(10, round(1000 * scale)),
         sigkills=(max(1, round(20 * scale)) if restartable else 0),
-        proxy_faults=(max(2, round(20 * scale)) if proxied else 0),
+        proxy_faults=(max(3, round(20 * scale)) if proxied else 0),
         servers=2,
-        pace=PACES[backend],
-        drain_s=90.0 if smoke else 180.0,
+        pace=(SMOKE_PACES if smoke else PACES)[backend],
+        drain_s=(90.0 if smoke else 180.0) * (2 if backend == "sqs" else 1),
         seed=seed if seed is not None else random.randrange(2**32),
     )

@@ -18,7 +18,7 @@ def _recovery(report: Report) -> str:
 
 def table(reports: Sequence[Report]) -> str:
     lines = [
-        "| backend | jobs | faults (actor kills / SIGKILL / cut / delay / reset) | lost "
+        "| backend | jobs | faults (actor kills / SIGKILL / cut / delay / reset) | lost (unfinished) "
         "| acked run again | run twice, not acked | cron slots (dup) | workflows (unfinished) "
         "| recovery s, median / max | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -31,7 +31,8 @@ def table(reports: Sequence[Report]) -> str:
             for kind in FAULT_KINDS
         )
         lines.append(
-            f"| {report.plan.backend} | {verdict.jobs} | {faults} | {len(verdict.lost)} "
+            f"| {report.plan.backend} | {verdict.jobs} | {faults} "
+            f"| {len(verdict.lost)} ({len(verdict.unfinished)}) "
             f"| {len(verdict.acked_ran_again)} | {verdict.ran_twice_unacked} "
             f"| {verdict.cron_slots_fired} ({len(verdict.duplicate_cron_slots)}) "
             f"| {verdict.workflows} ({len(verdict.workflows_unfinished)}) "

@@ -79,6 +79,7 @@ class Report:
             "jobs_run": verdict.jobs_run,
             "faults": dict(self.faults.injected) | {"actor_kill": self.actor_kills_done},
             "lost": len(verdict.lost),
+            "unfinished": len(verdict.unfinished),
             "acked_ran_again": len(verdict.acked_ran_again),
             "ran_twice_unacked": verdict.ran_twice_unacked,
             "missing_completed_events": len(verdict.missing_completed_events),
@@ -94,6 +95,7 @@ class Report:
             },
             "examples": {
                 "lost": verdict.lost[:5],
+                "unfinished": verdict.unfinished[:5],
                 "acked_ran_again": verdict.acked_ran_again[:5],
                 "missing_completed_events": verdict.missing_completed_events[:5],
                 "workflows_unfinished": verdict.workflows_unfinished[:5],

@@ -18,6 +18,7 @@ from ojs_actors.core.errors import QueueFull
 from ojs_actors.http import HttpSettings, create_app
 from ojs_actors.system import System, open_system
 from ojs_actors.system.backpressure import Bound
+from ojs_actors.system.queue_size import job_size
 
 
 async def bound(client: Any, queue: str, **backpressure: Any) -> tuple[int, Any]:
@@ -115,8 +116,8 @@ async def test_unbounding_and_bad_configs(client: Any) -> None:
     assert (await enqueue(client, "bp-off"))[0] == 201
     status, body = await bound(client, "bp-off", max_depth=-1)
     assert status == 400 and body["error"]["details"]["field"] == "backpressure.max_depth"
-    status, body = await bound(client, "bp-off", max_depth=5, max_size_bytes=1024)
-    assert status == 422 and body["error"]["code"] == "unsupported"
+    status, body = await bound(client, "bp-off", max_depth=5, max_size_bytes=-1)
+    assert status == 400 and body["error"]["details"]["field"] == "backpressure.max_size_bytes"
     status, body = await bound(client, "bp-off", max_depth=5, strategy="lifo")
     assert status == 400 and body["error"]["details"]["field"] == "backpressure.strategy"
     status, _, body = await request(client, "PUT", "/ojs/v1/admin/queues/bp-off/config", {})
@@ -271,3 +272,70 @@ async def test_rejections_and_threshold_crossings_are_events(api: Any, each_syst
         {"type": "backpressure.rejected", "queue": "bp-e", "depth": 4, "bound": 4, "job_type": "bp.job"},
         {"type": "backpressure.cleared", "queue": "bp-e", "depth": 1, "bound": 4},
     ]  # fmt: skip
+
+
+# -- max_size_bytes: the queue's total job size, on memory, SQLite and Redis ----------------
+
+
+async def sized_queue(api: Any, system: System, queue: str, jobs: float, **config: Any) -> int:
+    """Bound ``queue`` to ``jobs`` times the size of one of its jobs; that size."""
+    status, _, body = await enqueue(api, "bp-measure")
+    assert status == 201
+    size = job_size(await system.info(body["job"]["id"]))
+    status, reply = await bound(api, queue, max_size_bytes=int(size * jobs), **config)
+    assert status == 200 and reply["backpressure"]["max_size_bytes"] == int(size * jobs)
+    return size
+
+
+async def test_a_size_bound_refuses_enqueues_past_it_with_429(
+    api: Any, each_system: System, each_clock: MockClock
+) -> None:
+    size = await sized_queue(api, each_system, "bp-s", 2.5, warning_threshold=0.5)
+    status, headers, _ = await enqueue(api, "bp-s")
+    assert status == 201 and "X-OJS-Queue-Pressure" not in headers  # 1 of 2.5 jobs
+    status, headers, _ = await enqueue(api, "bp-s")
+    assert status == 201 and 0.75 <= float(headers["X-OJS-Queue-Pressure"]) <= 0.85
+    assert headers["X-OJS-Queue-Size-Bound"] == str(int(size * 2.5))
+    status, headers, body = await enqueue(api, "bp-s")
+    assert status == 429 and body["error"]["code"] == "QUEUE_FULL"
+    details = body["error"]["details"]
+    assert details["depth"] == 2 and details["max_size_bytes"] == int(size * 2.5)
+    assert 2 * size - 50 <= details["size_bytes"] <= 2 * size + 50
+    assert headers["Retry-After"] == "1" and headers["X-OJS-Queue-Depth"] == "2"
+    assert headers["X-OJS-Queue-Size-Bytes"] == str(details["size_bytes"])
+    assert "X-OJS-Queue-Bound" not in headers  # no depth bound
+    _, _, stats = await request(api, "GET", "/ojs/v1/queues/bp-s/stats")
+    assert stats["stats"]["max_size_bytes"] == int(size * 2.5) and stats["stats"]["depth"] == 2
+    _, _, fetched = await request(
+        api, "POST", "/ojs/v1/workers/fetch", {"queues": ["bp-s"], "count": 1}
+    )
+    await request(api, "POST", "/ojs/v1/workers/ack", {"job_id": fetched["jobs"][0]["id"]})
+    await trio.sleep(1.1)  # the recount of the queue's size: at most every poll interval
+    assert (await enqueue(api, "bp-s"))[0] == 201
+    rejected = await events_of(each_system, "backpressure.rejected")
+    assert [e["queue"] for e in rejected] == ["bp-s"]
+
+
+async def test_a_size_bound_with_a_depth_bound_the_first_reached_refuses(
+    api: Any, each_system: System
+) -> None:
+    await sized_queue(api, each_system, "bp-sd", 10, max_depth=1)
+    assert (await enqueue(api, "bp-sd"))[0] == 201
+    status, headers, body = await enqueue(api, "bp-sd")
+    assert status == 429 and headers["X-OJS-Queue-Bound"] == "1"
+    jobs = [{"type": "bp.job", "args": ["x" * 2000], "options": {"queue": "bp-sz"}}]
+    await sized_queue(api, each_system, "bp-sz", 5, max_depth=100)
+    status, _, body = await request(api, "POST", "/ojs/v1/jobs/batch", {"jobs": jobs})
+    assert status == 429 and "size_bytes" in body["error"]["details"]  # one job too big
+
+
+async def test_drop_oldest_makes_room_by_size(api: Any, each_system: System) -> None:
+    await sized_queue(api, each_system, "bp-sdrop", 2.5, strategy="drop_oldest")
+    ids = [(await enqueue(api, "bp-sdrop"))[2]["job"]["id"] for _ in range(2)]
+    status, _, newest = await enqueue(api, "bp-sdrop")
+    assert status == 201
+    assert [await state_of(api, job_id) for job_id in ids] == ["discarded", "available"]
+    big = {"type": "bp.job", "args": ["x" * 5000], "options": {"queue": "bp-sdrop"}}
+    status, _, _ = await request(api, "POST", "/ojs/v1/jobs", big)
+    assert status == 429  # larger than the bound: nothing dropped for it
+    assert await state_of(api, newest["job"]["id"]) == "available"

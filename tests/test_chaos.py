@@ -30,9 +30,9 @@ def _job(job_id: str, attempt: int, **fields: object) -> dict[str, object]:
 
 def test_the_ledger_flags_every_kind_of_violation() -> None:
     ledger = Ledger()
-    for job_id in ("fine", "lost", "again", "unknown", "refused", "no-event"):
+    for job_id in ("fine", "lost", "again", "unknown", "refused", "no-event", "stuck", "gone"):
         ledger.asked(job_id, "single")
-    ledger.answered(["fine", "lost", "again", "no-event"], True)
+    ledger.answered(["fine", "lost", "again", "no-event", "stuck", "gone"], True)
     ledger.answered(["unknown"], None)
     ledger.answered(["refused"], False)
     ledger.ran(_job("fine", 1), "w", 10, 5)
@@ -50,6 +50,7 @@ def test_the_ledger_flags_every_kind_of_violation() -> None:
         "fine": completed, "lost": None, "again": completed, "unknown": None,
         "no-event": completed, "cron-1": completed, "cron-2": completed,
         "step-a": completed, "step-b": completed,
+        "stuck": {"state": "available"}, "gone": {"state": "discarded"},
     }  # fmt: skip
     steps = [
         {"id": "a", "job_id": "step-a", "depends_on": []},
@@ -61,7 +62,8 @@ def test_the_ledger_flags_every_kind_of_violation() -> None:
         workflow_steps={"wf-1": steps, "wf-2": None},
     )
     assert not verdict.ok
-    assert verdict.lost == ["lost"]  # "unknown" was never stored: not lost
+    assert verdict.lost == ["lost", "gone (discarded)"]  # "unknown" was never stored
+    assert verdict.unfinished == ["stuck (available)"]
     assert verdict.acked_ran_again == ["again"]
     assert verdict.ran_twice_unacked == 1  # "again" ran twice
     assert verdict.missing_completed_events == ["no-event"]

@@ -299,7 +299,8 @@ async def test_with_metrics_off_nothing_is_recorded() -> None:
         assert metrics.jobs is None and metrics.http is None
         assert metrics.measure_backend(system.backend) is system.backend
         assert getattr(system.fetch, "__func__", None) is WorkerSide.fetch  # not wrapped
-        assert system.root.on_restart is None
+        assert system.root.on_restart is not None  # the workflows still hear of restarts
+        system.root.on_restart("queue:default", False)  # and nothing counts it
         client = create_app(system).test_client()
         await post(client, "/ojs/v1/jobs", {"type": "t", "args": [], "queue": "off"})
         [job] = (await post(client, "/ojs/v1/workers/fetch", {"queues": ["off"]}))["jobs"]

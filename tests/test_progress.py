@@ -18,6 +18,7 @@ from ojs_actors.backends import EventFilter, SqliteBackend
 from ojs_actors.backends.redis import RedisBackend
 from ojs_actors.core import InvalidRequest, NotFound
 from ojs_actors.core.progress import ProgressUpdate
+from ojs_actors.http import HttpSettings, create_app
 from ojs_actors.library import current_job, report_progress
 from ojs_actors.system import System
 
@@ -347,3 +348,126 @@ async def test_the_progress_stream_of_a_finished_job_ends_at_once(client: Any) -
     missing = "/ojs/v1/jobs/01965000-0000-7000-8000-000000000000/progress/stream"
     response = await client.get(missing, headers={"Accept": "text/event-stream"})
     assert response.status_code == 404
+
+
+# -- workflow aggregate progress (§9) ---------------------------------------------------------
+
+
+def wf_step(job_type: str) -> dict[str, Any]:
+    return {"type": job_type, "args": [], "options": {"queue": "wf-progress"}}
+
+
+async def fetch_one(client: Any) -> dict[str, Any]:
+    """The next job of the workflows' queue, once the workflow has released it."""
+    with trio.fail_after(WAIT_LIMIT_S):
+        while True:
+            body = {"queues": ["wf-progress"], "worker_id": "w1"}
+            status, fetched, _ = await send(client, "POST", "/ojs/v1/workers/fetch", body)
+            assert status == 200
+            if fetched["jobs"]:
+                job: dict[str, Any] = fetched["jobs"][0]
+                return job
+            await trio.sleep(0.05)
+
+
+async def workflow_progress(client: Any, workflow: dict[str, Any]) -> dict[str, Any]:
+    status, body, _ = await send(client, "GET", f"/ojs/v1/workflows/{workflow['id']}/progress")
+    assert status == 200
+    return dict(body)
+
+
+async def start_workflow(client: Any, definition: dict[str, Any]) -> dict[str, Any]:
+    status, body, _ = await send(client, "POST", "/ojs/v1/workflows", definition)
+    assert status == 201
+    return dict(body["workflow"])
+
+
+async def test_a_chains_progress_is_its_done_steps_and_the_current_ones_part(
+    each_system: System,
+) -> None:
+    client = create_app(each_system, HttpSettings()).test_client()
+    steps = [wf_step("data.extract"), wf_step("data.transform"), wf_step("data.load")]
+    workflow = await start_workflow(client, {"type": "chain", "name": "etl", "steps": steps})
+    body = await workflow_progress(client, workflow)
+    assert (body["workflow_id"], body["type"], body["progress"]) == (workflow["id"], "chain", 0)
+    assert [s["progress"] for s in body["steps"]] == [None, None, None]
+    first = await fetch_one(client)
+    await send(client, "PUT", f"/ojs/v1/jobs/{first['id']}/progress", {"progress": 0.5})
+    assert (await workflow_progress(client, workflow))["progress"] == round(0.5 / 3, 4)
+    await send(client, "POST", "/ojs/v1/workers/ack", {"job_id": first["id"]})
+    second = await fetch_one(client)
+    report = {"progress": 0.73, "data": {"records_transformed": 21900}}
+    await send(client, "PUT", f"/ojs/v1/jobs/{second['id']}/progress", report)
+    body = await workflow_progress(client, workflow)
+    assert body["progress"] == round(1.73 / 3, 4)  # §9.1: (1 + 0.73) / 3
+    done, current, waiting = body["steps"]
+    assert (done["job_id"], done["type"], done["state"]) == (
+        first["id"],
+        "data.extract",
+        "completed",
+    )
+    assert done["progress"] == 1.0
+    assert (current["job_id"], current["state"], current["progress"]) == (
+        second["id"],
+        "active",
+        0.73,
+    )
+    assert current["data"] == {"records_transformed": 21900}
+    assert (waiting["type"], waiting["state"], waiting["progress"]) == (
+        "data.load",
+        "waiting",
+        None,
+    )
+    assert waiting["job_id"] is None
+
+
+async def test_group_and_batch_aggregates(each_system: System) -> None:
+    """A group averages its jobs' progress; a batch counts its completed jobs (§9.1)."""
+    client = create_app(each_system, HttpSettings()).test_client()
+    group = await start_workflow(
+        client, {"type": "group", "name": "g", "jobs": [wf_step("g.a"), wf_step("g.b")]}
+    )
+    job = await fetch_one(client)
+    await send(client, "PUT", f"/ojs/v1/jobs/{job['id']}/progress", {"progress": 0.4})
+    body = await workflow_progress(client, group)
+    assert (body["type"], body["progress"]) == ("group", 0.2)
+    assert sorted(s["progress"] or 0 for s in body["steps"]) == [0, 0.4]
+    for member in (job, await fetch_one(client)):
+        await send(client, "POST", "/ojs/v1/workers/ack", {"job_id": member["id"]})
+    assert (await workflow_progress(client, group))["progress"] == 1.0
+
+    callback = {"type": "b.done", "args": [], "options": {"queue": "wf-callbacks"}}
+    jobs = [wf_step("b.a"), wf_step("b.b")]
+    definition = {
+        "type": "batch",
+        "name": "b",
+        "jobs": jobs,
+        "callbacks": {"on_complete": callback},
+    }
+    batch = await start_workflow(client, definition)
+    done, running = await fetch_one(client), await fetch_one(client)
+    await send(client, "POST", "/ojs/v1/workers/ack", {"job_id": done["id"]})
+    await send(client, "PUT", f"/ojs/v1/jobs/{running['id']}/progress", {"progress": 0.9})
+    body = await workflow_progress(client, batch)
+    assert (body["type"], body["progress"]) == ("batch", 0.5)  # completed / total
+    by_job = {s["job_id"]: s["progress"] for s in body["steps"]}
+    assert by_job == {done["id"]: 1.0, running["id"]: 0.9}
+
+
+async def test_workflow_progress_is_the_tenants_and_unknown_ones_are_404(
+    each_system: System,
+) -> None:
+    client = create_app(each_system, HttpSettings()).test_client()
+    created = await client.post(
+        "/ojs/v1/workflows",
+        json={"type": "chain", "name": "t", "steps": [wf_step("t.a")]},
+        headers={"X-OJS-Tenant": "acme"},
+    )
+    path = f"/ojs/v1/workflows/{(await created.get_json())['workflow']['id']}/progress"
+    assert (await client.get(path, headers={"X-OJS-Tenant": "acme"})).status_code == 200
+    assert (await client.get(path)).status_code == 200  # an operator sees every tenant's
+    other = await client.get(path, headers={"X-OJS-Tenant": "globex"})
+    assert other.status_code == 404
+    assert (await other.get_json())["error"]["code"] == "not_found"
+    missing = await client.get("/ojs/v1/workflows/wf_01965000-0000-7000-8000-000000000000/progress")
+    assert missing.status_code == 404

@@ -55,7 +55,8 @@ async def test_configure_update_and_deregister_a_tenant(api: Any, each_system: S
         "max_concurrency": {"limit": 20, "current": 0},
         "max_enqueue_rate": {"limit": 1000, "period": "PT1M", "current": 1},
     }
-    assert detail["fairness"] == {"weight": 10} and detail["total_jobs"] == 1
+    assert detail["fairness"] == {"weight": 10, "effective_share": 1.0, "actual_share": 0.0}
+    assert detail["total_jobs"] == 1
 
     changed = await call(api, "PUT", f"{TENANTS}/acme/limits",
                          {"max_concurrency": 5, "max_queue_depth": 100, "reason": "incident"})  # fmt: skip

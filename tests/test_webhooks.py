@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,13 +25,16 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from ojs_actors.backends import MemoryBackend, SqliteBackend, create_backend
+from ojs_actors.backends import EventFilter, MemoryBackend, SqliteBackend, create_backend
 from ojs_actors.backends.redis import RedisBackend
-from ojs_actors.core import InvalidRequest, webhooks
+from ojs_actors.core import InvalidRequest, NotFound, webhooks
+from ojs_actors.core.cron import parse_cron
+from ojs_actors.core.events import cron_event
 from ojs_actors.http import HttpSettings, create_app
 from ojs_actors.system import Settings, System, open_system
 from ojs_actors.system.clock import Clock
-from ojs_actors.system.webhook_dispatcher import LEASE_SECONDS
+from ojs_actors.system.tenancy import acting_as
+from ojs_actors.system.webhook_dispatcher import LEASE_SECONDS, event_tenant
 
 START = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 SECRET = "whsec_test_receiver_secret"
@@ -543,3 +547,145 @@ async def test_allowed_hosts_bound_subscriptions_and_redirects(autojump_clock: A
         [dead], _ = await system.webhook_deliveries(subscription["id"], "dead", 50, 0)
         assert dead["last_error"].startswith("redirect refused") and dead["attempts"] == 1
         assert [r.path for r in receiver.received] == ["/hooks/ojs"]  # never followed
+
+
+# -- tenants (ojs-webhooks §9.3) and webhook events (§11.1) ---------------------------------
+
+
+def by_subscription(receiver: Receiver) -> dict[str, list[dict[str, Any]]]:
+    """The events each subscription received, in arrival order."""
+    got: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+    for request in receiver.received:
+        got[request.headers["x-ojs-subscription-id"]].append(request.event)
+    return got
+
+
+async def test_a_tenants_subscription_gets_its_tenants_events_only(
+    each_system: System, each_clock: MockClock
+) -> None:
+    """Three subscriptions on one receiver: acme's, globex's and an operator's. Each
+    tenant's gets the events of its own jobs (its filter naming the queue as the tenant
+    does), the operator's every job's; each tenant lists and reads only its deliveries."""
+    system = each_system
+    async with receiving() as receiver:
+        with acting_as("acme"):
+            acme = await subscribe(system, receiver, filter={"queues": ["hooks"]})
+        with acting_as("globex"):
+            globex = await subscribe(system, receiver)
+        operator = await subscribe(system, receiver)
+        assert (acme["tenant_id"], globex["tenant_id"]) == ("acme", "globex")
+        assert "tenant_id" not in operator
+        made: dict[str | None, str] = {}
+        for tenant in ("acme", "globex", None):
+            with acting_as(tenant):
+                [made[tenant]] = await complete_jobs(system, 1)
+        await receiver.wait_for(5, seconds=60)
+        await trio.sleep(5)  # nothing more comes
+        got = by_subscription(receiver)
+        assert [e["subject"] for e in got[acme["id"]]] == [made["acme"]]
+        assert [e["subject"] for e in got[globex["id"]]] == [made["globex"]]
+        assert {e["subject"] for e in got[operator["id"]]} == set(made.values())
+        assert len(receiver.received) == 5
+        await settled(system, operator["id"], seconds=60)
+        [acme_delivery], _ = await system.webhook_deliveries(acme["id"], None, 50, 0)
+        assert (await system.webhook_deliveries(None, None, 50, 0))[1] == 5  # an operator's
+        with acting_as("globex"):
+            mine, total = await system.webhook_deliveries(None, None, 50, 0)
+            assert total == 1 and mine[0]["subscription_id"] == globex["id"]
+            with pytest.raises(NotFound):
+                await system.webhook_deliveries(acme["id"], None, 50, 0)
+            with pytest.raises(NotFound):
+                await system.webhook_delivery_info(acme_delivery["id"])
+            with pytest.raises(NotFound):
+                await system.retry_webhook_delivery(acme_delivery["id"])
+
+
+def test_the_tenant_of_an_event() -> None:
+    """A tenant's job events name its queue; cron events the tenant their template names."""
+    job_event = {"type": "job.completed", "data": {"queue": "hooks..t.acme"}}
+    assert event_tenant(job_event) == "acme"
+    assert event_tenant({"type": "job.completed", "data": {"queue": "hooks"}}) == "_default"
+    body = {"name": "nightly", "expression": "0 3 * * *", "timezone": "UTC"}
+    template = {"type": "report.build", "args": [], "meta": {"tenant_id": "globex"}}
+    spec = parse_cron({**body, "job_template": template}, START)
+    assert event_tenant(cron_event("cron.triggered", spec, START, {})) == "globex"
+    plain = parse_cron({**body, "job_template": {"type": "report.build", "args": []}}, START)
+    assert event_tenant(cron_event("cron.triggered", plain, START, {})) == "_default"
+
+
+async def test_tenants_see_and_change_only_their_subscriptions(each_system: System) -> None:
+    client = create_app(each_system, HttpSettings()).test_client()
+    base = "/ojs/v1/webhooks/subscriptions"
+
+    def acting(tenant: str | None) -> dict[str, str]:
+        return {} if tenant is None else {"X-OJS-Tenant": tenant}
+
+    body = {"url": "https://example.com/hook", "events": ["job.completed"]}
+    created = await client.post(base, json=body, headers=acting("acme"))
+    assert created.status_code == 201
+    sub = (await created.get_json())["subscription"]
+    assert sub["tenant_id"] == "acme"
+    path = f"{base}/{sub['id']}"
+    for method, url, payload in [
+        ("GET", path, None),
+        ("PATCH", path, {"active": False}),
+        ("POST", f"{path}/rotate-secret", None),
+        ("POST", f"{path}/test", None),
+        ("DELETE", path, None),
+        ("GET", f"/ojs/v1/webhooks/deliveries?subscription_id={sub['id']}", None),
+    ]:
+        response = await client.open(url, method=method, json=payload, headers=acting("globex"))
+        assert response.status_code == 404, (method, url)
+        assert (await response.get_json())["error"]["code"] == "not_found"
+
+    async def listed(tenant: str | None) -> list[str]:
+        response = await client.get(base, headers=acting(tenant))
+        return [s["id"] for s in (await response.get_json())["subscriptions"]]
+
+    assert await listed("globex") == []
+    assert await listed("acme") == [sub["id"]]
+    assert await listed(None) == [sub["id"]]  # an operator sees every tenant's
+    seen = await (await client.get(path)).get_json()
+    assert seen["subscription"]["tenant_id"] == "acme"
+    patched = await client.patch(path, json={"active": False}, headers=acting("acme"))
+    assert (await patched.get_json())["subscription"]["active"] is False
+    assert (await client.delete(path, headers=acting("acme"))).status_code == 200
+    assert await listed(None) == []
+
+
+async def test_webhook_events_are_emitted_and_never_loop(
+    each_system: System, each_clock: MockClock
+) -> None:
+    """A subscription to job events on a failing receiver, and one to ``webhook.*`` on a
+    healthy one: the second gets webhook.failed, then webhook.dead, and its own
+    subscription's creation; delivering those makes no further webhook event."""
+    system = each_system
+    async with receiving() as failing, receiving() as watcher:
+        failing.status = 503
+        jobs_sub = await subscribe(system, failing)
+        await trio.sleep(1)  # the watcher gets the events from its creation on
+        watch_sub = await subscribe(system, watcher, events=["webhook.*"])
+        [job] = await complete_jobs(system, 1)
+        await watcher.wait_for(2, seconds=60)  # its creation, the first failed attempt
+        failing.status = 410  # the retry, 30 s later, is refused for good
+        await watcher.wait_for(3, seconds=120)
+        await trio.sleep(60)  # no more: nothing is said of delivering the watcher's events
+        kinds = [r.event["type"] for r in watcher.received]
+        assert sorted(kinds) == ["webhook.dead", "webhook.failed", "webhook.subscription.created"]
+        events = {r.event["type"]: r.event for r in watcher.received}
+        assert events["webhook.subscription.created"]["data"]["subscription_id"] == watch_sub["id"]
+        failed, dead = events["webhook.failed"]["data"], events["webhook.dead"]["data"]
+        assert failed["subscription_id"] == dead["subscription_id"] == jobs_sub["id"]
+        assert failed["event_type"] == "job.completed" and failed["status_code"] == 503
+        assert failed["attempt"] == 1 and failed["next_attempt_at"]
+        assert dead["attempt"] == 2 and dead["status_code"] == 410
+        assert failed["delivery_id"] == dead["delivery_id"]
+        assert [r.event["subject"] for r in failing.received] == [job, job]
+        await settled(system, watch_sub["id"], seconds=60)
+        outcome_kinds = frozenset(webhooks.OUTCOME_EVENTS.values())
+        outcomes = await system.events(EventFilter(types=outcome_kinds, limit=1000))
+        assert [e["type"] for e in outcomes] == ["webhook.failed", "webhook.dead"]
+        await system.delete_webhook_subscription(jobs_sub["id"])
+        kinds = {"webhook.subscription.deleted"}
+        [deleted] = await system.events(EventFilter(types=frozenset(kinds)))
+        assert deleted["data"]["subscription_id"] == jobs_sub["id"]

@@ -525,3 +525,30 @@ async def test_http_create_get_cancel(system: System, autojump_clock: Any) -> No
         "invalid_workflow",
     )
     assert error["details"]["validation_errors"][0]["path"] == "$.steps"
+
+
+@pytest.mark.parametrize("crashed", ["queue:wf", "keeper", "scheduler"])
+async def test_a_notice_lost_to_a_crash_is_caught_up_after_the_restart(
+    system: System, autojump_clock: Any, crashed: str
+) -> None:
+    """A QueueActor (or the Scheduler, or the keeper) that dies between storing a job's
+    end and handing its notice to the workflow loses the notice; the restart of that
+    actor makes every running workflow catch up with the backend (found by the chaos
+    suite: a killed actor left a workflow waiting forever)."""
+    created = await system.create_workflow(chain("c.zero", "c.one"))
+    zero = await work(system)
+    inbox = system._inbox
+    hear = inbox.jobs_changed
+    inbox.jobs_changed = lambda changes: None  # type: ignore[method-assign]  # the lost notice
+    await system.ack(zero.id, "zero")
+    inbox.jobs_changed = hear  # type: ignore[method-assign]
+    await nothing_in(system)  # unheard: step one not released
+    supervisor = system.queues if crashed.startswith("queue:") else system.workflows
+    if crashed == "scheduler":
+        supervisor = system.root
+    supervisor.kill_child(crashed)
+    one = await work(system)
+    assert one.type == "c.one" and one.extra["parent_results"] == ["zero"]
+    await system.ack(one.id)
+    await settle()
+    assert (await system.workflow_info(created["id"]))["state"] == "completed"

@@ -623,6 +623,18 @@ _TENANT = {
                 "properties": {"name": {"type": "string"}, "jobs": _COUNTS, "total_jobs": _INT},
             },
         },
+        "throughput": {
+            "type": "object",
+            "properties": {"processed_per_minute": _INT, "enqueued_per_minute": _INT},
+        },
+        "fairness": {
+            "type": "object",
+            "properties": {
+                "weight": {"type": "number"},
+                "effective_share": {"type": "number", "minimum": 0, "maximum": 1},
+                "actual_share": {"type": "number", "minimum": 0, "maximum": 1},
+            },
+        },
         "computed_at": _STAMP,
     },
 }
@@ -738,13 +750,39 @@ ADDED.update(
         ("/ojs/v1/admin/tenants/{id}/stats", "get"): {
             "operationId": "adminTenantStats",
             "summary": "A tenant's statistics",
-            "description": "Its jobs in total, by state and by queue (ojs-multi-tenancy §10.2).",
+            "description": "Its jobs in total, by state and by queue (ojs-multi-tenancy §10.2); "
+            "a configured tenant's `limits` with their current values; `throughput` "
+            "(`processed_per_minute`: jobs completed or discarded, `enqueued_per_minute`) and "
+            "`fairness` (`weight`; `effective_share`: its weight over the sum of the weights "
+            "of the tenants with waiting work; `actual_share`: its part of the claims), all "
+            "counted by the answering process over the last minute. With `X-OJS-Tenant` "
+            "naming another tenant, 404.",
             "tags": ["Admin"],
             "parameters": [_TENANT_ID],
             "responses": {
                 "200": _json_reply("The tenant", _TENANT),
                 "400": _ERROR,
                 "404": _NOT_FOUND,
+            },
+        },
+        ("/ojs/v1/admin/tenants/{id}/jobs", "get"): {
+            "operationId": "adminListTenantJobs",
+            "summary": "A tenant's jobs",
+            "description": "The tenant's jobs over all its queues (ojs-multi-tenancy §10.3), "
+            "filtered, sorted and paged as `GET /ojs/v1/admin/jobs` lists them (`queue` as "
+            "the tenant names it; `_default`: the jobs naming no tenant); on NATS and SQS "
+            "the answer is 422 `unsupported`. 404 for a tenant neither configured nor "
+            "holding jobs, or with `X-OJS-Tenant` naming another tenant.",
+            "tags": ["Admin"],
+            "parameters": [_TENANT_ID, *REPLACED[("/ojs/v1/admin/jobs", "get")]["parameters"]],
+            "responses": {
+                "200": _json_reply("A page of the tenant's jobs", _page_of(_JOB)),
+                "400": _ERROR,
+                "404": _NOT_FOUND,
+                "422": _json_reply(
+                    "`unsupported`: this backend cannot list its jobs",
+                    {"$ref": "#/components/schemas/ErrorResponse"},
+                ),
             },
         },
         ("/ojs/v1/admin/tenants/{id}", "put"): {
@@ -1258,6 +1296,54 @@ ADDED.update(
                 "406": _ERROR,
             },
         },
+        ("/ojs/v1/workflows/{id}/progress", "get"): {
+            "operationId": "getWorkflowProgress",
+            "summary": "A workflow's aggregate progress",
+            "description": "ojs-progress §9: each step's progress (1.0 once completed, its "
+            "job's latest report while it runs, else null) and the aggregate: a batch's share "
+            "of completed jobs; for a chain, a group and a DAG the mean of the steps' progress "
+            "(unreported ones count 0). A request acting for another tenant gets 404.",
+            "tags": ["Workflows"],
+            "parameters": [{"$ref": "#/components/parameters/WorkflowId"}],
+            "responses": {
+                "200": _json_reply(
+                    "The workflow's progress",
+                    {
+                        "type": "object",
+                        "required": ["workflow_id", "type", "state", "progress", "steps"],
+                        "properties": {
+                            "workflow_id": {"type": "string"},
+                            "type": {"type": "string", "enum": ["chain", "group", "batch", "dag"]},
+                            "state": {"type": "string"},
+                            "progress": {"type": "number", "minimum": 0, "maximum": 1},
+                            "steps": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["job_id", "type", "state", "progress"],
+                                    "properties": {
+                                        "index": {"type": "integer"},
+                                        "id": {"type": "string", "description": "DAG steps"},
+                                        "name": {"type": "string"},
+                                        "job_id": {"type": ["string", "null"]},
+                                        "type": {"type": "string"},
+                                        "state": {"type": "string"},
+                                        "progress": {
+                                            "type": ["number", "null"],
+                                            "minimum": 0,
+                                            "maximum": 1,
+                                        },
+                                        "message": {"type": "string"},
+                                        "data": {"type": "object"},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                ),
+                "404": _NOT_FOUND,
+            },
+        },
         ("/ojs/v1/jobs/{id}/checkpoint", "post"): _CHECKPOINT_SAVE,
         ("/ojs/v1/jobs/{id}/checkpoint", "put"): {
             **_CHECKPOINT_SAVE,
@@ -1334,6 +1420,11 @@ _SUBSCRIPTION = {
         "filter": _WEBHOOK_FILTER,
         "active": {"type": "boolean"},
         "metadata": {"type": "object"},
+        "tenant_id": {
+            "type": "string",
+            "description": "The tenant it was created for (X-OJS-Tenant): it gets only that "
+            "tenant's events, and only requests acting for it see it. Absent: an operator's.",
+        },
         "secret": {
             "type": "string",
             "description": "The signing secret: only in the answers of create and rotate-secret.",

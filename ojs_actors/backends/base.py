@@ -436,6 +436,8 @@ class JobQuery:
     order of ``NULL``)."""
 
     queue: str | None = None
+    queues: frozenset[str] | None = None
+    """Any of these queues (a tenant's, ojs-multi-tenancy §10.3), with ``queue`` if given."""
     state: State | None = None
     type: str | None = None
     """An exact job type, or a prefix ending in ``*`` (:func:`type_matches`)."""
@@ -453,6 +455,7 @@ class JobQuery:
         """Whether it takes fewer than every job."""
         return not (
             self.queue is None
+            and self.queues is None
             and self.state is None
             and self.type is None
             and self.since is None
@@ -466,6 +469,8 @@ class JobQuery:
         """:meth:`matches` on the fields it reads (for a backend that reads them without
         building the job)."""
         if self.queue is not None and queue != self.queue:
+            return False
+        if self.queues is not None and queue not in self.queues:
             return False
         if self.state is not None and state != self.state.value:
             return False

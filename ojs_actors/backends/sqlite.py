@@ -674,6 +674,9 @@ def _list_jobs(connection: sqlite3.Connection, query: JobQuery) -> tuple[list[Jo
     if query.queue is not None:
         where.append("queue = ?")
         params.append(query.queue)
+    if query.queues is not None:
+        where.append(f"queue IN ({', '.join('?' * len(query.queues))})")
+        params.extend(sorted(query.queues))
     if query.state is not None:
         where.append("state = ?")
         params.append(query.state.value)
@@ -711,6 +714,9 @@ def _counted(connection: sqlite3.Connection, query: JobQuery) -> int:
     if query.queue is not None:
         where.append("queue = ?")
         params.append(query.queue)
+    if query.queues is not None:
+        where.append(f"queue IN ({', '.join('?' * len(query.queues))})")
+        params.extend(sorted(query.queues))
     if query.state is not None:
         where.append("state = ?")
         params.append(query.state.value)

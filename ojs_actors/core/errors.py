@@ -143,12 +143,24 @@ class QueueFull(OJSError):
     default_hint = "Retry after the Retry-After header's seconds, with backoff."
 
     def __init__(
-        self, queue: str, depth: int, bound: int, *, retry_after: int = 1, strategy: str = "reject"
+        self,
+        queue: str,
+        depth: int,
+        bound: int,
+        *,
+        retry_after: int = 1,
+        strategy: str = "reject",
+        size: tuple[int, int] | None = None,
     ) -> None:
-        super().__init__(
-            f"Queue '{queue}' has reached its depth bound ({bound}).",
-            details={"queue": queue, "depth": depth, "bound": bound, "strategy": strategy},
-        )
+        """``size``: ``(bytes, max_size_bytes)`` when the size bound refused it (``bound``
+        is then the depth bound, 0 if none)."""
+        details: dict[str, Any] = {"queue": queue, "depth": depth, "bound": bound}
+        message = f"Queue '{queue}' has reached its depth bound ({bound})."
+        if size is not None:
+            details |= {"size_bytes": size[0], "max_size_bytes": size[1]}
+            message = f"Queue '{queue}' has reached its size bound ({size[1]} bytes)."
+        super().__init__(message, details={**details, "strategy": strategy})
+        self.size = size
         self.queue = queue
         self.strategy = strategy
         self.job_type: str | None = None
@@ -158,11 +170,13 @@ class QueueFull(OJSError):
         self.retry_after = retry_after
 
     def response_headers(self) -> dict[str, str]:
-        return {
-            "Retry-After": str(self.retry_after),
-            "X-OJS-Queue-Depth": str(self.depth),
-            "X-OJS-Queue-Bound": str(self.bound),
-        }
+        headers = {"Retry-After": str(self.retry_after), "X-OJS-Queue-Depth": str(self.depth)}
+        if self.bound:
+            headers["X-OJS-Queue-Bound"] = str(self.bound)
+        if self.size is not None:
+            headers["X-OJS-Queue-Size-Bytes"] = str(self.size[0])
+            headers["X-OJS-Queue-Size-Bound"] = str(self.size[1])
+        return headers
 
 
 class TenantLimitExceeded(OJSError):

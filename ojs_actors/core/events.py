@@ -145,17 +145,7 @@ def _events(before: State | None, job: Job, state: State, now: int) -> list[dict
                 },
             )
             return [failed, retrying]
-        discarded = _event(
-            "job.discarded",
-            job,
-            now,
-            {
-                "total_attempts": job.attempt,
-                "last_error": {"code": error.get("code"), "message": error.get("message")},
-                "dead_letter": job.dead_letter,
-            },
-        )
-        return [failed, discarded]
+        return [failed, _discarded(job, now, error)]
     if state is State.DISCARDED:
         return [_event("job.expired", job, now, {})]
     return []
@@ -177,7 +167,11 @@ def _dropped(job: Job, now: int) -> list[dict[str, Any]]:
     if error.get("code") == "rate_limited":
         data["key"] = (job.rate_limit or {}).get("key")
     dropped = envelope(DROPPED_EVENTS[error["code"]], job.id, now, data, "")
-    discarded = _event(
+    return [dropped, _discarded(job, now, error)]
+
+
+def _discarded(job: Job, now: int, error: dict[str, Any]) -> dict[str, Any]:
+    return _event(
         "job.discarded",
         job,
         now,
@@ -187,12 +181,15 @@ def _dropped(job: Job, now: int) -> list[dict[str, Any]]:
             "dead_letter": job.dead_letter,
         },
     )
-    return [dropped, discarded]
 
 
 def cron_event(kind: str, spec: CronSpec, now: int, data: dict[str, Any]) -> dict[str, Any]:
-    """``cron.triggered`` / ``cron.skipped`` (ojs-cron §9) in the event log's envelope."""
+    """``cron.triggered`` / ``cron.skipped`` (ojs-cron §9) in the event log's envelope,
+    with the ``tenant_id`` its job template names, if any (whose webhooks get it)."""
     queue = (spec.job_template.get("options") or {}).get("queue") or "default"
+    tenant = (spec.job_template.get("meta") or {}).get("tenant_id")
+    if isinstance(tenant, str):
+        data = {**data, "tenant_id": tenant}
     return envelope(
         kind,
         spec.name,

@@ -128,7 +128,7 @@ def _history_entry(report: dict[str, Any], attempt: int, now_wire: str) -> dict[
         "occurred_at": now_wire,
         "timestamp": now_wire,
     }
-    for name in ("retryable", "details", "backtrace"):
+    for name in ("retryable", "details", "backtrace", "rate_limit_until"):
         if name in report:
             entry[name] = report[name]
     return entry
@@ -239,6 +239,24 @@ def rate_limited(job: Job, now: int, *, until: int | None) -> Job:
         return dropped(job, now, RATE_LIMITED_ERROR)
     nxt = _next(requeue(job, now), Event.RESCHEDULE, now)
     nxt.scheduled_at = until
+    nxt.version = job.version + 1
+    return nxt
+
+
+def downstream_limited(job: Job, now: int, report: dict[str, Any], until: int) -> Job:
+    """The handler reported that its downstream rate-limited it (``rate_limit_until``,
+    ojs-rate-limiting §9): not a failed attempt. The job goes back with its attempt
+    unspent, ``scheduled`` for ``until`` (``available`` if that has passed), the error on
+    record; ``retryable: false`` in the report makes it an ordinary failure."""
+    if report.get("retryable") is False or job.state is not State.ACTIVE:
+        return fail(job, now, report)
+    back = requeue(job, now)
+    nxt = back if until <= now else _next(back, Event.RESCHEDULE, now)
+    if until > now:
+        nxt.scheduled_at = until
+    entry = _history_entry(report, job.attempt, format_ms(now))
+    nxt.error = {k: v for k, v in entry.items() if k != "timestamp"}
+    nxt.errors = [*job.errors, entry][-MAX_ERROR_HISTORY:]
     nxt.version = job.version + 1
     return nxt
 

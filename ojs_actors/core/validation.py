@@ -278,4 +278,6 @@ def parse_error_report(raw: object) -> dict[str, Any]:
         isinstance(raw["backtrace"], list) and all(isinstance(f, str) for f in raw["backtrace"])
     ):
         raise _bad("error.backtrace", "must be an array of strings", raw["backtrace"])
+    if raw.get("rate_limit_until") is not None:  # ojs-rate-limiting §9.1
+        parse_timestamp(raw["rate_limit_until"], "error.rate_limit_until")
     return dict(raw)

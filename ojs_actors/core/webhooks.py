@@ -3,8 +3,11 @@ the retry schedule. Pure: no I/O, no clocks (times are passed in, epoch ms).
 
 A subscription is stored as a plain dict (the snapshot ``webhook-sub:<id>``)::
 
-    {"id", "url", "events", "filter", "active", "secret", "metadata",
+    {"id", "url", "events", "filter", "active", "secret", "metadata", "tenant_id",
      "previous_secret", "previous_secret_until", "created_at", "updated_at"}
+
+``tenant_id`` is the tenant it was created for (ojs-webhooks §9.3), absent for an
+operator's subscription (every tenant's events).
 
 A delivery (``webhook-delivery:<id>``) is one event for one subscription; its id is a
 function of the two, so the same event read twice makes the same delivery (at least
@@ -21,7 +24,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import InvalidRequest
+from .events import envelope, new_event_id
 from .ids import new_id
+from .job import TENANT_SHARD_MARK
+from .timefmt import format_ms
 
 RETRY_DELAYS_MS = (
     0,
@@ -134,16 +140,17 @@ def new_secret() -> str:
 
 
 def parse_subscription(
-    body: dict[str, Any], now: int, allowed_hosts: Sequence[str] = ()
+    body: dict[str, Any], now: int, allowed_hosts: Sequence[str] = (), tenant: str | None = None
 ) -> dict[str, Any]:
-    """A new subscription from a create request (ojs-webhooks §6.1). A ``secret`` given by
-    the client is kept (the conformance suite sends one); else one is made."""
+    """A new subscription from a create request (ojs-webhooks §6.1), of ``tenant`` if one
+    is given. A ``secret`` given by the client is kept (the conformance suite sends one);
+    else one is made."""
     secret = body.get("secret")
     if secret is None:
         secret = new_secret()
     elif not isinstance(secret, str) or not secret:
         raise _invalid("'secret' must be a non-empty string.", "secret", None)
-    return {
+    record = {
         "id": f"sub_{new_id()}",
         "url": check_url(body.get("url"), allowed_hosts),
         "events": _events(body.get("events")),
@@ -155,6 +162,9 @@ def parse_subscription(
         "updated_at": now,
         "active_since": now,
     }
+    if tenant is not None:
+        record["tenant_id"] = tenant
+    return record
 
 
 def apply_update(
@@ -208,8 +218,11 @@ def matches(subscription: dict[str, Any], event: dict[str, Any]) -> bool:
     data = event.get("data") or {}
     criteria = subscription.get("filter") or {}
     queues = criteria.get("queues")
-    if queues and data.get("queue") not in queues:
-        return False
+    queue = data.get("queue")
+    if queues and queue not in queues:
+        # A tenant's queue is stored as "<queue>..t.<tenant>": its own name matches too.
+        if not isinstance(queue, str) or queue.partition(TENANT_SHARD_MARK)[0] not in queues:
+            return False
     job_types = criteria.get("job_types")
     return not job_types or data.get("job_type") in job_types
 
@@ -338,6 +351,55 @@ def retried(record: dict[str, Any], now: int) -> dict[str, Any]:
     return {**record, "state": "pending", "attempts": 0, "next_attempt_at": now, "updated_at": now}
 
 
+def subscription_event(kind: str, subscription: dict[str, Any], now: int) -> dict[str, Any]:
+    """``webhook.subscription.created`` / ``…deleted`` (ojs-webhooks §11.1)."""
+    data = {
+        "subscription_id": subscription["id"],
+        "url": subscription["url"],
+        "events": subscription["events"],
+        **_tenant_of(subscription),
+    }
+    return envelope(kind, subscription["id"], now, data, new_event_id())
+
+
+OUTCOME_EVENTS = {
+    "delivered": "webhook.delivered",
+    "pending": "webhook.failed",
+    "dead": "webhook.dead",
+}
+
+
+def outcome_event(
+    delivery: dict[str, Any], subscription: dict[str, Any], now: int
+) -> dict[str, Any] | None:
+    """The event of one attempt's outcome (ojs-webhooks §11.1): ``webhook.delivered``,
+    ``webhook.failed`` (tried again) or ``webhook.dead``. ``None`` for the delivery of a
+    ``webhook.*`` event: the outcome of delivering an event about deliveries is no event,
+    so they never feed each other."""
+    if str(delivery.get("event_type") or "").startswith("webhook."):
+        return None
+    data: dict[str, Any] = {
+        "delivery_id": delivery["id"],
+        "subscription_id": subscription["id"],
+        "url": subscription["url"],
+        "event_id": delivery["event_id"],
+        "event_type": delivery.get("event_type"),
+        "attempt": delivery["attempts"],
+        "status_code": delivery.get("last_status_code"),
+        **_tenant_of(subscription),
+    }
+    if delivery["state"] != "delivered":
+        data["error"] = delivery.get("last_error")
+    if delivery["state"] == "pending" and delivery.get("next_attempt_at") is not None:
+        data["next_attempt_at"] = format_ms(delivery["next_attempt_at"])
+    return envelope(OUTCOME_EVENTS[delivery["state"]], delivery["id"], now, data, new_event_id())
+
+
+def _tenant_of(subscription: dict[str, Any]) -> dict[str, str]:
+    tenant = subscription.get("tenant_id")
+    return {"tenant_id": tenant} if tenant is not None else {}
+
+
 def public(subscription: dict[str, Any]) -> dict[str, Any]:
     """The subscription without its secrets (every answer but the creation's)."""
     return {
@@ -359,6 +421,7 @@ __all__ = [
     "host_allowed",
     "matches",
     "new_delivery",
+    "outcome_event",
     "parse_subscription",
     "public",
     "retried",
@@ -367,6 +430,7 @@ __all__ = [
     "rotate_secret",
     "signature",
     "signature_header",
+    "subscription_event",
     "verify",
     "wants",
 ]

@@ -41,6 +41,7 @@ from typing import Any
 from .errors import Conflict, InvalidWorkflow, OJSError
 from .ids import new_id
 from .job import NO_RESULT, Job
+from .progress import view as progress_view
 from .states import State
 from .timefmt import format_ms
 from .validation import parse_enqueue
@@ -764,6 +765,56 @@ def render(workflow: Workflow, live: Mapping[str, Job | None] | None = None) -> 
     return view
 
 
+def render_progress(
+    workflow: Workflow, live: Mapping[str, Job | None] | None = None
+) -> dict[str, Any]:
+    """``GET /ojs/v1/workflows/{id}/progress`` (ojs-progress §9): each member's progress
+    (1.0 once completed, its job's latest report while released, else null) and the
+    aggregate of §9.1: a batch's share of completed jobs; a chain's completed steps plus
+    its current step's part (the mean of its steps' progress, unreported ones as 0), and
+    likewise the mean for a group and a DAG."""
+    live = live or {}
+    members = [node for node in workflow.nodes if not node.is_callback]
+    steps = [_progress_step(node, live.get(node.job_id), workflow.kind == DAG) for node in members]
+    if workflow.kind == "batch":
+        done = sum(node.state is NodeState.COMPLETED for node in members)
+        aggregate = done / len(members) if members else 1.0
+    else:
+        parts = [step["progress"] or 0.0 for step in steps]
+        aggregate = sum(parts) / len(parts) if parts else 1.0
+    return {
+        "workflow_id": workflow.id,
+        "type": workflow.kind,
+        "state": workflow.state.value,
+        "progress": round(aggregate, 4),
+        "steps": steps,
+    }
+
+
+def _progress_step(node: Node, live: Job | None, dag: bool) -> dict[str, Any]:
+    state, _ = _shown_state(node, live, dag=dag)
+    step: dict[str, Any] = {"id": node.step_id} if dag else {"index": node.index}
+    if node.name is not None:
+        step["name"] = node.name
+    step.update(
+        job_id=node.job_id if node.released_at is not None else None,
+        type=node.request.get("type"),
+        state=state,
+        progress=None,
+    )
+    shown = (
+        None
+        if live is None
+        else progress_view(live.progress, live.state, live.attempt, live.started_at)
+    )
+    if shown is not None:
+        step["progress"] = shown["progress"]
+        step.update({key: shown[key] for key in ("message", "data") if shown[key] is not None})
+    if node.state is NodeState.COMPLETED or state == NodeState.COMPLETED.value:
+        step["progress"] = 1.0
+    return step
+
+
 def _failures(workflow: Workflow) -> dict[str, Any]:
     """What ojs-workflows §9.6 asks a workflow to report of its failed jobs."""
     failed = [node for node in workflow.nodes if node.state is NodeState.FAILED]
@@ -791,5 +842,5 @@ __all__ = [
     "CALLBACKS", "DAG", "KINDS", "PARENT_RESULTS_FIELD", "SNAPSHOT_PREFIX", "WORKFLOW_ID_FIELD",
     "Node", "NodeState", "Outcome", "Transition", "Workflow", "WorkflowState", "advance",
     "build_job", "cancel", "job_request", "outcome_of", "parent_results",
-    "parse_workflow", "refused", "render", "snapshot_key",
+    "parse_workflow", "refused", "render", "render_progress", "snapshot_key",
 ]  # fmt: skip

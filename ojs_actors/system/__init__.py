@@ -9,9 +9,10 @@ from .scheduler import Scheduler
 from .settle import Ack, Nack, Outcome
 from .system import Heartbeat, Settings, System, open_system
 from .worker_group import Handler, WorkerGroup, WorkerGroupStats
+from .worker_outcomes import RateLimitExceeded
 
 __all__ = [
     "Ack", "Clock", "EventCursor", "Handler", "Heartbeat", "Nack", "Outcome", "QueueActor", "Scheduler",
     "Settings", "System", "WorkerGroup", "WorkerGroupStats", "open_system", "trio_wall_clock",
-    "Checkpoint", "JobContext", "current_job", "report_progress",
+    "Checkpoint", "JobContext", "current_job", "report_progress", "RateLimitExceeded",
 ]  # fmt: skip

@@ -25,20 +25,19 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import trio
 
 from ..backends import Backend
-from ..core import InvalidRequest, Job, State, Unsupported, lifecycle
+from ..core import InvalidRequest, Job, State, lifecycle
 from ..core.errors import QueueFull
 from ..core.events import envelope, new_event_id
 from .clock import Clock
+from .queue_bound import STRATEGIES, Bound, depth_of, parse_bound
+from .queue_size import SizeGauge, batch_size
 from .queue_writes import TransitionWriter
 
-STRATEGIES = ("reject", "block", "drop_oldest")
-DEFAULT_WARNING_THRESHOLD = 0.8
 RETRY_AFTER_SECONDS = 1
 BLOCK_TIMEOUT_HEADER = "OJS-Block-Timeout"
 MAX_BLOCK_TIMEOUT_S = 60.0
@@ -53,72 +52,6 @@ MAX_CAS_ATTEMPTS = 5
 T = TypeVar("T")
 BLOCK_WAIT: ContextVar[float] = ContextVar("block_wait", default=0.0)
 """Seconds the enqueues of the current request may wait for room (``OJS-Block-Timeout``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Bound:
-    max_depth: int
-    strategy: str = "reject"
-    warning_threshold: float = DEFAULT_WARNING_THRESHOLD
-
-    def to_record(self) -> dict[str, Any]:
-        return {
-            "max_depth": self.max_depth,
-            "strategy": self.strategy,
-            "warning_threshold": self.warning_threshold,
-        }
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any] | None) -> Bound | None:
-        if not record:
-            return None
-        return cls(
-            int(record["max_depth"]),
-            str(record.get("strategy", "reject")),
-            float(record.get("warning_threshold", DEFAULT_WARNING_THRESHOLD)),
-        )
-
-
-def parse_bound(body: object) -> Bound | None:
-    """The ``backpressure`` object of ``PUT /ojs/v1/admin/queues/{name}/config``
-    (ojs-backpressure §6.2); ``None`` for unbounded (``max_depth`` 0 or absent)."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("'backpressure' must be an object.", details={"field": "backpressure"})
-    max_depth = body.get("max_depth", 0)
-    if not isinstance(max_depth, int) or isinstance(max_depth, bool) or max_depth < 0:
-        raise InvalidRequest(
-            "'backpressure.max_depth' must be an integer of at least 0 (0: unbounded).",
-            details={"field": "backpressure.max_depth", "received": str(max_depth)},
-        )
-    strategy = body.get("strategy", "reject")
-    if strategy not in ("reject", "block", "drop_oldest"):
-        raise InvalidRequest(
-            "'backpressure.strategy' must be one of reject, block, drop_oldest.",
-            details={"field": "backpressure.strategy", "received": str(strategy)},
-        )
-    if body.get("max_size_bytes") not in (None, 0):
-        raise Unsupported(
-            "'backpressure.max_size_bytes' is not supported by this server; bound the depth.",
-            details={"field": "backpressure.max_size_bytes"},
-        )
-    threshold = body.get("warning_threshold", DEFAULT_WARNING_THRESHOLD)
-    if (
-        not isinstance(threshold, int | float)
-        or isinstance(threshold, bool)
-        or not 0 <= threshold <= 1
-    ):
-        raise InvalidRequest(
-            "'backpressure.warning_threshold' must be a number from 0.0 to 1.0.",
-            details={"field": "backpressure.warning_threshold"},
-        )
-    if max_depth == 0:
-        return None
-    return Bound(max_depth, strategy, float(threshold))
-
-
-def depth_of(counts: dict[State, int]) -> int:
-    """Non-terminal jobs of a queue, from its counts by state."""
-    return sum(count for state, count in counts.items() if not state.terminal)
 
 
 def parse_block_timeout(value: str | None) -> float:
@@ -144,29 +77,29 @@ class PressureBoard:
     news of room made in a queue for the enqueues blocked on it (§5.2)."""
 
     def __init__(self) -> None:
-        self._seen: dict[str, tuple[int, Bound]] = {}
+        self._seen: dict[str, tuple[int, int, Bound]] = {}
         self._room: dict[str, trio.Event] = {}
 
-    def note(self, queue: str, depth: int, bound: Bound | None) -> None:
+    def note(self, queue: str, depth: int, bound: Bound | None, size_bytes: int = 0) -> None:
         if bound is None:
             self._seen.pop(queue, None)
         else:
-            self._seen[queue] = (depth, bound)
+            self._seen[queue] = (depth, size_bytes, bound)
 
     def headers(self, queue: str) -> dict[str, str]:
         """``X-OJS-Queue-*`` warning headers if ``queue`` is past its warning threshold."""
         seen = self._seen.get(queue)
         if seen is None:
             return {}
-        depth, bound = seen
-        pressure = min(depth / bound.max_depth, 1.0)
+        depth, size_bytes, bound = seen
+        pressure = bound.fill(depth, size_bytes)
         if pressure < bound.warning_threshold:
             return {}
-        return {
-            "X-OJS-Queue-Depth": str(depth),
-            "X-OJS-Queue-Bound": str(bound.max_depth),
-            "X-OJS-Queue-Pressure": f"{pressure:.2f}",
-        }
+        headers = QueueFull(
+            queue, depth, bound.max_depth, size=_size_of(bound, size_bytes)
+        ).response_headers()
+        del headers["Retry-After"]
+        return headers | {"X-OJS-Queue-Pressure": f"{pressure:.2f}"}
 
     def freed(self, queue: str) -> None:
         """Jobs of ``queue`` finished: enqueues blocked on it try again."""
@@ -222,14 +155,17 @@ class PressureLog:
 
         await self._update(queue, change, events)
 
-    async def pressure(self, queue: str, depth: int, bound: Bound) -> None:
-        """``backpressure.warning`` when the depth reaches the warning threshold,
+    async def pressure(self, queue: str, depth: int, bound: Bound, size_bytes: int = 0) -> None:
+        """``backpressure.warning`` when the depth (or size) reaches the warning threshold,
         ``backpressure.cleared`` when it is below it again (each crossing once)."""
-        past = depth >= bound.warning_threshold * bound.max_depth
+        past = bound.fill(depth, size_bytes) >= bound.warning_threshold
         if self._pressured.get(queue) is past:
             return
         kind = "backpressure.warning" if past else "backpressure.cleared"
-        events = [_event(kind, queue, self._clock(), {"depth": depth, "bound": bound.max_depth})]
+        data = {"depth": depth, "bound": bound.max_depth}
+        if bound.max_size_bytes:
+            data |= {"size_bytes": size_bytes, "max_size_bytes": bound.max_size_bytes}
+        events = [_event(kind, queue, self._clock(), data)]
 
         def change(state: dict[str, Any]) -> bool:
             if bool(state.get("pressured")) is past:
@@ -256,6 +192,10 @@ class PressureLog:
                 return
 
 
+def _size_of(bound: Bound, size_bytes: int) -> tuple[int, int] | None:
+    return (size_bytes, bound.max_size_bytes) if bound.max_size_bytes else None
+
+
 def _drop_for_room(job: Job, now: int) -> Job:
     return lifecycle.dropped(job, now, lifecycle.BACKPRESSURE_DROPPED_ERROR)
 
@@ -277,6 +217,7 @@ class DepthGuard:
         pressure: PressureBoard | None,
         log: PressureLog,
         writer: TransitionWriter,
+        refresh_ms: int = 1_000,
     ) -> None:
         self.queue = queue
         self.bound: Bound | None = None
@@ -285,33 +226,47 @@ class DepthGuard:
         self._pressure = pressure
         self._log = log
         self._writer = writer
+        self._size = SizeGauge(queue, backend, writer.clock, refresh_ms)
 
     async def verdicts(
-        self, sizes: Sequence[int], job_types: Sequence[str | None] | None = None
+        self,
+        sizes: Sequence[int],
+        job_types: Sequence[str | None] | None = None,
+        batches: Sequence[Sequence[Job]] | None = None,
     ) -> list[QueueFull | None] | None:
-        """Per enqueue of a run (its number of jobs, its first job's type), the error
-        refusing it if it would pass the queue's depth bound, taken in order; ``None`` if
-        the queue is unbounded. Each enqueue is taken whole or refused whole (a batch
-        too, §9.3); under ``drop_oldest``, ready jobs are dropped to make it fit."""
+        """Per enqueue of a run (its number of jobs, its first job's type, its jobs), the
+        error refusing it if it would pass the queue's depth or size bound, taken in
+        order; ``None`` if the queue is unbounded. Each enqueue is taken whole or refused
+        whole (a batch too, §9.3); under ``drop_oldest``, ready jobs are dropped to make
+        it fit."""
         bound = self.bound
         if bound is None:
             self.forget_pressure()
             return None
         depth = depth_of(await self._backend.count_jobs(self.queue))
+        sized = bool(bound.max_size_bytes)
+        size_bytes = await self._size.total() if sized else 0
         verdicts: list[QueueFull | None] = []
         refused: list[str | None] = []
         for index, size in enumerate(sizes):
-            excess = depth + size - bound.max_depth
-            if excess > 0 and bound.strategy == "drop_oldest" and size <= bound.max_depth:
-                depth -= await self._make_room(excess)
-                excess = depth + size - bound.max_depth
-            if excess > 0:
+            adding = batch_size(batches[index]) if sized and batches else 0
+            fits = not bound.over(size, adding)  # in an empty queue
+            while bound.over(depth + size, size_bytes + adding) and fits and bound.drops:
+                excess = depth + size - bound.max_depth if bound.max_depth else 0
+                dropped = await self._make_room(max(excess, 1))
+                if not dropped:
+                    break
+                depth, freed = depth - len(dropped), batch_size(dropped)
+                size_bytes -= freed
+                self._size.changed(-freed)
+            if bound.over(depth + size, size_bytes + adding):
                 full = QueueFull(
                     self.queue,
                     depth,
                     bound.max_depth,
                     retry_after=RETRY_AFTER_SECONDS,
                     strategy=bound.strategy,
+                    size=(size_bytes, bound.max_size_bytes) if sized else None,
                 )
                 full.job_type = job_types[index] if job_types else None
                 verdicts.append(full)
@@ -319,17 +274,19 @@ class DepthGuard:
                     refused.append(full.job_type)
             else:
                 depth += size
+                size_bytes += adding
+                self._size.changed(adding)
                 verdicts.append(None)
         if self._pressure is not None:
-            self._pressure.note(self.queue, depth, bound)
+            self._pressure.note(self.queue, depth, bound, size_bytes)
         if refused:
             await self._log.rejected(self.queue, depth, bound.max_depth, refused)
-        await self._log.pressure(self.queue, depth, bound)
+        await self._log.pressure(self.queue, depth, bound, size_bytes)
         return verdicts
 
-    async def _make_room(self, count: int) -> int:
+    async def _make_room(self, count: int) -> list[Job]:
         """Drop up to ``count`` of the queue's next ready jobs: claimed, so no worker takes
-        them meanwhile, then discarded unrun, attempt unspent. How many were dropped."""
+        them meanwhile, then discarded unrun, attempt unspent. The jobs dropped."""
         writer = self._writer
         claimed, expired = await self._backend.claim(
             self.queue, count, writer.clock(), DROPPING_WORKER, None
@@ -337,15 +294,17 @@ class DepthGuard:
         writer.remember_claimed(claimed)
         writer.after_store([(State.AVAILABLE, job) for job in (*claimed, *expired)])
         results = await writer.apply([(job.id, _drop_for_room) for job in claimed])
-        return sum(1 for result in results if isinstance(result, Job))
+        return [result for result in results if isinstance(result, Job)]
 
     def forget_pressure(self) -> None:
         """No warning headers for the queue any more (it is unbounded)."""
+        self._size.forget()
         if self._pressure is not None:
             self._pressure.note(self.queue, 0, None)
 
 
 __all__ = [
+    "STRATEGIES",
     "BLOCK_TIMEOUT_HEADER",
     "BLOCK_WAIT",
     "Bound",

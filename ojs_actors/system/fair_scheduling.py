@@ -10,17 +10,18 @@ empty queue skipped) or ``weighted``, by smooth weighted round-robin (nginx's): 
 run of fetches each queue gets its share of claim turns, and a queue with weight > 0
 gets a turn within ``sum(weights)`` picks (§7.3's bounded time). A queue with nothing
 ready gives its turn to the next, so no claim slot is wasted. A shared worker's fetch
-over tenants' queues (:class:`~.tenancy.ShardDirectory`) goes round-robin when no pool
-covers it (per-tenant fairness, §9).
+over tenants' queues (:class:`~.tenancy.ShardDirectory`) that no pool covers claims by
+the same smooth weighted round-robin, each queue weighted by its tenant's
+``fairness_weight`` (ojs-multi-tenancy §7.2; :meth:`FairScheduler.weighted_turns`).
 
 Dispatch counts for the statistics (§10.2) are this process's, by second over the last
-minute. Single-queue fetches (the hot path) only add to those counts.
+minute (:class:`MinuteCounts`). Single-queue fetches (the hot path) only add to those counts.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ..backends import Snapshots
@@ -42,23 +43,24 @@ class FairScheduler:
         self._refresh_ms = refresh_ms
         self._pools: list[dict[str, Any]] = []
         self._loaded_at: int | None = None
-        self._credit: dict[tuple[str, ...], dict[str, int]] = {}
+        self._credit: dict[tuple[str, ...], dict[str, float]] = {}
+        self._resting: dict[tuple[str, ...], dict[str, float]] = {}
         self._next: dict[tuple[str, ...], int] = {}
-        self._dispatched: dict[str, deque[list[int]]] = {}
+        self._dispatched = MinuteCounts(clock)
 
     # -- the fetch path -------------------------------------------------------------------
 
-    async def plan(
-        self, queues: Sequence[str], count: int, *, fair: bool = False
-    ) -> list[tuple[str, int]] | None:
+    async def covered(self, queues: Sequence[str]) -> bool:
+        """Whether a pool covers ``queues`` (its strategy then orders their claims)."""
+        return await self._pool_for(queues) is not None
+
+    async def plan(self, queues: Sequence[str], count: int) -> list[tuple[str, int]] | None:
         """How many jobs to claim from which queue first, in order, for a fetch of
         ``count`` over ``queues``; ``None`` for the fetch's own order (no pool applies,
-        or its strategy is ``strict``). ``fair``: round-robin when no pool applies (a
-        shared worker's fetch over tenants' queues, ojs-fair-scheduling §9). The caller
-        fills any shortfall from the others."""
+        or its strategy is ``strict``). The caller fills any shortfall from the others."""
         pool = await self._pool_for(queues)
         if pool is None:
-            return self._rotation(tuple(queues), count) if fair else None
+            return None
         if pool["strategy"] == "round-robin":
             return self._rotation(tuple(queues), count)
         if pool["strategy"] == "strict":
@@ -80,20 +82,80 @@ class FairScheduler:
             self._next.pop(next(iter(self._next)))
         self._next[key] = key.index(last) + 1
 
+    def weighted_turns(
+        self,
+        queues: Sequence[str],
+        weights: Mapping[str, float],
+        count: int,
+        skip: Collection[str] = (),
+    ) -> tuple[list[tuple[str, int]], tuple[str, ...]]:
+        """``count`` claim turns over ``queues`` but ``skip`` by smooth weighted round-robin
+        (the credits kept per queue set), as ``(queue, turns)`` in order of first turn,
+        and the queues they were shared among: those not resting (found empty lately,
+        :meth:`give_back`), or all of them if every one is. Turns a queue could not use
+        go back with :meth:`give_back`."""
+        key = tuple(queues)
+        resting = self._resting.get(key)
+        eligible = tuple(q for q in key if q not in skip)
+        if resting:
+            eligible = tuple(q for q in eligible if q not in resting) or eligible
+        return self._picks(key, weights, count, eligible), eligible
+
+    def give_back(
+        self,
+        queues: Sequence[str],
+        weights: Mapping[str, float],
+        eligible: Sequence[str],
+        unused: Mapping[str, int],
+        used: int,
+    ) -> None:
+        """Undo the turns of :meth:`weighted_turns` (over ``eligible``) that queues could
+        not use, ``{queue: turns}`` (``used``: how many were used): they had fewer jobs ready, so the turns go to the
+        others rather than being owed to them. A turn only adds each weight and takes the
+        total from the chosen queue, so undoing some is exact. Each such queue then rests:
+        it is left out of the turns for as many used turns as its share of every weight
+        (``sum / weight``), so an empty queue costs a claim about once in its turn and the
+        others' credits do not drift while it has nothing."""
+        key = tuple(queues)
+        credit = self._credit.get(key)
+        if credit is None:
+            return
+        total = sum(weights[queue] for queue in eligible)
+        every = sum(weights[queue] for queue in key)
+        resting = self._resting.setdefault(key, {})
+        for queue in list(resting):
+            resting[queue] -= used
+            if resting[queue] <= 0:
+                del resting[queue]
+        for queue, turns in unused.items():
+            for other in eligible:
+                credit[other] -= weights[other] * turns
+            credit[queue] += total * turns
+            resting[queue] = every / weights[queue]
+
     def _picks(
-        self, key: tuple[str, ...], weights: dict[str, int], count: int
+        self,
+        key: tuple[str, ...],
+        weights: Mapping[str, float],
+        count: int,
+        eligible: Sequence[str] | None = None,
     ) -> list[tuple[str, int]]:
         credit = self._credit.get(key)
         if credit is None:
             if len(self._credit) >= MAX_ROTATIONS:
-                self._credit.pop(next(iter(self._credit)))
-            credit = self._credit[key] = dict.fromkeys(key, 0)
-        total = sum(weights.values())
+                evicted = next(iter(self._credit))
+                self._credit.pop(evicted)
+                self._resting.pop(evicted, None)
+            credit = self._credit[key] = dict.fromkeys(key, 0.0)
+        among = key if eligible is None else eligible
+        if not among:
+            return []
+        total = sum(weights[queue] for queue in among)
         asks: dict[str, int] = {}
         for _ in range(count):
-            for queue in key:
+            for queue in among:
                 credit[queue] += weights[queue]
-            chosen = max(key, key=credit.__getitem__)
+            chosen = max(among, key=credit.__getitem__)
             credit[chosen] -= total
             asks[chosen] = asks.get(chosen, 0) + 1
         return list(asks.items())
@@ -113,28 +175,12 @@ class FairScheduler:
         return None
 
     def dispatched(self, queue: str, jobs: int) -> None:
-        """Count ``jobs`` claimed from ``queue`` now (for :meth:`stats`)."""
-        second = self._clock() // 1000
-        buckets = self._dispatched.get(queue)
-        if buckets is None:
-            if len(self._dispatched) >= MAX_COUNTED_QUEUES:
-                self._dispatched.pop(next(iter(self._dispatched)))
-            buckets = self._dispatched[queue] = deque()
-        if buckets and buckets[-1][0] == second:
-            buckets[-1][1] += jobs
-        else:
-            buckets.append([second, jobs])
-            while buckets[0][0] <= second - WINDOW_SECONDS:
-                buckets.popleft()
+        """Count ``jobs`` claimed from ``queue`` now (for :meth:`dispatch_counts`)."""
+        self._dispatched.add(queue, jobs)
 
     def dispatch_counts(self) -> dict[str, int]:
         """Jobs claimed per queue by this process over the last minute."""
-        since = self._clock() // 1000 - WINDOW_SECONDS
-        counts = {
-            queue: sum(n for second, n in buckets if second > since)
-            for queue, buckets in self._dispatched.items()
-        }
-        return {queue: n for queue, n in counts.items() if n}
+        return self._dispatched.counts()
 
     # -- pools ----------------------------------------------------------------------------
 
@@ -166,6 +212,39 @@ class FairScheduler:
         if not await self._snapshots.delete_snapshot(f"pool:{name}"):
             raise _pool_not_found(name)
         self._loaded_at = None
+
+
+class MinuteCounts:
+    """Counts by key over the last minute, in buckets of a second (this process's); at
+    most ``capacity`` keys, the oldest forgotten past it."""
+
+    def __init__(self, clock: Clock, capacity: int = MAX_COUNTED_QUEUES) -> None:
+        self._clock = clock
+        self._capacity = capacity
+        self._buckets: dict[str, deque[list[int]]] = {}
+
+    def add(self, key: str, n: int = 1) -> None:
+        second = self._clock() // 1000
+        buckets = self._buckets.get(key)
+        if buckets is None:
+            if len(self._buckets) >= self._capacity:
+                self._buckets.pop(next(iter(self._buckets)))
+            buckets = self._buckets[key] = deque()
+        if buckets and buckets[-1][0] == second:
+            buckets[-1][1] += n
+        else:
+            buckets.append([second, n])
+            while buckets[0][0] <= second - WINDOW_SECONDS:
+                buckets.popleft()
+
+    def counts(self) -> dict[str, int]:
+        """Each key's count over the last minute (keys counting 0 left out)."""
+        since = self._clock() // 1000 - WINDOW_SECONDS
+        counts = {
+            key: sum(n for second, n in buckets if second > since)
+            for key, buckets in self._buckets.items()
+        }
+        return {key: n for key, n in counts.items() if n}
 
 
 def parse_pool(name: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -243,4 +322,4 @@ def _pool_not_found(name: str) -> NotFound:
     )
 
 
-__all__ = ["FairScheduler", "parse_pool", "pool_wire"]
+__all__ = ["FairScheduler", "MinuteCounts", "parse_pool", "pool_wire"]

@@ -12,6 +12,7 @@ from ..core import Job, parse_queue_name
 from .backpressure import BLOCK_WAIT, Bound, PressureLog
 from .clock import Clock
 from .queue_messages import SetBound
+from .queue_size import check_countable
 from .rate_limit_keys import RateLimitKeys
 from .rate_limits import KeyedLimiter, policy_of
 from .routing import QueueRouter
@@ -23,6 +24,7 @@ class Limits:
     def __init__(self, router: QueueRouter, backend: Backend, clock: Clock) -> None:
         self._router = router
         self._keys = RateLimitKeys(KeyedLimiter(backend, clock))
+        self._backend = backend
         self._pressure = router.pressure
         self._pressure_log = PressureLog(backend, clock)
         self.pressure_headers = router.pressure.headers
@@ -35,6 +37,8 @@ class Limits:
 
     async def set_bound(self, queue: str, bound: Bound | None) -> dict[str, Any]:
         """Bound (or unbound, ``None``) a queue's depth; the queue's record as stored."""
+        if bound is not None and bound.max_size_bytes:
+            check_countable(self._backend)  # 422 where the sizes cannot be counted
         record: dict[str, Any] = await self._router.ask(parse_queue_name(queue), SetBound(bound))
         return record
 

@@ -115,7 +115,7 @@ class Producer:
         the same queues cannot deadlock."""
         *held, last = sorted({job.queue for job in jobs})
         batch = EnqueueBatch(
-            jobs, {queue: Hold(size=sum(job.queue == queue for job in jobs)) for queue in held}
+            jobs, {queue: Hold(jobs=[job for job in jobs if job.queue == queue]) for queue in held}
         )
         failures: list[OJSError] = []
         results: Sequence[Job | Deduplicated | OJSError] | None = None

@@ -43,6 +43,7 @@ from .queue_messages import (
 )
 from .queue_rate_limit import QueueLimiter
 from .queue_writes import Changes, TransitionWriter
+from .rate_limit_pause import DynamicPauses
 from .rate_limits import KeyedAdmission
 from .signals import Signals
 from .tenant_limits import TenantSlots
@@ -85,10 +86,12 @@ class QueueActor(Actor):
         self._pressure = pressure
         self._writer = TransitionWriter(queue, backend, clock, self._after_store)
         self._depth = DepthGuard(
-            queue, backend, pressure, PressureLog(backend, clock), self._writer
-        )
+            queue, backend, pressure, PressureLog(backend, clock), self._writer,
+            self.refresh_interval_ms,
+        )  # fmt: skip
         limiter = QueueLimiter(backend, clock, queue, self.refresh_interval_ms)
         self._keys = KeyedAdmission(limiter, self._writer, tenant_slots)
+        self._pauses = DynamicPauses(limiter)  # handlers' rate_limit_until
         self._intake = QueueIntake(
             queue,
             backend,
@@ -195,13 +198,16 @@ class QueueActor(Actor):
         return await super().receive(message)
 
     async def _over_bound(
-        self, sizes: Sequence[int], job_types: Sequence[str | None] | None = None
+        self,
+        sizes: Sequence[int],
+        job_types: Sequence[str | None] | None = None,
+        batches: Sequence[Sequence[Job]] | None = None,
     ) -> list[QueueFull | None] | None:
         """The depth bound's verdicts on enqueues of ``sizes`` (:meth:`DepthGuard.verdicts`),
         the record re-read first if stale: bounded meanwhile through another process?"""
         if self._record_stale():
             await self._refresh()
-        return await self._depth.verdicts(sizes, job_types)
+        return await self._depth.verdicts(sizes, job_types, batches)
 
     def _record_stale(self) -> bool:
         refreshed_at = self._refreshed_at
@@ -267,9 +273,9 @@ class QueueActor(Actor):
     async def _apply(self, run: Sequence[Envelope]) -> None:
         """Every transition of a run of ``Apply`` messages: one read and one
         compare-and-set write per attempt, whatever the number of jobs."""
-        results = await self._writer.apply(
-            [item for envelope in run for item in envelope.message.items]
-        )
+        items = [item for envelope in run for item in envelope.message.items]
+        results = await self._writer.apply(items)
+        await self._pauses.after_applied(items, results)
         self._answer_applied(run, results)
 
     async def _apply_and_claim(self, run: Sequence[Envelope], claim: Envelope) -> bool:
@@ -284,9 +290,10 @@ class QueueActor(Actor):
         if backend is None or not self._record_fresh() or (tenant and tenant.limited()):
             return False
         writer = self._writer
-        first = writer.first_round_from_claimed(
-            [item for envelope in run for item in envelope.message.items]
-        )
+        items = [item for envelope in run for item in envelope.message.items]
+        if self._pauses.involved(items):
+            return False  # the pause first, then the claim
+        first = writer.first_round_from_claimed(items)
         if first is None:
             return False
         message: Claim = claim.message

@@ -51,7 +51,8 @@ class QueueIntake:
         *,
         after_store: Callable[[Changes], None],
         over_bound: Callable[
-            [Sequence[int], Sequence[str | None]], Awaitable[list[QueueFull | None] | None]
+            [Sequence[int], Sequence[str | None], Sequence[Sequence[Job]]],
+            Awaitable[list[QueueFull | None] | None],
         ],
         may_hand_over: Callable[[], bool],
         adopt_rate_limit: Callable[[Sequence[Job]], Awaitable[None]],
@@ -79,6 +80,7 @@ class QueueIntake:
         refused = await self._over_bound(
             [len(envelope.message.jobs) for envelope in run],
             [envelope.message.jobs[0].type if envelope.message.jobs else None for envelope in run],
+            [envelope.message.jobs for envelope in run],
         )
         if refused is not None and any(refused):
             for envelope, error in zip(run, refused, strict=True):
@@ -145,7 +147,7 @@ class QueueIntake:
         mine: Results = []
         try:
             mine_only = [job for job in batch.jobs if job.queue == self.queue]
-            await self._check_bound(len(mine_only), mine_only[0].type if mine_only else None)
+            await self._check_bound(mine_only)
             results = await self.backend.insert_jobs(batch.jobs, atomic=True)
             if not any(isinstance(result, OJSError) for result in results):
                 mine = self._hand_out(batch, results)
@@ -166,15 +168,15 @@ class QueueIntake:
             hold.results = by_queue.get(queue, [])
         return by_queue[self.queue]
 
-    async def _check_bound(self, size: int, job_type: str | None = None) -> None:
-        """Raise :class:`QueueFull` if ``size`` more jobs would pass the queue's bound."""
-        verdicts = await self._over_bound([size], [job_type])
+    async def _check_bound(self, jobs: Sequence[Job]) -> None:
+        """Raise :class:`QueueFull` if ``jobs`` would pass the queue's bound."""
+        verdicts = await self._over_bound([len(jobs)], [jobs[0].type if jobs else None], [jobs])
         if verdicts and verdicts[0] is not None:
             raise verdicts[0]
 
     async def hold(self, hold: Hold) -> None:
         """This queue's part of a batch another actor stores: wait for it, then adopt it."""
-        await self._check_bound(hold.size)  # refused before parking: the batch is withdrawn
+        await self._check_bound(hold.jobs)  # refused before parking: the batch is withdrawn
         hold.parked.set()
         await hold.released.wait()
         if hold.results is not None:

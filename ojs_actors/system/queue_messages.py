@@ -34,9 +34,9 @@ class Hold:
     parked: trio.Event = field(default_factory=trio.Event)
     released: trio.Event = field(default_factory=trio.Event)
     results: list[Job | Deduplicated | OJSError] | None = None
-    size: int = 0
+    jobs: Sequence[Job] = ()
     """This queue's jobs in the batch: the actor refuses to park (``QueueFull``) if they
-    would pass its depth bound."""
+    would pass its bound."""
 
 
 @dataclass(slots=True)

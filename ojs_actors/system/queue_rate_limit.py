@@ -14,7 +14,10 @@ take go to their keys, and those their keys admit are booked in the queue's part
 so a job one of the two refuses uses no slot or window start of the other (but for two
 processes booking the queue's last slot at the same instant: the loser's job, already
 booked in its key, hands its key's start back only when that start leaves the window).
-A job the queue's limit refuses waits (``on_limit`` ``"wait"``, whatever its own).
+A job the queue's limit refuses waits (``on_limit`` ``"wait"``, whatever its own). The
+partition also holds the queue's pause (:mod:`.rate_limit_pause`): a handler of a job
+without a rate-limit key reported ``rate_limit_until``; until then no job of the queue
+starts.
 """
 
 from __future__ import annotations
@@ -56,10 +59,16 @@ class QueueLimiter(KeyedLimiter):
         self._refresh_ms = refresh_ms
         self._policy: KeyedPolicy | None = None
         self._read_at: int | None = None
+        self._paused_until: int | None = None
+        """The queue's pause (:mod:`.rate_limit_pause`), as last read or set here."""
 
     @property
     def limits_all(self) -> bool:  # type: ignore[override]
-        return self._policy is not None
+        return self._policy is not None or (self._paused_until or 0) > self.clock()
+
+    def paused(self, until: int | None) -> None:
+        """The queue's pause as just stored by this process."""
+        self._paused_until = until
 
     async def refresh(self) -> None:
         """Re-read the queue's limit if the copy is older than ``poll_interval``."""
@@ -67,11 +76,14 @@ class QueueLimiter(KeyedLimiter):
         if self._read_at is None or now - self._read_at >= self._refresh_ms:
             state = await self.backend.load_snapshot(self.prefix + self.key)
             self._policy = queue_policy(self.queue, (state or {}).get("policy"))
+            self._paused_until = (state or {}).get("paused_until")
             self._read_at = now
 
     async def admit(self, claimed: Sequence[Job]) -> tuple[list[Job], dict[str, Transition]]:
-        """As :meth:`KeyedLimiter.admit`, the queue's own limit kept too."""
+        """As :meth:`KeyedLimiter.admit`, the queue's own limit (and pause) kept too."""
         policy = self._policy
+        if policy is None and (self._paused_until or 0) > self.clock():
+            policy = KeyedPolicy(self.key)  # no limits, but paused: every job waits
         if policy is None:
             return await super().admit(claimed)
         fits = await self._fits(policy, claimed)
@@ -88,6 +100,9 @@ class QueueLimiter(KeyedLimiter):
         """The jobs the queue's limit would let start now, nothing booked."""
         part = Partition.of(await self.backend.load_snapshot_versioned(self.prefix + self.key))
         now = self.clock()
+        self._paused_until = part.paused_until
+        if part.paused_at(now) is not None:
+            return set()
         live = await self.jobs_in(part.active, (State.ACTIVE,))
         starts = [at for at in part.starts if at > now - policy.window_ms]
         fits: set[str] = set()

@@ -3,7 +3,8 @@ state (§10.1), every key (§10.3), and an operator's override of its limits (§
 
 The override is part of the key's partition (the backend snapshot ``ratelimit:<key>``,
 :mod:`.rate_limits`), written by compare-and-set like the rest of it, so every process
-sharing the backend applies it at its next admission of a job of the key. Jobs the
+sharing the backend applies it at its next admission of a job of the key (as the key's
+pause, :mod:`.rate_limit_pause`, which lifting the override lifts too). Jobs the
 override lets go (it was lifted, or raised a limit) that wait on the key are found by
 fetches at their next poll.
 """
@@ -61,11 +62,12 @@ class RateLimitKeys:
         return await self.describe(key, part)
 
     async def clear_override(self, key: str) -> dict[str, Any]:
-        """Lift the key's override: the jobs' own limits apply again."""
+        """Lift the key's override and its pause (a handler's ``rate_limit_until``): the
+        jobs' own limits apply again."""
 
         def change(part: Partition) -> bool:
-            had = part.override is not None
-            part.override = None
+            had = part.override is not None or part.paused_until is not None
+            part.override = part.paused_until = part.pause_reason = None
             return had
 
         part = (
@@ -100,7 +102,7 @@ class RateLimitKeys:
         """A queue's own limit and its state (``rate_limit`` ``None``: it has none)."""
         parse_queue_name(queue)
         loaded = await self._backend.load_snapshot_versioned(PREFIX + queue_key(queue))
-        if loaded is None or not loaded[0].get("policy"):
+        if loaded is None or not (loaded[0].get("policy") or loaded[0].get("paused_until")):
             return {"queue": queue, "rate_limit": None}
         return await self._queue_wire(queue, Partition.of(loaded))
 
@@ -111,7 +113,7 @@ class RateLimitKeys:
 
     async def _queue_wire(self, queue: str, part: Partition) -> dict[str, Any]:
         state = await self.describe(queue_key(queue), part)
-        return {"queue": queue, "rate_limit": state.pop("policy"), "state": state}
+        return {"queue": queue, "rate_limit": state.pop("policy") or None, "state": state}
 
     async def describe(self, key: str, part: Partition) -> dict[str, Any]:
         now = self._clock()
@@ -126,6 +128,10 @@ class RateLimitKeys:
             list(part.waiting), (State.AVAILABLE, State.SCHEDULED)
         )
         wire: dict[str, Any] = {"key": key, "policy": part.policy, "waiting_count": len(waiting)}
+        paused = part.paused_at(now)
+        if paused is not None:
+            wire["paused_until"] = format_ms(paused)  # ojs-rate-limiting §9
+            wire["pause_reason"] = part.pause_reason
         if override is not None:
             expires_at = override.get("expires_at")
             wire["override"] = {

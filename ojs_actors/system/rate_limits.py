@@ -15,31 +15,23 @@ handed back at once, its attempt unspent, as its ``on_limit`` says: ``available`
 (``"wait"``), ``scheduled`` for when the key should admit it (``"reschedule"``) or
 discarded (``"drop"``). The partition also holds an operator's override of the limits,
 the jobs refused and not admitted since, and whether the key is refusing, from which
-come the ``rate_limit.*`` events, written in the same compare-and-set.
-:class:`KeyedLimiter` holds the partitions; :class:`KeyedAdmission` is a QueueActor's use
+come the ``rate_limit.*`` events, written in the same compare-and-set, and the key's
+pause (:mod:`.rate_limit_partition`, :mod:`.rate_limit_pause`). :class:`KeyedLimiter` holds the partitions; :class:`KeyedAdmission` is a QueueActor's use
 of them (policies registered at enqueue, admission and hand-back at claim).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..backends import Backend
 from ..core import Job, State, lifecycle
-from ..core.events import envelope, new_event_id
-from ..core.rate_policy import (
-    KeyedPolicy,
-    Refusal,
-    keyed_policy,
-    next_start_at,
-    overridden,
-    refusal,
-)
+from ..core.rate_policy import KeyedPolicy, keyed_policy, overridden
 from .clock import Clock
 from .queue_writes import TransitionWriter
+from .rate_limit_partition import Decision, Partition, decide, set_policy
 from .transitions import Transition
 
 if TYPE_CHECKING:
@@ -49,68 +41,11 @@ PREFIX = "ratelimit:"
 MAX_CAS_ATTEMPTS = 5
 KEYED_CLAIM_ROUNDS = 3
 """Claims one fetch makes while jobs come back refused by their rate-limit keys."""
-MAX_WAITING = 1_000
-"""Refused jobs a partition remembers (for ``rate_limit.released`` and
-``waiting_count``), the oldest forgotten first."""
 
 
 def policy_of(job: Job) -> KeyedPolicy | None:
     """The job's keyed policy (validated at enqueue, so it parses)."""
     return keyed_policy(job.rate_limit) if job.rate_limit else None
-
-
-@dataclass(slots=True)
-class Partition:
-    """A key's stored state, as read."""
-
-    policy: dict[str, Any]
-    active: list[str]
-    starts: list[int]
-    version: int | None
-    override: dict[str, Any] | None = None
-    """An operator's limits in place of the jobs' (``PUT /ojs/v1/rate-limits/{key}``)."""
-    waiting: dict[str, str] = field(default_factory=dict)
-    """Jobs the key refused and has not admitted since: id -> the limit that held them."""
-    exceeded: str | None = None
-    """The limit that refused the last job, until the key admits one again: one
-    ``rate_limit.exceeded`` event per such spell, not one per refused claim."""
-
-    @classmethod
-    def of(cls, loaded: tuple[dict[str, Any], int] | None) -> Partition:
-        if loaded is None:
-            return cls({}, [], [], None)
-        state, version = loaded
-        return cls(
-            dict(state.get("policy") or {}),
-            list(state.get("active") or []),
-            list(state.get("starts") or []),
-            version,
-            state.get("override"),
-            dict(state.get("waiting") or {}),
-            state.get("exceeded"),
-        )
-
-    def record(self, key: str, now: int) -> dict[str, Any]:
-        return {
-            "key": key,
-            "policy": self.policy,
-            "active": self.active,
-            "starts": self.starts,
-            "override": self.override,
-            "waiting": self.waiting,
-            "exceeded": self.exceeded,
-            "updated_at": now,
-        }
-
-
-@dataclass(slots=True)
-class Decision:
-    """What a key decided for the jobs of one claim, and the events it tells."""
-
-    taken: set[str] = field(default_factory=set)
-    refused: dict[str, Transition] = field(default_factory=dict)
-    """The transition handing each refused job back (``on_limit``)."""
-    events: list[dict[str, Any]] = field(default_factory=list)
 
 
 class KeyedLimiter:
@@ -130,7 +65,7 @@ class KeyedLimiter:
                 assert job.rate_limit is not None
                 newest[job.rate_limit["key"]] = job.rate_limit
         for key, raw in newest.items():
-            await self.update(key, partial(_set_policy, raw))
+            await self.update(key, partial(set_policy, raw))
 
     limits_all = False
     """Whether every job claimed is limited (a queue's own limit, :mod:`.queue_rate_limit`)."""
@@ -139,11 +74,16 @@ class KeyedLimiter:
         """Re-read what :attr:`limits_all` depends on (nothing, here)."""
 
     async def update(
-        self, key: str, change: Callable[[Partition], bool], *, create: bool = True
+        self,
+        key: str,
+        change: Callable[[Partition], bool],
+        *,
+        create: bool = True,
+        events: Sequence[dict[str, Any]] = (),
     ) -> Partition | None:
         """Apply ``change`` to the key's partition by compare-and-set (it returns whether
         it changed anything); the partition as stored, ``None`` if the key is unknown
-        and ``create`` is false."""
+        and ``create`` is false. ``events`` (which ``change`` may fill) go with the write."""
         for _ in range(MAX_CAS_ATTEMPTS):
             part = Partition.of(await self.backend.load_snapshot_versioned(self.prefix + key))
             if part.version is None and not create:
@@ -151,7 +91,7 @@ class KeyedLimiter:
             if not change(part) and part.version is not None:
                 return part
             saved = await self.backend.save_snapshot_if(
-                self.prefix + key, part.record(key, self.clock()), part.version
+                self.prefix + key, part.record(key, self.clock()), part.version, events=events
             )
             if saved is not None:
                 part.version = saved
@@ -197,10 +137,10 @@ class KeyedLimiter:
             now = self.clock()
             live = await self._still_active(part.active)
             policies = [(job, overridden(p, part.override, now)) for job, p in group]
-            keep_ms = max(policy.window_ms for _, policy in policies)
+            keep_ms = max((policy.window_ms for _, policy in policies), default=0)
             starts = [at for at in part.starts if at > now - keep_ms]
             before = (live[:], starts[:], dict(part.waiting), part.exceeded)
-            decision = _decide(key, part, policies, live, starts, now)
+            decision = decide(key, part, policies, live, starts, now)
             if self.prefix != PREFIX:  # slots of something else than a rate-limit key
                 decision.events, part.waiting, part.exceeded = [], {}, None
             if not decision.events and (live, starts, part.waiting, part.exceeded) == before:
@@ -227,67 +167,6 @@ class KeyedLimiter:
             for job_id, job in zip(ids, jobs, strict=True)
             if job is not None and job.state in states
         ]
-
-
-def _set_policy(raw: dict[str, Any], part: Partition) -> bool:
-    if part.policy == raw:
-        return False
-    part.policy = raw
-    return True
-
-
-def _decide(
-    key: str,
-    part: Partition,
-    policies: Sequence[tuple[Job, KeyedPolicy]],
-    live: list[str],
-    starts: list[int],
-    now: int,
-) -> Decision:
-    """Admit what the key's limits allow of ``policies`` into ``live`` and ``starts``
-    (changed in place, as ``part.waiting`` and ``part.exceeded``), with the events."""
-    decision = Decision()
-    promised = list(starts)
-    """Starts made, and those promised to jobs rescheduled in this claim."""
-    for job, policy in policies:
-        why = refusal(policy, job.id, live, starts, now)
-        if why is None:
-            decision.taken.add(job.id)
-            if job.id not in live:
-                live.append(job.id)
-            if policy.window_ms:
-                starts.append(now)
-                promised.append(now)
-            part.exceeded = None
-            held = part.waiting.pop(job.id, None)
-            if held is not None:
-                data = {"key": key, "strategy": held, "job_id": job.id, "queue": job.queue}
-                decision.events.append(_event("rate_limit.released", key, now, data))
-            continue
-        if part.exceeded is None:
-            decision.events.append(_exceeded(key, why, now))
-        part.exceeded = why.strategy
-        if policy.on_limit == "drop":
-            decision.refused[job.id] = partial(lifecycle.rate_limited, until=None)
-            part.waiting.pop(job.id, None)
-            continue
-        if policy.on_limit == "reschedule":
-            at = next_start_at(policy, promised, now, why.strategy)
-            promised.append(at)
-            decision.refused[job.id] = partial(lifecycle.rate_limited, until=at)
-        part.waiting.setdefault(job.id, why.strategy)
-        while len(part.waiting) > MAX_WAITING:
-            del part.waiting[next(iter(part.waiting))]
-    return decision
-
-
-def _exceeded(key: str, why: Refusal, now: int) -> dict[str, Any]:
-    data = {"key": key, "strategy": why.strategy, "limit": why.limit, "current": why.current}
-    return _event("rate_limit.exceeded", key, now, data)
-
-
-def _event(kind: str, key: str, now: int, data: dict[str, Any]) -> dict[str, Any]:
-    return envelope(kind, key, now, data, new_event_id())
 
 
 class KeyedAdmission:
@@ -387,4 +266,4 @@ class KeyedAdmission:
             self.handing_back = False
 
 
-__all__ = ["KeyedAdmission", "KeyedLimiter", "policy_of"]
+__all__ = ["PREFIX", "KeyedAdmission", "KeyedLimiter", "Partition", "policy_of"]

@@ -52,6 +52,7 @@ from .schemas import SchemaRegistry
 from .settings import Settings
 from .signals import Signals
 from .supervision import root_supervisor
+from .tenant_activity import TenantActivity
 from .tenant_config import TenantConfigs
 from .tenant_limits import TenantGuard
 from .webhooks import Webhooks
@@ -77,6 +78,8 @@ class System:
         self.tenant_configs = tenant_configs = TenantConfigs(calls, clock, refresh_ms)
         """Configured tenants and their limits (ojs-multi-tenancy §8)."""
         self.tenant_guard = tenant_guard = TenantGuard(calls, clock, tenant_configs)
+        self.tenant_activity = TenantActivity(clock)
+        """Tenants' enqueues and processed jobs over the last minute (§10.2)."""
         self._router = router = QueueRouter(
             calls, clock, signals, settings, on_change=self._jobs_changed,
             tenant_configs=tenant_configs,
@@ -95,7 +98,9 @@ class System:
             watcher=self._new_ready_watcher if isinstance(backend, ReadyNotices) else None,
             relay=self._new_event_relay if isinstance(backend, EventSink) else None,
         )
-        self._worker_side = worker_side = WorkerSide(router, calls, clock, signals, settings)
+        self._worker_side = worker_side = WorkerSide(
+            router, calls, clock, signals, settings, tenant_configs
+        )
         self.workers = worker_side.registry
         self.fair_scheduler = worker_side.fair_scheduler
         admin = Admin(
@@ -164,6 +169,7 @@ class System:
         self.purge_dead_letter = admin.purge_dead_letter
         self.events = admin.events
         self.health = admin.health
+        self.root.on_restart = self._restarted
         metrics.watch(
             root=self.root,
             backend=calls,
@@ -174,6 +180,7 @@ class System:
         # -- workflows
         self.create_workflow = workflows.create_workflow
         self.workflow_info = workflows.workflow_info
+        self.workflow_progress = workflows.workflow_progress
         self.cancel_workflow = workflows.cancel_workflow
         self.workflow_ref = workflows.workflow_ref
         # -- cron
@@ -226,11 +233,17 @@ class System:
             poll_interval=self.settings.poll_interval,
         )
 
+    def _restarted(self, child_id: str, supervisor: bool) -> None:
+        """Every restart in the tree (the root's hook, which its supervisors take)."""
+        self.metrics.restarted(child_id, supervisor)
+        self._inbox.restarted(child_id)
+
     def _jobs_changed(self, changes: Changes) -> None:
         """The hook of every job change stored through this process (QueueActors, the
         Scheduler): tell the workflows, wake the event relay, count them (metrics)."""
         self._inbox.jobs_changed(changes)
         self.signals.events_appended()
+        self.tenant_activity.record(changes)
         if self._job_flow is not None:
             self._job_flow.record(changes)
 

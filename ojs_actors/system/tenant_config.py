@@ -132,6 +132,11 @@ def config_wire(record: Mapping[str, Any]) -> dict[str, Any]:
     return wire
 
 
+def weight_of(config: Mapping[str, Any] | None) -> float:
+    """A tenant's ``fairness_weight`` (§7.2): 1 unless configured (``_default`` too)."""
+    return 1 if config is None else config.get("fairness_weight", 1)
+
+
 def not_found(tenant: str) -> NotFound:
     return NotFound(
         f"Tenant '{tenant}' not found.", details={"resource_type": "tenant", "resource_id": tenant}
@@ -248,4 +253,5 @@ __all__ = [
     "parse_config",
     "parse_limits",
     "period_ms",
+    "weight_of",
 ]

@@ -8,9 +8,11 @@ compare-and-set.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..core import NO_RESULT, Job, NotFound, State, lifecycle
+from ..core.timefmt import parse_timestamp
 
 Transition = Callable[[Job, int], Job]
 
@@ -27,7 +29,25 @@ def _ack_without_result(job: Job, now: int) -> Job:
 
 
 def fail_with(report: dict[str, Any]) -> Transition:
+    """A failed attempt; a report with ``rate_limit_until`` (checked by
+    ``parse_error_report``) is a :class:`DownstreamLimited` instead."""
+    until = report.get("rate_limit_until")
+    if until is not None:
+        return DownstreamLimited(report, parse_timestamp(until, "error.rate_limit_until"))
     return lambda job, now: lifecycle.fail(job, now, report)
+
+
+@dataclass(frozen=True, slots=True)
+class DownstreamLimited:
+    """The handler's downstream rate-limited it until ``until`` (ojs-rate-limiting §9):
+    the job is rescheduled for then, unspent (:func:`lifecycle.downstream_limited`), and
+    the QueueActor that stores it pauses the job's key (:mod:`.rate_limit_pause`)."""
+
+    report: dict[str, Any]
+    until: int
+
+    def __call__(self, job: Job, now: int) -> Job:
+        return lifecycle.downstream_limited(job, now, self.report, self.until)
 
 
 def extend_lease_by(visibility_ms: int | None) -> Transition:
@@ -54,6 +74,6 @@ def dead_letter_not_found(job_id: str) -> NotFound:
 
 
 __all__ = [
-    "Transition", "ack_with", "dead_letter_not_found", "extend_lease_by", "fail_with",
+    "DownstreamLimited", "Transition", "ack_with", "dead_letter_not_found", "extend_lease_by", "fail_with",
     "job_not_found", "retry_from_dead_letter",
 ]  # fmt: skip

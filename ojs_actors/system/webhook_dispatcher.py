@@ -23,6 +23,11 @@ also prunes each subscription's log to its
 newest ``Settings.webhook_log_limit`` finished deliveries. While many deliveries wait
 (:data:`MAX_PENDING`, a receiver down), reading the outbox pauses, so memory stays
 bounded; events then wait in the outbox (its retention bounds how long).
+
+A tenant's subscription gets only the events of that tenant (:func:`event_tenant`), an
+operator's every event. Each attempt's outcome appends ``webhook.delivered``,
+``webhook.failed`` or ``webhook.dead`` with it (none for deliveries of ``webhook.*``
+events, so those never beget more).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from .event_cursor import EventCursor
 from .lease import Lease
 from .settings import Settings
 from .signals import Signals, wait_any
+from .tenancy import DEFAULT_TENANT, split_shard
 from .webhook_sender import new_client, send
 
 SUBSCRIPTION_PREFIX = "webhook-sub:"
@@ -170,7 +176,11 @@ class WebhookDispatcher(Actor):
         subscriptions = [sub for sub in stored.values() if sub.get("active")]
         for event in events:
             for subscription in subscriptions:
-                if webhooks.matches(subscription, event) and _since(subscription, event):
+                if (
+                    webhooks.matches(subscription, event)
+                    and _since(subscription, event)
+                    and _tenant_gets(subscription, event)
+                ):
                     record = webhooks.new_delivery(subscription["id"], event, now)
                     key = DELIVERY_PREFIX + record["id"]
                     if await self.store.save_snapshot_if(key, record, None) is not None:
@@ -252,7 +262,11 @@ class WebhookDispatcher(Actor):
                 outcome.error,
                 updated["state"],
             )
-        if await self.store.save_snapshot_if(key, updated, version) is None:
+        event = webhooks.outcome_event(updated, subscription, self.clock())
+        written = await self.store.save_snapshot_if(
+            key, updated, version, events=[event] if event is not None else ()
+        )
+        if written is None:
             self._due.pop(delivery, None)  # changed meanwhile (retried by hand, reset)
         elif updated["state"] == "pending":
             self._due[delivery] = updated["next_attempt_at"]
@@ -266,7 +280,7 @@ class WebhookDispatcher(Actor):
         subscriptions = await self.store.list_snapshots(SUBSCRIPTION_PREFIX)
         due: dict[str, int] = {}
         finished: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
-        doomed: list[str] = []
+        doomed = [key for key, sub in subscriptions.items() if sub.get("deleted")]
         for key, record in records.items():
             sub = subscriptions.get(SUBSCRIPTION_PREFIX + record.get("subscription_id", ""))
             if sub is None:
@@ -308,6 +322,23 @@ class WebhookDispatcher(Actor):
             await wait_any([event for event in (self._wake, appended) if event is not None])
 
 
+def event_tenant(event: dict[str, Any]) -> str:
+    """The tenant an event is of: the ``tenant_id`` its data names (cron, tenant and
+    webhook events), else the owner of its queue (a tenant's jobs live in its own queues,
+    and their events name them); :data:`DEFAULT_TENANT` for every other event."""
+    data = event.get("data") or {}
+    tenant = data.get("tenant_id")
+    if isinstance(tenant, str):
+        return tenant
+    queue = data.get("queue")
+    return split_shard(queue)[1] if isinstance(queue, str) else DEFAULT_TENANT
+
+
+def _tenant_gets(subscription: dict[str, Any], event: dict[str, Any]) -> bool:
+    tenant = subscription.get("tenant_id")
+    return tenant is None or tenant == event_tenant(event)
+
+
 def _since(subscription: dict[str, Any], event: dict[str, Any]) -> bool:
     """:func:`~ojs_actors.core.webhooks.wants`, for an event's envelope."""
     try:
@@ -322,4 +353,5 @@ __all__ = [
     "LEASE_KEY",
     "SUBSCRIPTION_PREFIX",
     "WebhookDispatcher",
+    "event_tenant",
 ]

@@ -6,6 +6,12 @@ Subscriptions and deliveries live in the snapshot store (``webhook-sub:<id>``,
 the same; changes are compare-and-set, so two processes changing one subscription do
 not undo each other. Sending is the :class:`.WebhookDispatcher`'s, but for the test
 endpoint's ping, sent at once by the process asked.
+
+A subscription made while acting for a tenant is that tenant's (ojs-webhooks §9.3):
+only requests acting for it see or change it (others get the 404 of a missing one, as
+for another tenant's job), and it gets only its tenant's events. One made acting for
+nobody (an operator) gets every tenant's; an operator sees every subscription.
+Creation and deletion append ``webhook.subscription.*`` events in the same write.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from .clock import Clock
 from .settings import Settings
 from .signals import Signals
 from .supervision import SupervisorSlot, one_for_one
+from .tenancy import acting_tenant
 from .webhook_dispatcher import DELIVERY_PREFIX, SUBSCRIPTION_PREFIX, WebhookDispatcher
 from .webhook_sender import new_client, send
 
@@ -60,16 +67,20 @@ class Webhooks:
 
     async def create_subscription(self, body: dict[str, Any]) -> dict[str, Any]:
         """A new subscription, with its secret (shown this once, ojs-webhooks §6.1)."""
+        now = self.clock()
         record = webhooks.parse_subscription(
-            body, self.clock(), self.settings.webhook_allowed_hosts
+            body, now, self.settings.webhook_allowed_hosts, acting_tenant()
         )
-        await self.backend.save_snapshot(SUBSCRIPTION_PREFIX + record["id"], record)
+        event = webhooks.subscription_event("webhook.subscription.created", record, now)
+        await self.backend.save_snapshot_if(
+            SUBSCRIPTION_PREFIX + record["id"], record, None, events=[event]
+        )
         self._changed()
         return record
 
     async def list_subscriptions(self) -> list[dict[str, Any]]:
-        records = await self.backend.list_snapshots(SUBSCRIPTION_PREFIX)
-        ordered = sorted(records.values(), key=lambda r: (r.get("created_at", 0), r["id"]))
+        records = await self._visible_subscriptions()
+        ordered = sorted(records, key=lambda r: (r.get("created_at", 0), r["id"]))
         return [webhooks.public(record) for record in ordered]
 
     async def subscription_info(self, subscription_id: str) -> dict[str, Any]:
@@ -93,8 +104,17 @@ class Webhooks:
         )
 
     async def delete_subscription(self, subscription_id: str) -> dict[str, Any]:
-        """Forget the subscription and its deliveries: pending ones are cancelled (§6.5)."""
-        record = await self._subscription(subscription_id)
+        """Forget the subscription and its deliveries: pending ones are cancelled (§6.5).
+        It is first switched off and marked deleted, with its ``webhook.subscription.deleted``
+        event in that write (a delete cannot carry events); a mark left by a crash is
+        deleted by the dispatcher's next rescan."""
+        record = await self._change(
+            subscription_id,
+            lambda record: {**record, "active": False, "deleted": True},
+            lambda record: [
+                webhooks.subscription_event("webhook.subscription.deleted", record, self.clock())
+            ],
+        )
         await self.backend.delete_snapshot(SUBSCRIPTION_PREFIX + subscription_id)
         for key, delivery in (await self.backend.list_snapshots(DELIVERY_PREFIX)).items():
             if delivery.get("subscription_id") == subscription_id:
@@ -139,10 +159,14 @@ class Webhooks:
             )
         if subscription_id is not None:
             await self._subscription(subscription_id)
+        owned = None  # an operator's: every subscription's deliveries
+        if acting_tenant() is not None:
+            owned = {record["id"] for record in await self._visible_subscriptions()}
         records = [
             record
             for record in (await self.backend.list_snapshots(DELIVERY_PREFIX)).values()
             if (subscription_id is None or record.get("subscription_id") == subscription_id)
+            and (owned is None or record.get("subscription_id") in owned)
             and (state is None or record.get("state") == state)
         ]
         records.sort(key=lambda r: (r.get("created_at", 0), r["id"]), reverse=True)
@@ -150,7 +174,7 @@ class Webhooks:
 
     async def delivery_info(self, delivery_id: str) -> dict[str, Any]:
         record = await self.backend.load_snapshot(DELIVERY_PREFIX + delivery_id)
-        if record is None:
+        if record is None or not await self._owns_delivery(record):
             raise _not_found("webhook_delivery", delivery_id)
         return record
 
@@ -160,7 +184,7 @@ class Webhooks:
         key = DELIVERY_PREFIX + delivery_id
         for _ in range(CAS_ATTEMPTS):
             stored = await self.backend.load_snapshot_versioned(key)
-            if stored is None:
+            if stored is None or not await self._owns_delivery(stored[0]):
                 raise _not_found("webhook_delivery", delivery_id)
             record, version = stored
             if record.get("state") == "pending":
@@ -175,21 +199,40 @@ class Webhooks:
 
     async def _subscription(self, subscription_id: str) -> dict[str, Any]:
         record = await self.backend.load_snapshot(SUBSCRIPTION_PREFIX + subscription_id)
-        if record is None:
+        if record is None or not _visible(record):
             raise _not_found("webhook_subscription", subscription_id)
         return record
 
+    async def _visible_subscriptions(self) -> list[dict[str, Any]]:
+        records = await self.backend.list_snapshots(SUBSCRIPTION_PREFIX)
+        return [record for record in records.values() if _visible(record)]
+
+    async def _owns_delivery(self, delivery: dict[str, Any]) -> bool:
+        """Whether the acting tenant may see ``delivery`` (that of one of its subscriptions)."""
+        if acting_tenant() is None:
+            return True
+        key = SUBSCRIPTION_PREFIX + str(delivery.get("subscription_id"))
+        subscription = await self.backend.load_snapshot(key)
+        return subscription is not None and _visible(subscription)
+
     async def _change(
-        self, subscription_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+        self,
+        subscription_id: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+        events: Callable[[dict[str, Any]], list[dict[str, Any]]] = lambda _: [],
     ) -> dict[str, Any]:
-        """Apply ``change`` to the stored subscription by compare-and-set."""
+        """Apply ``change`` to the stored subscription by compare-and-set, appending
+        ``events`` (of the record before the change) in the same write."""
         key = SUBSCRIPTION_PREFIX + subscription_id
         for _ in range(CAS_ATTEMPTS):
             stored = await self.backend.load_snapshot_versioned(key)
-            if stored is None:
+            if stored is None or not _visible(stored[0]):
                 raise _not_found("webhook_subscription", subscription_id)
             updated = change(stored[0])
-            if await self.backend.save_snapshot_if(key, updated, stored[1]) is not None:
+            written = await self.backend.save_snapshot_if(
+                key, updated, stored[1], events=events(stored[0])
+            )
+            if written is not None:
                 self._changed()
                 return updated
         raise _busy("webhook_subscription", subscription_id)
@@ -199,6 +242,15 @@ class Webhooks:
         dispatcher = self.dispatcher
         if dispatcher is not None:
             dispatcher.subscriptions_changed()
+
+
+def _visible(subscription: dict[str, Any]) -> bool:
+    """Whether the acting tenant may see ``subscription`` (an operator sees every one);
+    one marked deleted is no one's."""
+    if subscription.get("deleted"):
+        return False
+    tenant = acting_tenant()
+    return tenant is None or subscription.get("tenant_id") == tenant
 
 
 def _not_found(kind: str, identifier: str) -> NotFound:

@@ -9,11 +9,19 @@ import logging
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import trio
 
-from ..core import BackendUnavailable, Job, OJSError, ServiceRestarting
+from ..core import (
+    BackendUnavailable,
+    Job,
+    OJSError,
+    ServiceRestarting,
+    format_ms,
+    parse_timestamp,
+)
 from ..core.version_routes import VersionRoutes
 from . import tracing
 from .transitions import Transition, ack_with, fail_with
@@ -213,14 +221,35 @@ def _is_json(value: Any) -> bool:
     return True
 
 
+class RateLimitExceeded(Exception):
+    """Raised by a handler whose downstream rate-limited it (e.g. an HTTP 429 with
+    ``Retry-After``): the job's rate-limit key (else its queue) is paused until
+    ``until`` and the job is tried again then, its attempt unspent (ojs-rate-limiting
+    §9). Any exception with a ``rate_limit_until`` attribute (an aware ``datetime`` or
+    epoch milliseconds) is taken the same way."""
+
+    def __init__(self, message: str, until: datetime | int) -> None:
+        super().__init__(message)
+        self.rate_limit_until = until
+
+
 def error_report(error: Exception) -> dict[str, Any]:
     """The handler raised ``error``: a failed attempt; the retry policy decides."""
-    return {
+    report = {
         "code": "handler_error",
         "type": type(error).__name__,
         "message": str(error),
         "backtrace": traceback.format_tb(error.__traceback__)[-20:],
     }
+    until = getattr(error, "rate_limit_until", None)
+    if isinstance(until, datetime) and until.tzinfo is not None:
+        until = int(until.timestamp() * 1000)
+    if isinstance(until, int) and not isinstance(until, bool):
+        try:
+            report["rate_limit_until"] = format_ms(parse_timestamp(format_ms(until), "until"))
+        except (OJSError, ValueError, OverflowError):
+            pass  # no time it could mean: an ordinary failure
+    return report
 
 
 def unknown_type_report(job: Job, handlers: Mapping[str, Handler]) -> dict[str, Any]:
@@ -246,6 +275,6 @@ def interrupted_report(grace_period: float) -> dict[str, Any]:
 
 
 __all__ = [
-    "Handler", "Settler", "WorkerGroupStats", "ack_transition", "error_report",
+    "Handler", "RateLimitExceeded", "Settler", "WorkerGroupStats", "ack_transition", "error_report",
     "interrupted_report", "unknown_type_report",
 ]  # fmt: skip

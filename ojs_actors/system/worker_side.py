@@ -3,7 +3,7 @@ and the record of the workers this process has heard from."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -21,7 +21,8 @@ from .routing import QueueRouter
 from .settings import Settings
 from .settle import Ack, Nack, Outcome, transition_of
 from .signals import Signals, wait_any
-from .tenancy import ShardDirectory
+from .tenancy import ShardDirectory, split_shard
+from .tenant_config import TenantConfigs, weight_of
 from .transitions import Transition, extend_lease_by
 from .worker_registry import WorkerRegistry
 
@@ -41,8 +42,10 @@ class WorkerSide:
         clock: Clock,
         signals: Signals,
         settings: Settings,
+        tenant_configs: TenantConfigs | None = None,
     ) -> None:
         self.backend = backend
+        self._tenant_configs = tenant_configs
         self.clock = clock
         self.signals = signals
         self.settings = settings
@@ -74,7 +77,7 @@ class WorkerSide:
         """Claim up to ``count`` jobs, trying ``queues`` in order (or their pool's, see
         :mod:`.fair_scheduling`); wait up to ``wait`` seconds for work if there is none now.
         A caller acting for a tenant claims from its queues; one acting for nobody from
-        every tenant's too, in turn (:class:`~.tenancy.ShardDirectory`). ``routes``: the
+        every tenant's too, by their weights (:meth:`_claim_by_weight`). ``routes``: the
         worker's version declarations (default: those it declared under ``worker_id``);
         jobs outside them stay ``available`` for another worker (ojs-job-versioning §8)."""
         queues, shared = await self.shards.fetch_queues(queues)
@@ -108,30 +111,13 @@ class WorkerSide:
             # Take the wake-up events before claiming: work stored while the claim is in
             # flight sets them, so the wait below cannot miss it.
             ready = [*map(self.signals.ready_event, queues), self.closing] if wait > 0 else []
-            handed_back = False
-            claimed: list[Job] = []
-            plan = (
-                await self.fair_scheduler.plan(queues, count, fair=shared)
-                if len(queues) > 1
-                else None
+            claim_of = partial(
+                Claim, worker_id=worker_id, visibility_ms=visibility_timeout_ms, routes=routes
             )
-            drained: set[str] = set()  # asked for more than it had: empty, not asked again
-            for queue, share in (*(plan or ()), *((queue, count) for queue in queues)):
-                if len(claimed) >= count:
-                    break
-                if queue in drained:
-                    continue
-                wanted = min(share, count - len(claimed))
-                claim = Claim(wanted, worker_id, visibility_timeout_ms, routes)
-                got = await self._router.ask(queue, claim)
-                handed_back = handed_back or bool(claim.handed_back)
-                if len(got) < wanted:
-                    drained.add(queue)
-                if got:
-                    self.fair_scheduler.dispatched(queue, len(got))
-                    claimed.extend(got)
-                    if plan is not None:
-                        self.fair_scheduler.advance(queues, queue)
+            if shared and not await self.fair_scheduler.covered(queues):
+                claimed, handed_back = await self._claim_by_weight(queues, count, claim_of)
+            else:
+                claimed, handed_back = await self._claim(queues, count, claim_of)
             if record is not None and handed_back:
                 record.handed_back = True
             if claimed or trio.current_time() >= deadline or self.closing.is_set():
@@ -144,6 +130,72 @@ class WorkerSide:
                 # poll only: their return to the queue may send a wake-up itself (a notice
                 # through the backend), which would have it claim them again at once.
                 await wait_any([self.closing] if handed_back else ready)
+
+    async def _claim(
+        self, queues: Sequence[str], count: int, claim_of: Callable[[int], Claim]
+    ) -> tuple[list[Job], bool]:
+        """One claim round over ``queues``, in their pool's order or else theirs: the jobs,
+        and whether a claim handed jobs back."""
+        handed_back = False
+        claimed: list[Job] = []
+        plan = await self.fair_scheduler.plan(queues, count) if len(queues) > 1 else None
+        drained: set[str] = set()  # asked for more than it had: empty, not asked again
+        for queue, share in (*(plan or ()), *((queue, count) for queue in queues)):
+            if len(claimed) >= count:
+                break
+            if queue in drained:
+                continue
+            wanted = min(share, count - len(claimed))
+            claim = claim_of(wanted)
+            got = await self._router.ask(queue, claim)
+            handed_back = handed_back or bool(claim.handed_back)
+            if len(got) < wanted:
+                drained.add(queue)
+            if got:
+                self.fair_scheduler.dispatched(queue, len(got))
+                claimed.extend(got)
+                if plan is not None:
+                    self.fair_scheduler.advance(queues, queue)
+        return claimed, handed_back
+
+    async def _claim_by_weight(
+        self, queues: Sequence[str], count: int, claim_of: Callable[[int], Claim]
+    ) -> tuple[list[Job], bool]:
+        """One claim round of a shared worker over queues and their tenants' shards that
+        no pool covers (ojs-multi-tenancy §7.2): turns by smooth weighted round-robin, each
+        queue weighted by its tenant's ``fairness_weight``. A queue with fewer jobs ready
+        than its turns gives the rest back (to the others, not owed to it) and is left out
+        of the rest of this round; each pass fills the fetch or drains a queue."""
+        scheduler = self.fair_scheduler
+        weights = await self._tenant_weights(queues)
+        handed_back = False
+        claimed: list[Job] = []
+        drained: set[str] = set()
+        while len(claimed) < count and len(drained) < len(queues):
+            turns, eligible = scheduler.weighted_turns(
+                queues, weights, count - len(claimed), drained
+            )
+            unused: dict[str, int] = {}
+            before = len(claimed)
+            for queue, wanted in turns:
+                claim = claim_of(wanted)
+                got = await self._router.ask(queue, claim)
+                handed_back = handed_back or bool(claim.handed_back)
+                if got:
+                    scheduler.dispatched(queue, len(got))
+                    claimed.extend(got)
+                if len(got) < wanted:
+                    unused[queue] = wanted - len(got)
+            scheduler.give_back(queues, weights, eligible, unused, len(claimed) - before)
+            drained.update(unused)
+        return claimed, handed_back
+
+    async def _tenant_weights(self, queues: Sequence[str]) -> dict[str, float]:
+        configs = self._tenant_configs
+        if configs is None:
+            return dict.fromkeys(queues, 1)
+        await configs.refresh()
+        return {queue: weight_of(configs.cached(split_shard(queue)[1])) for queue in queues}
 
     async def settle_and_claim(
         self,

@@ -30,7 +30,7 @@ finished, kept for the retention period: see :mod:`.workflow_index`) and sweeps.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,50 +56,17 @@ from ..core.workflow import (
 )
 from .clock import Clock
 from .workflow_index import WorkflowIndex
+from .workflow_notices import (
+    CancelWorkflow,
+    JobChanged,
+    Notice,
+    Reconcile,
+    ReconcileAll,
+    Retire,
+    Wake,
+)
 
 log = logging.getLogger("ojs_actors.workflows")
-
-
-@dataclass(frozen=True, slots=True)
-class JobChanged:
-    """A job of the workflow ended, or left ``active`` without ending (retry, lease lost)."""
-
-    workflow_id: str
-    job: Job
-
-
-@dataclass(frozen=True, slots=True)
-class Wake:
-    """Make sure the workflow's actor runs (it reconciles when it starts)."""
-
-    workflow_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Retire:
-    """The workflow is settled: stop its actor."""
-
-    workflow_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class CancelWorkflow:
-    pass
-
-
-Notice = JobChanged | Wake | Retire
-
-
-def notices_for(changes: Iterable[tuple[State | None, Job]]) -> list[JobChanged]:
-    """The stored job changes a workflow must hear of."""
-    notices = []
-    for before, job in changes:
-        workflow_id = job.extra.get(WORKFLOW_ID_FIELD)
-        if not isinstance(workflow_id, str):
-            continue
-        if job.state.terminal or (before is State.ACTIVE and job.state is not State.ACTIVE):
-            notices.append(JobChanged(workflow_id, job))
-    return notices
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +84,8 @@ class WorkflowServices:
     actor_of: Callable[[str], Awaitable[ActorRef]]
     """The workflow's actor, started if it is not running."""
     is_running: Callable[[str], bool]
+    running: Callable[[], list[str]]
+    """The workflows whose actors run."""
     retire: Callable[[str], Awaitable[None]]
 
 
@@ -204,6 +173,9 @@ class WorkflowActor(Actor):
     async def receive(self, message: Any) -> Any:
         if isinstance(message, CancelWorkflow):
             await self._cancel()
+            return None
+        if isinstance(message, Reconcile):
+            await self._reconcile()
             return None
         return await super().receive(message)
 
@@ -349,6 +321,10 @@ class WorkflowKeeper(Actor):
                 await self.services.retire(notice.workflow_id)
             elif isinstance(notice, Wake):
                 await self._wake(notice.workflow_id)
+            elif isinstance(notice, ReconcileAll):
+                for workflow_id in self.services.running():
+                    if (ref := await self._wake(workflow_id)) is not None:
+                        await ref.tell(Reconcile())
             else:
                 await self._deliver(notice)
 
@@ -392,7 +368,4 @@ class WorkflowKeeper(Actor):
         self._retry.set()
 
 
-__all__ = [
-    "CancelWorkflow", "JobChanged", "Notice", "Retire", "Wake", "WorkflowActor",
-    "WorkflowKeeper", "WorkflowServices", "notices_for",
-]  # fmt: skip
+__all__ = ["WorkflowActor", "WorkflowKeeper", "WorkflowServices"]

@@ -11,7 +11,14 @@ import trio
 from ..actors import ActorCrashed, ActorRef, ActorStopped, ChildSpec, Restart, Supervisor
 from ..backends import Backend
 from ..core import Job, NotFound, ServiceRestarting, lifecycle
-from ..core.workflow import Workflow, WorkflowState, parse_workflow, render, snapshot_key
+from ..core.workflow import (
+    Workflow,
+    WorkflowState,
+    parse_workflow,
+    render,
+    render_progress,
+    snapshot_key,
+)
 from ..core.workflow import cancel as cancel_workflow_state
 from .clock import Clock
 from .outbox_gate import OutboxGate
@@ -19,17 +26,10 @@ from .queue_writes import Changes
 from .routing import QueueRouter
 from .settings import Settings
 from .supervision import SupervisorSlot, one_for_one
-from .tenancy import settle_workflow_tenant
-from .workflow_actor import (
-    CancelWorkflow,
-    Notice,
-    Wake,
-    WorkflowActor,
-    WorkflowKeeper,
-    WorkflowServices,
-    notices_for,
-)
+from .tenancy import acting_tenant, settle_workflow_tenant
+from .workflow_actor import WorkflowActor, WorkflowKeeper, WorkflowServices
 from .workflow_index import WorkflowIndex
+from .workflow_notices import CancelWorkflow, Notice, ReconcileAll, Wake, notices_for
 
 
 class WorkflowInbox:
@@ -42,6 +42,12 @@ class WorkflowInbox:
         """Stored job changes, from the QueueActors and the Scheduler: tell workflows."""
         for notice in notices_for(changes):
             self.post.send_nowait(notice)
+
+    def restarted(self, child_id: str) -> None:
+        """An actor was restarted after a crash: unless it was a workflow's own (which
+        reconciles as it starts), notices it was handling may be lost."""
+        if not child_id.startswith("workflow:"):
+            self.post.send_nowait(ReconcileAll())
 
     def drop_pending(self) -> None:
         """Forget every notice not delivered yet."""
@@ -77,6 +83,7 @@ class Workflows:
             post=inbox.post.send_nowait,
             actor_of=self.workflow_ref,
             is_running=lambda workflow_id: f"workflow:{workflow_id}" in self.supervisors.current,
+            running=self._running,
             retire=self._retire,
         )
         self.supervisors = SupervisorSlot("workflows", self._new_supervisor)
@@ -117,9 +124,18 @@ class Workflows:
 
     async def workflow_info(self, workflow_id: str) -> dict[str, Any]:
         workflow = await self._load(workflow_id)
+        return render(workflow, await self._live(workflow))
+
+    async def workflow_progress(self, workflow_id: str) -> dict[str, Any]:
+        """The workflow's aggregate progress (ojs-progress §9), from its jobs as stored."""
+        workflow = await self._load(workflow_id)
+        return render_progress(workflow, await self._live(workflow))
+
+    async def _live(self, workflow: Workflow) -> dict[str, Job | None]:
+        """The current versions of the released nodes' jobs."""
         released = [node.job_id for node in workflow.released()]
         jobs = await self.backend.get_jobs(released) if released else []
-        return render(workflow, dict(zip(released, jobs, strict=True)))
+        return dict(zip(released, jobs, strict=True))
 
     async def cancel_workflow(self, workflow_id: str) -> dict[str, Any]:
         """Cancel a running workflow: steps not yet started never run and jobs waiting for
@@ -156,6 +172,13 @@ class Workflows:
             )
         )
 
+    def _running(self) -> list[str]:
+        return [
+            child_id.removeprefix("workflow:")
+            for child_id, alive, _ in self.supervisors.current.which_children()
+            if alive and child_id.startswith("workflow:")
+        ]
+
     async def stop_all(self) -> None:
         """Stop every workflow's actor and drop the notices not delivered yet."""
         await self.supervisors.stop_children("workflow:")
@@ -169,12 +192,23 @@ class Workflows:
 
     async def _load(self, workflow_id: str) -> Workflow:
         record = await self.backend.load_snapshot(snapshot_key(workflow_id))
-        if record is None:
+        tenant = acting_tenant()
+        if record is None or (tenant is not None and _tenant_of(record) != tenant):
+            # Another tenant's workflow is as missing as its jobs are (ojs-multi-tenancy §6).
             raise NotFound(
                 f"Workflow '{workflow_id}' not found.",
                 details={"resource_type": "workflow", "resource_id": workflow_id},
             )
         return Workflow.from_record(record)
+
+
+def _tenant_of(record: dict[str, Any]) -> str | None:
+    """The tenant of a stored workflow: every step's request names it (§15.2), if any."""
+    for node in record.get("nodes") or ():
+        meta = (node.get("request") or {}).get("meta") if isinstance(node, dict) else None
+        if isinstance(meta, dict) and isinstance(meta.get("tenant_id"), str):
+            return str(meta["tenant_id"])
+    return None
 
 
 __all__ = ["WorkflowInbox", "Workflows"]

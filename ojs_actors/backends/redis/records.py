@@ -48,11 +48,14 @@ class _Listing:
     state are compared as stored texts (validated names: one JSON text each), the other
     fields decoded only when the query needs them."""
 
-    __slots__ = ("_query", "_queue", "_state", "_times", "_type")
+    __slots__ = ("_query", "_queue", "_queues", "_state", "_times", "_type")
 
     def __init__(self, query: JobQuery) -> None:
         self._query = query
         self._queue = None if query.queue is None else orjson.dumps(query.queue).decode()
+        self._queues = (
+            None if query.queues is None else {orjson.dumps(q).decode() for q in query.queues}
+        )
         self._state = None if query.state is None else orjson.dumps(query.state.value).decode()
         self._type = query.type
         self._times = query.since is not None or query.until is not None
@@ -61,6 +64,8 @@ class _Listing:
         """The sort key of the stored job ``raw`` if the query takes it, else ``None``."""
         fields = orjson.loads(raw)
         if self._queue is not None and fields["queue"] != self._queue:
+            return None
+        if self._queues is not None and fields["queue"] not in self._queues:
             return None
         if self._state is not None and fields["state"] != self._state:
             return None

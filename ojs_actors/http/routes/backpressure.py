@@ -1,4 +1,4 @@
-"""``/ojs/v1/admin/queues/{name}/config``: a queue's depth bound (ojs-backpressure §6.2)."""
+"""``/ojs/v1/admin/queues/{name}/config``: a queue's bounds (ojs-backpressure §6.2)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ async def set_config(name: str) -> Response:
     body = json_body()
     if "backpressure" not in body:
         raise InvalidRequest(
-            "'backpressure' is required: an object with 'max_depth' (0: unbounded).",
+            "'backpressure' is required: an object with 'max_depth' and/or 'max_size_bytes'.",
             details={"field": "backpressure"},
         )
     record = await ojs_system().limits.set_bound(name, parse_bound(body["backpressure"]))

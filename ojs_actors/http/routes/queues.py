@@ -31,9 +31,11 @@ def depth_wire(name: str, record: dict[str, Any], counts: dict[State, int]) -> d
     """The queue's depth (non-terminal jobs) and its bound, if it has one (ojs-backpressure §8)."""
     wire: dict[str, Any] = {"queue": name, "depth": depth_of(counts)}
     bound = Bound.from_record(record.get("backpressure"))
-    if bound is not None:
+    if bound is not None and bound.max_depth:
         wire["max_depth"] = bound.max_depth
         wire["pressure"] = round(min(wire["depth"] / bound.max_depth, 1.0), 4)
+    if bound is not None and bound.max_size_bytes:
+        wire["max_size_bytes"] = bound.max_size_bytes
     return wire
 
 

@@ -6,15 +6,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from quart import Blueprint, Response
 
 from ...core import State, format_ms
 from ...system import System
-from ...system.tenancy import parse_tenant, split_shard
+from ...system.tenancy import (
+    acting_tenant,
+    check_client_queue,
+    parse_tenant,
+    shard_of,
+    split_shard,
+)
+from ...system.tenant_activity import fairness
 from ...system.tenant_config import RATE_LIMIT, config_wire, not_found
 from ...system.tenant_limits import WAITING
+from ..admin_params import query_job_listing, query_page
 from ..wire import json_body, ojs_response, ojs_system
 
 blueprint = Blueprint("tenants", __name__)
@@ -81,22 +90,65 @@ async def list_tenants() -> Response:
     return ojs_response({"tenants": tenants, "count": len(tenants)})
 
 
+def _visible_tenant(tenant_id: str) -> str:
+    """The tenant of the path; a request acting for another tenant gets the 404 of a
+    tenant that does not exist (§6: no cross-tenant visibility, as for its jobs)."""
+    tenant = parse_tenant(tenant_id, "tenant_id")
+    acting = acting_tenant()
+    if acting is not None and acting != tenant:
+        raise not_found(tenant)
+    return tenant
+
+
 @blueprint.get("/ojs/v1/admin/tenants/<tenant_id>")
 @blueprint.get("/ojs/v1/admin/tenants/<tenant_id>/stats")
 async def tenant_stats(tenant_id: str) -> Response:
-    """One tenant's job counts, in total, by state and by queue, and its limits with their
-    current values; 404 for a tenant neither configured nor with any queue."""
-    tenant = parse_tenant(tenant_id, "tenant_id")
+    """One tenant's job counts, in total, by state and by queue, its limits with their
+    current values, its throughput and fairness (§10.2; this process's counts over the
+    last minute); 404 for a tenant neither configured nor with any queue."""
+    tenant = _visible_tenant(tenant_id)
     system = ojs_system()
-    queues = (await _tenant_queues(system)).get(tenant)
-    config = await system.tenant_configs.get(tenant)
+    found = await _tenant_queues(system)
+    queues = found.get(tenant)
+    configs = await system.tenant_configs.list()
+    config = configs.get(tenant)
     if queues is None and config is None:
         raise not_found(tenant)
     summary = _summary(tenant, queues or [], config)
     if config is not None:
         summary["limits"] = await _limits(system, summary, config)
-        summary["fairness"] = {"weight": config.get("fairness_weight", 1)}
+    waiting = [
+        owner
+        for owner, owned in found.items()
+        if any(counts.get(state, 0) for _, counts in owned for state in WAITING)
+    ]
+    summary["throughput"] = system.tenant_activity.throughput(tenant)
+    summary["fairness"] = fairness(
+        tenant, waiting, configs, system.fair_scheduler.dispatch_counts()
+    )
     return ojs_response({**summary, "computed_at": format_ms(system.clock())})
+
+
+@blueprint.get("/ojs/v1/admin/tenants/<tenant_id>/jobs")
+async def tenant_jobs(tenant_id: str) -> Response:
+    """The tenant's jobs over all its queues (§10.3), as ``GET /ojs/v1/admin/jobs`` lists
+    them (its filters, sorts and pages; ``queue`` as the tenant names it); 404 for a
+    tenant neither configured nor with any queue."""
+    tenant = _visible_tenant(tenant_id)
+    system = ojs_system()
+    page = query_page()
+    query = query_job_listing(page)
+    owned = frozenset(
+        record["name"]
+        for record in await system.list_queues()
+        if split_shard(record["name"])[1] == tenant
+    )
+    if not owned and await system.tenant_configs.get(tenant) is None:
+        raise not_found(tenant)
+    if query.queue is not None:
+        query = replace(query, queue=shard_of(check_client_queue(query.queue), tenant))
+    jobs, total = await system.list_jobs(replace(query, queues=owned))
+    return ojs_response({"items": [job.to_wire() for job in jobs], "pagination": page.wire(total)})
 
 
 @blueprint.put("/ojs/v1/admin/tenants/<tenant_id>")

@@ -35,6 +35,8 @@ def subscription_wire(record: dict[str, Any]) -> dict[str, Any]:
         "created_at": _time(record.get("created_at")),
         "updated_at": _time(record.get("updated_at")),
     }
+    if "tenant_id" in record:
+        wire["tenant_id"] = record["tenant_id"]
     if "secret" in record:
         wire["secret"] = record["secret"]
     return wire

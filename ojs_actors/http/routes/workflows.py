@@ -1,5 +1,5 @@
 """``/ojs/v1/workflows``: create (chain, group, batch; a DAG without ``type``), get status,
-cancel (ojs-workflows §11, ojs-http-binding §14)."""
+cancel (ojs-workflows §11, ojs-http-binding §14), aggregate progress (ojs-progress §9)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ async def create() -> Response:
 @blueprint.get("/ojs/v1/workflows/<workflow_id>")
 async def info(workflow_id: str) -> Response:
     return ojs_response({"workflow": await ojs_system().workflow_info(workflow_id)})
+
+
+@blueprint.get("/ojs/v1/workflows/<workflow_id>/progress")
+async def progress(workflow_id: str) -> Response:
+    return ojs_response(await ojs_system().workflow_progress(workflow_id))
 
 
 @blueprint.delete("/ojs/v1/workflows/<workflow_id>")

@@ -103,16 +103,19 @@ class SystemMetrics:
         relay_status: Callable[[], Awaitable[dict[str, Any] | None]],
         workers: Callable[[], int],
     ) -> None:
-        """What is read at scrape time: the supervision tree (``root``, whose restarts
-        are counted from now on), the backend's job counts, the event relay's figures,
-        the number of workers heard from."""
+        """What is read at scrape time: the supervision tree, the backend's job counts,
+        the event relay's figures, the number of workers heard from."""
         if self._restarts is None:
             return
-        root.on_restart = self._restarts.record
         self._root = root
         self._backend = backend
         self._relay_status = relay_status
         self._workers = workers
+
+    def restarted(self, child_id: str, supervisor: bool) -> None:
+        """Count a restart (the system's restart hook calls it)."""
+        if self._restarts is not None:
+            self._restarts.record(child_id, supervisor)
 
     async def refresh(self) -> None:
         """Read what needs the backend, for the next :meth:`exposition`. A backend that

@@ -18,6 +18,7 @@ from prometheus_client.core import Metric
 
 from ...core import Job, State
 from ..tenancy import split_shard
+from ..tenant_activity import processed
 from .families import gauge
 from .instruments import Instruments
 
@@ -46,7 +47,7 @@ class TenantFlow:
         state = job.state
         if before is None:
             counter = self._enqueued
-        elif before is State.ACTIVE and state in (State.COMPLETED, State.DISCARDED):
+        elif processed(before, state):
             counter = self._processed
         else:
             return
