@@ -135,7 +135,7 @@ class Ledger:
         workflow_steps: dict[str, list[dict[str, Any]] | None],
     ) -> Verdict:
         """``final``: each checked job's wire form as the server has it at the end
-        (``None``: not found); ``completed_events``: the job ids with a ``job.completed``
+        (``None``: not found; a job left out could not be read); ``completed_events``: the job ids with a ``job.completed``
         event; ``workflow_steps``: each workflow's steps (``id``, ``job_id``,
         ``depends_on``, ``state``), ``None`` if it did not finish."""
         lost: list[str] = []
@@ -144,7 +144,11 @@ class Ledger:
         twice = 0
         missing_events: list[str] = []
         for job_id, entry in self.entries.items():
-            job = final.get(job_id)
+            if job_id not in final:
+                if entry.accepted:
+                    unfinished.append(f"{job_id} (never read)")
+                continue
+            job = final[job_id]
             if job is None:
                 if entry.accepted:
                     lost.append(job_id)

@@ -11,11 +11,11 @@ from ._workload import Pace
 FULL_SECONDS = 480.0
 SMOKE_SECONDS = 20.0
 PACES = {
-    "memory": Pace(producers=3, pause_s=0.03, http_workers=4),
-    "sqlite": Pace(producers=3, pause_s=0.05, http_workers=4),
-    "redis": Pace(producers=3, pause_s=0.03, http_workers=4),
-    "nats": Pace(producers=3, pause_s=0.05, http_workers=4),
-    "kafka": Pace(producers=2, pause_s=0.08, http_workers=3),
+    "memory": Pace(producers=2, pause_s=0.04, http_workers=6),
+    "sqlite": Pace(producers=2, pause_s=0.05, http_workers=6),
+    "redis": Pace(producers=2, pause_s=0.04, http_workers=6),
+    "nats": Pace(producers=2, pause_s=0.06, http_workers=6),
+    "kafka": Pace(producers=2, pause_s=0.08, http_workers=4),
     "sqs": Pace(producers=2, pause_s=0.25, http_workers=2, poll_s=1.0),
 }
 """moto answers 150-200 calls a second here: the sqs run goes slower to stay inside it."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -23,6 +24,7 @@ from ._servers import Cluster, ServerProcess
 from ._stores import open_store
 from ._workload import (
     CRON_QUEUE,
+    EMBEDDED_QUEUE,
     HTTP_QUEUES,
     Pace,
     delete_cron,
@@ -33,6 +35,7 @@ from ._workload import (
 )
 
 CHECK_CONCURRENCY = 8
+DRAINED_QUEUES = (*HTTP_QUEUES, CRON_QUEUE, EMBEDDED_QUEUE)
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ async def _drive(
                 if not server.up:
                     await server.start(cluster.client)
             await delete_cron(cluster)
-            final = await _drain(cluster, ledger, plan.drain_s)
+            final = await _drain(cluster, ledger, DRAINED_QUEUES, plan.drain_s)
             stop_workers.set()
     return final
 
@@ -188,38 +191,56 @@ async def _get_json(cluster: Cluster, path: str) -> tuple[int, Any] | None:
 
 
 async def _drain(
-    cluster: Cluster, ledger: Ledger, seconds: float
+    cluster: Cluster, ledger: Ledger, queues: Sequence[str], seconds: float
 ) -> dict[str, dict[str, Any] | None]:
-    """Read each job's state until all are completed (or ``seconds`` passed): the last
-    state read of each (``None``: not found)."""
+    """Wait until ``queues`` hold nothing waiting or running (their stats, cheap to read),
+    then read every job's state, again for those not completed yet, until all are (or
+    ``seconds`` passed): the last state read of each (``None``: not found; a job never
+    read successfully is left out)."""
+    deadline = trio.current_time() + seconds
+    with trio.move_on_at(deadline):
+        while True:  # polled: the servers' work raises no event in this process
+            if await _queues_idle(cluster, queues):
+                break
+            await trio.sleep(1.0)
     final: dict[str, dict[str, Any] | None] = {}
     done: set[str] = set()
-    deadline = trio.current_time() + seconds
     limiter = trio.CapacityLimiter(CHECK_CONCURRENCY)
+
+    async def read(job_id: str) -> None:
+        async with limiter:
+            answer = await _get_json(cluster, f"/ojs/v1/jobs/{job_id}")
+        if answer is None or answer[0] not in (200, 404):
+            return  # no answer: read again in the next round
+        status, body = answer
+        job = body.get("job") if status == 200 else None
+        if job is not None and job.get("completed_at"):
+            job["completed_at_ms"] = parse_timestamp(job["completed_at"], "completed_at")
+        final[job_id] = job
+        if job is not None and job.get("state") == "completed":
+            done.add(job_id)
+
     while True:
-        pending = [job_id for job_id in ledger.to_check() if job_id not in done]
-
-        async def read(job_id: str) -> None:
-            async with limiter:
-                answer = await _get_json(cluster, f"/ojs/v1/jobs/{job_id}")
-            if answer is None:
-                return
-            status, body = answer
-            job = body.get("job") if status == 200 else None
-            if job is not None and job.get("completed_at"):
-                job["completed_at_ms"] = parse_timestamp(job["completed_at"], "completed_at")
-            final[job_id] = job
-            if job is not None and job.get("state") == "completed":
-                done.add(job_id)
-
         async with trio.open_nursery() as nursery:
-            for job_id in pending:
-                nursery.start_soon(read, job_id)
+            for job_id in ledger.to_check():
+                if job_id not in done:
+                    nursery.start_soon(read, job_id)
         if all(job_id in done for job_id in ledger.to_check()):
             return final
         if trio.current_time() > deadline:
             return final
         await trio.sleep(1.0)
+
+
+async def _queues_idle(cluster: Cluster, queues: Sequence[str]) -> bool:
+    for queue in queues:
+        answer = await _get_json(cluster, f"/ojs/v1/queues/{queue}/stats")
+        if answer is None or answer[0] != 200:
+            return False
+        stats = answer[1].get("stats", {})
+        if any(stats.get(state) for state in ("available", "active", "scheduled", "retryable")):
+            return False
+    return True
 
 
 async def _completed_events(cluster: Cluster) -> set[str]:

@@ -49,7 +49,7 @@ class Pace:
     pause_s: float
     """Each producer's pause between two requests."""
     http_workers: int
-    fetch_count: int = 4
+    fetch_count: int = 8
     poll_s: float = 0.2
     """Every process's ``--poll-interval`` (how often its timers and waiting fetches look
     at the store)."""
@@ -165,7 +165,7 @@ async def http_worker(
             continue
         for job in response.json().get("jobs", ()):
             fail_times = ledger.ran(job, name, now_ms(), sent)
-            await trio.sleep(rng.uniform(0, 0.01))
+            await trio.sleep(rng.uniform(0, 0.002))
             if int(job.get("attempt") or 0) <= fail_times:
                 await post(cluster.client, f"{url}/ojs/v1/workers/nack", {
                     "job_id": job["id"],

@@ -144,6 +144,22 @@ async def test_a_pause_only_lengthens_and_can_be_lifted(
     assert sorted(j["id"] for j in got) == sorted([second["id"], ids[2]])
 
 
+async def test_jobs_of_a_paused_key_follow_their_on_limit(
+    api: Any, each_system: System, each_clock: MockClock
+) -> None:
+    first, later = await enqueue(api, "rl-pr", 2, key="resched", on_limit="reschedule")
+    dropped = (await enqueue(api, "rl-pr", 1, key="resched", on_limit="drop"))[0]
+    [_] = await fetch(api, "rl-pr", 1)
+    until = each_system.clock() + 15_000
+    await nack_limited(api, first, until)
+    assert await fetch(api, "rl-pr") == []
+    held = await job_of(api, later)
+    assert held["state"] == "scheduled" and parse_timestamp(held["scheduled_at"], "t") == until
+    assert (await job_of(api, dropped))["state"] == "discarded"
+    await trio.sleep(16)
+    assert sorted(j["id"] for j in await fetch(api, "rl-pr")) == sorted([first, later])
+
+
 async def test_a_non_retryable_report_fails_the_job_and_a_past_time_pauses_nothing(
     api: Any, each_system: System
 ) -> None:
@@ -191,6 +207,12 @@ async def test_two_systems_on_one_store_share_the_pause(
         assert await a.fetch(["rl-ps"], 3) == []
         await b.limits.clear_rate_limit_override("shared")
         assert len(await b.fetch(["rl-ps"], 3)) == 2
+        for _ in range(2):  # no key: the queue is paused
+            await a.enqueue(job("rl-ps-q"))
+        [plain] = await a.fetch(["rl-ps-q"], 1)
+        await a.nack(plain.id, error)
+        assert await b.fetch(["rl-ps-q"], 2) == []
+        assert await a.fetch(["rl-ps-q"], 2) == []
 
 
 async def test_a_worker_group_handler_raising_rate_limit_exceeded_pauses_its_key(

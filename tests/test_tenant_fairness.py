@@ -14,9 +14,11 @@ import trio
 from test_tenants import call, enqueue, fetch
 from trio.testing import MockClock
 
-from ojs_actors.backends import create_backend
+from ojs_actors.backends import EventFilter, create_backend
+from ojs_actors.backends.memory import MemoryBackend
 from ojs_actors.http import HttpSettings, create_app
 from ojs_actors.system import System, open_system
+from ojs_actors.system.fair_scheduling import FairScheduler
 
 TENANTS = "/ojs/v1/admin/tenants"
 
@@ -146,3 +148,70 @@ async def test_listing_a_tenants_jobs_is_unsupported_without_a_job_listing(
         await enqueue(client, "acme", "one")
         error = await call(client, "GET", f"{TENANTS}/acme/jobs", status=422)
     assert error["error"]["code"] == "unsupported" and "nats" in error["error"]["message"]
+
+
+async def test_a_noisy_tenant_is_throttled_for_a_while(
+    api: Any, each_system: System, each_clock: MockClock
+) -> None:
+    """A tenant with ten times the median backlog (and at least 100 waiting) gets a fifth
+    of its weight in shared fetches for five minutes (§9.2), with its events."""
+    noisy = [{"type": "report.generate", "args": [n], "options": {"queue": "reports"}}
+             for n in range(150)]  # fmt: skip
+    await call(api, "POST", "/ojs/v1/jobs/batch", {"jobs": noisy}, tenant="noisy", status=201)
+    for tenant in ("calm", "quiet"):
+        for index in range(10):
+            await enqueue(api, tenant, f"{tenant}{index}")
+    taken = await shared_fetches(api, 11)
+    assert taken.count("noisy") == 1, taken  # weights 0.2, 1, 1 (and the empty _default's 1)
+    [throttled] = await each_system.events(
+        EventFilter(types=frozenset({"tenant.throttled"}), limit=10)
+    )
+    assert throttled["data"]["tenant_id"] == "noisy"
+    assert throttled["data"]["reason"] == "queue_depth_ratio_exceeded"
+    assert throttled["data"]["original_weight"] == 1
+    assert throttled["data"]["effective_weight"] == 0.2
+    stats = await call(api, "GET", f"{TENANTS}/noisy/stats")
+    assert stats["fairness"]["throttled"] == {
+        "reason": "queue_depth_ratio_exceeded",
+        "effective_weight": 0.2,
+        "until": throttled["data"]["until"],
+    }
+    assert "throttled" not in (await call(api, "GET", f"{TENANTS}/calm/stats"))["fairness"]
+
+    await trio.sleep(301)  # the throttle is time-bounded
+    await shared_fetches(api, 1)
+    kinds = [
+        event["type"]
+        for event in await each_system.events(
+            EventFilter(types=frozenset({"tenant.throttled", "tenant.throttle_released"}))
+        )
+    ]
+    assert kinds[:2] == ["tenant.throttled", "tenant.throttle_released"]
+    # still far over the others' backlog: throttled again at once
+    assert kinds[2:] == ["tenant.throttled"]
+
+
+def test_idle_queues_rest_between_tries() -> None:
+    """Fifty tenants' queues, five with work: the weighted turns share the jobs evenly
+    among the five, and an empty queue, found so, rests for its share of the turns
+    instead of being tried on every fetch (about one empty claim per job, not 45)."""
+    scheduler = FairScheduler(MemoryBackend(), lambda: 0, 1000)
+    queues = [f"q{index}" for index in range(50)]
+    weights = dict.fromkeys(queues, 1)
+    busy = set(queues[::10])
+    claimed: Counter[str] = Counter()
+    claims = 0
+    for _ in range(1000):  # single-job fetches, as WorkerSide._claim_by_weight makes them
+        drained: set[str] = set()
+        while not drained >= set(queues):
+            turns, eligible = scheduler.weighted_turns(queues, weights, 1, drained)
+            [(queue, _)] = turns
+            claims += 1
+            if queue in busy:
+                claimed[queue] += 1
+                scheduler.give_back(queues, weights, eligible, {}, 1)
+                break
+            scheduler.give_back(queues, weights, eligible, {queue: 1}, 0)
+            drained.add(queue)
+    assert set(claimed) == busy and max(claimed.values()) - min(claimed.values()) <= 10
+    assert claims <= 2 * 1000

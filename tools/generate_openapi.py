@@ -633,6 +633,14 @@ _TENANT = {
                 "weight": {"type": "number"},
                 "effective_share": {"type": "number", "minimum": 0, "maximum": 1},
                 "actual_share": {"type": "number", "minimum": 0, "maximum": 1},
+                "throttled": {
+                    "type": "object",
+                    "properties": {
+                        "reason": {"type": "string"},
+                        "effective_weight": {"type": "number"},
+                        "until": _STAMP,
+                    },
+                },
             },
         },
         "computed_at": _STAMP,
@@ -755,7 +763,8 @@ ADDED.update(
             "(`processed_per_minute`: jobs completed or discarded, `enqueued_per_minute`) and "
             "`fairness` (`weight`; `effective_share`: its weight over the sum of the weights "
             "of the tenants with waiting work; `actual_share`: its part of the claims), all "
-            "counted by the answering process over the last minute. With `X-OJS-Tenant` "
+            "counted by the answering process over the last minute; `fairness.throttled` "
+            "while the tenant is throttled as a noisy neighbour (§9.2). With `X-OJS-Tenant` "
             "naming another tenant, 404.",
             "tags": ["Admin"],
             "parameters": [_TENANT_ID],
@@ -1675,7 +1684,12 @@ _BACKPRESSURE = {
     "type": "object",
     "properties": {
         "max_depth": {"type": "integer", "minimum": 0, "description": "0: unbounded"},
-        "strategy": {"type": "string", "enum": ["reject"]},
+        "max_size_bytes": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Total size of the queue's jobs (their JSON); 0: unbounded",
+        },
+        "strategy": {"type": "string", "enum": ["reject", "block", "drop_oldest"]},
         "warning_threshold": {"type": "number", "minimum": 0, "maximum": 1},
     },
 }
@@ -1715,6 +1729,11 @@ _RATE_STATE = {
             "type": "object",
             "properties": {"limit": _INT, "period_ms": _INT, "next_allowed_at": _STAMP},
         },
+        "paused_until": {
+            **_STAMP,
+            "description": "A handler's `rate_limit_until` (§9): no job of the key starts before",
+        },
+        "pause_reason": {"type": "string"},
     },
 }
 _WORKER_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -1735,13 +1754,16 @@ ADDED.update(
     {
         ("/ojs/v1/admin/queues/{name}/config", "put"): {
             "operationId": "setQueueConfig",
-            "summary": "Bound a queue's depth",
-            "description": "ojs-backpressure §6.2. Past `max_depth` non-terminal jobs, an "
-            "enqueue is refused with 429 `QUEUE_FULL` and `Retry-After`, `X-OJS-Queue-Depth`, "
-            "`X-OJS-Queue-Bound` (a batch is refused whole); past `warning_threshold`, "
-            "successful enqueues carry `X-OJS-Queue-Pressure`. Kept in the queue's record in "
-            "the backend, so every process sharing it applies it (within `--poll-interval`). "
-            "Only the `reject` strategy; `block`, `drop_oldest` and `max_size_bytes` are 422.",
+            "summary": "Bound a queue's depth and size",
+            "description": "ojs-backpressure §6.2. Past `max_depth` non-terminal jobs (or "
+            "`max_size_bytes` of them), an enqueue is refused with 429 `QUEUE_FULL` and "
+            "`Retry-After`, `X-OJS-Queue-Depth`, `X-OJS-Queue-Bound` (and "
+            "`X-OJS-Queue-Size-Bytes`, `X-OJS-Queue-Size-Bound` for the size; a batch is "
+            "refused whole), or waited out (`block`, `OJS-Block-Timeout`), or room made "
+            "(`drop_oldest`); past `warning_threshold`, successful enqueues carry "
+            "`X-OJS-Queue-Pressure`. Kept in the queue's record in the backend, so every "
+            "process sharing it applies it (within `--poll-interval`). `max_size_bytes` on "
+            "a backend without the job listing is 422.",
             "tags": ["Queues"],
             "parameters": [_NAME],
             "requestBody": {

@@ -1,4 +1,6 @@
-"""Queue bounds (ojs-backpressure): a queue's ``max_depth`` and what enqueue does at it.
+"""Queue bounds (ojs-backpressure): a queue's ``max_depth`` and ``max_size_bytes``
+(:mod:`.queue_bound`; the size is approximated, :mod:`.queue_size`) and what enqueue
+does at them.
 
 The bound is part of the queue's record (the snapshot ``queue:<name>``, beside its pause
 state), so every process sharing the backend applies the same one: a QueueActor re-reads

@@ -123,10 +123,11 @@ class CronActor(Actor):
     async def on_start(self) -> None:
         try:
             await self._reload()
-        except (OJSError, KeyError, TypeError, ValueError):
-            # A snapshot this version cannot read: stay dormant rather than crash-loop;
-            # registering the name again replaces it.
-            log.exception("cron %s: unreadable snapshot, entry inactive", self.name)
+        except OJSError as error:
+            if error.retryable:  # the backend away: the first step reads it again
+                log.warning("cron %s: not read yet: %s", self.name, error)
+            else:
+                log.exception("cron %s: unreadable snapshot, entry inactive", self.name)
             self.spec = self.book = None
         self.nursery.start_soon(self._run)
 

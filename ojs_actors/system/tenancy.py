@@ -8,7 +8,8 @@ tenant)``, an ordinary queue on every backend, so fetches, counts, pause and the
 registry need nothing new from a backend; the wire (``Job.to_wire``) shows the queue
 asked for, events the tenant's queue. A worker acting for a tenant fetches from its
 shards only; one acting for nobody (a shared worker) from the queue and every tenant's
-shard of it, in turn (:class:`ShardDirectory`).
+shard of it (:class:`ShardDirectory`), by the tenants' weights
+(:meth:`~.worker_side.WorkerSide.fetch`).
 
 The shard's name is a valid OJS queue name, ``<queue>..t.<tenant>``, the tenant spelled
 with lowercase letters, digits and ``-`` as they are and any other character as
@@ -212,7 +213,7 @@ def settle_workflow_tenant(requests: Sequence[tuple[str, dict[str, Any]]]) -> st
 class ShardDirectory:
     """What a fetch claims from (§6.3, sharded queues): acting for a tenant, that tenant's
     queues only; acting for nobody (a shared worker), each queue and then its tenants'
-    queues, found in the queue registry (the ``queue:`` snapshots, one listing for every
+    queues (claimed from by their weights), found in the queue registry (the ``queue:`` snapshots, one listing for every
     queue, re-read at most every ``refresh_ms``: a tenant's first job in a queue reaches
     shared workers of other processes within that)."""
 

@@ -22,7 +22,9 @@ A group is four kinds of task in one nursery:
 
 Outcomes: the handler's return value is the result (``None``: no result); an
 exception is a failed attempt with ``type`` = the exception's class name and
-``message`` = ``str(exc)``, and the job's retry policy decides retry or discard.
+``message`` = ``str(exc)``, and the job's retry policy decides retry or discard
+(but :class:`~.worker_outcomes.RateLimitExceeded`, the downstream's rate limit, pauses the
+job's key and reschedules it unspent: :mod:`.rate_limit_pause`).
 A job whose type has no handler in the group fails with ``type``
 ``UnknownJobType`` and ``retryable: false`` (ojs-errors §8.3: an unrecognised
 condition is not retried), so it is discarded, or dead-lettered if its policy says

@@ -23,6 +23,7 @@ from .settle import Ack, Nack, Outcome, transition_of
 from .signals import Signals, wait_any
 from .tenancy import ShardDirectory, split_shard
 from .tenant_config import TenantConfigs, weight_of
+from .tenant_throttle import NoisyNeighbours
 from .transitions import Transition, extend_lease_by
 from .worker_registry import WorkerRegistry
 
@@ -58,6 +59,7 @@ class WorkerSide:
         refresh_ms = int(settings.poll_interval * 1000)
         self.fair_scheduler = FairScheduler(backend, clock, refresh_ms)
         self.shards = ShardDirectory(backend, clock, refresh_ms)
+        self.noisy_neighbours = NoisyNeighbours(backend, clock, refresh_ms)
         self.apply_many = router.apply_many
         """Store outcomes given as bound transitions (what a worker group settles with)."""
         self.closing = trio.Event()
@@ -163,7 +165,8 @@ class WorkerSide:
     ) -> tuple[list[Job], bool]:
         """One claim round of a shared worker over queues and their tenants' shards that
         no pool covers (ojs-multi-tenancy §7.2): turns by smooth weighted round-robin, each
-        queue weighted by its tenant's ``fairness_weight``. A queue with fewer jobs ready
+        queue weighted by its tenant's ``fairness_weight`` (less while the tenant is
+        throttled, :mod:`.tenant_throttle`). A queue with fewer jobs ready
         than its turns gives the rest back (to the others, not owed to it) and is left out
         of the rest of this round; each pass fills the fetch or drains a queue."""
         scheduler = self.fair_scheduler
@@ -195,7 +198,8 @@ class WorkerSide:
         if configs is None:
             return dict.fromkeys(queues, 1)
         await configs.refresh()
-        return {queue: weight_of(configs.cached(split_shard(queue)[1])) for queue in queues}
+        weights = {queue: weight_of(configs.cached(split_shard(queue)[1])) for queue in queues}
+        return dict(await self.noisy_neighbours.weights(queues, weights))
 
     async def settle_and_claim(
         self,

@@ -23,6 +23,7 @@ from ...system.tenancy import (
 from ...system.tenant_activity import fairness
 from ...system.tenant_config import RATE_LIMIT, config_wire, not_found
 from ...system.tenant_limits import WAITING
+from ...system.tenant_throttle import throttle_of
 from ..admin_params import query_job_listing, query_page
 from ..wire import json_body, ojs_response, ojs_system
 
@@ -126,6 +127,9 @@ async def tenant_stats(tenant_id: str) -> Response:
     summary["fairness"] = fairness(
         tenant, waiting, configs, system.fair_scheduler.dispatch_counts()
     )
+    throttled = await throttle_of(system.backend, tenant, system.clock())
+    if throttled is not None:
+        summary["fairness"]["throttled"] = throttled
     return ojs_response({**summary, "computed_at": format_ms(system.clock())})
 
 
