@@ -31,13 +31,20 @@ HTTP_QUEUES = ("chaos-a", "chaos-b")
 CRON_QUEUE = "chaos-cron"
 EMBEDDED_QUEUE = "chaos-embedded"
 VISIBILITY_MS = 4_000
-"""A job whose worker's ack was lost (or whose worker's server died) comes back after this."""
+"""A job whose worker's ack was lost (or whose worker's server died), or whose claim's
+answer was lost, comes back after this (set on every job, for the embedded group's
+claims, and on every fetch)."""
 RETRY = {"max_attempts": 8, "initial_interval": "PT0.2S", "backoff_coefficient": 1.0}
+OPTIONS = {"retry": RETRY, "visibility_timeout_ms": VISIBILITY_MS}
 CRON = {
     "name": "chaos-tick",
     "expression": "* * * * * *",  # every second
     "overlap_policy": "allow",
-    "job_template": {"type": JOB_TYPE, "args": ["cron", 0], "options": {"queue": CRON_QUEUE}},
+    "job_template": {
+        "type": JOB_TYPE,
+        "args": ["cron", 0],
+        "options": {"queue": CRON_QUEUE, **OPTIONS},
+    },
 }
 
 
@@ -74,7 +81,7 @@ def job_request(
         "id": job_id,
         "type": JOB_TYPE,
         "args": [kind, fail_times],
-        "options": {"queue": queue, "retry": RETRY, **options},
+        "options": {"queue": queue, **OPTIONS, **options},
     }
 
 
@@ -119,7 +126,7 @@ async def produce(
 
 async def _workflow(cluster: Cluster, ledger: Ledger, url: str, rng: random.Random) -> None:
     queue = rng.choice(HTTP_QUEUES)
-    options = {"queue": queue, "retry": RETRY}
+    options = {"queue": queue, **OPTIONS}
     if rng.random() < 0.5:
         kind = "chain"
         body: dict[str, Any] = {

@@ -28,6 +28,7 @@ from ojs_actors.core.cron import (
     job_request,
     parse_cron,
 )
+from ojs_actors.core.errors import BackendUnavailable
 from ojs_actors.http import HttpSettings, create_app
 from ojs_actors.system import Settings, System, open_system
 from ojs_actors.system.clock import Clock
@@ -726,3 +727,49 @@ async def test_http_invalid_registration_is_400(
     assert body["error"]["code"] == "invalid_request" and body["error"]["message"]
     status, body = await call(client, "GET", "/ojs/v1/cron")
     assert body["crons"] == []
+
+
+class LateLandingBackend(MemoryBackend):
+    """Loses the answer of the next insert (a 503) and lands that write only after the
+    ``land_after``-th read that misses its jobs: a write still on its way (sent before a
+    connection reset, or an ask still in the queue actor's mailbox)."""
+
+    def __init__(self, land_after: int) -> None:
+        super().__init__()
+        self.land_after = land_after
+        self.lose_next_insert = False
+        self.in_flight: tuple[Sequence[Job], dict[str, Any]] | None = None
+
+    async def insert_jobs(self, jobs: Sequence[Job], **kwargs: Any) -> Any:
+        if self.lose_next_insert:
+            self.lose_next_insert = False
+            self.in_flight = (list(jobs), kwargs)
+            raise BackendUnavailable("the connection was reset")
+        return await super().insert_jobs(jobs, **kwargs)
+
+    async def get_jobs(self, job_ids: Sequence[str]) -> list[Job | None]:
+        found = await super().get_jobs(job_ids)
+        if self.in_flight is not None and None in found:
+            self.land_after -= 1
+            if self.land_after == 0:
+                jobs, kwargs = self.in_flight
+                self.in_flight = None
+                await super().insert_jobs(jobs, **kwargs)
+        return found
+
+
+@pytest.mark.parametrize("land_after", [1, 2])
+async def test_an_enqueue_that_lands_late_does_not_fire_the_slot_twice(
+    autojump_clock: Any, land_after: int
+) -> None:
+    """Found by the chaos suite (two jobs for one slot): the actor that wrote the intent
+    found its job missing, decided the slot afresh with a new job id, and the first
+    enqueue landed after all."""
+    backend = LateLandingBackend(land_after)
+    async with running(backend) as system:
+        await system.register_cron(cron(overlap_policy="allow"))
+        backend.lose_next_insert = True
+        await sleep_until(system, FIRST_SLOT + 2 * MINUTE)
+        assert backend.in_flight is None  # it landed
+        assert slots_of(await cron_jobs(system)) == minutes(FIRST_SLOT, 3)
+        assert (await system.backend.count_jobs("default"))[State.AVAILABLE] == 3

@@ -5,9 +5,11 @@ bookkeeping (:mod:`.cron_book`). ``handled_through`` is the instant up to which 
 dealt with (fired or skipped); a slot is fired by writing its intent (slot and
 job id) into the snapshot, enqueuing the job with that id through the queue's
 actor, then recording it. A restarted actor, or server, finds an intent whose
-job exists and records it instead of firing again; one whose job never landed
-is dropped, and the slot is decided afresh. After downtime only the latest
-missed slot fires (ojs-cron §7.3).
+job exists and records it instead of firing again; one whose job is not there
+is enqueued again with the same job id while it is fresh (the first enqueue may
+still land: the first insert wins, the other is a duplicate), and an older one
+is dropped and the slot decided afresh. After downtime only the latest missed
+slot fires (ojs-cron §7.3).
 
 Several server processes sharing a backend each run an actor for every entry
 (the supervisor re-reads the ``cron:`` snapshots every poll interval, starting
@@ -15,10 +17,8 @@ actors for new entries and stopping those whose snapshot is gone). They agree
 through the snapshot's version: every step starts from the stored snapshot and
 every write is a compare-and-set on its version, so of two actors deciding the
 same slot only the one whose intent lands fires it; the other's write fails
-(:class:`SnapshotConflict`), it re-reads, and finds the slot claimed. An actor
-that finds another instance's fresh intent whose job is not there yet finishes
-that intent (enqueues the same job id: the first insert wins, the other is a
-duplicate) instead of deciding the slot afresh.
+(:class:`SnapshotConflict`), it re-reads, and finds the slot claimed; a fresh
+intent it finds is finished with its job id, as its owner would.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ SNAPSHOT_PREFIX = "cron:"
 MAX_SLEEP = 60.0
 """Look at the schedule at least once a minute (ojs-cron §7.3's recommended bound)."""
 INTENT_GRACE_MS = 30_000
-"""Another instance's intent younger than this is finished, not dropped (it may be mid-enqueue)."""
+"""An intent younger than this is finished with its job id, not dropped (it may be mid-enqueue)."""
 
 
 class JobPort(Protocol):
@@ -337,14 +337,11 @@ class CronActor(Actor):
         [job] = await self.backend.get_jobs([intent.job_id])
         if job is not None:
             await self._record(spec, book, intent, job)
-        elif (
-            intent.owner is not None
-            and intent.owner != self.instance
-            and intent.at is not None
-            and self.clock() - intent.at < INTENT_GRACE_MS
-        ):
-            # Another process's fire in progress: finish it with the same job id rather
-            # than deciding the slot afresh (which could fire it a second time).
+        elif intent.at is not None and self.clock() - intent.at < INTENT_GRACE_MS:
+            # A fire in progress, this instance's or another's: its first enqueue may still
+            # land (a write whose answer was lost, an ask still in the queue's mailbox), so
+            # finish it with the same job id (the first insert wins); deciding the slot
+            # afresh, with a new id, could fire it twice (seen in the chaos suite).
             await self._enqueue(spec, book, intent)
         else:
             book.intent = None  # never stored: the slot is still due and is decided afresh
