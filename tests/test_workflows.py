@@ -16,7 +16,7 @@ from test_http import assert_error, call
 
 from ojs_actors import MemoryBackend, State, open_system
 from ojs_actors.core import Conflict, Job, NotFound
-from ojs_actors.core.errors import InvalidWorkflow
+from ojs_actors.core.errors import BackendUnavailable, InvalidWorkflow
 from ojs_actors.core.workflow import (
     NodeState,
     Outcome,
@@ -552,3 +552,34 @@ async def test_a_notice_lost_to_a_crash_is_caught_up_after_the_restart(
     await system.ack(one.id)
     await settle()
     assert (await system.workflow_info(created["id"]))["state"] == "completed"
+
+
+class AwayBackend(MemoryBackend):
+    """Answers every snapshot listing with a 503 while ``away`` (a backend outage)."""
+
+    away = False
+
+    async def list_snapshots(self, prefix: str) -> dict[str, dict[str, Any]]:
+        if self.away:
+            raise BackendUnavailable("the backend is away")
+        return await super().list_snapshots(prefix)
+
+
+async def test_a_keeper_restarted_during_an_outage_waits_instead_of_crash_looping(
+    autojump_clock: Any,
+) -> None:
+    """Found by the chaos suite: a keeper restarted while the store was cut failed its
+    start-up read at once, again and again, until the workflows supervisor and then the
+    root gave up and the server process died."""
+    backend = AwayBackend()
+    async with open_system(backend) as system:
+        created = await system.create_workflow(chain("c.zero", "c.one"))
+        backend.away = True
+        system.workflows.kill_child("keeper")
+        await trio.sleep(30)  # far past the supervisors' restart intensity window
+        assert ("keeper", True, 1) in system.workflows.which_children()
+        backend.away = False
+        await system.ack((await work(system)).id)
+        await system.ack((await work(system)).id)
+        await settle()
+        assert (await system.workflow_info(created["id"]))["state"] == "completed"

@@ -39,6 +39,7 @@ import trio
 from ..actors import Actor, ActorRef, ActorStopped, Envelope
 from ..backends import Backend, Deduplicated
 from ..core import Duplicate, Job, NotFound, OJSError, State
+from ..core.errors import BackendUnavailable
 from ..core.workflow import (
     WORKFLOW_ID_FIELD,
     Node,
@@ -331,7 +332,12 @@ class WorkflowKeeper(Actor):
     async def _deliver(self, notice: JobChanged) -> None:
         workflow_id = notice.workflow_id
         if not self.services.is_running(workflow_id):
-            record = await self.services.backend.load_snapshot(snapshot_key(workflow_id))
+            try:
+                record = await self.services.backend.load_snapshot(snapshot_key(workflow_id))
+            except BackendUnavailable as error:  # an outage is no crash: its start catches up
+                log.warning("workflow %s: not read: %s; retrying", workflow_id, error)
+                self._schedule_retry(workflow_id)
+                return
             if record is None:
                 return  # not (or no longer) a workflow of this system
         ref = await self._wake(workflow_id)
@@ -343,7 +349,14 @@ class WorkflowKeeper(Actor):
             self._schedule_retry(workflow_id)
 
     async def _resume_unfinished(self) -> None:
-        for workflow_id in await self.services.index.running_ids():
+        while True:  # a backend away at start-up must not crash-loop the keeper
+            try:
+                running = await self.services.index.running_ids()
+                break
+            except BackendUnavailable as error:
+                log.warning("unfinished workflows not read: %s; retrying", error)
+                await trio.sleep(self.retry_interval)
+        for workflow_id in running:
             await self._wake(workflow_id)
         while True:
             await self._retry.wait()
