@@ -34,7 +34,8 @@ VISIBILITY_MS = 4_000
 """A job whose worker's ack was lost (or whose worker's server died), or whose claim's
 answer was lost, comes back after this (set on every job, for the embedded group's
 claims, and on every fetch)."""
-RETRY = {"max_attempts": 8, "initial_interval": "PT0.2S", "backoff_coefficient": 1.0}
+RETRY = {"max_attempts": 25, "initial_interval": "PT0.2S", "backoff_coefficient": 1.0}
+"""Room for leases that run out while the store is away (each counts as an attempt)."""
 OPTIONS = {"retry": RETRY, "visibility_timeout_ms": VISIBILITY_MS}
 CRON = {
     "name": "chaos-tick",
