@@ -4,14 +4,15 @@ Two loops run beside the workload until the fault phase ends:
 
 * **actor kills**, at a steady pace (the plan's count over the phase): ``SIGUSR1`` to a
   server that is up, which kills one of its queue, cron or workflow actors;
-* **process and store faults**, one at a time at random gaps: SIGKILL of a server and
-  its restart on the same port (never the last server up on memory, whose jobs live in
-  its process: memory has actor kills only), and, through the store's proxies, a cut, a
-  delay or a reset of the connections.
+* **process and store faults**, one at a time at random gaps, one of each kind first:
+  SIGKILL of a server and its restart on the same port after 0.2-1.5 s (not on memory,
+  whose jobs live in its process), and, through the store's proxies, a cut, a delay or
+  a reset of the connections.
 
 After each fault ends (the kill signal sent, the restart begun, the proxy restored) a
 probe measures the time until a server affected by it completes one job end to end
-(enqueue, fetch, ack on a queue of its own): the recovery time of that fault kind.
+(enqueue, fetch, ack on a queue of its own): the recovery time of that fault kind. Actor
+kills are probed one at a time, and only while no other fault is on.
 """
 
 from __future__ import annotations
