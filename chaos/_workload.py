@@ -30,6 +30,7 @@ JOB_TYPE = "chaos.work"
 HTTP_QUEUES = ("chaos-a", "chaos-b")
 CRON_QUEUE = "chaos-cron"
 EMBEDDED_QUEUE = "chaos-embedded"
+WORKFLOW_KINDS = ("chain", "dag")
 VISIBILITY_MS = 4_000
 """A job whose worker's ack was lost (or whose worker's server died), or whose claim's
 answer was lost, comes back after this (set on every job, for the embedded group's
@@ -99,6 +100,11 @@ async def produce(
     *, embedded: bool,
 ) -> None:  # fmt: skip
     queues = [*HTTP_QUEUES, *([EMBEDDED_QUEUE] * embedded)]
+    for kind in WORKFLOW_KINDS:  # one of each in every run, however short or slow
+        while True:
+            if stop.is_set() or await _workflow(cluster, ledger, cluster.any_url(), rng, kind):
+                break
+            await trio.sleep(pace.pause_s)
     while not stop.is_set():
         url = cluster.any_url()
         roll = rng.random()
@@ -125,11 +131,14 @@ async def produce(
         await trio.sleep(pace.pause_s * rng.uniform(0.5, 1.5))
 
 
-async def _workflow(cluster: Cluster, ledger: Ledger, url: str, rng: random.Random) -> None:
+async def _workflow(
+    cluster: Cluster, ledger: Ledger, url: str, rng: random.Random, kind: str | None = None
+) -> bool:
+    """Start a chain or a DAG (``kind``, else either); whether the server took it."""
     queue = rng.choice(HTTP_QUEUES)
     options = {"queue": queue, **OPTIONS}
-    if rng.random() < 0.5:
-        kind = "chain"
+    kind = kind or rng.choice(WORKFLOW_KINDS)
+    if kind == "chain":
         body: dict[str, Any] = {
             "type": "chain",
             "name": "chaos-chain",
@@ -138,7 +147,6 @@ async def _workflow(cluster: Cluster, ledger: Ledger, url: str, rng: random.Rand
             ],
         }
     else:
-        kind = "dag"
         step = {"type": JOB_TYPE, "args": ["step", 0]}
         body = {
             "name": "chaos-dag",
@@ -151,9 +159,11 @@ async def _workflow(cluster: Cluster, ledger: Ledger, url: str, rng: random.Rand
             "options": options,
         }
     response = await post(cluster.client, f"{url}/ojs/v1/workflows", body)
-    if response is not None and response.is_success:
-        workflow = response.json().get("workflow", response.json())
-        ledger.workflows.append(Workflow(workflow["id"], kind))
+    if response is None or not response.is_success:
+        return False
+    workflow = response.json().get("workflow", response.json())
+    ledger.workflows.append(Workflow(workflow["id"], kind))
+    return True
 
 
 async def http_worker(
