@@ -1699,6 +1699,15 @@ _QUEUE_CONFIG = {
     "properties": {"queue": {"type": "string"}, "backpressure": _BACKPRESSURE},
 }
 _RATE_KEY = {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
+_QUEUE_RATE_LIMIT = {
+    "type": "object",
+    "required": ["queue", "rate_limit"],
+    "properties": {
+        "queue": {"type": "string"},
+        "rate_limit": {"type": ["object", "null"], "description": "`null`: none set"},
+        "state": {"type": "object", "description": "As a key's (`GET /ojs/v1/rate-limits/{key}`)"},
+    },
+}
 _RATE_STATE = {
     "type": "object",
     "required": ["key"],
@@ -1848,21 +1857,30 @@ ADDED.update(
             "tags": ["Queues"],
             "parameters": [_NAME],
             "requestBody": _json_body({"type": "object"}),
-            "responses": {"200": _json_reply("The queue's limit", _RATE_STATE), "400": _ERROR},
+            "responses": {
+                "200": _json_reply("The queue's limit", _QUEUE_RATE_LIMIT),
+                "400": _ERROR,
+            },
         },
         ("/ojs/v1/admin/queues/{name}/rate-limit", "get"): {
             "operationId": "getQueueRateLimit",
             "summary": "A queue's rate limit and its state",
             "tags": ["Queues"],
             "parameters": [_NAME],
-            "responses": {"200": _json_reply("The queue's limit", _RATE_STATE), "404": _NOT_FOUND},
+            "responses": {
+                "200": _json_reply("The queue's limit", _QUEUE_RATE_LIMIT),
+                "404": _NOT_FOUND,
+            },
         },
         ("/ojs/v1/admin/queues/{name}/rate-limit", "delete"): {
             "operationId": "clearQueueRateLimit",
             "summary": "Lift a queue's rate limit",
             "tags": ["Queues"],
             "parameters": [_NAME],
-            "responses": {"200": _json_reply("The queue's limit", _RATE_STATE), "404": _NOT_FOUND},
+            "responses": {
+                "200": _json_reply("The queue's limit", _QUEUE_RATE_LIMIT),
+                "404": _NOT_FOUND,
+            },
         },
         ("/ojs/v1/workers/beat", "post"): {
             "operationId": "workerBeat",
