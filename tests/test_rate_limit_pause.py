@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import trio
 from app_client import request
+from test_rate_limits import fetch
 from trio.testing import MockClock
 
 from ojs_actors.backends import EventFilter, create_backend
@@ -38,13 +39,6 @@ async def enqueue(client: Any, queue: str, count: int, **rate_limit: Any) -> lis
         assert status == 201, body
         ids.append(body["job"]["id"])
     return ids
-
-
-async def fetch(client: Any, queue: str, count: int = 10) -> list[dict[str, Any]]:
-    body = {"queues": [queue], "count": count, "worker_id": "rl-worker"}
-    _, _, reply = await request(client, "POST", "/ojs/v1/workers/fetch", body)
-    jobs: list[dict[str, Any]] = reply["jobs"]
-    return jobs
 
 
 async def nack_limited(client: Any, job_id: str, until: int, **extra: Any) -> dict[str, Any]:
