@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from ojs_actors.actors import (
     ActorCrashed,
     ActorError,
     ActorStopped,
+    Backoff,
     ChildSpec,
     Envelope,
     MailboxFull,
@@ -564,6 +566,143 @@ async def test_escalating_child_supervisor_is_restarted_by_its_parent() -> None:
         assert not outcome.finished.is_set()
         outer.request_stop()
     assert outcome.error is None
+
+
+# -- 5b. backoff: an outage is waited out, not counted -------------------------
+
+
+class StoreAway(Exception):
+    """Stands for the store's outage (the system's backoff is on BackendUnavailable)."""
+
+
+class NeedsStore(Counter):
+    """Fails to start while ``away`` is set (its start-up read finds the store away)."""
+
+    away = True
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        if NeedsStore.away:
+            raise StoreAway("store away")
+
+    async def receive(self, message: Any) -> Any:
+        if message == "store-away":
+            raise StoreAway("store away mid-message")
+        return await super().receive(message)
+
+
+def backoff_supervisor(factory: Factory, **options: Any) -> Supervisor:
+    return Supervisor(
+        "s",
+        max_restarts=2,
+        within=10,
+        children=[ChildSpec("c", start=factory)],
+        backoff=Backoff(on=(StoreAway,), initial=0.1, maximum=2.0),
+        **options,
+    )
+
+
+async def test_an_outage_is_waited_out_with_growing_pauses_not_escalated(
+    autojump_clock: Any,
+) -> None:
+    NeedsStore.away = False
+    journal: list[Any] = []
+    factory = Factory(lambda: NeedsStore("c", journal))
+    sup = backoff_supervisor(factory)
+    outcome = Outcome(sup)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outcome.run)
+        ref = sup.ref("c")
+        NeedsStore.away = True
+        with pytest.raises(ActorCrashed):
+            await ref.ask("store-away")
+        ref.tell_nowait("inc")  # waits in the mailbox through the outage
+        await trio.sleep(30)  # far more than max_restarts failed starts within 10 s
+        assert not outcome.finished.is_set()
+        starts = [entry[2] for entry in journal if entry[0] == "failed"]
+        pauses = [round(b - a, 3) for a, b in itertools.pairwise(starts)]
+        assert pauses[:6] == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0]  # doubling, capped at maximum
+        assert set(pauses[6:]) == {2.0}
+        NeedsStore.away = False  # the store is back: the next restart starts
+        await trio.sleep(2.0)
+        assert sup.which_children()[0][1] is True
+        assert await ref.ask("get") == 1  # the message queued before the outage was kept
+        sup.request_stop()
+    assert outcome.error is None
+
+
+async def test_other_crashes_still_count_and_escalate_under_a_backoff(
+    autojump_clock: Any,
+) -> None:
+    NeedsStore.away = False
+    factory = Factory(lambda: NeedsStore("c"))
+    sup = backoff_supervisor(factory)
+    outcome = Outcome(sup)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outcome.run)
+        ref = sup.ref("c")
+        for _ in range(2):
+            with pytest.raises(ActorCrashed):
+                await ref.ask("crash")
+            await settle()
+        assert not outcome.finished.is_set()
+        with pytest.raises(ActorCrashed):
+            await ref.ask("crash")
+        with trio.fail_after(1):
+            await outcome.finished.wait()
+    assert isinstance(outcome.error, SupervisorEscalation)
+    assert isinstance(outcome.error.__cause__, RuntimeError)
+
+
+async def test_the_pause_starts_over_after_a_long_enough_run(autojump_clock: Any) -> None:
+    NeedsStore.away = False
+    journal: list[Any] = []
+    factory = Factory(lambda: NeedsStore("c", journal))
+    sup = backoff_supervisor(factory)
+    outcome = Outcome(sup)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outcome.run)
+        ref = sup.ref("c")
+        for _ in range(3):  # pauses 0.1, 0.2, 0.4: each outage ends at once
+            with pytest.raises(ActorCrashed):
+                await ref.ask("store-away")
+            await trio.sleep(0.5)
+        assert sup.ref("c") is ref and sup.which_children() == [("c", True, 3)]
+        await trio.sleep(5)  # ran longer than maximum: the next pause is initial again
+        failed_at = trio.current_time()
+        with pytest.raises(ActorCrashed):
+            await ref.ask("store-away")
+        await settle()
+        assert sup.which_children() == [("c", False, 3)]
+        await trio.sleep(0.1)
+        await settle()
+        assert sup.which_children() == [("c", True, 4)]
+        assert [kind for kind, *_ in journal].count("start") == 5
+        assert trio.current_time() - failed_at == pytest.approx(0.1)
+        sup.request_stop()
+    assert outcome.error is None
+
+
+async def test_a_child_stopped_during_its_pause_is_not_restarted(autojump_clock: Any) -> None:
+    NeedsStore.away = False
+    factory = Factory(lambda: NeedsStore("c"))
+    sup = backoff_supervisor(factory)
+    outcome = Outcome(sup)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(outcome.run)
+        with pytest.raises(ActorCrashed):
+            await sup.ref("c").ask("store-away")
+        await sup.stop_child("c")
+        await trio.sleep(1)
+        assert sup.which_children() == []
+        assert len(factory.instances) == 1
+        d = await sup.start_child(ChildSpec("d", start=factory))
+        NeedsStore.away = True
+        with pytest.raises(ActorCrashed):
+            await d.ask("store-away")
+        sup.request_stop()  # during d's pause: the supervisor stops without waiting it out
+    assert outcome.error is None
+    assert len(factory.instances) == 2
 
 
 # -- 6. restart types ---------------------------------------------------------

@@ -583,3 +583,35 @@ async def test_a_keeper_restarted_during_an_outage_waits_instead_of_crash_loopin
         await system.ack((await work(system)).id)
         await settle()
         assert (await system.workflow_info(created["id"]))["state"] == "completed"
+
+
+class WorkflowsAwayBackend(MemoryBackend):
+    """Answers every versioned snapshot read (a WorkflowActor's start) with a 503 while
+    ``away``."""
+
+    away = False
+
+    async def load_snapshot_versioned(self, key: str) -> tuple[dict[str, Any], int] | None:
+        if self.away:
+            raise BackendUnavailable("the backend is away")
+        return await super().load_snapshot_versioned(key)
+
+
+async def test_a_workflow_actor_restarted_during_an_outage_does_not_take_the_tree_down(
+    autojump_clock: Any,
+) -> None:
+    """Found by the chaos suite (sqs): a WorkflowActor whose start-up read found the store
+    away crash-looped until the workflows supervisor gave up, then the root."""
+    backend = WorkflowsAwayBackend()
+    async with open_system(backend) as system:
+        created = await system.create_workflow(chain("c.zero", "c.one"))
+        backend.away = True
+        system.workflows.kill_child(f"workflow:{created['id']}")
+        await trio.sleep(30)  # far past every restart intensity window
+        assert ("workflows", True, 0) in system.root.which_children()  # never escalated
+        backend.away = False
+        await trio.sleep(5)  # the longest pause between two restarts
+        await system.ack((await work(system)).id)
+        await system.ack((await work(system)).id)
+        await settle()
+        assert (await system.workflow_info(created["id"]))["state"] == "completed"

@@ -6,7 +6,9 @@ starts them in order and stops them in reverse order, each within its
 :class:`Strategy` and the child's :class:`Restart` type; more than
 ``max_restarts`` restarts within ``within`` seconds and it gives up: it stops
 every child and raises :class:`SupervisorEscalation`, which its own parent sees
-as the crash of a child.
+as the crash of a child. A supervisor given a :class:`Backoff` restarts a child
+whose exit says that something it depends on is away (a store outage) after a
+growing pause instead, without counting it: waiting out an outage is no crash loop.
 """
 
 from __future__ import annotations
@@ -44,6 +46,29 @@ class ActorKilled(ActorError):
 
 
 @dataclass(frozen=True)
+class Backoff:
+    """Restart policy for exits that say the world is away, not the child broken (as
+    Akka's backoff supervision): an exit raised as one of ``on`` restarts the child
+    after ``initial`` seconds, doubling with each such exit in a row up to ``maximum``,
+    and does not count toward the restart intensity. Another exit, or a run longer than
+    ``maximum`` before the next one, starts the pause over at ``initial``."""
+
+    on: tuple[type[BaseException], ...]
+    initial: float = 0.1
+    maximum: float = 5.0
+
+    def applies(self, error: BaseException | None) -> bool:
+        if isinstance(error, BaseExceptionGroup):
+            return error.split(self.on)[1] is None
+        return isinstance(error, self.on)
+
+    def pause_after(self, previous: float, ran_for: float) -> float:
+        if previous <= 0 or ran_for > self.maximum:
+            return self.initial
+        return min(previous * 2, self.maximum)
+
+
+@dataclass(frozen=True)
 class ChildSpec:
     id: str
     start: Callable[[], Actor | Supervisor]
@@ -64,6 +89,9 @@ class _Child:
     stopping: bool = False
     killed: bool = False
     restarts: int = 0
+    started_at: float = 0.0
+    pause: float = 0.0
+    """The last :class:`Backoff` pause before a restart (0: the last exit was another)."""
 
 
 class Supervisor:
@@ -75,11 +103,13 @@ class Supervisor:
         max_restarts: int = 3,
         within: float = 5.0,
         children: Sequence[ChildSpec] = (),
+        backoff: Backoff | None = None,
     ) -> None:
         self.name = name
         self.strategy = strategy
         self.max_restarts = max_restarts
         self.within = within
+        self.backoff = backoff
         self._initial = list(children)
         self._children: dict[str, _Child] = {}
         self._restart_times: deque[float] = deque()
@@ -182,7 +212,13 @@ class Supervisor:
         if restart is Restart.TEMPORARY or (restart is Restart.TRANSIENT and error is None):
             self._forget(child)
             return
-        self._count_restart(child, error)
+        pause = 0.0
+        if self.backoff is not None and self.backoff.applies(error):
+            ran_for = trio.current_time() - child.started_at
+            pause = self.backoff.pause_after(child.pause, ran_for)
+        else:
+            self._count_restart(child, error)
+        child.pause = pause
         order = list(self._children.values())
         if self.strategy is Strategy.ONE_FOR_ONE:
             affected = [child]
@@ -193,7 +229,22 @@ class Supervisor:
         for other in reversed(affected):
             if other is not child:
                 await self._stop(other)
-        for member in affected:  # one after another, in start order
+        assert self._nursery is not None
+        if pause:
+            log.warning("%s: restarting %s in %.2fs", self.name, child.spec.id, pause)
+            self._nursery.start_soon(self._restart_after, pause, affected)
+        else:
+            await self._restart(affected)
+
+    async def _restart_after(self, pause: float, members: list[_Child]) -> None:
+        await trio.sleep(pause)
+        if not self._closed:  # members stopped meanwhile are skipped by _restart
+            await self._restart(members)
+
+    async def _restart(self, members: list[_Child]) -> None:
+        for member in members:  # one after another, in start order
+            if self._children.get(member.spec.id) is not member or member.running:
+                continue
             member.restarts += 1
             if self.on_restart is not None:
                 self.on_restart(member.spec.id, isinstance(member.runner, Supervisor))
@@ -238,6 +289,7 @@ class Supervisor:
         child.stopping = False
         child.killed = False
         child.running = True
+        child.started_at = trio.current_time()
         error: BaseException | None = None
         with trio.CancelScope() as scope:
             child.scope = scope

@@ -14,6 +14,7 @@ from ..backends import Backend
 from ..core import OJSError
 from .clock import Clock
 from .cron_actor import SNAPSHOT_PREFIX, CronActor, JobPort, RefreshCron
+from .supervision import STORE_OUTAGE
 
 log = logging.getLogger("ojs_actors.cron")
 
@@ -42,7 +43,11 @@ class CronSupervisor(Supervisor):
     ) -> None:
         restarts, within = CRON_RESTARTS
         super().__init__(
-            "crons", strategy=Strategy.ONE_FOR_ONE, max_restarts=restarts, within=within
+            "crons",
+            strategy=Strategy.ONE_FOR_ONE,
+            max_restarts=restarts,
+            within=within,
+            backoff=STORE_OUTAGE,
         )
         self._backend = backend
         self._child_spec = child_spec

@@ -16,6 +16,10 @@
                                                only: NATS, Kafka)
 
 Each part owns the :class:`SupervisorSlot` of its supervisor and starts its actors in it.
+Every supervisor of the tree waits out a store outage (:data:`STORE_OUTAGE`): a child
+that exits with :class:`BackendUnavailable` (its start-up read failed, a write found the
+store away) is restarted after a growing pause, not counted as a crash, so an outage
+never exhausts a restart intensity and takes the server down.
 """
 
 from __future__ import annotations
@@ -23,10 +27,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from ..actors import Actor, ChildSpec, Strategy, Supervisor
+from ..actors import Actor, Backoff, ChildSpec, Strategy, Supervisor
+from ..core import BackendUnavailable
 
 ROOT_RESTARTS = (3, 5.0)
 """Restart intensity of the root: N restarts of its children within T seconds."""
+
+STORE_OUTAGE = Backoff(on=(BackendUnavailable,), initial=0.1, maximum=5.0)
+"""How every supervisor of the tree restarts a child the store's outage stopped."""
 
 S = TypeVar("S", bound=Supervisor)
 
@@ -42,6 +50,7 @@ def one_for_one(
         max_restarts=max_restarts,
         within=within,
         children=children,
+        backoff=STORE_OUTAGE,
     )
 
 
@@ -93,4 +102,4 @@ def root_supervisor(
     )
 
 
-__all__ = ["ROOT_RESTARTS", "SupervisorSlot", "one_for_one", "root_supervisor"]
+__all__ = ["ROOT_RESTARTS", "STORE_OUTAGE", "SupervisorSlot", "one_for_one", "root_supervisor"]
