@@ -59,6 +59,8 @@ class Pace:
     """Each producer's pause between two requests."""
     http_workers: int
     fetch_count: int = 8
+    fetch_wait_ms: int = 500
+    """How long an HTTP worker's fetch waits for work (its ``wait_ms``)."""
     poll_s: float = 0.2
     """Every process's ``--poll-interval`` (how often its timers and waiting fetches look
     at the store)."""
@@ -176,7 +178,7 @@ async def http_worker(
         sent = now_ms()
         response = await post(cluster.client, f"{url}/ojs/v1/workers/fetch", {
             "queues": list(queues), "count": pace.fetch_count, "worker_id": name,
-            "visibility_timeout_ms": VISIBILITY_MS, "wait_ms": 500,
+            "visibility_timeout_ms": VISIBILITY_MS, "wait_ms": pace.fetch_wait_ms,
         })  # fmt: skip
         if response is None or not response.is_success:
             await trio.sleep(0.1)
