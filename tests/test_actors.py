@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -575,14 +577,20 @@ class StoreAway(Exception):
     """Stands for the store's outage (the system's backoff is on BackendUnavailable)."""
 
 
-class NeedsStore(Counter):
-    """Fails to start while ``away`` is set (its start-up read finds the store away)."""
+class Store:
+    away = False
 
-    away = True
+
+class NeedsStore(Counter):
+    """Fails to start while its store is away (its start-up read finds the store away)."""
+
+    def __init__(self, store: Store, journal: list[Any]) -> None:
+        super().__init__("c", journal)
+        self.store = store
 
     async def on_start(self) -> None:
         await super().on_start()
-        if NeedsStore.away:
+        if self.store.away:
             raise StoreAway("store away")
 
     async def receive(self, message: Any) -> Any:
@@ -591,118 +599,114 @@ class NeedsStore(Counter):
         return await super().receive(message)
 
 
-def backoff_supervisor(factory: Factory, **options: Any) -> Supervisor:
-    return Supervisor(
+@dataclass
+class BackoffRun:
+    supervisor: Supervisor
+    factory: Factory
+    outcome: Outcome
+    store: Store
+    journal: list[Any]
+
+
+@asynccontextmanager
+async def backoff_supervisor_running() -> AsyncIterator[BackoffRun]:
+    """A supervisor (2 restarts within 10 s) of one NeedsStore child ``"c"``, with a
+    backoff on StoreAway from 0.1 s to 2 s."""
+    store, journal = Store(), []
+    factory = Factory(lambda: NeedsStore(store, journal))
+    supervisor = Supervisor(
         "s",
         max_restarts=2,
         within=10,
         children=[ChildSpec("c", start=factory)],
         backoff=Backoff(on=(StoreAway,), initial=0.1, maximum=2.0),
-        **options,
     )
+    run = BackoffRun(supervisor, factory, Outcome(supervisor), store, journal)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run.outcome.run)
+        yield run
 
 
 async def test_an_outage_is_waited_out_with_growing_pauses_not_escalated(
     autojump_clock: Any,
 ) -> None:
-    NeedsStore.away = False
-    journal: list[Any] = []
-    factory = Factory(lambda: NeedsStore("c", journal))
-    sup = backoff_supervisor(factory)
-    outcome = Outcome(sup)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(outcome.run)
-        ref = sup.ref("c")
-        NeedsStore.away = True
+    async with backoff_supervisor_running() as run:
+        ref = run.supervisor.ref("c")
+        run.store.away = True
         with pytest.raises(ActorCrashed):
             await ref.ask("store-away")
         ref.tell_nowait("inc")  # waits in the mailbox through the outage
         await trio.sleep(30)  # far more than max_restarts failed starts within 10 s
-        assert not outcome.finished.is_set()
-        starts = [entry[2] for entry in journal if entry[0] == "failed"]
+        assert not run.outcome.finished.is_set()
+        starts = [entry[2] for entry in run.journal if entry[0] == "failed"]
         pauses = [round(b - a, 3) for a, b in itertools.pairwise(starts)]
         assert pauses[:6] == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0]  # doubling, capped at maximum
         assert set(pauses[6:]) == {2.0}
-        NeedsStore.away = False  # the store is back: the next restart starts
+        run.store.away = False  # the store is back: the next restart starts
         await trio.sleep(2.0)
-        assert sup.which_children()[0][1] is True
+        assert run.supervisor.which_children()[0][1] is True
         assert await ref.ask("get") == 1  # the message queued before the outage was kept
-        sup.request_stop()
-    assert outcome.error is None
+        run.supervisor.request_stop()
+    assert run.outcome.error is None
 
 
 async def test_other_crashes_still_count_and_escalate_under_a_backoff(
     autojump_clock: Any,
 ) -> None:
-    NeedsStore.away = False
-    factory = Factory(lambda: NeedsStore("c"))
-    sup = backoff_supervisor(factory)
-    outcome = Outcome(sup)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(outcome.run)
-        ref = sup.ref("c")
+    async with backoff_supervisor_running() as run:
+        ref = run.supervisor.ref("c")
         for _ in range(2):
             with pytest.raises(ActorCrashed):
                 await ref.ask("crash")
             await settle()
-        assert not outcome.finished.is_set()
+        assert not run.outcome.finished.is_set()
         with pytest.raises(ActorCrashed):
             await ref.ask("crash")
         with trio.fail_after(1):
-            await outcome.finished.wait()
-    assert isinstance(outcome.error, SupervisorEscalation)
-    assert isinstance(outcome.error.__cause__, RuntimeError)
+            await run.outcome.finished.wait()
+    assert isinstance(run.outcome.error, SupervisorEscalation)
+    assert isinstance(run.outcome.error.__cause__, RuntimeError)
 
 
 async def test_the_pause_starts_over_after_a_long_enough_run(autojump_clock: Any) -> None:
-    NeedsStore.away = False
-    journal: list[Any] = []
-    factory = Factory(lambda: NeedsStore("c", journal))
-    sup = backoff_supervisor(factory)
-    outcome = Outcome(sup)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(outcome.run)
-        ref = sup.ref("c")
+    async with backoff_supervisor_running() as run:
+        ref = run.supervisor.ref("c")
         for _ in range(3):  # pauses 0.1, 0.2, 0.4: each outage ends at once
             with pytest.raises(ActorCrashed):
                 await ref.ask("store-away")
             await trio.sleep(0.5)
-        assert sup.ref("c") is ref and sup.which_children() == [("c", True, 3)]
+        assert run.supervisor.which_children() == [("c", True, 3)]
         await trio.sleep(5)  # ran longer than maximum: the next pause is initial again
         failed_at = trio.current_time()
         with pytest.raises(ActorCrashed):
             await ref.ask("store-away")
         await settle()
-        assert sup.which_children() == [("c", False, 3)]
+        assert run.supervisor.which_children() == [("c", False, 3)]
         await trio.sleep(0.1)
         await settle()
-        assert sup.which_children() == [("c", True, 4)]
-        assert [kind for kind, *_ in journal].count("start") == 5
+        assert run.supervisor.which_children() == [("c", True, 4)]
+        assert [kind for kind, *_ in run.journal].count("start") == 5
         assert trio.current_time() - failed_at == pytest.approx(0.1)
-        sup.request_stop()
-    assert outcome.error is None
+        run.supervisor.request_stop()
+    assert run.outcome.error is None
 
 
 async def test_a_child_stopped_during_its_pause_is_not_restarted(autojump_clock: Any) -> None:
-    NeedsStore.away = False
-    factory = Factory(lambda: NeedsStore("c"))
-    sup = backoff_supervisor(factory)
-    outcome = Outcome(sup)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(outcome.run)
+    async with backoff_supervisor_running() as run:
+        supervisor = run.supervisor
         with pytest.raises(ActorCrashed):
-            await sup.ref("c").ask("store-away")
-        await sup.stop_child("c")
+            await supervisor.ref("c").ask("store-away")
+        await supervisor.stop_child("c")
         await trio.sleep(1)
-        assert sup.which_children() == []
-        assert len(factory.instances) == 1
-        d = await sup.start_child(ChildSpec("d", start=factory))
-        NeedsStore.away = True
+        assert supervisor.which_children() == []
+        assert len(run.factory.instances) == 1
+        d = await supervisor.start_child(ChildSpec("d", start=run.factory))
+        run.store.away = True
         with pytest.raises(ActorCrashed):
             await d.ask("store-away")
-        sup.request_stop()  # during d's pause: the supervisor stops without waiting it out
-    assert outcome.error is None
-    assert len(factory.instances) == 2
+        supervisor.request_stop()  # during d's pause: it stops without waiting it out
+    assert run.outcome.error is None
+    assert len(run.factory.instances) == 2
 
 
 # -- 6. restart types ---------------------------------------------------------
