@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import trio
 from app_client import JSON, request
+from test_metrics import scrape, value
 from trio.testing import MockClock
 
 from ojs_actors.backends import EventFilter, create_backend
@@ -251,6 +252,30 @@ async def test_block_answers_429_when_no_room_comes(
     assert rejected == [
         {"type": "backpressure.rejected", "queue": "bp-bt", "depth": 1, "bound": 1, "job_type": "bp.job"}
     ] * 2  # fmt: skip
+    assert value(await scrape(api), "ojs_backpressure_rejected_total", queue="bp-bt") == 2
+
+
+async def test_refusals_drops_and_pressure_are_metrics(api: Any, each_system: System) -> None:
+    """ojs-backpressure §10.2, per queue as this process counted them: enqueues refused,
+    jobs dropped under ``drop_oldest``, and the depth over the bound."""
+    await bound(api, "bp-m", max_depth=4)
+    for _ in range(3):
+        await enqueue(api, "bp-m")
+    samples = await scrape(api)
+    assert value(samples, "ojs_backpressure_pressure", queue="bp-m") == 0.75
+    assert value(samples, "ojs_backpressure_rejected_total", queue="bp-m") == 0
+    await enqueue(api, "bp-m")
+    for _ in range(2):
+        assert (await enqueue(api, "bp-m"))[0] == 429
+    await bound(api, "bp-md", max_depth=1, strategy="drop_oldest")
+    for _ in range(3):
+        assert (await enqueue(api, "bp-md"))[0] == 201
+    samples = await scrape(api)
+    assert value(samples, "ojs_backpressure_rejected_total", queue="bp-m") == 2
+    assert value(samples, "ojs_backpressure_pressure", queue="bp-m") == 1.0
+    assert value(samples, "ojs_backpressure_dropped_total", queue="bp-md") == 2
+    assert value(samples, "ojs_backpressure_dropped_total", queue="bp-m") is None
+    assert value(samples, "ojs_backpressure_pressure", queue="bp-md") == 1.0
 
 
 async def test_rejections_and_threshold_crossings_are_events(api: Any, each_system: System) -> None:

@@ -25,6 +25,7 @@ sharing the backend tell each crossing once.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from typing import Any, TypeVar
@@ -75,12 +76,22 @@ def parse_block_timeout(value: str | None) -> float:
 
 class PressureBoard:
     """Per process: the latest depth of each bounded queue as its QueueActor saw it, for
-    the warning headers of enqueue responses (§7.3) without another backend call, and
-    news of room made in a queue for the enqueues blocked on it (§5.2)."""
+    the warning headers of enqueue responses (§7.3) without another backend call, news
+    of room made in a queue for the enqueues blocked on it (§5.2), and the enqueues this
+    process refused and the jobs it dropped, per queue (the §10.2 metrics)."""
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[int, int, Bound]] = {}
         self._room: dict[str, trio.Event] = {}
+        self.rejected: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+
+    def pressures(self) -> dict[str, float]:
+        """Each bounded queue's fill (depth or size over its bound, at most 1.0)."""
+        return {
+            queue: min(bound.fill(depth, size_bytes), 1.0)
+            for queue, (depth, size_bytes, bound) in self._seen.items()
+        }
 
     def note(self, queue: str, depth: int, bound: Bound | None, size_bytes: int = 0) -> None:
         if bound is None:
@@ -123,6 +134,7 @@ class PressureBoard:
                 if full.strategy != "block":
                     raise
                 if trio.current_time() >= deadline:
+                    self.rejected[full.queue] += 1
                     await log.rejected(full.queue, full.depth, full.bound, [full.job_type])
                     raise
                 queue = full.queue
@@ -258,6 +270,8 @@ class DepthGuard:
                 dropped = await self._make_room(max(excess, 1))
                 if not dropped:
                     break
+                if self._pressure is not None:
+                    self._pressure.dropped[self.queue] += len(dropped)
                 depth, freed = depth - len(dropped), batch_size(dropped)
                 size_bytes -= freed
                 self._size.changed(-freed)
@@ -281,6 +295,7 @@ class DepthGuard:
                 verdicts.append(None)
         if self._pressure is not None:
             self._pressure.note(self.queue, depth, bound, size_bytes)
+            self._pressure.rejected[self.queue] += len(refused)
         if refused:
             await self._log.rejected(self.queue, depth, bound.max_depth, refused)
         await self._log.pressure(self.queue, depth, bound, size_bytes)

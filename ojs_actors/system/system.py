@@ -175,6 +175,7 @@ class System:
             backend=calls,
             relay_status=admin.relay_status,
             workers=worker_side.registry.__len__,
+            pressure=router.pressure,
         )
         self._reset_store = admin.reset
         # -- workflows

@@ -10,7 +10,8 @@ garbage-collector collectors and these parts:
 * :mod:`.actors`: mailbox depths and restarts in the supervision tree;
 * :mod:`.http_requests`: HTTP requests by route template and status, recorded by the
   ASGI wrapper :mod:`ojs_actors.http.metrics`;
-* :mod:`.relay`: the event relay's figures (backends with an event sink).
+* :mod:`.relay`: the event relay's figures (backends with an event sink);
+* :mod:`.backpressure`: bounded queues' refusals, drops and pressure (ojs-backpressure).
 
 Figures that need the backend are read in :meth:`SystemMetrics.refresh`, asynchronously,
 before each exposition, so ``collect()`` itself does no I/O. README.md ("Metrics") lists

@@ -21,8 +21,10 @@ from prometheus_client.registry import Collector
 from ...actors import Supervisor
 from ...backends import Backend
 from ...core import Job
+from ..backpressure import PressureBoard
 from .actors import ActorRestarts, actor_families
 from .backend_calls import BackendCalls, measured
+from .backpressure import backpressure_families
 from .families import FETCH_SECONDS_BUCKETS
 from .http_requests import HttpRequests
 from .instruments import HistogramVec, Instruments
@@ -53,6 +55,7 @@ class SystemMetrics:
         self._backend: Backend | None = None
         self._root: Supervisor | None = None
         self._workers: Callable[[], int] = lambda: 0
+        self._pressure: PressureBoard | None = None
         self._relay: dict[str, Any] | None = None
         self._counts: JobCounts | None = None
         if not enabled:
@@ -102,15 +105,18 @@ class SystemMetrics:
         backend: Backend,
         relay_status: Callable[[], Awaitable[dict[str, Any] | None]],
         workers: Callable[[], int],
+        pressure: PressureBoard,
     ) -> None:
         """What is read at scrape time: the supervision tree, the backend's job counts,
-        the event relay's figures, the number of workers heard from."""
+        the event relay's figures, the number of workers heard from, the bounded queues'
+        figures."""
         if self._restarts is None:
             return
         self._root = root
         self._backend = backend
         self._relay_status = relay_status
         self._workers = workers
+        self._pressure = pressure
 
     def restarted(self, child_id: str, supervisor: bool) -> None:
         """Count a restart (the system's restart hook calls it)."""
@@ -155,6 +161,7 @@ class _ScrapeCollector(Collector):
         yield from job_count_families(metrics._counts, metrics._workers)
         yield from actor_families(metrics._root)
         yield from relay_families(metrics._relay)
+        yield from backpressure_families(metrics._pressure)
 
 
 __all__ = ["CONTENT_TYPE", "SystemMetrics"]
