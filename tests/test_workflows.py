@@ -555,7 +555,8 @@ async def test_a_notice_lost_to_a_crash_is_caught_up_after_the_restart(
 
 
 class AwayBackend(MemoryBackend):
-    """Answers every snapshot listing with a 503 while ``away`` (a backend outage)."""
+    """Answers every snapshot listing (the keeper's start) and versioned snapshot read (a
+    WorkflowActor's start) with a 503 while ``away`` (a backend outage)."""
 
     away = False
 
@@ -563,6 +564,11 @@ class AwayBackend(MemoryBackend):
         if self.away:
             raise BackendUnavailable("the backend is away")
         return await super().list_snapshots(prefix)
+
+    async def load_snapshot_versioned(self, key: str) -> tuple[dict[str, Any], int] | None:
+        if self.away:
+            raise BackendUnavailable("the backend is away")
+        return await super().load_snapshot_versioned(key)
 
 
 async def test_a_keeper_restarted_during_an_outage_waits_instead_of_crash_looping(
@@ -585,24 +591,12 @@ async def test_a_keeper_restarted_during_an_outage_waits_instead_of_crash_loopin
         assert (await system.workflow_info(created["id"]))["state"] == "completed"
 
 
-class WorkflowsAwayBackend(MemoryBackend):
-    """Answers every versioned snapshot read (a WorkflowActor's start) with a 503 while
-    ``away``."""
-
-    away = False
-
-    async def load_snapshot_versioned(self, key: str) -> tuple[dict[str, Any], int] | None:
-        if self.away:
-            raise BackendUnavailable("the backend is away")
-        return await super().load_snapshot_versioned(key)
-
-
 async def test_a_workflow_actor_restarted_during_an_outage_does_not_take_the_tree_down(
     autojump_clock: Any,
 ) -> None:
     """Found by the chaos suite (sqs): a WorkflowActor whose start-up read found the store
     away crash-looped until the workflows supervisor gave up, then the root."""
-    backend = WorkflowsAwayBackend()
+    backend = AwayBackend()
     async with open_system(backend) as system:
         created = await system.create_workflow(chain("c.zero", "c.one"))
         backend.away = True
